@@ -1,0 +1,38 @@
+/**
+ * Firebase Admin clients, created on first use.
+ *
+ * `firebase-admin/firestore` pulls in the Firestore SDK and `firebase-admin/database`
+ * the RTDB client; a function that never touches them never loads them.
+ */
+import type { App } from "firebase-admin/app";
+import type { Firestore } from "firebase-admin/firestore";
+import type { Database } from "firebase-admin/database";
+
+let app: App | undefined;
+let db: Firestore | undefined;
+let rtdb: Database | undefined;
+
+export function adminApp(): App {
+  if (!app) {
+    const { getApps, initializeApp } = require("firebase-admin/app") as typeof import("firebase-admin/app");
+    app = getApps()[0] ?? initializeApp();
+  }
+  return app;
+}
+
+export function firestore(): Firestore {
+  if (!db) {
+    const { getFirestore } = require("firebase-admin/firestore") as typeof import("firebase-admin/firestore");
+    db = getFirestore(adminApp());
+  }
+  return db;
+}
+
+/** The Realtime Database; its URL comes from FIREBASE_CONFIG (set by the runtime and the emulator). */
+export function realtimeDb(): Database {
+  if (!rtdb) {
+    const { getDatabase } = require("firebase-admin/database") as typeof import("firebase-admin/database");
+    rtdb = getDatabase(adminApp());
+  }
+  return rtdb;
+}

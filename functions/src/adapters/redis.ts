@@ -1,0 +1,152 @@
+/**
+ * Redis behind a circuit breaker.
+ *
+ * Redis only accelerates the suite, so every call is bounded: no offline queue,
+ * a short command timeout, a short wait for the first connection, and after
+ * repeated failures the breaker stays open for a cooldown during which calls
+ * fail at once. Callers catch `RedisUnavailable` and fall back.
+ */
+import type { Redis } from "ioredis";
+import { REDIS_COMMAND_TIMEOUT_MS, REDIS_URL } from "../config";
+import { logs } from "../shared/logs";
+
+export class RedisUnavailable extends Error {
+  constructor(reason: string) {
+    super(`redis unavailable: ${reason}`);
+    this.name = "RedisUnavailable";
+  }
+}
+
+export interface BreakerOptions {
+  /** Consecutive failures that open the breaker. */
+  failureThreshold: number;
+  /** How long an open breaker refuses calls before letting one through. */
+  cooldownMs: number;
+}
+
+/** A consecutive-failure circuit breaker with a half-open probe after the cooldown. */
+export class CircuitBreaker {
+  private failures = 0;
+  private openUntil = 0;
+
+  constructor(private readonly options: BreakerOptions, private readonly now: () => number = Date.now) {}
+
+  /** True while calls should not be attempted. */
+  isOpen(): boolean {
+    return this.openUntil > this.now();
+  }
+
+  recordSuccess(): void {
+    if (this.failures >= this.options.failureThreshold) logs.redisCircuitClosed();
+    this.failures = 0;
+    this.openUntil = 0;
+  }
+
+  recordFailure(): void {
+    this.failures += 1;
+    if (this.failures >= this.options.failureThreshold) {
+      this.openUntil = this.now() + this.options.cooldownMs;
+      if (this.failures === this.options.failureThreshold) {
+        logs.redisCircuitOpened(this.failures, this.options.cooldownMs);
+      }
+    }
+  }
+}
+
+export interface RedisGatewayOptions {
+  url: string;
+  commandTimeoutMs: number;
+  connectWaitMs: number;
+  breaker: BreakerOptions;
+}
+
+/** One lazily connected ioredis client with bounded calls. */
+export class RedisGateway {
+  private client: Redis | undefined;
+  private readonly breaker: CircuitBreaker;
+
+  constructor(private readonly options: RedisGatewayOptions) {
+    this.breaker = new CircuitBreaker(options.breaker);
+  }
+
+  get enabled(): boolean {
+    return this.options.url !== "";
+  }
+
+  /** Runs `fn` with a connected client, or throws RedisUnavailable without waiting long. */
+  async run<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
+    if (!this.enabled) throw new RedisUnavailable("disabled by configuration");
+    if (this.breaker.isOpen()) throw new RedisUnavailable("circuit open");
+    try {
+      const redis = await this.connected();
+      const result = await fn(redis);
+      this.breaker.recordSuccess();
+      return result;
+    } catch (error) {
+      this.breaker.recordFailure();
+      if (error instanceof RedisUnavailable) throw error;
+      throw new RedisUnavailable(error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  /** Closes the connection (tests and scripts; functions keep it for the instance's life). */
+  async close(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client) client.disconnect();
+  }
+
+  private async connected(): Promise<Redis> {
+    const redis = this.client ?? this.create();
+    if (redis.status === "ready") return redis;
+    if (redis.status === "wait") redis.connect().catch(() => undefined);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => done(new RedisUnavailable(`not connected (${redis.status})`)), this.options.connectWaitMs);
+      const onReady = () => done();
+      const onEnd = () => done(new RedisUnavailable("connection closed"));
+      const done = (error?: Error) => {
+        clearTimeout(timer);
+        redis.off("ready", onReady);
+        redis.off("end", onEnd);
+        if (error) reject(error);
+        else resolve();
+      };
+      redis.once("ready", onReady);
+      redis.once("end", onEnd);
+    });
+    return redis;
+  }
+
+  private create(): Redis {
+    const IORedis = (require("ioredis") as typeof import("ioredis")).default;
+    const client = new IORedis(this.options.url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: this.options.commandTimeoutMs,
+      connectTimeout: Math.max(this.options.connectWaitMs, 200),
+      // Keep reconnecting in the background with capped backoff; callers never wait on it.
+      retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2000),
+    });
+    // Errors surface through rejected commands; an unhandled 'error' event would crash the instance.
+    client.on("error", () => undefined);
+    this.client = client;
+    return client;
+  }
+}
+
+let gateway: RedisGateway | undefined;
+
+/** The instance-wide Redis gateway, configured from params on first use. */
+export function redis(): RedisGateway {
+  if (!gateway) {
+    const commandTimeoutMs = REDIS_COMMAND_TIMEOUT_MS.value();
+    gateway = new RedisGateway({
+      url: REDIS_URL.value(),
+      commandTimeoutMs,
+      connectWaitMs: commandTimeoutMs,
+      breaker: { failureThreshold: 3, cooldownMs: 5000 },
+    });
+  }
+  return gateway;
+}

@@ -1,0 +1,215 @@
+/**
+ * The local harness: one program behind `npm start`, `npm test` and `npm run bench`.
+ *
+ * It brings up, on free loopback ports, the Firebase emulators (functions,
+ * auth, hosting, the official Firestore and Pub/Sub emulators), a Realtime
+ * Database, redis-server, a MongoDB wire server and a LanceDB folder; waits
+ * for them with deadlines; delivers the events no emulator fires here; and
+ * tears everything down on exit, failure or Ctrl-C.
+ *
+ *   tsx scripts/harness.ts start            the suite with demo data, until Ctrl-C
+ *   tsx scripts/harness.ts test [tier…]     mocha over test/<tier> (unit, integration, e2e; all by default)
+ *   tsx scripts/harness.ts bench            the benchmark
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { startControlServer } from "./harness/control";
+import { installExitHandlers, onTeardown, startProcess, teardown } from "./harness/processes";
+import {
+  PROJECT_ID,
+  REGION,
+  ROOT,
+  STATE_DIR,
+  officialRtdbAvailable,
+  startEmulators,
+  startMongo,
+  startRedis,
+  startRtdbSubstitute,
+} from "./harness/services";
+import { startRtdbWatcher, startScheduleTicker } from "./harness/triggers";
+
+type Mode = "start" | "test" | "bench";
+
+async function main(): Promise<number> {
+  const [modeArg, ...rest] = process.argv.slice(2);
+  if (modeArg !== "start" && modeArg !== "test" && modeArg !== "bench") {
+    process.stderr.write("usage: harness.ts start | test [unit|integration|e2e …] | bench\n");
+    return 2;
+  }
+  const mode: Mode = modeArg;
+  installExitHandlers();
+  const started = Date.now();
+  const step = (text: string) => process.stdout.write(`[harness +${((Date.now() - started) / 1000).toFixed(1)}s] ${text}\n`);
+
+  const runDir = path.join(STATE_DIR, `run-${process.pid}`);
+  mkdirSync(runDir, { recursive: true });
+  const lanceDir = mkdtempSync(path.join(os.tmpdir(), "metered-ai-lancedb-"));
+  onTeardown(() => rmSync(lanceDir, { recursive: true, force: true }));
+
+  if (mode === "test" && rest.length > 0 && rest.every((tier) => tier === "unit")) {
+    // Pure unit tests need no services.
+    return runChild("mocha", mochaArgs(rest), {}, runDir);
+  }
+
+  step("starting redis-server, MongoDB wire server and Realtime Database");
+  const [redis, mongo] = await Promise.all([startRedis(runDir), startMongo()]);
+  const useOfficialRtdb = officialRtdbAvailable();
+  const rtdb = useOfficialRtdb ? undefined : await startRtdbSubstitute();
+
+  const functionEnv: Record<string, string> = {
+    ENVIRONMENT: mode === "start" ? "local" : mode,
+    REDIS_URL: redis.url,
+    MONGODB_URI: mongo.uri,
+    LANCEDB_URI: lanceDir,
+  };
+  writeFunctionsEnvLocal(functionEnv);
+
+  step("starting the Firebase emulators (functions, auth, hosting, firestore, pubsub" + (useOfficialRtdb ? ", database)" : ")"));
+  const emulators = await startEmulators({
+    env: rtdb ? { FIREBASE_DATABASE_EMULATOR_HOST: rtdb.host } : {},
+    logDir: runDir,
+    withDatabase: useOfficialRtdb,
+    echo: process.env.HARNESS_ECHO === "1",
+  });
+  const { ports } = emulators;
+  const rtdbHost = rtdb?.host ?? `127.0.0.1:${ports.database}`;
+
+  const suiteEnv: Record<string, string> = {
+    GCLOUD_PROJECT: PROJECT_ID,
+    GOOGLE_CLOUD_PROJECT: PROJECT_ID,
+    FIREBASE_CONFIG: JSON.stringify({ projectId: PROJECT_ID, databaseURL: `http://${rtdbHost}?ns=${PROJECT_ID}-default-rtdb` }),
+    FIRESTORE_EMULATOR_HOST: `127.0.0.1:${ports.firestore}`,
+    PUBSUB_EMULATOR_HOST: `127.0.0.1:${ports.pubsub}`,
+    FIREBASE_AUTH_EMULATOR_HOST: `127.0.0.1:${ports.auth}`,
+    FIREBASE_DATABASE_EMULATOR_HOST: rtdbHost,
+    METADATA_SERVER_DETECTION: "none",
+    FUNCTIONS_ORIGIN: emulators.functionsOrigin,
+    FUNCTIONS_BASE_URL: `${emulators.functionsOrigin}/${PROJECT_ID}/${REGION}`,
+    HOSTING_ORIGIN: `http://127.0.0.1:${ports.hosting}`,
+    FUNCTIONS_REGION: REGION,
+    RTDB_SUBSTITUTE: rtdb ? "1" : "0",
+    ...functionEnv,
+  };
+
+  if (rtdb) await startRtdbWatcher({ functionsOrigin: emulators.functionsOrigin, env: suiteEnv, log: step });
+  const control = await startControlServer({ redis });
+  suiteEnv.HARNESS_CONTROL_URL = control.url;
+
+  printTable(step, [
+    ["functions emulator", emulators.functionsOrigin],
+    ["hosting (/api/health)", suiteEnv.HOSTING_ORIGIN],
+    ["firestore emulator", suiteEnv.FIRESTORE_EMULATOR_HOST],
+    ["pubsub emulator", suiteEnv.PUBSUB_EMULATOR_HOST],
+    ["auth emulator", suiteEnv.FIREBASE_AUTH_EMULATOR_HOST],
+    [rtdb ? "realtime db (substitute)" : "realtime db emulator", rtdbHost],
+    ["redis", redis.url],
+    [mongo.external ? "mongodb (MONGODB_URI)" : "mongodb (wire server)", mongo.uri],
+    ["lancedb", lanceDir],
+    ["logs", runDir],
+  ]);
+
+  if (mode === "test") {
+    const tiers = rest.length > 0 ? rest : ["unit", "integration", "e2e"];
+    return runChild("mocha", mochaArgs(tiers), suiteEnv, runDir);
+  }
+  if (mode === "bench") {
+    return runChild("tsx", [path.join(ROOT, "bench", "run.ts"), ...rest], suiteEnv, runDir);
+  }
+
+  const { seedDemo } = await import("./harness/demo");
+  await seedDemo(suiteEnv, step);
+  startScheduleTicker({ functionsOrigin: emulators.functionsOrigin, log: step });
+  process.stdout.write(
+    [
+      "",
+      "The suite is running. Try:",
+      `  curl -s ${suiteEnv.HOSTING_ORIGIN}/api/health`,
+      `  curl -s ${suiteEnv.FUNCTIONS_BASE_URL}/health`,
+      "Press Ctrl-C to stop everything.",
+      "",
+    ].join("\n"),
+  );
+  await emulators.process.exited;
+  step("the emulators exited");
+  return 1;
+}
+
+function mochaArgs(tiers: string[]): string[] {
+  const known = ["unit", "integration", "e2e"];
+  const unknown = tiers.filter((tier) => !known.includes(tier));
+  if (unknown.length > 0) throw new Error(`unknown test tier(s): ${unknown.join(", ")}; use ${known.join(", ")}`);
+  return tiers.map((tier) => `test/${tier}/**/*.test.ts`);
+}
+
+/** Runs a tool from node_modules/.bin with the suite's environment, inheriting the terminal. */
+async function runChild(tool: string, args: string[], env: Record<string, string>, runDir: string): Promise<number> {
+  const child = startProcess(tool, path.join(ROOT, "node_modules", ".bin", tool), args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    logFile: path.join(runDir, `${tool}.log`),
+    echoRaw: true,
+  });
+  const code = await child.exited;
+  return code ?? 1;
+}
+
+/**
+ * The functions emulator prompts for every param without a value in a dotenv
+ * file, so all declared params are written to functions/.env.local (defaults,
+ * then this run's values) and secrets to functions/.secret.local. Files that
+ * were there before are restored at teardown.
+ */
+function writeFunctionsEnvLocal(values: Record<string, string>): void {
+  const declared = declaredParams();
+  const plain: Record<string, string> = {};
+  const secrets: Record<string, string> = {};
+  for (const param of declared) {
+    if (param.secret) secrets[param.name] = DEV_SECRETS[param.name] ?? `dev-${param.name.toLowerCase()}`;
+    else plain[param.name] = param.default === undefined ? "" : String(param.default);
+  }
+  Object.assign(plain, values);
+  writeRestoredOnTeardown(path.join(ROOT, "functions", ".env.local"), plain);
+  writeRestoredOnTeardown(path.join(ROOT, "functions", ".secret.local"), secrets);
+}
+
+/** Secrets' values for local runs; tests read the same table through HARNESS_SECRETS. */
+export const DEV_SECRETS: Record<string, string> = {};
+
+function declaredParams(): Array<{ name: string; default?: unknown; secret: boolean }> {
+  const functionsDir = path.join(ROOT, "functions");
+  const params = require(require.resolve("firebase-functions/params", { paths: [functionsDir] })) as {
+    declaredParams: Array<{ name: string; constructor: { name: string }; options?: { default?: unknown } }>;
+  };
+  require(path.join(functionsDir, "lib", "config.js"));
+  return params.declaredParams.map((param) => ({
+    name: param.name,
+    default: param.options?.default,
+    secret: param.constructor.name === "SecretParam",
+  }));
+}
+
+function writeRestoredOnTeardown(file: string, values: Record<string, string>): void {
+  const previous = existsSync(file) ? readFileSync(file, "utf8") : undefined;
+  const body = Object.entries(values)
+    .map(([key, value]) => `${key}=${value}`)
+    .join("\n");
+  writeFileSync(file, `# written by scripts/harness.ts for this run\n${body}\n`);
+  onTeardown(() => (previous === undefined ? rmSync(file, { force: true }) : writeFileSync(file, previous)));
+}
+
+function printTable(step: (text: string) => void, rows: Array<[string, string]>): void {
+  const width = Math.max(...rows.map(([name]) => name.length));
+  step("ready:\n" + rows.map(([name, where]) => `  ${name.padEnd(width)}  ${where}`).join("\n"));
+}
+
+main()
+  .then(async (code) => {
+    await teardown();
+    process.exit(code);
+  })
+  .catch(async (error: unknown) => {
+    process.stderr.write(`harness failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    await teardown();
+    process.exit(1);
+  });

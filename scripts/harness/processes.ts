@@ -1,0 +1,135 @@
+/**
+ * Child processes that must not outlive the harness.
+ *
+ * Each child runs in its own process group (detached), so stopping it also
+ * stops whatever it started (firebase-tools starts Java emulators and function
+ * runtimes). Teardown sends SIGTERM/SIGINT to every group, waits, then SIGKILLs
+ * what is left; it runs on normal exit, failure and Ctrl-C.
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { createWriteStream, type WriteStream } from "node:fs";
+
+export interface Managed {
+  name: string;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  log: string;
+}
+
+type Cleanup = () => Promise<void> | void;
+
+const children: Managed[] = [];
+const cleanups: Cleanup[] = [];
+let tearingDown: Promise<void> | undefined;
+
+/** Starts `command` in a new process group, its output appended to `logFile` (and echoed when `echo` is set). */
+export function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  options: SpawnOptions & { logFile: string; echo?: boolean; echoRaw?: boolean },
+): Managed {
+  const log: WriteStream = createWriteStream(options.logFile, { flags: "a" });
+  const child = spawn(command, args, { ...options, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  for (const stream of [child.stdout, child.stderr]) {
+    stream?.on("data", (chunk: Buffer) => {
+      log.write(chunk);
+      if (options.echoRaw) process.stdout.write(chunk);
+      else if (options.echo) process.stdout.write(prefixLines(name, chunk.toString()));
+    });
+  }
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("exit", (code) => {
+      log.end();
+      resolve(code);
+    });
+    child.once("error", (error) => {
+      log.write(`spawn error: ${error.message}\n`);
+      resolve(-1);
+    });
+  });
+  const managed = { name, child, exited, log: options.logFile };
+  children.push(managed);
+  return managed;
+}
+
+/** Registers work to do at teardown (in-process servers, temp folders); run in reverse order. */
+export function onTeardown(cleanup: Cleanup): void {
+  cleanups.push(cleanup);
+}
+
+/** Stops one managed process group: `signal`, then SIGKILL after `graceMs`. */
+export async function stopProcess(managed: Managed, signal: NodeJS.Signals = "SIGTERM", graceMs = 8000): Promise<void> {
+  const pid = managed.child.pid;
+  if (pid === undefined || managed.child.exitCode !== null || managed.child.signalCode !== null) {
+    killGroup(pid, "SIGKILL"); // its own children may still be alive
+    return;
+  }
+  killGroup(pid, signal);
+  const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
+  await Promise.race([managed.exited, timer]);
+  // Whatever the leader did, nothing of its group may stay behind.
+  killGroup(pid, "SIGKILL");
+  const index = children.indexOf(managed);
+  if (index >= 0) children.splice(index, 1);
+}
+
+/** Stops every child and runs every cleanup, once. */
+export function teardown(): Promise<void> {
+  tearingDown ??= (async () => {
+    // firebase-tools shuts its emulators down cleanly on SIGINT; others take SIGTERM.
+    await Promise.all(
+      [...children].reverse().map((managed) => stopProcess(managed, managed.name === "firebase" ? "SIGINT" : "SIGTERM")),
+    );
+    for (const cleanup of [...cleanups].reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        process.stderr.write(`teardown: ${error instanceof Error ? error.message : String(error)}\n`);
+      }
+    }
+  })();
+  return tearingDown;
+}
+
+/** Makes Ctrl-C, SIGTERM, SIGHUP and crashes tear everything down before exiting. */
+export function installExitHandlers(): void {
+  const exitAfterTeardown = (code: number) => {
+    void teardown().finally(() => process.exit(code));
+  };
+  process.once("SIGINT", () => {
+    process.stdout.write("\nstopping…\n");
+    exitAfterTeardown(130);
+  });
+  process.once("SIGTERM", () => exitAfterTeardown(143));
+  process.once("SIGHUP", () => exitAfterTeardown(129));
+  process.once("uncaughtException", (error) => {
+    process.stderr.write(`harness crashed: ${error.stack ?? error.message}\n`);
+    exitAfterTeardown(1);
+  });
+  process.once("unhandledRejection", (reason) => {
+    process.stderr.write(`harness crashed: ${reason instanceof Error ? reason.stack : String(reason)}\n`);
+    exitAfterTeardown(1);
+  });
+  // Last resort on a synchronous exit: no waiting possible, so SIGKILL every group.
+  process.once("exit", () => {
+    for (const managed of children) killGroup(managed.child.pid, "SIGKILL");
+  });
+}
+
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+function prefixLines(name: string, text: string): string {
+  return text
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line) => `[${name}] ${line}\n`)
+    .join("");
+}

@@ -1,0 +1,102 @@
+/**
+ * What the harness started, as tests see it, and the clients to reach it.
+ *
+ * Tests use the same adapters the functions use (firebase-admin from the
+ * functions package), pointed at the emulators by the harness's environment.
+ */
+import { randomUUID } from "node:crypto";
+import path from "node:path";
+
+export const ROOT = path.resolve(__dirname, "..", "..");
+export const FUNCTIONS_DIR = path.join(ROOT, "functions");
+
+export function env(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run this tier through the harness (npm test -- <tier>)`);
+  return value;
+}
+
+export const suite = {
+  get projectId() {
+    return env("GCLOUD_PROJECT");
+  },
+  get functionsOrigin() {
+    return env("FUNCTIONS_ORIGIN");
+  },
+  get functionsBaseUrl() {
+    return env("FUNCTIONS_BASE_URL");
+  },
+  get hostingOrigin() {
+    return env("HOSTING_ORIGIN");
+  },
+  get controlUrl() {
+    return env("HARNESS_CONTROL_URL");
+  },
+  get redisUrl() {
+    return env("REDIS_URL");
+  },
+  get mongoUri() {
+    return env("MONGODB_URI");
+  },
+};
+
+/** A fresh user id, so tests never share state. */
+export function newUid(prefix = "user"): string {
+  return `${prefix}-${randomUUID().slice(0, 12)}`;
+}
+
+/**
+ * An ID token the Auth emulator accepts: unsigned ("alg": "none"), as the
+ * emulator's own tokens are. firebase-admin verifies such tokens only when
+ * FIREBASE_AUTH_EMULATOR_HOST is set, which is the case in the functions emulator.
+ */
+export function emulatorIdToken(uid: string, claims: Record<string, unknown> = {}): string {
+  const now = Math.floor(Date.now() / 1000);
+  const header = { alg: "none", typ: "JWT" };
+  const payload = {
+    iss: `https://securetoken.google.com/${suite.projectId}`,
+    aud: suite.projectId,
+    auth_time: now,
+    user_id: uid,
+    sub: uid,
+    iat: now,
+    exp: now + 3600,
+    firebase: { identities: {}, sign_in_provider: "custom" },
+    ...claims,
+  };
+  const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  return `${encode(header)}.${encode(payload)}.`;
+}
+
+export interface CallResult<T> {
+  status: number;
+  result?: T;
+  error?: { status: string; message: string; details?: unknown };
+}
+
+/** Calls a callable function over its HTTP protocol, as a client SDK would. */
+export async function callFunction<T = unknown>(
+  name: string,
+  data: unknown,
+  auth?: { uid: string; claims?: Record<string, unknown> },
+): Promise<CallResult<T>> {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (auth) headers.authorization = `Bearer ${emulatorIdToken(auth.uid, auth.claims)}`;
+  const response = await fetch(`${suite.functionsBaseUrl}/${name}`, {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ data }),
+    signal: AbortSignal.timeout(60_000),
+  });
+  const body = (await response.json()) as { result?: T; error?: CallResult<T>["error"] };
+  return { status: response.status, result: body.result, error: body.error };
+}
+
+/** Stops or starts a service the harness owns. */
+export async function control(action: "redis/stop" | "redis/start"): Promise<void> {
+  const response = await fetch(`${suite.controlUrl}/${action}`, { method: "POST", signal: AbortSignal.timeout(20_000) });
+  if (!response.ok) throw new Error(`harness control ${action}: HTTP ${response.status} ${await response.text()}`);
+}
+
+export { waitFor, http } from "../../scripts/harness/net";
+export { deliver, fireSchedule, rtdbWrittenEvent } from "../../scripts/harness/cloudevents";

@@ -1,0 +1,73 @@
+/**
+ * The deploy manifest of every exported function, as firebase-tools reads it
+ * at deploy time (`__endpoint`). A function that is added, removed, or whose
+ * trigger, region or options change must change this table too.
+ */
+import assert from "node:assert/strict";
+import path from "node:path";
+
+interface Endpoint {
+  platform: string;
+  region: string[];
+  timeoutSeconds?: number | null;
+  maxInstances?: number | null;
+  httpsTrigger?: Record<string, unknown>;
+  callableTrigger?: Record<string, unknown>;
+  eventTrigger?: { eventType: string; eventFilters?: Record<string, string>; eventFilterPathPatterns?: Record<string, string>; retry?: boolean };
+  scheduleTrigger?: { schedule: string };
+  secretEnvironmentVariables?: Array<{ key: string }>;
+}
+
+type Expected =
+  | { kind: "https" }
+  | { kind: "callable" }
+  | { kind: "event"; eventType: string; filter?: Record<string, string>; retry?: boolean }
+  | { kind: "schedule"; schedule: string };
+
+const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: string[] }> = {
+  health: { kind: "https", timeoutSeconds: 30 },
+};
+
+describe("unit: deploy manifest of every exported function", () => {
+  const lib = path.join(__dirname, "..", "..", "functions", "lib", "index.js");
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const exported = require(lib) as Record<string, { __endpoint?: Endpoint }>;
+
+  it("exports exactly the functions in the table", () => {
+    assert.deepEqual(Object.keys(exported).sort(), Object.keys(EXPECTED).sort());
+  });
+
+  for (const [name, expected] of Object.entries(EXPECTED)) {
+    it(`${name}: ${expected.kind} trigger, gcfv2 in us-central1, max 20 instances`, () => {
+      const endpoint = exported[name]?.__endpoint;
+      assert.ok(endpoint, `${name} has no __endpoint`);
+      assert.equal(endpoint.platform, "gcfv2");
+      assert.deepEqual(endpoint.region, ["us-central1"]);
+      assert.equal(endpoint.maxInstances, 20);
+      if (expected.timeoutSeconds !== undefined) assert.equal(endpoint.timeoutSeconds, expected.timeoutSeconds);
+      assert.deepEqual(
+        (endpoint.secretEnvironmentVariables ?? []).map((secret) => secret.key).sort(),
+        (expected.secrets ?? []).sort(),
+        "secrets are attached only where needed",
+      );
+      switch (expected.kind) {
+        case "https":
+          assert.ok(endpoint.httpsTrigger && !endpoint.callableTrigger);
+          break;
+        case "callable":
+          assert.ok(endpoint.callableTrigger);
+          break;
+        case "event":
+          assert.equal(endpoint.eventTrigger?.eventType, expected.eventType);
+          if (expected.filter) {
+            assert.deepEqual({ ...endpoint.eventTrigger?.eventFilters, ...endpoint.eventTrigger?.eventFilterPathPatterns }, expected.filter);
+          }
+          if (expected.retry !== undefined) assert.equal(endpoint.eventTrigger?.retry, expected.retry);
+          break;
+        case "schedule":
+          assert.equal(endpoint.scheduleTrigger?.schedule, expected.schedule);
+          break;
+      }
+    });
+  }
+});
