@@ -1,0 +1,72 @@
+/**
+ * The one way callables are declared: auth first, then the strict zod schema,
+ * then the use case; every error mapped to an HttpsError in one place.
+ */
+import { HttpsError, onCall, type CallableOptions, type CallableRequest } from "firebase-functions/v2/https";
+import { ZodError, type ZodType } from "zod";
+import { DomainError, InvalidInput, PermissionDenied, Unauthenticated } from "./errors";
+import { logs } from "./logs";
+
+/** Who is calling, from `request.auth` only. */
+export interface Caller {
+  uid: string;
+  admin: boolean;
+  email?: string;
+}
+
+export type Access = "user" | "admin" | "public";
+
+export interface CallableSpec<I, O> {
+  /** Stable name used in logs. */
+  name: string;
+  access: Access;
+  schema: ZodType<I>;
+  handler: (input: I, caller: Caller | undefined) => Promise<O>;
+  options?: CallableOptions;
+}
+
+export function callable<I, O>(spec: CallableSpec<I, O>) {
+  return onCall(spec.options ?? {}, async (request: CallableRequest<unknown>) => {
+    try {
+      const caller = callerOf(request);
+      if (spec.access !== "public" && !caller) throw new Unauthenticated();
+      if (spec.access === "admin" && !caller?.admin) throw new PermissionDenied("This function is for administrators.");
+      const input = parseInput(spec.schema, request.data);
+      return await spec.handler(input, caller);
+    } catch (error) {
+      throw toHttpsError(error, spec.name);
+    }
+  });
+}
+
+export function callerOf(request: { auth?: { uid: string; token: Record<string, unknown> } }): Caller | undefined {
+  if (!request.auth) return undefined;
+  const token = request.auth.token;
+  return {
+    uid: request.auth.uid,
+    admin: token.admin === true,
+    email: typeof token.email === "string" ? token.email : undefined,
+  };
+}
+
+/** Parses untrusted input; a ZodError becomes InvalidInput with field-level issues. */
+export function parseInput<I>(schema: ZodType<I>, data: unknown): I {
+  try {
+    return schema.parse(data ?? {});
+  } catch (error) {
+    if (error instanceof ZodError) throw InvalidInput.fromZod(error);
+    throw error;
+  }
+}
+
+/** The single mapping from anything thrown to what a client may see. */
+export function toHttpsError(error: unknown, where: string): HttpsError {
+  if (error instanceof HttpsError) return error;
+  if (error instanceof DomainError) return new HttpsError(error.code, error.message, error.details);
+  if (error instanceof ZodError) {
+    const invalid = InvalidInput.fromZod(error);
+    return new HttpsError(invalid.code, invalid.message, invalid.details);
+  }
+  logs.unexpectedError(where, error);
+  return new HttpsError("internal", "Internal error.");
+}
