@@ -8,7 +8,7 @@
  * tears everything down on exit, failure or Ctrl-C.
  *
  *   tsx scripts/harness.ts start            the suite with demo data, until Ctrl-C
- *   tsx scripts/harness.ts test [tier…]     mocha over test/<tier> (unit, integration, e2e; all by default)
+ *   tsx scripts/harness.ts test [tier…]     mocha over test/<tier> (unit, integration, e2e; all by default) or named test files
  *   tsx scripts/harness.ts bench            the benchmark
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -47,7 +47,7 @@ async function main(): Promise<number> {
   const lanceDir = mkdtempSync(path.join(os.tmpdir(), "metered-ai-lancedb-"));
   onTeardown(() => rmSync(lanceDir, { recursive: true, force: true }));
 
-  if (mode === "test" && rest.length > 0 && rest.every((tier) => tier === "unit")) {
+  if (mode === "test" && rest.length > 0 && rest.every((tier) => tier === "unit" || tier.startsWith("test/unit/"))) {
     // Pure unit tests need no services.
     return runChild("mocha", mochaArgs(rest), {}, runDir);
   }
@@ -89,6 +89,8 @@ async function main(): Promise<number> {
     HOSTING_ORIGIN: `http://127.0.0.1:${ports.hosting}`,
     FUNCTIONS_REGION: REGION,
     RTDB_SUBSTITUTE: rtdb ? "1" : "0",
+    // Tests call the metering endpoint with the same key the functions emulator was given.
+    METERING_API_KEY: DEV_SECRETS.METERING_API_KEY,
     ...functionEnv,
   };
 
@@ -135,11 +137,12 @@ async function main(): Promise<number> {
   return 1;
 }
 
+/** Tiers become globs; arguments that name test files are passed as they are (to run one file while working on it). */
 function mochaArgs(tiers: string[]): string[] {
   const known = ["unit", "integration", "e2e"];
-  const unknown = tiers.filter((tier) => !known.includes(tier));
+  const unknown = tiers.filter((tier) => !known.includes(tier) && !tier.endsWith(".ts"));
   if (unknown.length > 0) throw new Error(`unknown test tier(s): ${unknown.join(", ")}; use ${known.join(", ")}`);
-  return tiers.map((tier) => `test/${tier}/**/*.test.ts`);
+  return tiers.map((tier) => (tier.endsWith(".ts") ? tier : `test/${tier}/**/*.test.ts`));
 }
 
 /** Runs a tool from node_modules/.bin with the suite's environment, inheriting the terminal. */
@@ -174,7 +177,7 @@ function writeFunctionsEnvLocal(values: Record<string, string>): void {
 }
 
 /** Secrets' values for local runs; tests read the same table through HARNESS_SECRETS. */
-export const DEV_SECRETS: Record<string, string> = {};
+export const DEV_SECRETS: Record<string, string> = { METERING_API_KEY: "dev-metering-key" };
 
 function declaredParams(): Array<{ name: string; default?: unknown; secret: boolean }> {
   const functionsDir = path.join(ROOT, "functions");

@@ -5,7 +5,7 @@
  * machine, so `npm start` needs no configuration. `.value()` is only called at
  * run time, inside handlers, never at import.
  */
-import { defineInt, defineString } from "firebase-functions/params";
+import { defineInt, defineSecret, defineString } from "firebase-functions/params";
 
 export const ENVIRONMENT = defineString("ENVIRONMENT", {
   default: "development",
@@ -69,3 +69,16 @@ export function redactUrl(url: string): string {
     return url === "" ? "" : "<unparseable>";
   }
 }
+
+export const RATE_LIMIT_SPEND_PER_MINUTE = defineInt("RATE_LIMIT_SPEND_PER_MINUTE", {
+  default: 300,
+  description: "Spends (callable, metering endpoint, offline queue) one user may make per minute; half of it per instance while Redis is down.",
+});
+
+export const LOW_BALANCE_THRESHOLD = defineInt("LOW_BALANCE_THRESHOLD", {
+  default: 20,
+  description: "Available credits below which a user is notified once per crossing.",
+});
+
+/** API key the app's own servers send to the metering endpoint (Secret Manager). */
+export const METERING_API_KEY = defineSecret("METERING_API_KEY");

@@ -16,6 +16,14 @@ type Loader = () => unknown;
 /** Function name → module that defines it. Names are the deployed function names. */
 const functions: Record<string, Loader> = {
   health: () => require("./health/trigger").health,
+  getBalance: () => require("./credits/callables").getBalance,
+  spendCredits: () => require("./credits/callables").spendCredits,
+  listTransactions: () => require("./credits/callables").listTransactions,
+  grantCredits: () => require("./credits/callables").grantCredits,
+  refundCredits: () => require("./credits/callables").refundCredits,
+  adjustCredits: () => require("./credits/callables").adjustCredits,
+  meterUsage: () => require("./credits/meter").meterUsage,
+  applyOperationQueue: () => require("./credits/queue-trigger").applyOperationQueue,
 };
 
 for (const [name, load] of Object.entries(functions)) {

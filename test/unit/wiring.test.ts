@@ -26,6 +26,19 @@ type Expected =
 
 const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: string[] }> = {
   health: { kind: "https", timeoutSeconds: 30 },
+  getBalance: { kind: "callable" },
+  spendCredits: { kind: "callable" },
+  listTransactions: { kind: "callable" },
+  grantCredits: { kind: "callable" },
+  refundCredits: { kind: "callable" },
+  adjustCredits: { kind: "callable" },
+  meterUsage: { kind: "https", timeoutSeconds: 30, secrets: ["METERING_API_KEY"] },
+  applyOperationQueue: {
+    kind: "event",
+    eventType: "google.firebase.database.ref.v1.written",
+    filter: { ref: "operation_queues/{uid}/{opId}", instance: "*" },
+    retry: true,
+  },
 };
 
 describe("unit: deploy manifest of every exported function", () => {

@@ -36,3 +36,9 @@ export function realtimeDb(): Database {
   }
   return rtdb;
 }
+
+/** Firestore's FieldValue / Timestamp, loaded with the Firestore SDK (not at import). */
+export function firestoreValues(): Pick<typeof import("firebase-admin/firestore"), "FieldValue" | "Timestamp" | "FieldPath"> {
+  const { FieldValue, Timestamp, FieldPath } = require("firebase-admin/firestore") as typeof import("firebase-admin/firestore");
+  return { FieldValue, Timestamp, FieldPath };
+}

@@ -3,7 +3,7 @@
  * then the use case; every error mapped to an HttpsError in one place.
  */
 import { HttpsError, onCall, type CallableOptions, type CallableRequest } from "firebase-functions/v2/https";
-import { ZodError, type ZodType } from "zod";
+import { ZodError, type ZodType, type ZodTypeDef } from "zod";
 import { DomainError, InvalidInput, PermissionDenied, Unauthenticated } from "./errors";
 import { logs } from "./logs";
 
@@ -20,7 +20,7 @@ export interface CallableSpec<I, O> {
   /** Stable name used in logs. */
   name: string;
   access: Access;
-  schema: ZodType<I>;
+  schema: ZodType<I, ZodTypeDef, unknown>;
   handler: (input: I, caller: Caller | undefined) => Promise<O>;
   options?: CallableOptions;
 }
@@ -31,6 +31,8 @@ export function callable<I, O>(spec: CallableSpec<I, O>) {
       const caller = callerOf(request);
       if (spec.access !== "public" && !caller) throw new Unauthenticated();
       if (spec.access === "admin" && !caller?.admin) throw new PermissionDenied("This function is for administrators.");
+      // The SDK's decoding drops `__proto__` keys silently; the raw body still has them.
+      rejectPrototypeKeys(request.rawRequest?.body);
       const input = parseInput(spec.schema, request.data);
       return await spec.handler(input, caller);
     } catch (error) {
@@ -50,12 +52,26 @@ export function callerOf(request: { auth?: { uid: string; token: Record<string, 
 }
 
 /** Parses untrusted input; a ZodError becomes InvalidInput with field-level issues. */
-export function parseInput<I>(schema: ZodType<I>, data: unknown): I {
+export function parseInput<I>(schema: ZodType<I, ZodTypeDef, unknown>, data: unknown): I {
   try {
     return schema.parse(data ?? {});
   } catch (error) {
     if (error instanceof ZodError) throw InvalidInput.fromZod(error);
     throw error;
+  }
+}
+
+const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/** Refuses input that carries prototype-polluting keys anywhere, before anything reads it. */
+export function rejectPrototypeKeys(value: unknown, path: string[] = []): void {
+  if (value === null || typeof value !== "object") return;
+  for (const key of Object.keys(value)) {
+    if (PROTOTYPE_KEYS.has(key)) {
+      const at = [...path, key].filter((part) => part !== "data").join(".");
+      throw new InvalidInput(`Invalid input (${at}: reserved key)`, [{ path: at, message: "reserved key", code: "unrecognized_keys" }]);
+    }
+    rejectPrototypeKeys((value as Record<string, unknown>)[key], [...path, key]);
   }
 }
 

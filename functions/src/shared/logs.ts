@@ -14,6 +14,8 @@ export const logs = {
   redisCircuitOpened: (failures: number, cooldownMs: number) =>
     logger.warn("redis_circuit_opened", { failures, cooldown_ms: cooldownMs }),
   redisCircuitClosed: () => logger.info("redis_circuit_closed"),
+  queuedOperation: (uid: string, opId: string, outcome: string, code?: string) =>
+    logger.info("queued_operation", { uid, op_id: opId, outcome, code }),
   unexpectedError: (where: string, error: unknown) =>
     logger.error("unexpected_error", { where, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
 };

@@ -1,0 +1,35 @@
+/** Credit-specific domain errors (mapped to HttpsError by shared/callable.ts). */
+import { DomainError } from "../shared/errors";
+
+export class InsufficientCredits extends DomainError {
+  constructor(available: number, required: number) {
+    super("failed-precondition", `Insufficient credits: ${available} available, ${required} required.`, {
+      reason: "insufficient-credits",
+      available,
+      required,
+    });
+  }
+}
+
+export class IdempotencyKeyReused extends DomainError {
+  constructor() {
+    super("already-exists", "This idempotency key was already used with different parameters.", {
+      reason: "idempotency-key-reused",
+    });
+  }
+}
+
+export class RateLimited extends DomainError {
+  constructor(retryAfterMs: number) {
+    super("resource-exhausted", `Too many requests; retry in ${Math.ceil(retryAfterMs / 1000)} s.`, {
+      reason: "rate-limited",
+      retry_after_ms: retryAfterMs,
+    });
+  }
+}
+
+export class LedgerConflict extends DomainError {
+  constructor(message: string) {
+    super("failed-precondition", message, { reason: "ledger-conflict" });
+  }
+}

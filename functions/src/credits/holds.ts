@@ -1,0 +1,185 @@
+/**
+ * Holds: credits reserved for a job, settled exactly once.
+ *
+ * `placeHold` reserves (an entry of type `hold`: balance unchanged, held +amount).
+ * Settling moves the hold from `open` to its final status in the same
+ * transaction as its ledger entry, and only from `open`: a second settle of any
+ * kind finds it settled and changes nothing.
+ *   capture: takes the actual cost (≤ the hold) and releases the rest
+ *   release: returns the whole amount to available (failure, cancel)
+ *   expire:  like release, for holds past `expires_at` (ttlCleanup, deadlines)
+ * Every step is composable into a caller's transaction (jobs change the job's
+ * state in the same transaction), with `settleHold` as the standalone form.
+ */
+import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
+import { firestoreValues } from "../adapters/firebase";
+import { DomainError, NotFound } from "../shared/errors";
+import type { Clock } from "../shared/time";
+import { systemClock } from "../shared/time";
+import { postEntry, readAccount, type Account, type Posted } from "./ledger";
+
+export const HOLDS = "credit_holds";
+
+export type HoldStatus = "open" | "captured" | "released" | "expired";
+
+export interface Hold {
+  id: string;
+  ref: DocumentReference;
+  userId: string;
+  amount: number;
+  status: HoldStatus;
+  jobId: string | null;
+  expiresAt: Date;
+}
+
+export interface PlaceHold {
+  holdId: string;
+  amount: number;
+  expiresAt: Date;
+  actor: string;
+  reason: string;
+  idempotencyKey: string;
+  jobId?: string;
+}
+
+export type Settlement =
+  | { kind: "capture"; cost: number }
+  | { kind: "release" }
+  | { kind: "expire" };
+
+export interface SettleResult {
+  /** False when the hold was already settled; nothing was written. */
+  settled: boolean;
+  status: HoldStatus;
+  posted?: Posted;
+}
+
+export function holdRef(db: Firestore, holdId: string): DocumentReference {
+  return db.collection(HOLDS).doc(holdId);
+}
+
+/** Reserves credits; the account must have been read in this transaction. Throws InsufficientCredits. */
+export function placeHold(tx: Transaction, db: Firestore, account: Account, hold: PlaceHold): Posted {
+  const posted = postEntry(tx, db, account, {
+    type: "hold",
+    amount: 0,
+    heldDelta: hold.amount,
+    actor: hold.actor,
+    reason: hold.reason,
+    idempotencyKey: hold.idempotencyKey,
+    jobId: hold.jobId,
+    holdId: hold.holdId,
+  });
+  const { FieldValue, Timestamp } = firestoreValues();
+  tx.create(holdRef(db, hold.holdId), {
+    user_id: account.uid,
+    amount: hold.amount,
+    status: "open",
+    job_id: hold.jobId ?? null,
+    expires_at: Timestamp.fromDate(hold.expiresAt),
+    created_at: FieldValue.serverTimestamp(),
+    placed_by: posted.transaction_id,
+    settled_at: null,
+    captured_amount: null,
+  });
+  return posted;
+}
+
+export async function readHold(tx: Transaction, db: Firestore, holdId: string): Promise<Hold> {
+  const ref = holdRef(db, holdId);
+  const snapshot = await tx.get(ref);
+  if (!snapshot.exists) throw new NotFound(`Hold ${holdId}`);
+  const data = snapshot.data() ?? {};
+  return {
+    id: holdId,
+    ref,
+    userId: String(data.user_id),
+    amount: Number(data.amount),
+    status: data.status as HoldStatus,
+    jobId: (data.job_id as string | null) ?? null,
+    expiresAt: (data.expires_at as { toDate(): Date }).toDate(),
+  };
+}
+
+/** Settles an open hold inside the caller's transaction (hold and account already read). */
+export function settleHoldInTransaction(
+  tx: Transaction,
+  db: Firestore,
+  hold: Hold,
+  account: Account,
+  settlement: Settlement,
+  actor: string,
+  reason: string,
+): SettleResult {
+  if (hold.status !== "open") return { settled: false, status: hold.status };
+  if (settlement.kind === "capture") {
+    if (!Number.isSafeInteger(settlement.cost) || settlement.cost < 0 || settlement.cost > hold.amount) {
+      throw new DomainError("invalid-argument", `A capture must be a whole number between 0 and the hold (${hold.amount}).`, {
+        reason: "capture-exceeds-hold",
+        hold: hold.amount,
+        cost: settlement.cost,
+      });
+    }
+  }
+  const status: HoldStatus = settlement.kind === "capture" ? "captured" : settlement.kind === "release" ? "released" : "expired";
+  const cost = settlement.kind === "capture" ? settlement.cost : 0;
+  const posted = postEntry(tx, db, account, {
+    type: settlement.kind,
+    amount: -cost,
+    heldDelta: -hold.amount,
+    actor,
+    reason,
+    idempotencyKey: `${settlement.kind}:${hold.id}`,
+    jobId: hold.jobId ?? undefined,
+    holdId: hold.id,
+  });
+  const { FieldValue } = firestoreValues();
+  tx.update(hold.ref, {
+    status,
+    captured_amount: cost,
+    settled_at: FieldValue.serverTimestamp(),
+    settled_by: posted.transaction_id,
+  });
+  hold.status = status;
+  return { settled: true, status, posted };
+}
+
+/** Settles a hold in its own transaction; a no-op when it is already settled. */
+export async function settleHold(
+  db: Firestore,
+  holdId: string,
+  settlement: Settlement,
+  actor: string,
+  reason: string,
+): Promise<SettleResult> {
+  return db.runTransaction(
+    async (tx) => {
+      const hold = await readHold(tx, db, holdId);
+      if (hold.status !== "open") return { settled: false, status: hold.status };
+      const account = await readAccount(tx, db, hold.userId);
+      return settleHoldInTransaction(tx, db, hold, account, settlement, actor, reason);
+    },
+    { maxAttempts: TRANSACTION_ATTEMPTS },
+  );
+}
+
+/** Releases a hold whose `expires_at` has passed (ttlCleanup's action for credit_holds); no-op if settled or not yet due. */
+export async function releaseExpiredHold(db: Firestore, holdId: string, clock: Clock = systemClock): Promise<SettleResult> {
+  return db.runTransaction(
+    async (tx) => {
+      const hold = await readHold(tx, db, holdId);
+      if (hold.status !== "open" || hold.expiresAt.getTime() > clock.now().getTime()) {
+        return { settled: false, status: hold.status };
+      }
+      const account = await readAccount(tx, db, hold.userId);
+      return settleHoldInTransaction(tx, db, hold, account, { kind: "expire" }, "system:ttlCleanup", "hold expired");
+    },
+    { maxAttempts: TRANSACTION_ATTEMPTS },
+  );
+}
+
+/**
+ * Contended users (many concurrent spends) retry their transactions; the
+ * default of 5 attempts is too few for a burst, so every credit transaction uses this.
+ */
+export const TRANSACTION_ATTEMPTS = 25;

@@ -1,0 +1,74 @@
+/**
+ * Idempotency keys with the semantics payment APIs use.
+ *
+ * A key belongs to one caller (user or admin) and one operation. The record
+ * `idempotency_keys/{sha256(caller, key)}` holds a fingerprint of the request
+ * and the response, written in the same transaction as the effect. A replay
+ * with the same parameters returns the stored response; the same key with
+ * other parameters is refused and writes nothing. Only successes are stored:
+ * a request that failed wrote nothing, so it may be retried with its key.
+ */
+import { createHash } from "node:crypto";
+import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
+import { firestoreValues } from "../adapters/firebase";
+import { IdempotencyKeyReused } from "./errors";
+
+export const IDEMPOTENCY_KEYS = "idempotency_keys";
+/** Kept well past the 24 h a client may retry in. */
+export const IDEMPOTENCY_RETENTION_MS = 72 * 3_600_000;
+
+export interface IdempotencyScope {
+  /** Whose key space: the calling user, or the admin/API client for admin and metering calls. */
+  owner: string;
+  operation: string;
+  key: string;
+  /** The request's parameters; anything that changes the effect must be here. */
+  params: unknown;
+}
+
+export interface IdempotencyCheck<R> {
+  ref: DocumentReference;
+  fingerprint: string;
+  /** The first response, when this is a replay. */
+  replay?: R;
+}
+
+export function fingerprintOf(operation: string, params: unknown): string {
+  return createHash("sha256").update(`${operation}\n${canonicalJson(params)}`).digest("hex");
+}
+
+/** Reads the key's record inside `tx`; throws IdempotencyKeyReused on a parameter mismatch. */
+export async function checkIdempotency<R>(tx: Transaction, db: Firestore, scope: IdempotencyScope): Promise<IdempotencyCheck<R>> {
+  const id = createHash("sha256").update(`${scope.owner}\n${scope.key}`).digest("hex");
+  const ref = db.collection(IDEMPOTENCY_KEYS).doc(id);
+  const fingerprint = fingerprintOf(scope.operation, scope.params);
+  const snapshot = await tx.get(ref);
+  if (!snapshot.exists) return { ref, fingerprint };
+  if (snapshot.get("fingerprint") !== fingerprint) throw new IdempotencyKeyReused();
+  return { ref, fingerprint, replay: snapshot.get("response") as R };
+}
+
+/** Stores the response with the effect (same transaction). */
+export function recordIdempotency<R>(tx: Transaction, check: IdempotencyCheck<R>, scope: IdempotencyScope, response: R, now: Date): void {
+  const { FieldValue } = firestoreValues();
+  tx.create(check.ref, {
+    owner: scope.owner,
+    operation: scope.operation,
+    key: scope.key,
+    fingerprint: check.fingerprint,
+    response,
+    created_at: FieldValue.serverTimestamp(),
+    expire_at: new Date(now.getTime() + IDEMPOTENCY_RETENTION_MS),
+  });
+}
+
+/** JSON with sorted object keys, so equal parameters give equal fingerprints. */
+export function canonicalJson(value: unknown): string {
+  if (value === undefined) return "null";
+  if (value === null || typeof value !== "object") return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, item]) => item !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(",")}}`;
+}

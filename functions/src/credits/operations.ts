@@ -1,0 +1,259 @@
+/**
+ * Credit use cases. Each is one Firestore transaction: idempotency record,
+ * user document and ledger entry together, so an acknowledged change is never
+ * half-applied and a retried request never applies twice.
+ */
+import type { Firestore, Query, Transaction } from "firebase-admin/firestore";
+import { DomainError, NotFound } from "../shared/errors";
+import type { Clock } from "../shared/time";
+import { systemClock } from "../shared/time";
+import { InsufficientCredits } from "./errors";
+import { TRANSACTION_ATTEMPTS } from "./holds";
+import { withUserLock } from "./userlock";
+import type { RedisGateway } from "../adapters/redis";
+import { checkIdempotency, recordIdempotency, type IdempotencyScope } from "./idempotency";
+import { TRANSACTIONS, available, postEntry, readAccount, userRef, type Change, type Posted } from "./ledger";
+import { priceOf } from "./pricebook";
+import type { AdjustInput, GrantInput, ListTransactionsInput, RefundInput, SpendInput } from "./schemas";
+
+export interface Deps {
+  db: Firestore;
+  clock?: Clock;
+  /** Redis for per-user serialisation of bursts; optional, never needed for correctness. */
+  lock?: RedisGateway;
+}
+
+/** What a caller gets back from any change: the entry and the new state, and whether it was a replay. */
+export interface ChangeResult extends Posted {
+  replayed: boolean;
+}
+
+export interface Balance {
+  balance: number;
+  held: number;
+  available: number;
+  version: number;
+}
+
+/**
+ * Runs an idempotent ledger change for `uid`, one user at a time where Redis
+ * allows (see userlock.ts): replay → stored response; otherwise
+ * `extraReads` (more reads the change depends on), then `build(account)` gives
+ * the change to post.
+ */
+async function idempotentChange(
+  deps: Deps,
+  scope: IdempotencyScope,
+  uid: string,
+  build: (account: { balance: number; held: number; exists: boolean }, tx: Transaction) => Change,
+  extraReads?: (tx: Transaction) => Promise<void>,
+): Promise<ChangeResult> {
+  const clock = deps.clock ?? systemClock;
+  return withUserLock(deps.lock, uid, () =>
+    deps.db.runTransaction(
+      async (tx) => {
+        const check = await checkIdempotency<Posted>(tx, deps.db, scope);
+        if (check.replay) return { ...check.replay, replayed: true };
+        if (extraReads) await extraReads(tx);
+        const account = await readAccount(tx, deps.db, uid);
+        const posted = postEntry(tx, deps.db, account, build(account, tx));
+        recordIdempotency(tx, check, scope, posted, clock.now());
+        return { ...posted, replayed: false };
+      },
+      { maxAttempts: TRANSACTION_ATTEMPTS },
+    ),
+  );
+}
+
+/** Spends credits for metered usage, priced from the server's price book. */
+export function spendCredits(deps: Deps, uid: string, input: SpendInput, actor = `user:${uid}`): Promise<ChangeResult> {
+  const cost = priceOf(input.feature, input.quantity);
+  const scope: IdempotencyScope = {
+    owner: actor === `user:${uid}` ? `user:${uid}` : `${actor}>${uid}`,
+    operation: "spend",
+    key: input.idempotency_key,
+    params: { uid, feature: input.feature, quantity: input.quantity, metadata: input.metadata ?? {} },
+  };
+  return idempotentChange(deps, scope, uid, (account) => {
+    // No account yet is the same as an empty one for a spender.
+    if (!account.exists) throw new InsufficientCredits(0, cost);
+    return {
+      type: "spend",
+      amount: -cost,
+      heldDelta: 0,
+      actor,
+      reason: `${input.feature} × ${input.quantity}`,
+      idempotencyKey: input.idempotency_key,
+      feature: input.feature,
+      quantity: input.quantity,
+      metadata: input.metadata,
+    };
+  });
+}
+
+/** Admin: adds credits (a grant or a recorded purchase). Creates the account if needed. */
+export function grantCredits(deps: Deps, adminUid: string, input: GrantInput): Promise<ChangeResult> {
+  const actor = `admin:${adminUid}`;
+  const scope: IdempotencyScope = {
+    owner: actor,
+    operation: "grant",
+    key: input.idempotency_key,
+    params: { user_id: input.user_id, amount: input.amount, type: input.type, reason: input.reason },
+  };
+  return idempotentChange(deps, scope, input.user_id, () => ({
+    type: input.type,
+    amount: input.amount,
+    heldDelta: 0,
+    actor,
+    reason: input.reason,
+    idempotencyKey: input.idempotency_key,
+  }));
+}
+
+/** Admin: a signed correction; it may not take available credits below zero. */
+export function adjustCredits(deps: Deps, adminUid: string, input: AdjustInput): Promise<ChangeResult> {
+  const actor = `admin:${adminUid}`;
+  const scope: IdempotencyScope = {
+    owner: actor,
+    operation: "adjust",
+    key: input.idempotency_key,
+    params: { user_id: input.user_id, amount: input.amount, reason: input.reason },
+  };
+  return idempotentChange(deps, scope, input.user_id, (account) => {
+    if (!account.exists) throw new NotFound("Credit account");
+    return { type: "adjust", amount: input.amount, heldDelta: 0, actor, reason: input.reason, idempotencyKey: input.idempotency_key };
+  });
+}
+
+/** Types of entry a refund may be made against: what took credits from the user. */
+const REFUNDABLE = new Set(["spend", "capture"]);
+
+/**
+ * Admin: returns credits taken by a spend or capture, in whole or in part,
+ * never more in total than that entry took. The running total is kept on the
+ * original entry (`refunded_amount`) and updated in the refund's transaction;
+ * the entry's money fields never change.
+ */
+export async function refundCredits(deps: Deps, adminUid: string, input: RefundInput): Promise<ChangeResult> {
+  const actor = `admin:${adminUid}`;
+  const scope: IdempotencyScope = {
+    owner: actor,
+    operation: "refund",
+    key: input.idempotency_key,
+    params: { transaction_id: input.transaction_id, amount: input.amount ?? null, reason: input.reason },
+  };
+  const original = deps.db.collection(TRANSACTIONS).doc(input.transaction_id);
+  // The owner of an entry never changes, so it can be learnt before the transaction (for the user lock).
+  const probe = await original.get();
+  if (!probe.exists) throw new NotFound(`Transaction ${input.transaction_id}`);
+  const uid = String(probe.get("user_id"));
+  let refundable = 0;
+  let alreadyRefunded = 0;
+  const readOriginal = async (tx: Transaction) => {
+    const data = (await tx.get(original)).data() ?? {};
+    if (!REFUNDABLE.has(String(data.type))) {
+      throw new DomainError("failed-precondition", `Only spend and capture entries can be refunded, not ${String(data.type)}.`, {
+        reason: "not-refundable",
+      });
+    }
+    alreadyRefunded = Number(data.refunded_amount ?? 0);
+    refundable = -Number(data.amount) - alreadyRefunded;
+  };
+  return idempotentChange(
+    deps,
+    scope,
+    uid,
+    (_account, tx) => {
+      const amount = input.amount ?? refundable;
+      if (amount <= 0 || amount > refundable) {
+        throw new DomainError("failed-precondition", `At most ${Math.max(refundable, 0)} credits of this transaction can still be refunded.`, {
+          reason: "refund-exceeds-spend",
+          refundable: Math.max(refundable, 0),
+          requested: amount,
+        });
+      }
+      tx.update(original, { refunded_amount: alreadyRefunded + amount });
+      return {
+        type: "refund",
+        amount,
+        heldDelta: 0,
+        actor,
+        reason: input.reason,
+        idempotencyKey: input.idempotency_key,
+        refundOf: input.transaction_id,
+      };
+    },
+    readOriginal,
+  );
+}
+
+export async function getBalance(deps: Deps, uid: string): Promise<Balance> {
+  const snapshot = await userRef(deps.db, uid).get();
+  const data = snapshot.data() ?? {};
+  const balance = Number(data.credits_balance ?? 0);
+  const held = Number(data.credits_held ?? 0);
+  return { balance, held, available: available({ balance, held }), version: Number(data.ledger_version ?? 0) };
+}
+
+export interface TransactionView {
+  transaction_id: string;
+  type: string;
+  amount: number;
+  balance_after: number;
+  held_after: number;
+  reason: string;
+  feature: string | null;
+  quantity: number | null;
+  job_id: string | null;
+  refund_of: string | null;
+  version: number;
+  created_at: string | null;
+}
+
+/** The caller's ledger, newest first, with an opaque cursor (the last version seen). */
+export async function listTransactions(
+  deps: Deps,
+  uid: string,
+  input: ListTransactionsInput,
+): Promise<{ items: TransactionView[]; next_cursor: string | null }> {
+  let query: Query = deps.db
+    .collection(TRANSACTIONS)
+    .where("user_id", "==", uid)
+    .orderBy("ledger_version", "desc")
+    .limit(input.limit);
+  if (input.cursor) query = query.startAfter(decodeCursor(input.cursor));
+  const snapshot = await query.get();
+  const items = snapshot.docs.map((doc) => {
+    const data = doc.data();
+    return {
+      transaction_id: doc.id,
+      type: String(data.type),
+      amount: Number(data.amount),
+      balance_after: Number(data.balance_after),
+      held_after: Number(data.held_after),
+      reason: String(data.reason ?? ""),
+      feature: (data.feature as string | null) ?? null,
+      quantity: (data.quantity as number | null) ?? null,
+      job_id: (data.job_id as string | null) ?? null,
+      refund_of: (data.refund_of as string | null) ?? null,
+      version: Number(data.ledger_version),
+      created_at: data.created_at ? (data.created_at as { toDate(): Date }).toDate().toISOString() : null,
+    };
+  });
+  const last = items[items.length - 1];
+  return { items, next_cursor: items.length === input.limit && last ? encodeCursor(last.version) : null };
+}
+
+function encodeCursor(version: number): string {
+  return Buffer.from(JSON.stringify({ v: version })).toString("base64url");
+}
+
+function decodeCursor(cursor: string): number {
+  try {
+    const parsed = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as { v?: unknown };
+    if (typeof parsed.v === "number" && Number.isSafeInteger(parsed.v) && parsed.v > 0) return parsed.v;
+  } catch {
+    // fall through
+  }
+  throw new DomainError("invalid-argument", "Invalid cursor.", { issues: [{ path: "cursor", message: "not a cursor from listTransactions", code: "custom" }] });
+}

@@ -1,0 +1,87 @@
+/**
+ * Per-user rate limits on spending.
+ *
+ * In Redis: a fixed-window counter updated by one Lua script (atomic across
+ * instances). Without Redis (down, slow, circuit open): a per-instance
+ * fallback that allows only a fraction of the limit, so an outage never means
+ * unlimited spending and never makes a caller wait.
+ */
+import { redis as redisGateway, type RedisGateway } from "../adapters/redis";
+import { RATE_LIMIT_SPEND_PER_MINUTE } from "../config";
+import { RateLimited } from "./errors";
+
+/** KEYS[1] counter; ARGV[1] window ms, ARGV[2] limit → {allowed 0/1, count, ms until reset}. */
+const WINDOW_SCRIPT = `
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+if count > tonumber(ARGV[2]) then return {0, count, ttl} end
+return {1, count, ttl}
+`;
+
+export interface RateLimitDecision {
+  allowed: boolean;
+  retryAfterMs: number;
+  source: "redis" | "fallback";
+}
+
+export interface RateLimiterOptions {
+  limit: number;
+  windowMs: number;
+  /** Share of `limit` the per-instance fallback allows (instances do not share it). */
+  fallbackShare: number;
+  now?: () => number;
+}
+
+export class RateLimiter {
+  private readonly local = new Map<string, { windowStart: number; count: number }>();
+
+  constructor(private readonly gateway: RedisGateway, private readonly options: RateLimiterOptions) {}
+
+  async check(bucket: string, subject: string): Promise<RateLimitDecision> {
+    try {
+      const [allowed, , ttl] = await this.gateway.run(
+        (client) => client.eval(WINDOW_SCRIPT, 1, `rl:${bucket}:${subject}`, this.options.windowMs, this.options.limit) as Promise<[number, number, number]>,
+      );
+      return { allowed: allowed === 1, retryAfterMs: allowed === 1 ? 0 : Number(ttl), source: "redis" };
+    } catch {
+      return this.checkLocally(`${bucket}:${subject}`);
+    }
+  }
+
+  /** Throws RateLimited when over the limit. */
+  async enforce(bucket: string, subject: string): Promise<void> {
+    const decision = await this.check(bucket, subject);
+    if (!decision.allowed) throw new RateLimited(decision.retryAfterMs);
+  }
+
+  private checkLocally(key: string): RateLimitDecision {
+    const now = (this.options.now ?? Date.now)();
+    const windowStart = now - (now % this.options.windowMs);
+    const entry = this.local.get(key);
+    const current = entry && entry.windowStart === windowStart ? entry : { windowStart, count: 0 };
+    current.count += 1;
+    this.local.set(key, current);
+    if (this.local.size > 10_000) this.prune(windowStart);
+    const limit = Math.max(1, Math.floor(this.options.limit * this.options.fallbackShare));
+    const allowed = current.count <= limit;
+    return { allowed, retryAfterMs: allowed ? 0 : windowStart + this.options.windowMs - now, source: "fallback" };
+  }
+
+  private prune(windowStart: number): void {
+    for (const [key, entry] of this.local) if (entry.windowStart !== windowStart) this.local.delete(key);
+  }
+}
+
+let limiter: RateLimiter | undefined;
+
+/** The instance's spend limiter, configured from params on first use. */
+export function spendLimiter(): RateLimiter {
+  limiter ??= new RateLimiter(redisGateway(), {
+    limit: RATE_LIMIT_SPEND_PER_MINUTE.value(),
+    windowMs: 60_000,
+    fallbackShare: 0.5,
+  });
+  return limiter;
+}

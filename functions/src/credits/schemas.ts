@@ -1,0 +1,112 @@
+/**
+ * Input schemas of the credit callables and endpoints. All strict: an unknown
+ * field (say `credits_balance`) is an error, not silently dropped.
+ */
+import { z } from "zod";
+import { MAX_QUANTITY, PRICE_BOOK, isKnownFeature } from "./pricebook";
+
+/** Payment-API style idempotency key: 1–255 printable ASCII characters. */
+export const idempotencyKey = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces");
+
+const credits = (max: number) => z.number().int().positive().max(max);
+
+/** Keys that would reach an object's prototype when copied. */
+const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/** Small free-form metadata: at most 20 string/number/boolean values with short keys; no prototype keys. */
+export const metadata = z
+  .record(
+    z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9_.-]+$/, "keys are letters, digits, _ . -")
+      .refine((key) => !FORBIDDEN_KEYS.has(key), "reserved key"),
+    z.union([z.string().max(500), z.number().finite(), z.boolean()]),
+  )
+  .refine((value) => Object.keys(value).length <= 20, "at most 20 entries");
+
+export const feature = z
+  .string()
+  .min(1)
+  .max(64)
+  .refine(isKnownFeature, { message: `unknown feature; known: ${Object.keys(PRICE_BOOK).join(", ")}` });
+
+export const quantity = z.number().int().positive().max(MAX_QUANTITY);
+
+export const userId = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[^/]+$/, "must not contain '/'");
+
+export const reason = z.string().trim().min(1).max(500);
+
+export const spendInput = z
+  .object({ feature, quantity, idempotency_key: idempotencyKey, metadata: metadata.optional() })
+  .strict();
+
+export const meterInput = spendInput.extend({ user_id: userId }).strict();
+
+export const listTransactionsInput = z
+  .object({
+    limit: z.number().int().min(1).max(100).default(20),
+    cursor: z.string().max(200).optional(),
+  })
+  .strict();
+
+export const grantInput = z
+  .object({
+    user_id: userId,
+    amount: credits(10_000_000),
+    type: z.enum(["grant", "purchase"]).default("grant"),
+    reason,
+    idempotency_key: idempotencyKey,
+  })
+  .strict();
+
+export const refundInput = z
+  .object({
+    transaction_id: z.string().min(1).max(200).regex(/^[^/]+$/),
+    amount: credits(10_000_000).optional(),
+    reason,
+    idempotency_key: idempotencyKey,
+  })
+  .strict();
+
+export const adjustInput = z
+  .object({
+    user_id: userId,
+    amount: z
+      .number()
+      .int()
+      .min(-10_000_000)
+      .max(10_000_000)
+      .refine((value) => value !== 0, "must not be zero"),
+    reason,
+    idempotency_key: idempotencyKey,
+  })
+  .strict();
+
+export const emptyInput = z.object({}).strict();
+
+/** A client-queued operation in RTDB `operation_queues/{uid}/{opId}`. */
+export const queuedOperation = z
+  .object({
+    type: z.literal("spend"),
+    feature,
+    quantity,
+    metadata: metadata.optional(),
+    created_at: z.number().int().nonnegative(),
+  })
+  .strict();
+
+export type SpendInput = z.infer<typeof spendInput>;
+export type GrantInput = z.infer<typeof grantInput>;
+export type RefundInput = z.infer<typeof refundInput>;
+export type AdjustInput = z.infer<typeof adjustInput>;
+export type ListTransactionsInput = z.infer<typeof listTransactionsInput>;

@@ -1,0 +1,88 @@
+/**
+ * Property-based fuzzing of every credit callable's input through the
+ * functions emulator: whatever malformed input arrives, the answer is
+ * invalid-argument and nothing is written.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { db, footprint, fund } from "../support/credits";
+import { callFunction, newUid } from "../support/suite";
+
+/** Numbers no amount or quantity may be. */
+const badNumber = fc.oneof(
+  fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -1, 0, 0.5, -0.0001, 1e300, 2 ** 53, -(2 ** 53)),
+  fc.double({ noInteger: true }),
+  fc.integer({ max: 0 }),
+  fc.integer({ min: 10_000_001 }),
+);
+/** Values of the wrong type where a number belongs. */
+const notANumber = fc.oneof(fc.string(), fc.constant(null), fc.boolean(), fc.array(fc.nat()), fc.constant("10"), fc.object());
+const extraField = fc.constantFrom("credits_balance", "credits_held", "ledger_version", "__proto__", "constructor", "price", "user_id");
+
+/** JSON as the wire carries it: NaN/Infinity become null, which must be refused too. */
+async function call(name: string, data: unknown, auth: { uid: string; claims?: Record<string, unknown> }) {
+  return callFunction(name, JSON.parse(JSON.stringify(data)) as unknown, auth);
+}
+
+describe("e2e: fuzzing credit callables with fast-check", function () {
+  this.timeout(300_000);
+  const admin = { uid: "fuzz-admin", claims: { admin: true } };
+
+  it("when spendCredits gets bad quantities, wrong types, extra fields or prototype keys, then invalid-argument and nothing written", async () => {
+    const uid = newUid("fuzz");
+    await fund(uid, 1000);
+    const before = await footprint(uid);
+    const spendCase = fc.oneof(
+      badNumber.map((quantity) => ({ feature: "chat.message", quantity, idempotency_key: "f" })),
+      notANumber.map((quantity) => ({ feature: "chat.message", quantity, idempotency_key: "f" })),
+      extraField.map((field) => ({ feature: "chat.message", quantity: 1, idempotency_key: "f", [field]: 5 })),
+      fc.string().map((feature) => ({ feature: `x${feature}`, quantity: 1, idempotency_key: "f" })),
+      fc.dictionary(fc.constantFrom("__proto__", "constructor", "prototype"), fc.string()).filter((m) => Object.keys(m).length > 0)
+        .map((metadata) => ({ feature: "chat.message", quantity: 1, idempotency_key: "f", metadata })),
+      fc.constant(JSON.parse('{"feature":"chat.message","quantity":1,"idempotency_key":"f","__proto__":{"admin":true}}')),
+    );
+    await fc.assert(
+      fc.asyncProperty(spendCase, async (data) => {
+        const answer = await callFunction("spendCredits", data, { uid });
+        assert.equal(answer.error?.status, "INVALID_ARGUMENT", JSON.stringify(data));
+      }),
+      { numRuns: 60, seed: Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31), verbose: true },
+    );
+    assert.equal(await footprint(uid), before);
+  });
+
+  it("when admin callables get bad amounts or extra fields, then invalid-argument and nothing written", async () => {
+    const uid = newUid("fuzz");
+    await fund(uid, 1000);
+    const before = await footprint(uid);
+    const adminCase = fc.oneof(
+      fc.oneof(badNumber, notANumber).map((amount) => ({
+        name: "grantCredits",
+        data: { user_id: uid, amount, reason: "fuzz", idempotency_key: "a" },
+      })),
+      // Adjustments may be negative; only non-integers, zero, out-of-range values and wrong types are bad.
+      fc.oneof(badNumber, notANumber)
+        .filter((amount) => !(Number.isSafeInteger(amount) && amount !== 0 && Math.abs(amount as number) <= 10_000_000))
+        .map((amount) => ({ name: "adjustCredits", data: { user_id: uid, amount, reason: "fuzz", idempotency_key: "a" } })),
+      fc.tuple(fc.constantFrom("grantCredits", "adjustCredits"), extraField).map(([name, field]) => ({
+        name,
+        data: { user_id: uid, amount: 5, reason: "fuzz", idempotency_key: "a", [field]: 1 },
+      })),
+      fc.oneof(badNumber, notANumber).map((amount) => ({
+        name: "refundCredits",
+        data: { transaction_id: `${uid}_v1`, amount, reason: "fuzz", idempotency_key: "a" },
+      })),
+      fc.oneof(fc.integer({ min: 101 }), fc.integer({ max: 0 }), notANumber).map((limit) => ({ name: "listTransactions", data: { limit } })),
+    );
+    await fc.assert(
+      fc.asyncProperty(adminCase, async ({ name, data }) => {
+        const answer = await call(name, data, admin);
+        assert.equal(answer.error?.status, "INVALID_ARGUMENT", `${name} ${JSON.stringify(data)}`);
+      }),
+      { numRuns: 60, seed: Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31), verbose: true },
+    );
+    assert.equal(await footprint(uid), before);
+    const adminKeys = await db().collection("idempotency_keys").where("owner", "==", "admin:fuzz-admin").get();
+    assert.equal(adminKeys.size, 0, "no idempotency record was written by a refused admin call");
+  });
+});

@@ -1,0 +1,70 @@
+/** Test helpers for credits: the Admin clients, seeding through the ledger, and the invariant checker. */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import type { Firestore } from "firebase-admin/firestore";
+import { firestore } from "../../functions/src/adapters/firebase";
+import { grantCredits } from "../../functions/src/credits/operations";
+
+export function db(): Firestore {
+  return firestore();
+}
+
+/** Gives `uid` credits the way production does (a ledger entry), so invariants hold from the start. */
+export async function fund(uid: string, amount: number): Promise<void> {
+  await grantCredits({ db: db() }, "test-admin", { user_id: uid, amount, type: "grant", reason: "test funding", idempotency_key: `fund-${randomUUID()}` });
+}
+
+export async function ledgerOf(uid: string): Promise<Array<Record<string, unknown> & { id: string }>> {
+  const snapshot = await db().collection("credit_transactions").where("user_id", "==", uid).get();
+  return snapshot.docs
+    .map((doc) => ({ id: doc.id, ...doc.data() }))
+    .sort((a, b) => Number(a.ledger_version) - Number(b.ledger_version));
+}
+
+/**
+ * PRODUCT.md invariants 1 and 3 for one user: balance = Σ ledger amounts,
+ * held = Σ open holds, available ≥ 0, nothing negative, versions contiguous,
+ * and every entry's balance_after / held_after is the running total.
+ */
+export async function assertLedgerInvariants(uid: string): Promise<{ balance: number; held: number; entries: number }> {
+  const user = (await db().collection("users").doc(uid).get()).data();
+  const entries = await ledgerOf(uid);
+  if (!user) {
+    assert.equal(entries.length, 0, `${uid}: ledger entries without a user document`);
+    return { balance: 0, held: 0, entries: 0 };
+  }
+  let balance = 0;
+  let held = 0;
+  entries.forEach((entry, index) => {
+    assert.equal(entry.ledger_version, index + 1, `${uid}: ledger versions must be 1..n without gaps`);
+    assert.equal(entry.id, `${uid}_v${index + 1}`);
+    balance += Number(entry.amount);
+    held += Number(entry.held_delta);
+    assert.equal(entry.balance_after, balance, `${uid}: balance_after of v${index + 1}`);
+    assert.equal(entry.held_after, held, `${uid}: held_after of v${index + 1}`);
+    assert.ok(balance >= 0 && held >= 0 && balance - held >= 0, `${uid}: negative state after v${index + 1}`);
+  });
+  assert.equal(user.credits_balance, balance, `${uid}: credits_balance = Σ ledger amounts`);
+  assert.equal(user.credits_held, held, `${uid}: credits_held = Σ held deltas`);
+  assert.equal(user.ledger_version, entries.length, `${uid}: ledger_version = number of entries`);
+  const holds = await db().collection("credit_holds").where("user_id", "==", uid).where("status", "==", "open").get();
+  const openHeld = holds.docs.reduce((sum, doc) => sum + Number(doc.get("amount")), 0);
+  assert.equal(user.credits_held, openHeld, `${uid}: credits_held = Σ open holds`);
+  return { balance, held, entries: entries.length };
+}
+
+/** Everything a request could have written for `uid`, to prove a refused request wrote nothing. */
+export async function footprint(uid: string): Promise<string> {
+  const [user, ledger, holds, keys] = await Promise.all([
+    db().collection("users").doc(uid).get(),
+    db().collection("credit_transactions").where("user_id", "==", uid).get(),
+    db().collection("credit_holds").where("user_id", "==", uid).get(),
+    db().collection("idempotency_keys").where("owner", "==", `user:${uid}`).get(),
+  ]);
+  return JSON.stringify({
+    user: user.exists ? { b: user.get("credits_balance"), h: user.get("credits_held"), v: user.get("ledger_version") } : null,
+    ledger: ledger.size,
+    holds: holds.size,
+    keys: keys.size,
+  });
+}
