@@ -16,6 +16,11 @@ type Loader = () => unknown;
 /** Function name → module that defines it. Names are the deployed function names. */
 const functions: Record<string, Loader> = {
   health: () => require("./health/trigger").health,
+  ingestKnowledge: () => require("./embeddings/triggers").ingestKnowledge,
+  deleteKnowledge: () => require("./embeddings/triggers").deleteKnowledge,
+  searchKnowledge: () => require("./embeddings/triggers").searchKnowledge,
+  selectTools: () => require("./embeddings/triggers").selectTools,
+  embeddingConsumer: () => require("./embeddings/triggers").embeddingConsumer,
 };
 
 for (const [name, load] of Object.entries(functions)) {

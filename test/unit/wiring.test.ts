@@ -26,6 +26,18 @@ type Expected =
 
 const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: string[] }> = {
   health: { kind: "https", timeoutSeconds: 30 },
+  ingestKnowledge: { kind: "callable" },
+  deleteKnowledge: { kind: "callable", timeoutSeconds: 60 },
+  searchKnowledge: { kind: "callable", timeoutSeconds: 60, secrets: ["EMBEDDING_API_KEY"] },
+  selectTools: { kind: "callable", timeoutSeconds: 60, secrets: ["EMBEDDING_API_KEY"] },
+  embeddingConsumer: {
+    kind: "event",
+    eventType: "google.cloud.pubsub.topic.v1.messagePublished",
+    filter: { topic: "embedding-requests" },
+    retry: true,
+    timeoutSeconds: 540,
+    secrets: ["EMBEDDING_API_KEY"],
+  },
 };
 
 describe("unit: deploy manifest of every exported function", () => {

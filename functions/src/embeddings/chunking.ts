@@ -1,0 +1,77 @@
+/**
+ * Splitting a text into overlapping chunks that end on sentence boundaries
+ * where possible. Deterministic: the same text and settings give the same
+ * chunks, so re-deliveries produce the same chunk ids and rows.
+ */
+
+export interface ChunkSettings {
+  /** Target length in characters (a chunk exceeds it only never; long sentences are split on words). */
+  size: number;
+  /** Characters of the previous chunk's tail repeated at the start of the next. */
+  overlap: number;
+}
+
+/** Bumped whenever the algorithm changes, so content hashes (and so re-indexing) follow. */
+export const CHUNKER_VERSION = 1;
+
+export function chunkText(text: string, settings: ChunkSettings): string[] {
+  const size = Math.max(1, settings.size);
+  const overlap = Math.max(0, Math.min(settings.overlap, Math.floor(size / 2)));
+  const pieces = sentences(text).flatMap((sentence) => (sentence.length <= size ? [sentence] : splitLong(sentence, size)));
+  const chunks: string[] = [];
+  let current: string[] = [];
+  let length = 0;
+  let fresh = 0; // sentences in `current` not carried over from the previous chunk
+  const joinedLength = (parts: string[]) => parts.reduce((sum, part) => sum + part.length, 0) + Math.max(0, parts.length - 1);
+  for (const piece of pieces) {
+    if (current.length > 0 && length + 1 + piece.length > size) {
+      if (fresh > 0) chunks.push(current.join(" "));
+      current = tail(current, overlap);
+      // The carried tail must leave room for the new piece.
+      while (current.length > 0 && joinedLength(current) + 1 + piece.length > size) current.shift();
+      length = joinedLength(current);
+      fresh = 0;
+    }
+    current.push(piece);
+    length = joinedLength(current);
+    fresh += 1;
+  }
+  if (fresh > 0) chunks.push(current.join(" "));
+  return chunks;
+}
+
+/** Sentences with whitespace collapsed; paragraph breaks also end a sentence. */
+export function sentences(text: string): string[] {
+  return text
+    .split(/\n\s*\n/)
+    .flatMap((paragraph) => paragraph.replace(/\s+/g, " ").trim().split(/(?<=[.!?…。！？])\s+(?=\S)/u))
+    .map((sentence) => sentence.trim())
+    .filter((sentence) => sentence.length > 0);
+}
+
+/** The last sentences of `parts` whose joined length fits in `overlap`. */
+function tail(parts: string[], overlap: number): string[] {
+  const kept: string[] = [];
+  let length = 0;
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const next = length + (kept.length > 0 ? 1 : 0) + parts[i].length;
+    if (next > overlap) break;
+    kept.unshift(parts[i]);
+    length = next;
+  }
+  return kept;
+}
+
+/** A sentence longer than a chunk: cut on spaces (or anywhere, for unbroken runs). */
+function splitLong(sentence: string, size: number): string[] {
+  const out: string[] = [];
+  let rest = sentence;
+  while (rest.length > size) {
+    const space = rest.lastIndexOf(" ", size);
+    const cut = space > size / 2 ? space : size;
+    out.push(rest.slice(0, cut).trim());
+    rest = rest.slice(cut).trim();
+  }
+  if (rest.length > 0) out.push(rest);
+  return out;
+}

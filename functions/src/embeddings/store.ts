@@ -1,0 +1,174 @@
+/**
+ * The LanceDB side of the capability: table naming, schemas, the one write per
+ * message, deletes, searches and vector-index upkeep.
+ *
+ * Vectors of different models or dimensions never share a table: each
+ * (model, dimension) pair has its own `knowledge_text__…` and `tool_selector__…`
+ * table, so switching models re-embeds sources into a new table on their next
+ * ingest instead of mixing spaces.
+ */
+import type { Connection, Table } from "@lancedb/lancedb";
+import type { Schema } from "apache-arrow";
+import { sourceClause } from "./filter";
+
+export type TableKind = "knowledge_text" | "tool_selector";
+
+/** `knowledge_text__local_hash_v1__384`: the kind, then the model and dimension it holds. */
+export function tableName(kind: TableKind, modelId: string, dimension: number): string {
+  const slug = modelId.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "") || "model";
+  return `${kind}__${slug}__${dimension}`;
+}
+
+/** One chunk as stored (the seed's knowledge_text shape, plus what ingest needs). */
+export interface ChunkRow {
+  chunk_id: string;
+  source: string;
+  chunk_index: number;
+  content: string;
+  embedding: number[];
+  /** The source's metadata as JSON. */
+  metadata: string;
+  /** Opaque digests of metadata pairs, for filters (see filter.ts). */
+  metadata_tags: string[];
+  content_hash: string;
+  indexed_at: number;
+}
+
+export interface ToolRow {
+  tool_id: string;
+  function_name: string;
+  description: string;
+  embedding: number[];
+  /** JSON of the tool's parameters schema, returned with a match. */
+  parameters: string;
+  seed_hash: string;
+  created_at: number;
+}
+
+function schemaFor(kind: TableKind, dimension: number): Schema {
+  const arrow = require("apache-arrow") as typeof import("apache-arrow");
+  const { Field, Utf8, Int32, Float64, Float32, FixedSizeList, List } = arrow;
+  const vector = new Field("embedding", new FixedSizeList(dimension, new Field("item", new Float32(), true)), false);
+  if (kind === "tool_selector") {
+    return new arrow.Schema([
+      new Field("tool_id", new Utf8(), false),
+      new Field("function_name", new Utf8(), false),
+      new Field("description", new Utf8(), false),
+      vector,
+      new Field("parameters", new Utf8(), false),
+      new Field("seed_hash", new Utf8(), false),
+      new Field("created_at", new Float64(), false),
+    ]);
+  }
+  return new arrow.Schema([
+    new Field("chunk_id", new Utf8(), false),
+    new Field("source", new Utf8(), false),
+    new Field("chunk_index", new Int32(), false),
+    new Field("content", new Utf8(), false),
+    vector,
+    new Field("metadata", new Utf8(), false),
+    new Field("metadata_tags", new List(new Field("item", new Utf8(), true)), false),
+    new Field("content_hash", new Utf8(), false),
+    new Field("indexed_at", new Float64(), false),
+  ]);
+}
+
+/** Opens a table, creating it empty on first use (concurrent creators are fine: exist-ok). */
+export async function openTable(db: Connection, kind: TableKind, modelId: string, dimension: number): Promise<Table> {
+  const name = tableName(kind, modelId, dimension);
+  try {
+    return await db.openTable(name);
+  } catch {
+    return db.createEmptyTable(name, schemaFor(kind, dimension), { mode: "create", existOk: true });
+  }
+}
+
+/** The table if it exists; searches of a model nothing was indexed with find nothing. */
+export async function existingTable(db: Connection, kind: TableKind, modelId: string, dimension: number): Promise<Table | undefined> {
+  const name = tableName(kind, modelId, dimension);
+  const names = await db.tableNames();
+  return names.includes(name) ? db.openTable(name) : undefined;
+}
+
+/**
+ * Replaces one source's chunks in a single LanceDB commit (one new table
+ * version): rows are upserted by `chunk_id`, and the source's rows that are not
+ * in `rows` are deleted. With `rows` empty it deletes the source.
+ */
+export async function replaceSource(table: Table, sourceId: string, rows: ChunkRow[]): Promise<number> {
+  const result = await table
+    .mergeInsert("chunk_id")
+    .whenMatchedUpdateAll()
+    .whenNotMatchedInsertAll()
+    .whenNotMatchedBySourceDelete({ where: sourceClause(sourceId) })
+    .execute(rows.map((row) => ({ ...row })));
+  return result.version;
+}
+
+/** Upserts the tool catalogue and drops tools no longer in it, in one commit. */
+export async function replaceTools(table: Table, rows: ToolRow[]): Promise<void> {
+  await table
+    .mergeInsert("tool_id")
+    .whenMatchedUpdateAll()
+    .whenNotMatchedInsertAll()
+    .whenNotMatchedBySourceDelete()
+    .execute(rows.map((row) => ({ ...row })));
+}
+
+export interface VectorHit {
+  row: Record<string, unknown>;
+  score: number;
+}
+
+/** Nearest rows by cosine distance (score = 1 − distance), filtered before ranking. */
+export async function nearest(table: Table, vector: number[], k: number, where: string | undefined, columns: string[]): Promise<VectorHit[]> {
+  let query = table.vectorSearch(vector).distanceType("cosine").select(columns).limit(k);
+  if (where) query = query.where(where);
+  const rows = (await query.toArray()) as Array<Record<string, unknown>>;
+  return rows.map((row) => {
+    const distance = Number(row._distance);
+    const { _distance: _ignored, ...rest } = row;
+    void _ignored;
+    return { row: rest, score: Math.round((1 - distance) * 1e6) / 1e6 };
+  });
+}
+
+export type IndexAction = "none" | "created" | "optimized";
+
+/**
+ * Keeps search fast as a table grows: flat (exact) search below `threshold`
+ * rows; past it an IVF_PQ index on the vectors; once the rows added since the
+ * index reach a tenth of the threshold, `optimize()` folds them in.
+ */
+export async function maintainVectorIndex(table: Table, threshold: number, dimension: number): Promise<IndexAction> {
+  const indices = await table.listIndices();
+  const vectorIndex = indices.find((index) => index.columns.includes("embedding"));
+  if (!vectorIndex) {
+    if ((await table.countRows()) < threshold) return "none";
+    const { Index } = require("@lancedb/lancedb") as typeof import("@lancedb/lancedb");
+    const rows = await table.countRows();
+    await table.createIndex("embedding", {
+      config: Index.ivfPq({
+        distanceType: "cosine",
+        numPartitions: Math.max(1, Math.round(Math.sqrt(rows))),
+        numSubVectors: subVectors(dimension),
+      }),
+    });
+    return "created";
+  }
+  const stats = await table.indexStats(vectorIndex.name);
+  if (stats && stats.numUnindexedRows >= Math.max(1, Math.floor(threshold / 10))) {
+    await table.optimize();
+    return "optimized";
+  }
+  return "none";
+}
+
+/** The largest divisor of `dimension` giving sub-vectors of at least 8 dimensions, capped at 96. */
+function subVectors(dimension: number): number {
+  for (let count = Math.min(96, Math.floor(dimension / 8)); count > 1; count--) {
+    if (dimension % count === 0) return count;
+  }
+  return 1;
+}
+
