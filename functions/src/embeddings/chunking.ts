@@ -5,7 +5,7 @@
  */
 
 export interface ChunkSettings {
-  /** Target length in characters (a chunk exceeds it only never; long sentences are split on words). */
+  /** Maximum length in characters; sentences longer than that are split on words. */
   size: number;
   /** Characters of the previous chunk's tail repeated at the start of the next. */
   overlap: number;
@@ -68,7 +68,8 @@ function splitLong(sentence: string, size: number): string[] {
   let rest = sentence;
   while (rest.length > size) {
     const space = rest.lastIndexOf(" ", size);
-    const cut = space > size / 2 ? space : size;
+    // Cut at the last space that fits; only a word longer than a chunk is cut inside.
+    const cut = space > 0 ? space : size;
     out.push(rest.slice(0, cut).trim());
     rest = rest.slice(cut).trim();
   }
