@@ -73,21 +73,43 @@ function schemaFor(kind: TableKind, dimension: number): Schema {
   ]);
 }
 
+/**
+ * Open tables per connection. A handle stays valid as the table grows: the
+ * connection's read-consistency interval makes reads see other instances'
+ * commits, so re-opening (a manifest read) on every call would be wasted.
+ */
+const handles = new WeakMap<Connection, Map<string, Table>>();
+
+function cached(db: Connection): Map<string, Table> {
+  let map = handles.get(db);
+  if (!map) handles.set(db, (map = new Map()));
+  return map;
+}
+
 /** Opens a table, creating it empty on first use (concurrent creators are fine: exist-ok). */
 export async function openTable(db: Connection, kind: TableKind, modelId: string, dimension: number): Promise<Table> {
   const name = tableName(kind, modelId, dimension);
+  const known = cached(db).get(name);
+  if (known) return known;
+  let table: Table;
   try {
-    return await db.openTable(name);
+    table = await db.openTable(name);
   } catch {
-    return db.createEmptyTable(name, schemaFor(kind, dimension), { mode: "create", existOk: true });
+    table = await db.createEmptyTable(name, schemaFor(kind, dimension), { mode: "create", existOk: true });
   }
+  cached(db).set(name, table);
+  return table;
 }
 
 /** The table if it exists; searches of a model nothing was indexed with find nothing. */
 export async function existingTable(db: Connection, kind: TableKind, modelId: string, dimension: number): Promise<Table | undefined> {
   const name = tableName(kind, modelId, dimension);
-  const names = await db.tableNames();
-  return names.includes(name) ? db.openTable(name) : undefined;
+  const known = cached(db).get(name);
+  if (known) return known;
+  if (!(await db.tableNames()).includes(name)) return undefined;
+  const table = await db.openTable(name);
+  cached(db).set(name, table);
+  return table;
 }
 
 /**
