@@ -40,13 +40,27 @@ export function chunkText(text: string, settings: ChunkSettings): string[] {
   return chunks;
 }
 
-/** Sentences with whitespace collapsed; paragraph breaks also end a sentence. */
+const SENTENCE_END = new Set([".", "!", "?", "…", "。", "！", "？"]);
+
+/**
+ * Sentences with whitespace collapsed: a sentence ends at end punctuation
+ * followed by a space, or at a paragraph break. A plain scan rather than a
+ * look-behind split: this runs over every ingested byte.
+ */
 export function sentences(text: string): string[] {
-  return text
-    .split(/\n\s*\n/)
-    .flatMap((paragraph) => paragraph.replace(/\s+/g, " ").trim().split(/(?<=[.!?…。！？])\s+(?=\S)/u))
-    .map((sentence) => sentence.trim())
-    .filter((sentence) => sentence.length > 0);
+  const out: string[] = [];
+  for (const paragraph of text.split(/\n\s*\n/)) {
+    const flat = paragraph.replace(/\s+/g, " ").trim();
+    let start = 0;
+    for (let i = 0; i + 1 < flat.length; i++) {
+      if (flat.charCodeAt(i + 1) === 32 && SENTENCE_END.has(flat[i])) {
+        out.push(flat.slice(start, i + 1));
+        start = i + 2;
+      }
+    }
+    if (start < flat.length) out.push(flat.slice(start));
+  }
+  return out.filter((sentence) => sentence.length > 0);
 }
 
 /** The last sentences of `parts` whose joined length fits in `overlap`. */
