@@ -55,6 +55,8 @@ export interface Delivery {
   messageId: string;
   /** The message body as published (bytes). */
   data: Buffer;
+  /** When Pub/Sub accepted the message; gives the delivery lag recorded on the source. */
+  publishTime?: Date;
 }
 
 export type Outcome = "indexed" | "unchanged" | "stale" | "dead-lettered" | "duplicate" | "in-progress";
@@ -76,6 +78,8 @@ export async function consumeEmbeddingRequest(deps: ConsumerDeps, delivery: Deli
 }
 
 async function handle(deps: ConsumerDeps, delivery: Delivery): Promise<Outcome> {
+  const started = performance.now();
+  const queueMs = delivery.publishTime ? Math.max(0, deps.clock.now().getTime() - delivery.publishTime.getTime()) : null;
   const request = parseRequest(delivery.data);
   if (typeof request === "string") {
     await deadLetter(deps, delivery.messageId, undefined, `malformed message: ${request}`, 1, false);
@@ -88,7 +92,7 @@ async function handle(deps: ConsumerDeps, delivery: Delivery): Promise<Outcome> 
     return "stale";
   }
   try {
-    return await index(deps, delivery, request, current);
+    return await index(deps, delivery, request, current, { started, queueMs });
   } catch (error) {
     return failed(deps, delivery, request, error);
   }
@@ -101,7 +105,13 @@ function isStale(request: EmbeddingRequest, current: Record<string, unknown>): b
   return request.requested_at < appliedAt || request.requested_at <= deletedAt;
 }
 
-async function index(deps: ConsumerDeps, delivery: Delivery, request: EmbeddingRequest, current: Record<string, unknown>): Promise<Outcome> {
+async function index(
+  deps: ConsumerDeps,
+  delivery: Delivery,
+  request: EmbeddingRequest,
+  current: Record<string, unknown>,
+  timing: { started: number; queueMs: number | null },
+): Promise<Outcome> {
   const { provider } = deps;
   const text = request.text ?? (await deps.readObject(request.uri ?? ""));
   const contentHash = hashContent(text, provider, deps.chunking, request.metadata);
@@ -115,6 +125,7 @@ async function index(deps: ConsumerDeps, delivery: Delivery, request: EmbeddingR
   }
 
   const chunks = chunkText(text, deps.chunking);
+  const prepareMs = performance.now() - timing.started;
   const embedStart = performance.now();
   const vectors = await embedAll(provider, chunks, "document", deps.retry);
   const embedMs = performance.now() - embedStart;
@@ -152,7 +163,7 @@ async function index(deps: ConsumerDeps, delivery: Delivery, request: EmbeddingR
     embedding_model: provider.modelId,
     dims: provider.dimension,
     table,
-    table_version: version,
+    table_version: version ?? null,
     metadata: request.metadata,
     requested_by: request.requested_by,
     requested_at: request.requested_at,
@@ -160,8 +171,11 @@ async function index(deps: ConsumerDeps, delivery: Delivery, request: EmbeddingR
     last_message_id: delivery.messageId,
     attempts: 0,
     error: null,
-    embed_ms: Math.round(embedMs * 10) / 10,
-    write_ms: Math.round(writeMs * 10) / 10,
+    // Where a delivery's time went: waiting in Pub/Sub, reading + hashing + chunking, the provider, LanceDB.
+    queue_ms: timing.queueMs,
+    prepare_ms: round(prepareMs),
+    embed_ms: round(embedMs),
+    write_ms: round(writeMs),
     indexed_at: FieldValue.serverTimestamp(),
   }, { merge: true });
   logs.embeddingIndexed({
@@ -169,7 +183,7 @@ async function index(deps: ConsumerDeps, delivery: Delivery, request: EmbeddingR
     source_id: request.source_id,
     chunks: rows.length,
     model: provider.modelId,
-    table_version: version,
+    table_version: version ?? null,
     index_action: indexAction,
   });
   return "indexed";
@@ -255,6 +269,8 @@ export function hashContent(text: string, provider: EmbeddingProvider, chunking:
     .update(text)
     .digest("hex");
 }
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
 
 function describe(error: unknown): string {
   const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);

@@ -114,17 +114,19 @@ export async function existingTable(db: Connection, kind: TableKind, modelId: st
 
 /**
  * Replaces one source's chunks in a single LanceDB commit (one new table
- * version): rows are upserted by `chunk_id`, and the source's rows that are not
- * in `rows` are deleted. With `rows` empty it deletes the source.
+ * version): rows are upserted by `chunk_id` (`{source}#{index}`), and the
+ * source's rows beyond the new last index are deleted in the same operation.
+ * That delete makes LanceDB join against the whole table, so it is only asked
+ * for when such rows exist (a filtered count, no write). With `rows` empty it
+ * deletes the source; with nothing to upsert or delete it writes nothing.
  */
-export async function replaceSource(table: Table, sourceId: string, rows: ChunkRow[]): Promise<number> {
+export async function replaceSource(table: Table, sourceId: string, rows: ChunkRow[]): Promise<number | undefined> {
+  const stale = await table.countRows(`${sourceClause(sourceId)} AND chunk_index >= ${rows.length}`);
+  if (rows.length === 0 && stale === 0) return undefined;
+  let builder = table.mergeInsert("chunk_id").whenMatchedUpdateAll().whenNotMatchedInsertAll();
+  if (stale > 0) builder = builder.whenNotMatchedBySourceDelete({ where: sourceClause(sourceId) });
   const dimension = rows[0]?.embedding.length ?? 0;
-  const result = await table
-    .mergeInsert("chunk_id")
-    .whenMatchedUpdateAll()
-    .whenNotMatchedInsertAll()
-    .whenNotMatchedBySourceDelete({ where: sourceClause(sourceId) })
-    .execute(rows.length > 0 ? chunkBatch(rows, dimension) : []);
+  const result = await builder.execute(rows.length > 0 ? chunkBatch(rows, dimension) : []);
   return result.version;
 }
 

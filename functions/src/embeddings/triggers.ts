@@ -95,7 +95,11 @@ export const embeddingConsumer = onMessagePublished(
         indexThreshold: VECTOR_INDEX_THRESHOLD.value(),
         clock: systemClock,
       },
-      { messageId: message.messageId, data: Buffer.from(message.data ?? "", "base64") },
+      {
+        messageId: message.messageId,
+        data: Buffer.from(message.data ?? "", "base64"),
+        publishTime: message.publishTime ? new Date(message.publishTime) : undefined,
+      },
     );
   },
 );
