@@ -13,6 +13,7 @@ import { randomUUID } from "node:crypto";
 import { consumeEmbeddingRequest, type ConsumerDeps } from "../../functions/src/embeddings/consume";
 import { OpenAiCompatibleProvider, VertexAiProvider } from "../../functions/src/embeddings/http-providers";
 import { LocalEmbedder, embedText } from "../../functions/src/embeddings/local";
+import { readStorageText } from "../../functions/src/embeddings/runtime";
 import { ProviderError, type EmbeddingProvider } from "../../functions/src/embeddings/provider";
 import { tableName } from "../../functions/src/embeddings/store";
 import { startEmbeddingsApi, type EmbeddingsApi } from "../../scripts/harness/embeddings-api";
@@ -170,5 +171,85 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
     const [query] = await embedder.embed(["Fact 123: item 123 weighs 369 grams."], "query");
     const hits = await table.vectorSearch(query).distanceType("cosine").limit(5).toArray();
     assert.ok(hits.some((hit: { content: string }) => hit.content.includes("item 123 ")), "the exact chunk is among the top 5");
+  });
+});
+
+/**
+ * A local server speaking the part of the Cloud Storage JSON API the Admin SDK
+ * uses in emulator mode (object metadata and `alt=media` downloads). The
+ * firebase-tools Storage emulator cannot run offline: it downloads its rules
+ * runtime jar at start.
+ */
+async function startStorageApi(objects: Record<string, string>) {
+  const server = createServer((request, response) => {
+    const url = new URL(request.url ?? "/", "http://localhost");
+    const match = /^\/b\/([^/]+)\/o\/(.+)$/.exec(url.pathname);
+    const key = match ? `${match[1]}/${decodeURIComponent(match[2])}` : "";
+    const body = objects[key];
+    if (body === undefined) {
+      response.writeHead(404, { "content-type": "application/json" });
+      response.end(JSON.stringify({ error: { code: 404, message: "No such object." } }));
+    } else if (url.searchParams.get("alt") === "media") {
+      response.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+      response.end(body);
+    } else {
+      response.writeHead(200, { "content-type": "application/json" });
+      response.end(JSON.stringify({ kind: "storage#object", bucket: match![1], name: decodeURIComponent(match![2]), size: String(Buffer.byteLength(body)) }));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { host: `127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+describe("integration: ingesting from Cloud Storage (gs:// URIs)", function () {
+  this.timeout(60_000);
+  const bucket = "knowledge-bucket";
+  const text = "Invoices are archived for seven years. Refunds are issued within five business days.";
+  let storage: Awaited<ReturnType<typeof startStorageApi>>;
+  let folder: string;
+  before(async () => {
+    storage = await startStorageApi({ [`${bucket}/docs/policy é.txt`]: text });
+    // firebase-admin/storage reads this when the first Storage client is created (here, by readStorageText).
+    process.env.FIREBASE_STORAGE_EMULATOR_HOST = storage.host;
+    folder = mkdtempSync(path.join(os.tmpdir(), "embeddings-gcs-"));
+  });
+  after(async () => {
+    await storage.close();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  const deps = (): ConsumerDeps => ({
+    db: testFirestore(),
+    lance: () => testLance(folder),
+    provider: new LocalEmbedder(32),
+    chunking: { size: 200, overlap: 40 },
+    readObject: readStorageText,
+    retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+    maxDeliveries: 3,
+    platformRedelivers: true,
+    indexThreshold: 1_000_000,
+    clock: { now: () => new Date() },
+  });
+  const uriMessage = (sourceId: string, uri: string) => ({
+    messageId: `m-${randomUUID()}`,
+    data: Buffer.from(JSON.stringify({ op: "ingest", source_id: sourceId, uri, metadata: {}, requested_by: "t", requested_at: Date.now() })),
+  });
+
+  it("when a source names a gs:// object, then its text is read and indexed", async () => {
+    const id = newUid("doc");
+    assert.equal(await consumeEmbeddingRequest(deps(), uriMessage(id, `gs://${bucket}/docs/policy é.txt`)), "indexed");
+    const table = await (await testLance(folder)).openTable(tableName("knowledge_text", "local-hash-v1", 32));
+    const rows = (await table.query().where(`source = '${id}'`).toArray()) as Array<{ content: string }>;
+    assert.equal(rows.map((row) => row.content).join(" "), text);
+  });
+
+  it("when the object does not exist, then the message is dead-lettered at once as a permanent failure", async () => {
+    const id = newUid("doc");
+    const delivery = uriMessage(id, `gs://${bucket}/docs/missing.txt`);
+    assert.equal(await consumeEmbeddingRequest(deps(), delivery), "dead-lettered");
+    const letter = (await testFirestore().collection("dead_letters").doc(`embeddings:${delivery.messageId}`).get()).data();
+    assert.equal(letter?.transient, false);
+    assert.equal(letter?.attempts, 1);
+    assert.match(String(letter?.error), /HTTP 404/);
   });
 });
