@@ -248,7 +248,7 @@ export async function embeddingsBench(options: { messages?: number; chars?: numb
         metadata: "{}",
         metadata_tags: [],
         content_hash: "fill",
-        indexed_at: Date.now(),
+        requested_at: Date.now(),
       });
     }
     await table.add(batch);

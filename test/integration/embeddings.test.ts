@@ -145,6 +145,25 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
     assert.equal(await consumeEmbeddingRequest(deps(remote), delivery), "duplicate");
   });
 
+  it("when a message is redelivered after a crash between the LanceDB write and the record, then re-indexing writes identical rows", async () => {
+    const id = newUid("doc");
+    const delivery = message(id, "First sentence of the document. Second sentence follows here. A third one ends it. ".repeat(6));
+    const embedder = new LocalEmbedder(32);
+    assert.equal(await consumeEmbeddingRequest(deps(embedder), delivery), "indexed");
+    const table = await (await testLance(folder)).openTable(tableName("knowledge_text", "local-hash-v1", 32));
+    const snapshot = async () =>
+      ((await table.query().where(`source = '${id}'`).toArray()) as Array<Record<string, unknown>>)
+        .map((row) => JSON.stringify({ ...row, embedding: Array.from(row.embedding as Iterable<number>), metadata_tags: Array.from(row.metadata_tags as Iterable<string>) }))
+        .sort();
+    const before = await snapshot();
+    assert.ok(before.length > 1);
+    // The crash: neither the source record nor the dedupe marker was written.
+    await testFirestore().collection("knowledge_sources").doc(id).delete();
+    await testFirestore().collection("processed_events").doc(`embeddings:${delivery.messageId}`).delete();
+    assert.equal(await consumeEmbeddingRequest(deps(embedder), delivery), "indexed");
+    assert.deepEqual(await snapshot(), before);
+  });
+
   it("when the model changes, then the next ingest re-embeds into the new model's table and removes the source from the old one", async () => {
     const id = newUid("doc");
     const text = "Vectors of different sizes never share a table. Each model gets its own.";

@@ -131,7 +131,6 @@ async function index(
   const embedMs = performance.now() - embedStart;
 
   const writeStart = performance.now();
-  const now = deps.clock.now().getTime();
   const tags = metadataTags(request.metadata);
   const metadataJson = JSON.stringify(request.metadata);
   const rows: ChunkRow[] = chunks.map((content, i) => ({
@@ -143,7 +142,7 @@ async function index(
     metadata: metadataJson,
     metadata_tags: tags,
     content_hash: contentHash,
-    indexed_at: now,
+    requested_at: request.requested_at,
   }));
   const db = await deps.lance();
   const target = await openTable(db, "knowledge_text", provider.modelId, provider.dimension);
@@ -152,7 +151,11 @@ async function index(
   if (typeof current.table === "string" && current.table !== table && (await db.tableNames()).includes(current.table)) {
     await replaceSource(await db.openTable(current.table), request.source_id, []);
   }
-  const indexAction = await maintainVectorIndex(target, deps.indexThreshold, provider.dimension);
+  // The index only speeds searches up; failing to build it must not fail (and redeliver) a message whose rows are written.
+  const indexAction = await maintainVectorIndex(target, deps.indexThreshold, provider.dimension).catch((error: unknown) => {
+    logs.unexpectedError("vector index maintenance", error);
+    return "failed" as const;
+  });
   const writeMs = performance.now() - writeStart;
 
   await sourceRef.set({

@@ -14,6 +14,7 @@ import { logs } from "../shared/logs";
 import type { Clock } from "../shared/time";
 import { EMBEDDING_TOPIC, KNOWLEDGE_SOURCES } from "./constants";
 import type { DeleteInput, EmbeddingRequest, IngestInput } from "./schemas";
+import { sourceClause } from "./filter";
 import { replaceSource } from "./store";
 
 /** Admin claim, or a configured owner. */
@@ -82,9 +83,8 @@ export async function deleteKnowledge(deps: DeleteDeps, input: DeleteInput, call
     const db = await deps.lance();
     if ((await db.tableNames()).includes(table)) {
       const handle = await db.openTable(table);
-      const before = await handle.countRows();
+      deleted = await handle.countRows(sourceClause(input.source_id));
       await replaceSource(handle, input.source_id, []);
-      deleted = before - (await handle.countRows());
     }
   }
   await ref.set(

@@ -31,7 +31,8 @@ export interface ChunkRow {
   /** Opaque digests of metadata pairs, for filters (see filter.ts). */
   metadata_tags: string[];
   content_hash: string;
-  indexed_at: number;
+  /** When the ingest was requested (ms): from the message, so a redelivery writes byte-identical rows. */
+  requested_at: number;
 }
 
 export interface ToolRow {
@@ -69,7 +70,7 @@ function schemaFor(kind: TableKind, dimension: number): Schema {
     new Field("metadata", new Utf8(), false),
     new Field("metadata_tags", new List(new Field("item", new Utf8(), true)), false),
     new Field("content_hash", new Utf8(), false),
-    new Field("indexed_at", new Float64(), false),
+    new Field("requested_at", new Float64(), false),
   ]);
 }
 
@@ -157,7 +158,7 @@ export function chunkBatch(rows: ChunkRow[], dimension: number): ArrowTable {
     metadata: strings((row) => row.metadata),
     metadata_tags: arrow.vectorFromArray(rows.map((row) => row.metadata_tags), tagsType).data[0],
     content_hash: strings((row) => row.content_hash),
-    indexed_at: arrow.makeData({ type: new arrow.Float64(), length: rows.length, data: Float64Array.from(rows, (row) => row.indexed_at) }),
+    requested_at: arrow.makeData({ type: new arrow.Float64(), length: rows.length, data: Float64Array.from(rows, (row) => row.requested_at) }),
   };
   const struct = arrow.makeData({
     type: new arrow.Struct(schema.fields),
