@@ -27,13 +27,13 @@ export function chunkText(text: string, settings: ChunkSettings): string[] {
     if (current.length > 0 && length + 1 + piece.length > size) {
       if (fresh > 0) chunks.push(current.join(" "));
       current = tail(current, overlap);
-      // The carried tail must leave room for the new piece.
-      while (current.length > 0 && joinedLength(current) + 1 + piece.length > size) current.shift();
       length = joinedLength(current);
+      // The carried tail must leave room for the new piece.
+      while (current.length > 0 && length + 1 + piece.length > size) length -= current.shift()!.length + (current.length > 0 ? 1 : 0);
       fresh = 0;
     }
+    length += (current.length > 0 ? 1 : 0) + piece.length;
     current.push(piece);
-    length = joinedLength(current);
     fresh += 1;
   }
   if (fresh > 0) chunks.push(current.join(" "));
