@@ -7,10 +7,12 @@
  *   npm run bench -- coldstart    only the named ones
  */
 import { coldStart } from "./coldstart";
+import { embeddingsBench } from "./embeddings";
 import { printRows, type Row } from "./stats";
 
 const SCENARIOS: Record<string, () => Promise<Row[]> | Row[]> = {
   coldstart: () => coldStart(),
+  embeddings: () => embeddingsBench(),
 };
 
 async function main(): Promise<void> {

@@ -15,6 +15,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync
 import os from "node:os";
 import path from "node:path";
 import { startControlServer } from "./harness/control";
+import { startEmbeddingsApi } from "./harness/embeddings-api";
 import { installExitHandlers, onTeardown, startProcess, teardown } from "./harness/processes";
 import {
   PROJECT_ID,
@@ -63,6 +64,13 @@ async function main(): Promise<number> {
     MONGODB_URI: mongo.uri,
     LANCEDB_URI: lanceDir,
   };
+  if (mode === "test") {
+    // Tests embed through the OpenAI-compatible client against a local server speaking that API, which can
+    // be told to fail; `start` and `bench` use the offline local embedder (the default).
+    const embeddingsApi = await startEmbeddingsApi({ dimension: 384, apiKey: DEV_SECRETS.EMBEDDING_API_KEY });
+    onTeardown(() => embeddingsApi.close());
+    Object.assign(functionEnv, { EMBEDDING_PROVIDER: "openai", EMBEDDING_BASE_URL: embeddingsApi.url, EMBEDDING_MODEL: "fake-openai-hash", EMBEDDING_DIMS: "384" });
+  }
   writeFunctionsEnvLocal(functionEnv);
 
   step("starting the Firebase emulators (functions, auth, hosting, firestore, pubsub" + (useOfficialRtdb ? ", database)" : ")"));
@@ -177,7 +185,7 @@ function writeFunctionsEnvLocal(values: Record<string, string>): void {
 }
 
 /** Secrets' values for local runs; tests read the same table through HARNESS_SECRETS. */
-export const DEV_SECRETS: Record<string, string> = { METERING_API_KEY: "dev-metering-key" };
+export const DEV_SECRETS: Record<string, string> = { METERING_API_KEY: "dev-metering-key", EMBEDDING_API_KEY: "dev-embedding-key" };
 
 function declaredParams(): Array<{ name: string; default?: unknown; secret: boolean }> {
   const functionsDir = path.join(ROOT, "functions");

@@ -42,6 +42,70 @@ export const HEALTH_TIMEOUT_MS = defineInt("HEALTH_TIMEOUT_MS", {
   description: "Per-component timeout of /api/health.",
 });
 
+// ---------------------------------------------------------------- Embeddings
+
+export const EMBEDDING_PROVIDER = defineString("EMBEDDING_PROVIDER", {
+  default: "local",
+  description: "Embedding provider: local (deterministic hashed n-grams, offline), openai (any OpenAI-compatible endpoint) or vertex.",
+});
+
+export const EMBEDDING_MODEL = defineString("EMBEDDING_MODEL", {
+  default: "",
+  description: "Model id; empty picks the provider's default (local-hash-v1, text-embedding-3-small, text-embedding-005).",
+});
+
+export const EMBEDDING_DIMS = defineInt("EMBEDDING_DIMS", {
+  default: 384,
+  description: "Vector dimension; must match what the model returns. Each model/dimension pair gets its own LanceDB table.",
+});
+
+export const EMBEDDING_BATCH_SIZE = defineInt("EMBEDDING_BATCH_SIZE", {
+  default: 64,
+  description: "Texts per provider request.",
+});
+
+export const EMBEDDING_BASE_URL = defineString("EMBEDDING_BASE_URL", {
+  default: "",
+  description: "Provider endpoint; empty picks the default (https://api.openai.com/v1, or the Vertex AI regional endpoint).",
+});
+
+export const EMBEDDING_API_KEY = defineSecret("EMBEDDING_API_KEY");
+
+export const VERTEX_LOCATION = defineString("VERTEX_LOCATION", {
+  default: "us-central1",
+  description: "Vertex AI region for text embeddings.",
+});
+
+export const EMBEDDING_CHUNK_SIZE = defineInt("EMBEDDING_CHUNK_SIZE", {
+  default: 800,
+  description: "Target chunk length in characters; chunks end on sentence boundaries where possible.",
+});
+
+export const EMBEDDING_CHUNK_OVERLAP = defineInt("EMBEDDING_CHUNK_OVERLAP", {
+  default: 120,
+  description: "Characters of trailing context repeated at the start of the next chunk.",
+});
+
+export const EMBEDDING_MAX_DELIVERIES = defineInt("EMBEDDING_MAX_DELIVERIES", {
+  default: 5,
+  description: "Deliveries of one message with transient failures before it is dead-lettered (where the platform redelivers).",
+});
+
+export const EMBEDDING_PROVIDER_ATTEMPTS = defineInt("EMBEDDING_PROVIDER_ATTEMPTS", {
+  default: 4,
+  description: "Attempts per provider request within one delivery, with exponential backoff, for 429, 5xx and timeouts.",
+});
+
+export const VECTOR_INDEX_THRESHOLD = defineInt("VECTOR_INDEX_THRESHOLD", {
+  default: 100000,
+  description: "Rows after which a LanceDB table gets an IVF_PQ vector index; below it searches are flat (exact).",
+});
+
+export const KNOWLEDGE_OWNER_UIDS = defineString("KNOWLEDGE_OWNER_UIDS", {
+  default: "",
+  description: "Comma-separated uids allowed to ingest and delete knowledge besides holders of the admin claim.",
+});
+
 /** Region of every function; one place so the wiring test can assert it. */
 export const REGION = "us-central1";
 

@@ -24,6 +24,11 @@ const functions: Record<string, Loader> = {
   adjustCredits: () => require("./credits/callables").adjustCredits,
   meterUsage: () => require("./credits/meter").meterUsage,
   applyOperationQueue: () => require("./credits/queue-trigger").applyOperationQueue,
+  ingestKnowledge: () => require("./embeddings/triggers").ingestKnowledge,
+  deleteKnowledge: () => require("./embeddings/triggers").deleteKnowledge,
+  searchKnowledge: () => require("./embeddings/triggers").searchKnowledge,
+  selectTools: () => require("./embeddings/triggers").selectTools,
+  embeddingConsumer: () => require("./embeddings/triggers").embeddingConsumer,
 };
 
 for (const [name, load] of Object.entries(functions)) {

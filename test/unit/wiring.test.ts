@@ -39,6 +39,18 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
     filter: { ref: "operation_queues/{uid}/{opId}", instance: "*" },
     retry: true,
   },
+  ingestKnowledge: { kind: "callable" },
+  deleteKnowledge: { kind: "callable", timeoutSeconds: 60 },
+  searchKnowledge: { kind: "callable", timeoutSeconds: 60, secrets: ["EMBEDDING_API_KEY"] },
+  selectTools: { kind: "callable", timeoutSeconds: 60, secrets: ["EMBEDDING_API_KEY"] },
+  embeddingConsumer: {
+    kind: "event",
+    eventType: "google.cloud.pubsub.topic.v1.messagePublished",
+    filter: { topic: "embedding-requests" },
+    retry: true,
+    timeoutSeconds: 540,
+    secrets: ["EMBEDDING_API_KEY"],
+  },
 };
 
 describe("unit: deploy manifest of every exported function", () => {

@@ -12,7 +12,11 @@ let connection: Promise<Connection> | undefined;
 export function lanceDb(): Promise<Connection> {
   if (!connection) {
     const lancedb = require("@lancedb/lancedb") as typeof import("@lancedb/lancedb");
-    connection = lancedb.connect(LANCEDB_URI.value()).catch((error: unknown) => {
+    const uri = LANCEDB_URI.value();
+    // Functions run in many instances: reads must see other instances' writes. A local folder is
+    // checked on every read (cheap); an object store at most every 2 s (each check is a request).
+    const readConsistencyInterval = /^[a-z0-9]+:\/\//.test(uri) ? 2 : 0;
+    connection = lancedb.connect(uri, { readConsistencyInterval }).catch((error: unknown) => {
       connection = undefined;
       throw error;
     });

@@ -16,6 +16,16 @@ export const logs = {
   redisCircuitClosed: () => logger.info("redis_circuit_closed"),
   queuedOperation: (uid: string, opId: string, outcome: string, code?: string) =>
     logger.info("queued_operation", { uid, op_id: opId, outcome, code }),
+  knowledgeIngestRequested: (fields: Fields) => logger.info("knowledge_ingest_requested", fields),
+  knowledgeDeleted: (fields: Fields) => logger.info("knowledge_deleted", fields),
+  embeddingIndexed: (fields: Fields) => logger.info("embedding_indexed", fields),
+  embeddingSkipped: (messageId: string, sourceId: string, reason: "unchanged" | "stale") =>
+    logger.info("embedding_skipped", { message_id: messageId, source_id: sourceId, reason }),
+  embeddingRetry: (messageId: string, sourceId: string, attempts: number, error: string) =>
+    logger.warn("embedding_retry", { message_id: messageId, source_id: sourceId, attempts, error }),
+  embeddingDeadLettered: (messageId: string, sourceId: string | undefined, attempts: number, error: string) =>
+    logger.error("embedding_dead_lettered", { message_id: messageId, source_id: sourceId ?? null, attempts, error }),
+  toolsSeeded: (table: string, tools: number) => logger.info("tools_seeded", { table, tools }),
   unexpectedError: (where: string, error: unknown) =>
     logger.error("unexpected_error", { where, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
 };

@@ -1,0 +1,238 @@
+/**
+ * The LanceDB side of the capability: table naming, schemas, the one write per
+ * message, deletes, searches and vector-index upkeep.
+ *
+ * Vectors of different models or dimensions never share a table: each
+ * (model, dimension) pair has its own `knowledge_text__…` and `tool_selector__…`
+ * table, so switching models re-embeds sources into a new table on their next
+ * ingest instead of mixing spaces.
+ */
+import type { Connection, Table } from "@lancedb/lancedb";
+import type { Schema, Table as ArrowTable } from "apache-arrow";
+import { sourceClause } from "./filter";
+
+export type TableKind = "knowledge_text" | "tool_selector";
+
+/** `knowledge_text__local_hash_v1__384`: the kind, then the model and dimension it holds. */
+export function tableName(kind: TableKind, modelId: string, dimension: number): string {
+  const slug = modelId.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "") || "model";
+  return `${kind}__${slug}__${dimension}`;
+}
+
+/** One chunk as stored (the seed's knowledge_text shape, plus what ingest needs). */
+export interface ChunkRow {
+  chunk_id: string;
+  source: string;
+  chunk_index: number;
+  content: string;
+  embedding: number[];
+  /** The source's metadata as JSON. */
+  metadata: string;
+  /** Opaque digests of metadata pairs, for filters (see filter.ts). */
+  metadata_tags: string[];
+  content_hash: string;
+  /** When the ingest was requested (ms): from the message, so a redelivery writes byte-identical rows. */
+  requested_at: number;
+}
+
+export interface ToolRow {
+  tool_id: string;
+  function_name: string;
+  description: string;
+  embedding: number[];
+  /** JSON of the tool's parameters schema, returned with a match. */
+  parameters: string;
+  seed_hash: string;
+  created_at: number;
+}
+
+function schemaFor(kind: TableKind, dimension: number): Schema {
+  const arrow = require("apache-arrow") as typeof import("apache-arrow");
+  const { Field, Utf8, Int32, Float64, Float32, FixedSizeList, List } = arrow;
+  const vector = new Field("embedding", new FixedSizeList(dimension, new Field("item", new Float32(), true)), false);
+  if (kind === "tool_selector") {
+    return new arrow.Schema([
+      new Field("tool_id", new Utf8(), false),
+      new Field("function_name", new Utf8(), false),
+      new Field("description", new Utf8(), false),
+      vector,
+      new Field("parameters", new Utf8(), false),
+      new Field("seed_hash", new Utf8(), false),
+      new Field("created_at", new Float64(), false),
+    ]);
+  }
+  return new arrow.Schema([
+    new Field("chunk_id", new Utf8(), false),
+    new Field("source", new Utf8(), false),
+    new Field("chunk_index", new Int32(), false),
+    new Field("content", new Utf8(), false),
+    vector,
+    new Field("metadata", new Utf8(), false),
+    new Field("metadata_tags", new List(new Field("item", new Utf8(), true)), false),
+    new Field("content_hash", new Utf8(), false),
+    new Field("requested_at", new Float64(), false),
+  ]);
+}
+
+/**
+ * Open tables per connection. A handle stays valid as the table grows: the
+ * connection's read-consistency interval makes reads see other instances'
+ * commits, so re-opening (a manifest read) on every call would be wasted.
+ */
+const handles = new WeakMap<Connection, Map<string, Table>>();
+
+function cached(db: Connection): Map<string, Table> {
+  let map = handles.get(db);
+  if (!map) handles.set(db, (map = new Map()));
+  return map;
+}
+
+/** Opens a table, creating it empty on first use (concurrent creators are fine: exist-ok). */
+export async function openTable(db: Connection, kind: TableKind, modelId: string, dimension: number): Promise<Table> {
+  const name = tableName(kind, modelId, dimension);
+  const known = cached(db).get(name);
+  if (known) return known;
+  let table: Table;
+  try {
+    table = await db.openTable(name);
+  } catch {
+    table = await db.createEmptyTable(name, schemaFor(kind, dimension), { mode: "create", existOk: true });
+  }
+  cached(db).set(name, table);
+  return table;
+}
+
+/** The table if it exists; searches of a model nothing was indexed with find nothing. */
+export async function existingTable(db: Connection, kind: TableKind, modelId: string, dimension: number): Promise<Table | undefined> {
+  const name = tableName(kind, modelId, dimension);
+  const known = cached(db).get(name);
+  if (known) return known;
+  if (!(await db.tableNames()).includes(name)) return undefined;
+  const table = await db.openTable(name);
+  cached(db).set(name, table);
+  return table;
+}
+
+/**
+ * Replaces one source's chunks in a single LanceDB commit (one new table
+ * version): rows are upserted by `chunk_id` (`{source}#{index}`), and the
+ * source's rows beyond the new last index are deleted in the same operation.
+ * That delete makes LanceDB join against the whole table, so it is only asked
+ * for when such rows exist (a filtered count, no write). With `rows` empty it
+ * deletes the source; with nothing to upsert or delete it writes nothing.
+ */
+export async function replaceSource(table: Table, sourceId: string, rows: ChunkRow[]): Promise<number | undefined> {
+  const stale = await table.countRows(`${sourceClause(sourceId)} AND chunk_index >= ${rows.length}`);
+  if (rows.length === 0 && stale === 0) return undefined;
+  let builder = table.mergeInsert("chunk_id").whenMatchedUpdateAll().whenNotMatchedInsertAll();
+  if (stale > 0) builder = builder.whenNotMatchedBySourceDelete({ where: sourceClause(sourceId) });
+  const dimension = rows[0]?.embedding.length ?? 0;
+  const result = await builder.execute(rows.length > 0 ? chunkBatch(rows, dimension) : []);
+  return result.version;
+}
+
+/**
+ * Chunk rows as one Arrow table. Building the columns directly (vectors as one
+ * flat Float32Array) is several times faster than letting LanceDB infer them
+ * from plain objects, which matters at thousands of chunks per message.
+ */
+export function chunkBatch(rows: ChunkRow[], dimension: number): ArrowTable {
+  const arrow = require("apache-arrow") as typeof import("apache-arrow");
+  const schema = schemaFor("knowledge_text", dimension);
+  const flat = new Float32Array(rows.length * dimension);
+  rows.forEach((row, i) => flat.set(row.embedding, i * dimension));
+  const vectorType = schema.fields.find((field) => field.name === "embedding")!.type;
+  const tagsType = schema.fields.find((field) => field.name === "metadata_tags")!.type;
+  const strings = (pick: (row: ChunkRow) => string) => arrow.vectorFromArray(rows.map(pick), new arrow.Utf8()).data[0];
+  const columns: Record<string, import("apache-arrow").Data> = {
+    chunk_id: strings((row) => row.chunk_id),
+    source: strings((row) => row.source),
+    chunk_index: arrow.makeData({ type: new arrow.Int32(), length: rows.length, data: Int32Array.from(rows, (row) => row.chunk_index) }),
+    content: strings((row) => row.content),
+    embedding: arrow.makeData({
+      type: vectorType,
+      length: rows.length,
+      nullCount: 0,
+      child: arrow.makeData({ type: new arrow.Float32(), length: flat.length, data: flat }),
+    }),
+    metadata: strings((row) => row.metadata),
+    metadata_tags: arrow.vectorFromArray(rows.map((row) => row.metadata_tags), tagsType).data[0],
+    content_hash: strings((row) => row.content_hash),
+    requested_at: arrow.makeData({ type: new arrow.Float64(), length: rows.length, data: Float64Array.from(rows, (row) => row.requested_at) }),
+  };
+  const struct = arrow.makeData({
+    type: new arrow.Struct(schema.fields),
+    length: rows.length,
+    nullCount: 0,
+    children: schema.fields.map((field) => columns[field.name]),
+  });
+  return new arrow.Table(schema, [new arrow.RecordBatch(schema, struct)]);
+}
+
+/** Upserts the tool catalogue and drops tools no longer in it, in one commit. */
+export async function replaceTools(table: Table, rows: ToolRow[]): Promise<void> {
+  await table
+    .mergeInsert("tool_id")
+    .whenMatchedUpdateAll()
+    .whenNotMatchedInsertAll()
+    .whenNotMatchedBySourceDelete()
+    .execute(rows.map((row) => ({ ...row })));
+}
+
+export interface VectorHit {
+  row: Record<string, unknown>;
+  score: number;
+}
+
+/** Nearest rows by cosine distance (score = 1 − distance), filtered before ranking. */
+export async function nearest(table: Table, vector: number[], k: number, where: string | undefined, columns: string[]): Promise<VectorHit[]> {
+  let query = table.vectorSearch(vector).distanceType("cosine").select(columns).limit(k);
+  if (where) query = query.where(where);
+  const rows = (await query.toArray()) as Array<Record<string, unknown>>;
+  return rows.map((row) => {
+    const distance = Number(row._distance);
+    const { _distance: _ignored, ...rest } = row;
+    void _ignored;
+    return { row: rest, score: Math.round((1 - distance) * 1e6) / 1e6 };
+  });
+}
+
+export type IndexAction = "none" | "created" | "optimized";
+
+/**
+ * Keeps search fast as a table grows: flat (exact) search below `threshold`
+ * rows; past it an IVF_PQ index on the vectors; once the rows added since the
+ * index reach a tenth of the threshold, `optimize()` folds them in.
+ */
+export async function maintainVectorIndex(table: Table, threshold: number, dimension: number): Promise<IndexAction> {
+  const indices = await table.listIndices();
+  const vectorIndex = indices.find((index) => index.columns.includes("embedding"));
+  if (!vectorIndex) {
+    if ((await table.countRows()) < threshold) return "none";
+    const { Index } = require("@lancedb/lancedb") as typeof import("@lancedb/lancedb");
+    const rows = await table.countRows();
+    await table.createIndex("embedding", {
+      config: Index.ivfPq({
+        distanceType: "cosine",
+        numPartitions: Math.max(1, Math.round(Math.sqrt(rows))),
+        numSubVectors: subVectors(dimension),
+      }),
+    });
+    return "created";
+  }
+  const stats = await table.indexStats(vectorIndex.name);
+  if (stats && stats.numUnindexedRows >= Math.max(1, Math.floor(threshold / 10))) {
+    await table.optimize();
+    return "optimized";
+  }
+  return "none";
+}
+
+/** The largest divisor of `dimension` giving sub-vectors of at least 8 dimensions, capped at 96. */
+function subVectors(dimension: number): number {
+  for (let count = Math.min(96, Math.floor(dimension / 8)); count > 1; count--) {
+    if (dimension % count === 0) return count;
+  }
+  return 1;
+}
+
