@@ -1,0 +1,97 @@
+/**
+ * Notifications (MongoDB `notifications`, the Living Content seed shape) and
+ * their live delivery on Redis `user_channel:{uid}`.
+ *
+ * Every notification has a deterministic `_id` derived from a dedupe key
+ * (e.g. `job:{jobId}:succeeded`), so a retried trigger finds it already there
+ * and neither stores nor publishes it twice. The id is an ObjectId (the first
+ * 12 bytes of a SHA-256 of the key): real MongoDB takes any `_id`, but some
+ * wire-compatible servers accept only ObjectIds, and this works on both.
+ */
+import { createHash } from "node:crypto";
+import type { Db, ObjectId } from "mongodb";
+import type { RedisGateway } from "../adapters/redis";
+import type { Clock } from "../shared/time";
+import { systemClock } from "../shared/time";
+
+export const NOTIFICATIONS = "notifications";
+const DAY_MS = 86_400_000;
+
+export type Urgency = "low" | "normal" | "high";
+
+export interface NotificationInput {
+  userId: string;
+  /** e.g. job_succeeded, job_failed, low_balance, provider_alert */
+  type: string;
+  toastMessage: string;
+  urgency: Urgency;
+  persistent: boolean;
+  /** Identifies the event this notification is about; the same key never notifies twice. */
+  dedupeKey: string;
+  contentSessionId?: string | null;
+  messageId?: string | null;
+  /** Kept this long, then removed by retention (default 30 days; persistent ones 365). */
+  retainDays?: number;
+}
+
+export interface NotificationDoc {
+  _id: ObjectId;
+  userId: string;
+  contentSessionId: string | null;
+  messageId: string | null;
+  createdAt: Date;
+  type: string;
+  toastMessage: string;
+  urgency: Urgency;
+  persistent: boolean;
+  seen: boolean;
+  seenAt: Date | null;
+  expireAt: Date;
+  dedupeKey: string;
+}
+
+export interface NotifyDeps {
+  mongo: Db;
+  redis?: RedisGateway;
+  clock?: Clock;
+}
+
+/** The ObjectId for a dedupe key. */
+export function notificationId(dedupeKey: string): ObjectId {
+  const { ObjectId: Id } = require("mongodb") as typeof import("mongodb");
+  return new Id(createHash("sha256").update(dedupeKey).digest().subarray(0, 12));
+}
+
+export function userChannel(uid: string): string {
+  return `user_channel:${uid}`;
+}
+
+/** Stores the notification once and publishes it live; returns whether this call created it. */
+export async function notify(deps: NotifyDeps, input: NotificationInput): Promise<{ id: string; created: boolean }> {
+  const now = (deps.clock ?? systemClock).now();
+  const _id = notificationId(input.dedupeKey);
+  const doc: NotificationDoc = {
+    _id,
+    userId: input.userId,
+    contentSessionId: input.contentSessionId ?? null,
+    messageId: input.messageId ?? null,
+    createdAt: now,
+    type: input.type,
+    toastMessage: input.toastMessage,
+    urgency: input.urgency,
+    persistent: input.persistent,
+    seen: false,
+    seenAt: null,
+    expireAt: new Date(now.getTime() + (input.retainDays ?? (input.persistent ? 365 : 30)) * DAY_MS),
+    dedupeKey: input.dedupeKey,
+  };
+  const { _id: _ignored, ...fields } = doc;
+  const result = await deps.mongo.collection<NotificationDoc>(NOTIFICATIONS).updateOne({ _id }, { $setOnInsert: fields }, { upsert: true });
+  const created = result.upsertedCount === 1;
+  if (created && deps.redis) {
+    const payload = JSON.stringify({ ...fields, id: _id.toHexString(), createdAt: now.toISOString(), expireAt: doc.expireAt.toISOString() });
+    // Live delivery is best effort: the notification is already stored and listed on the next fetch.
+    await deps.redis.run((client) => client.publish(userChannel(input.userId), payload)).catch(() => undefined);
+  }
+  return { id: _id.toHexString(), created };
+}
