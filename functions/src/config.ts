@@ -146,3 +146,8 @@ export const LOW_BALANCE_THRESHOLD = defineInt("LOW_BALANCE_THRESHOLD", {
 
 /** API key the app's own servers send to the metering endpoint (Secret Manager). */
 export const METERING_API_KEY = defineSecret("METERING_API_KEY");
+
+export const AUDIT_RETENTION_DAYS = defineInt("AUDIT_RETENTION_DAYS", {
+  default: 365,
+  description: "How long audit_logs entries are kept (expire_at; swept by ttlCleanup and Firestore TTL).",
+});

@@ -113,3 +113,49 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 export function fireSchedule(functionsOrigin: string, name: string): Promise<{ status: number; text: string }> {
   return deliver(functionsOrigin, name, {}, "application/json");
 }
+
+/** A Firestore value in the REST/JSON encoding CloudEvents carry. */
+export function firestoreValue(value: unknown): Record<string, unknown> {
+  if (value === null || value === undefined) return { nullValue: null };
+  if (typeof value === "boolean") return { booleanValue: value };
+  if (typeof value === "number") return Number.isInteger(value) ? { integerValue: String(value) } : { doubleValue: value };
+  if (typeof value === "string") return { stringValue: value };
+  if (value instanceof Date) return { timestampValue: value.toISOString() };
+  if (Array.isArray(value)) return { arrayValue: { values: value.map(firestoreValue) } };
+  return { mapValue: { fields: firestoreFields(value as Record<string, unknown>) } };
+}
+
+function firestoreFields(data: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(data).map(([key, item]) => [key, firestoreValue(item)]));
+}
+
+/**
+ * A Firestore `document.v1.written` CloudEvent (JSON encoding) for the document
+ * at `path` changing from `before` to `after` (undefined: absent), with the
+ * given update times.
+ */
+export function firestoreWrittenEvent(
+  path: string,
+  before: { data: Record<string, unknown>; updateTime: Date } | undefined,
+  after: { data: Record<string, unknown>; updateTime: Date } | undefined,
+  id: string = randomUUID(),
+): CloudEvent {
+  const name = `projects/${PROJECT_ID}/databases/(default)/documents/${path}`;
+  const encode = (doc: { data: Record<string, unknown>; updateTime: Date } | undefined) =>
+    doc ? { name, fields: firestoreFields(doc.data), createTime: doc.updateTime.toISOString(), updateTime: doc.updateTime.toISOString() } : undefined;
+  return {
+    specversion: "1.0",
+    id,
+    source: `//firestore.googleapis.com/projects/${PROJECT_ID}/databases/(default)`,
+    type: "google.cloud.firestore.document.v1.written",
+    time: (after ?? before)?.updateTime.toISOString() ?? new Date().toISOString(),
+    subject: `documents/${path}`,
+    datacontenttype: "application/json",
+    project: PROJECT_ID,
+    database: "(default)",
+    namespace: "(default)",
+    document: path,
+    location: "us-central1",
+    data: { value: encode(after), oldValue: encode(before) },
+  };
+}

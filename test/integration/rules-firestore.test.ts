@@ -24,6 +24,8 @@ const ALLOWED: Record<string, Partial<Record<Who, Op[]>>> = {
   credit_transactions: { owner: ["get", "list"], admin: ["get", "list"] },
   credit_holds: { owner: ["get", "list"], admin: ["get", "list"] },
   idempotency_keys: {},
+  audit_logs: { admin: ["get", "list"] },
+  low_balance_state: {},
   processed_events: {},
 };
 
@@ -42,7 +44,7 @@ describe("integration: Firestore rules denial matrix", function () {
     await testEnv.withSecurityRulesDisabled(async (context) => {
       const db = context.firestore();
       await setDoc(doc(db, "users", OWNER), { credits_balance: 10, credits_held: 0, ledger_version: 1 });
-      for (const name of ["credit_transactions", "credit_holds", "idempotency_keys", "processed_events"]) {
+      for (const name of ["credit_transactions", "credit_holds", "idempotency_keys", "processed_events", "audit_logs", "low_balance_state"]) {
         await setDoc(doc(db, name, "d1"), { user_id: OWNER, amount: 1 });
       }
     });
@@ -66,7 +68,7 @@ describe("integration: Firestore rules denial matrix", function () {
           const attempt = {
             get: () => getDoc(ref),
             // Owners' queries must filter on their own user_id; users are listed only by admins.
-            list: () => getDocs(name === "users" ? collection(db, name) : query(collection(db, name), where("user_id", "==", OWNER))),
+            list: () => getDocs(name === "users" || name === "audit_logs" ? collection(db, name) : query(collection(db, name), where("user_id", "==", OWNER))),
             create: () => setDoc(doc(db, name, `new-${who}`), { user_id: OWNER, credits_balance: 1e9 }),
             update: () => updateDoc(ref, { credits_balance: 1e9, amount: 1e9 }),
             delete: () => deleteDoc(ref),

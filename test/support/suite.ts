@@ -99,4 +99,4 @@ export async function control(action: "redis/stop" | "redis/start"): Promise<voi
 }
 
 export { waitFor, http } from "../../scripts/harness/net";
-export { deliver, fireSchedule, rtdbWrittenEvent } from "../../scripts/harness/cloudevents";
+export { deliver, fireSchedule, firestoreWrittenEvent, rtdbWrittenEvent } from "../../scripts/harness/cloudevents";

@@ -11,13 +11,16 @@ import {
   spendCredits as spend,
 } from "./operations";
 import { spendLimiter } from "./ratelimit";
-import { adjustInput, emptyInput, grantInput, listTransactionsInput, refundInput, spendInput } from "./schemas";
+import { BalanceCache, readThrough } from "../mirror/cache";
+import { adjustInput, balanceInput, grantInput, listTransactionsInput, refundInput, spendInput } from "./schemas";
 
+/** Served cache-aside from Redis; see mirror/cache.ts for why a stale value cannot win. */
 export const getBalance = callable({
   name: "getBalance",
   access: "user",
-  schema: emptyInput,
-  handler: (_input, caller) => balanceOf({ db: firestore(), lock: redis() }, caller!.uid),
+  schema: balanceInput,
+  handler: (input, caller) =>
+    readThrough(new BalanceCache(redis()), caller!.uid, input.min_version ?? 0, () => balanceOf({ db: firestore() }, caller!.uid)),
 });
 
 export const spendCredits = callable({
@@ -26,7 +29,10 @@ export const spendCredits = callable({
   schema: spendInput,
   handler: async (input, caller) => {
     await spendLimiter().enforce("spend", caller!.uid);
-    return spend({ db: firestore(), lock: redis() }, caller!.uid, input);
+    const result = await spend({ db: firestore(), lock: redis() }, caller!.uid, input);
+    // The caller now knows this version; make the cache at least as new (best effort).
+    await new BalanceCache(redis()).put(caller!.uid, { balance: result.balance, held: result.held, available: result.available, version: result.version });
+    return result;
   },
 });
 

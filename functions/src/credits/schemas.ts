@@ -94,6 +94,9 @@ export const adjustInput = z
 
 export const emptyInput = z.object({}).strict();
 
+/** `min_version`: the newest ledger version the client has seen; an older cached balance is never served. */
+export const balanceInput = z.object({ min_version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional() }).strict();
+
 /** A client-queued operation in RTDB `operation_queues/{uid}/{opId}`. */
 export const queuedOperation = z
   .object({

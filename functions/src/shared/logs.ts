@@ -26,6 +26,9 @@ export const logs = {
   embeddingDeadLettered: (messageId: string, sourceId: string | undefined, attempts: number, error: string) =>
     logger.error("embedding_dead_lettered", { message_id: messageId, source_id: sourceId ?? null, attempts, error }),
   toolsSeeded: (table: string, tools: number) => logger.info("tools_seeded", { table, tools }),
+  balanceMirrored: (uid: string, eventId: string, outcome: string, version: number | null) =>
+    logger.info("balance_mirrored", { uid, event_id: eventId, outcome, version }),
+  auditRecorded: (path: string, eventId: string, created: boolean) => logger.info("audit_recorded", { path, event_id: eventId, created }),
   unexpectedError: (where: string, error: unknown) =>
     logger.error("unexpected_error", { where, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
 };

@@ -1,0 +1,58 @@
+/**
+ * The live balance mirror: Firestore `users/{uid}` → RTDB `user_balances/{uid}`.
+ *
+ * Triggers arrive at least once and in any order, so a write is applied only
+ * if its `ledger_version` is newer than the mirror's (checked in an RTDB
+ * transaction on the node): duplicates and stale deliveries are no-ops and the
+ * mirror converges to the newest state. A deleted user removes the mirror; a
+ * stale event arriving after that finds no node and no Firestore document,
+ * and does not bring it back.
+ */
+import type { Database } from "firebase-admin/database";
+import type { Firestore } from "firebase-admin/firestore";
+
+export const USER_BALANCES = "user_balances";
+
+export interface BalanceState {
+  balance: number;
+  held: number;
+  available: number;
+  version: number;
+  updated_at: number;
+}
+
+export type MirrorOutcome = "written" | "stale" | "removed" | "skipped";
+
+/** The mirror's view of a user document's data (undefined when the document does not exist). */
+export function balanceStateOf(data: Record<string, unknown> | undefined, updatedAtMs: number): BalanceState | undefined {
+  if (!data) return undefined;
+  const balance = Number(data.credits_balance ?? 0);
+  const held = Number(data.credits_held ?? 0);
+  return { balance, held, available: balance - held, version: Number(data.ledger_version ?? 0), updated_at: updatedAtMs };
+}
+
+export interface MirrorDeps {
+  rtdb: Database;
+  db: Firestore;
+}
+
+/** Applies one user-document state to the mirror, guarded by version. */
+export async function mirrorBalance(deps: MirrorDeps, uid: string, after: BalanceState | undefined): Promise<MirrorOutcome> {
+  const ref = deps.rtdb.ref(`${USER_BALANCES}/${uid}`);
+  if (!after) {
+    await ref.remove();
+    return "removed";
+  }
+  const existing = (await ref.once("value")).val() as BalanceState | null;
+  if (existing === null) {
+    // No mirror yet: a first write, a mirror never built (backfill's job, fine to build now), or a
+    // late delivery for a user deleted since (even of the creating event). Only Firestore knows which.
+    const current = await deps.db.collection("users").doc(uid).get();
+    if (!current.exists) return "skipped";
+  }
+  const result = await ref.transaction((current: BalanceState | null) => {
+    if (current && typeof current.version === "number" && current.version >= after.version) return undefined; // abort: not newer
+    return after;
+  });
+  return result.committed ? "written" : "stale";
+}

@@ -1,0 +1,36 @@
+/**
+ * `mirrorUserBalance`: every write to users/{uid} updates the RTDB mirror
+ * (version-guarded), the balance cache (versioned), and the low-balance alarm.
+ */
+import { onDocumentWritten } from "firebase-functions/v2/firestore";
+import { firestore, realtimeDb } from "../adapters/firebase";
+import { mongoDb } from "../adapters/mongo";
+import { redis } from "../adapters/redis";
+import { LOW_BALANCE_THRESHOLD } from "../config";
+import { notify } from "../notifications/notify";
+import { logs } from "../shared/logs";
+import { balanceStateOf, mirrorBalance } from "./balance";
+import { BalanceCache } from "./cache";
+import { observeBalance, policyFor } from "./lowbalance";
+
+export const mirrorUserBalance = onDocumentWritten({ document: "users/{uid}", retry: true, timeoutSeconds: 60 }, async (event) => {
+  const uid = event.params.uid;
+  const after = event.data?.after;
+  const updatedAt = after?.exists && after.updateTime ? after.updateTime.toMillis() : Date.parse(event.time);
+  const state = balanceStateOf(after?.exists ? after.data() : undefined, updatedAt);
+  const outcome = await mirrorBalance({ rtdb: realtimeDb(), db: firestore() }, uid, state);
+  const cache = new BalanceCache(redis());
+  if (state) await cache.put(uid, { balance: state.balance, held: state.held, available: state.available, version: state.version });
+  else await cache.remove(uid);
+  if (state && state.version > 0) {
+    const mongo = await mongoDb();
+    await observeBalance(
+      { db: firestore(), notify: (input) => notify({ mongo, redis: redis() }, input) },
+      uid,
+      state.available,
+      state.version,
+      policyFor(LOW_BALANCE_THRESHOLD.value()),
+    );
+  }
+  logs.balanceMirrored(uid, event.id, outcome, state?.version ?? null);
+});
