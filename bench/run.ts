@@ -7,11 +7,13 @@
  *   npm run bench -- coldstart    only the named ones
  */
 import { coldStart } from "./coldstart";
+import { creditsBench } from "./credits";
 import { embeddingsBench } from "./embeddings";
 import { printRows, type Row } from "./stats";
 
 const SCENARIOS: Record<string, () => Promise<Row[]> | Row[]> = {
   coldstart: () => coldStart(),
+  credits: () => creditsBench(),
   embeddings: () => embeddingsBench(),
 };
 

@@ -9,7 +9,7 @@
  * a request that failed wrote nothing, so it may be retried with its key.
  */
 import { createHash } from "node:crypto";
-import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
+import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { IdempotencyKeyReused } from "./errors";
 
@@ -39,10 +39,18 @@ export function fingerprintOf(operation: string, params: unknown): string {
 
 /** Reads the key's record inside `tx`; throws IdempotencyKeyReused on a parameter mismatch. */
 export async function checkIdempotency<R>(tx: Transaction, db: Firestore, scope: IdempotencyScope): Promise<IdempotencyCheck<R>> {
+  const ref = idempotencyRef(db, scope);
+  return idempotencyFrom<R>(ref, scope, await tx.get(ref));
+}
+
+export function idempotencyRef(db: Firestore, scope: Pick<IdempotencyScope, "owner" | "key">): DocumentReference {
   const id = createHash("sha256").update(`${scope.owner}\n${scope.key}`).digest("hex");
-  const ref = db.collection(IDEMPOTENCY_KEYS).doc(id);
+  return db.collection(IDEMPOTENCY_KEYS).doc(id);
+}
+
+/** The check for a record snapshot read by the caller (e.g. batched through tx.getAll). */
+export function idempotencyFrom<R>(ref: DocumentReference, scope: IdempotencyScope, snapshot: DocumentSnapshot): IdempotencyCheck<R> {
   const fingerprint = fingerprintOf(scope.operation, scope.params);
-  const snapshot = await tx.get(ref);
   if (!snapshot.exists) return { ref, fingerprint };
   if (snapshot.get("fingerprint") !== fingerprint) throw new IdempotencyKeyReused();
   return { ref, fingerprint, replay: snapshot.get("response") as R };

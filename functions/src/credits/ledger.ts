@@ -8,7 +8,7 @@
  * retries). Firestore requires all reads of a transaction before its writes, so
  * callers read (`readAccount`, `readHold`, idempotency) first, then post.
  */
-import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
+import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { InsufficientCredits, LedgerConflict } from "./errors";
 
@@ -64,7 +64,11 @@ export function entryId(uid: string, version: number): string {
 
 export async function readAccount(tx: Transaction, db: Firestore, uid: string): Promise<Account> {
   const ref = userRef(db, uid);
-  const snapshot = await tx.get(ref);
+  return accountFrom(uid, ref, await tx.get(ref));
+}
+
+/** The account in a snapshot read by the caller (e.g. batched with other reads through tx.getAll). */
+export function accountFrom(uid: string, ref: DocumentReference, snapshot: DocumentSnapshot): Account {
   const data = snapshot.data() ?? {};
   return {
     uid,

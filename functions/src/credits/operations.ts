@@ -11,8 +11,8 @@ import { InsufficientCredits } from "./errors";
 import { TRANSACTION_ATTEMPTS } from "./holds";
 import { withUserLock } from "./userlock";
 import type { RedisGateway } from "../adapters/redis";
-import { checkIdempotency, recordIdempotency, type IdempotencyScope } from "./idempotency";
-import { TRANSACTIONS, available, postEntry, readAccount, userRef, type Change, type Posted } from "./ledger";
+import { idempotencyFrom, idempotencyRef, recordIdempotency, type IdempotencyScope } from "./idempotency";
+import { TRANSACTIONS, accountFrom, available, postEntry, userRef, type Change, type Posted } from "./ledger";
 import { priceOf } from "./pricebook";
 import type { AdjustInput, GrantInput, ListTransactionsInput, RefundInput, SpendInput } from "./schemas";
 
@@ -52,10 +52,14 @@ async function idempotentChange(
   return withUserLock(deps.lock, uid, () =>
     deps.db.runTransaction(
       async (tx) => {
-        const check = await checkIdempotency<Posted>(tx, deps.db, scope);
+        // The idempotency record and the account in one round trip.
+        const keyRef = idempotencyRef(deps.db, scope);
+        const accountRef = userRef(deps.db, uid);
+        const [keySnapshot, accountSnapshot] = await tx.getAll(keyRef, accountRef);
+        const check = idempotencyFrom<Posted>(keyRef, scope, keySnapshot);
         if (check.replay) return { ...check.replay, replayed: true };
         if (extraReads) await extraReads(tx);
-        const account = await readAccount(tx, deps.db, uid);
+        const account = accountFrom(uid, accountRef, accountSnapshot);
         const posted = postEntry(tx, deps.db, account, build(account, tx));
         recordIdempotency(tx, check, scope, posted, clock.now());
         return { ...posted, replayed: false };

@@ -1,0 +1,67 @@
+/**
+ * spendCredits through the functions emulator, against a floor measured in the
+ * same run on the same Firestore emulator: a bare one-document read-then-write
+ * transaction from this process.
+ *   latency: p50/p95 of sequential calls (target p50 ≤ 1.5× the floor)
+ *   throughput: N concurrent spends on one user vs N concurrent bare transactions on one document
+ */
+import { randomUUID } from "node:crypto";
+import { firestore } from "../functions/src/adapters/firebase";
+import { grantCredits } from "../functions/src/credits/operations";
+import { callFunction } from "../test/support/suite";
+import { percentile, type Row } from "./stats";
+
+async function timed<T>(work: () => Promise<T>): Promise<number> {
+  const started = performance.now();
+  await work();
+  return performance.now() - started;
+}
+
+export async function creditsBench(samples = 60, concurrent = 20): Promise<Row[]> {
+  const db = firestore();
+  const floorDoc = db.collection("bench_floor").doc(randomUUID());
+  await floorDoc.set({ n: 0 });
+  const bareTransaction = () =>
+    db.runTransaction(async (tx) => {
+      const snapshot = await tx.get(floorDoc);
+      tx.update(floorDoc, { n: Number(snapshot.get("n")) + 1 });
+    });
+
+  const uid = `bench-${randomUUID().slice(0, 8)}`;
+  await grantCredits({ db }, "bench", { user_id: uid, amount: 1_000_000, type: "grant", reason: "bench", idempotency_key: `bench-${uid}` });
+  const spend = async () => {
+    const answer = await callFunction("spendCredits", { feature: "chat.message", quantity: 1, idempotency_key: randomUUID() }, { uid });
+    if (!answer.result) throw new Error(`spend failed: ${JSON.stringify(answer.error)}`);
+  };
+
+  // Warm both paths (the emulator's worker, gRPC channels, Redis connections).
+  for (let i = 0; i < 5; i++) {
+    await bareTransaction();
+    await spend();
+  }
+  const floor: number[] = [];
+  const spends: number[] = [];
+  // Interleaved, so noise on this shared machine hits both alike.
+  for (let i = 0; i < samples; i++) {
+    floor.push(await timed(bareTransaction));
+    spends.push(await timed(spend));
+  }
+  // Context: the functions emulator's own cost for a callable (a cache hit touches no Firestore).
+  const roundTrips: number[] = [];
+  for (let i = 0; i < samples; i++) roundTrips.push(await timed(() => callFunction("getBalance", {}, { uid })));
+  const floorBurst = await timed(() => Promise.all(Array.from({ length: concurrent }, bareTransaction)));
+  const spendBurst = await timed(() => Promise.all(Array.from({ length: concurrent }, spend)));
+
+  const floorP50 = percentile(floor, 50);
+  const floorRate = (concurrent / floorBurst) * 1000;
+  const spendRate = (concurrent / spendBurst) * 1000;
+  return [
+    { scenario: "spendCredits", name: "floor p50 (bare read-then-write transaction)", value: floorP50, unit: "ms", ratio: 1 },
+    { scenario: "spendCredits", name: "floor p95", value: percentile(floor, 95), unit: "ms" },
+    { scenario: "spendCredits", name: "p50 through the functions emulator", value: percentile(spends, 50), unit: "ms", ratio: percentile(spends, 50) / floorP50, target: "≤ 1.5×", pass: percentile(spends, 50) / floorP50 <= 1.5 },
+    { scenario: "spendCredits", name: "p95 through the functions emulator", value: percentile(spends, 95), unit: "ms", ratio: percentile(spends, 95) / percentile(floor, 95) },
+    { scenario: "spendCredits", name: "context: getBalance p50 (cache hit: emulator + callable overhead only)", value: percentile(roundTrips, 50), unit: "ms", ratio: percentile(roundTrips, 50) / floorP50 },
+    { scenario: "spendCredits", name: `floor: ${concurrent} concurrent transactions on one document`, value: floorRate, unit: "tx/s", ratio: 1 },
+    { scenario: "spendCredits", name: `${concurrent} concurrent spends on one user`, value: spendRate, unit: "spends/s", ratio: spendRate / floorRate, note: "ratio > 1 is better here" },
+  ];
+}
