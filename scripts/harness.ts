@@ -127,6 +127,10 @@ async function main(): Promise<number> {
     return runChild("tsx", [path.join(ROOT, "bench", "run.ts"), ...rest], suiteEnv, runDir);
   }
 
+  // Scripts run beside the suite (backfill, worker) can `source .harness/env` (removed at teardown).
+  const envFile = path.join(STATE_DIR, "env");
+  writeFileSync(envFile, Object.entries(suiteEnv).map(([key, value]) => `export ${key}='${value.replace(/'/g, "'\\''")}'`).join("\n") + "\n");
+  onTeardown(() => rmSync(envFile, { force: true }));
   const { seedDemo } = await import("./harness/demo");
   await seedDemo(suiteEnv, step);
   startScheduleTicker({ functionsOrigin: emulators.functionsOrigin, log: step });

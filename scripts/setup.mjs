@@ -23,14 +23,19 @@ function has(binary) {
   return spawnSync("sh", ["-c", `command -v ${binary}`], { stdio: "ignore" }).status === 0;
 }
 
-/** npm ci in `dir` unless node_modules already matches its package-lock.json. */
-function installPackages(dir) {
+/**
+ * Installs `dir`'s packages from its package-lock.json unless node_modules already matches it.
+ * `npm ci` where it works; the functions package uses `npm install` (still pinned by the lock)
+ * because @lancedb/lancedb lists platform packages this registry does not serve, which
+ * `npm ci` counts as a lock mismatch.
+ */
+function installPackages(dir, command = "ci") {
   const lock = path.join(dir, "package-lock.json");
   const stamp = path.join(dir, "node_modules", ".setup-lock-hash");
   const hash = createHash("sha256").update(readFileSync(lock)).digest("hex");
   if (existsSync(stamp) && readFileSync(stamp, "utf8") === hash) return;
-  say(`installing npm packages in ${path.relative(root, dir) || "."} (npm ci)`);
-  run("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=error"], {
+  say(`installing npm packages in ${path.relative(root, dir) || "."} (npm ${command})`);
+  run("npm", [command, "--no-audit", "--no-fund", "--loglevel=error"], {
     cwd: dir,
     // mongodb-memory-server (inside smartmongo) would try to download a mongod; we never use it.
     env: { ...process.env, MONGOMS_DISABLE_POSTINSTALL: "1" },
@@ -73,7 +78,7 @@ try {
   ensureRedis();
   checkJava();
   installPackages(root);
-  installPackages(path.join(root, "functions"));
+  installPackages(path.join(root, "functions"), "install");
   const lib = path.join(root, "functions", "lib", "index.js");
   const src = path.join(root, "functions", "src");
   if (!existsSync(lib) || newestMtime(src) > statSync(lib).mtimeMs) {

@@ -18,14 +18,22 @@ const spend = (uid: string, data: Record<string, unknown>) => callFunction<Chang
 const admin = { uid: "admin-1", claims: { admin: true } };
 
 describe("e2e: credits through the functions emulator", function () {
-  this.timeout(180_000);
+  this.timeout(400_000);
 
   it("when 50 spends race for a balance that covers exactly 17, then exactly 17 succeed and the rest get failed-precondition", async () => {
     const uid = newUid();
     const unit = PRICE_BOOK["image.generate"]; // 10 credits each
     await fund(uid, unit * 17);
+    // The functions emulator starts one worker process per concurrent request; on a 2-core machine 50 cold
+    // starts take longer than a call's timeout. Start them first with requests that write nothing.
+    const warm = await Promise.all(
+      Array.from({ length: 50 }, () => callFunction("spendCredits", { feature: "warm-up" }, { uid }, { timeoutMs: 180_000 })),
+    );
+    assert.ok(warm.every((answer) => answer.error?.status === "INVALID_ARGUMENT"));
     const results = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => spend(uid, { feature: "image.generate", quantity: 1, idempotency_key: `race-${i}` })),
+      Array.from({ length: 50 }, (_, i) =>
+        callFunction<Change>("spendCredits", { feature: "image.generate", quantity: 1, idempotency_key: `race-${i}` }, { uid }, { timeoutMs: 180_000 }),
+      ),
     );
     const ok = results.filter((r) => r.result);
     const refused = results.filter((r) => r.error);

@@ -6,6 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import path from "node:path";
+import { emulatorIdToken as idToken } from "../../scripts/harness/tokens";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
 export const FUNCTIONS_DIR = path.join(ROOT, "functions");
@@ -45,27 +46,9 @@ export function newUid(prefix = "user"): string {
   return `${prefix}-${randomUUID().slice(0, 12)}`;
 }
 
-/**
- * An ID token the Auth emulator accepts: unsigned ("alg": "none"), as the
- * emulator's own tokens are. firebase-admin verifies such tokens only when
- * FIREBASE_AUTH_EMULATOR_HOST is set, which is the case in the functions emulator.
- */
+/** An ID token the Auth emulator accepts for `uid` (see scripts/harness/tokens.ts). */
 export function emulatorIdToken(uid: string, claims: Record<string, unknown> = {}): string {
-  const now = Math.floor(Date.now() / 1000);
-  const header = { alg: "none", typ: "JWT" };
-  const payload = {
-    iss: `https://securetoken.google.com/${suite.projectId}`,
-    aud: suite.projectId,
-    auth_time: now,
-    user_id: uid,
-    sub: uid,
-    iat: now,
-    exp: now + 3600,
-    firebase: { identities: {}, sign_in_provider: "custom" },
-    ...claims,
-  };
-  const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  return `${encode(header)}.${encode(payload)}.`;
+  return idToken(suite.projectId, uid, claims);
 }
 
 export interface CallResult<T> {
@@ -79,6 +62,7 @@ export async function callFunction<T = unknown>(
   name: string,
   data: unknown,
   auth?: { uid: string; claims?: Record<string, unknown> },
+  options: { timeoutMs?: number } = {},
 ): Promise<CallResult<T>> {
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (auth) headers.authorization = `Bearer ${emulatorIdToken(auth.uid, auth.claims)}`;
@@ -86,7 +70,7 @@ export async function callFunction<T = unknown>(
     method: "POST",
     headers,
     body: JSON.stringify({ data }),
-    signal: AbortSignal.timeout(60_000),
+    signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
   });
   const body = (await response.json()) as { result?: T; error?: CallResult<T>["error"] };
   return { status: response.status, result: body.result, error: body.error };
