@@ -42,6 +42,54 @@ export const HEALTH_TIMEOUT_MS = defineInt("HEALTH_TIMEOUT_MS", {
   description: "Per-component timeout of /api/health.",
 });
 
+// Scheduled: retention (ttlCleanup) and provider health / model router.
+
+export const TTL_TIME_BUDGET_SECONDS = defineInt("TTL_TIME_BUDGET_SECONDS", {
+  default: 240,
+  description: "How long one ttlCleanup run works before it saves its place and stops (the function's timeout is 540 s).",
+});
+
+export const TTL_PAGE_SIZE = defineInt("TTL_PAGE_SIZE", {
+  default: 500,
+  description: "Documents read per page by ttlCleanup.",
+});
+
+export const ROUTING_DECISIONS_RETENTION_DAYS = defineInt("ROUTING_DECISIONS_RETENTION_DAYS", {
+  default: 30,
+  description: "Age after which routing_decisions are deleted.",
+});
+
+export const ALERTS_RETENTION_DAYS = defineInt("ALERTS_RETENTION_DAYS", {
+  default: 90,
+  description: "Age after which acknowledged model_router_alerts are deleted (unacknowledged ones are kept).",
+});
+
+export const AUDIT_RETENTION_DAYS = defineInt("AUDIT_RETENTION_DAYS", {
+  default: 0,
+  description: "Age after which audit_logs entries are deleted; 0 keeps them forever.",
+});
+
+export const OPERATION_QUEUE_RETENTION_HOURS = defineInt("OPERATION_QUEUE_RETENTION_HOURS", {
+  default: 24,
+  description: "Age after which applied or rejected RTDB operation_queues entries are removed.",
+});
+
+export const LANCEDB_VERSION_RETENTION_HOURS = defineInt("LANCEDB_VERSION_RETENTION_HOURS", {
+  default: 24,
+  description: "LanceDB table versions older than this are cleaned up after compaction.",
+});
+
+export const MODEL_PROVIDERS = defineString("MODEL_PROVIDERS", {
+  default:
+    '[{"name":"local","probe_url":"http://127.0.0.1:8790/local/health","models":[{"id":"local-small","task_types":["*"],"cost_per_1k_tokens":0}]}]',
+  description: "Default model providers (JSON) when Firestore config/model_router has none: name, probe_url, models.",
+});
+
+export const PROVIDER_PROBE_TIMEOUT_MS = defineInt("PROVIDER_PROBE_TIMEOUT_MS", {
+  default: 3000,
+  description: "Timeout of one provider health probe.",
+});
+
 /** Region of every function; one place so the wiring test can assert it. */
 export const REGION = "us-central1";
 

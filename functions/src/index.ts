@@ -16,6 +16,9 @@ type Loader = () => unknown;
 /** Function name → module that defines it. Names are the deployed function names. */
 const functions: Record<string, Loader> = {
   health: () => require("./health/trigger").health,
+  ttlCleanup: () => require("./scheduled/ttlTrigger").ttlCleanup,
+  providerHealthCheck: () => require("./scheduled/healthTrigger").providerHealthCheck,
+  acknowledgeAlert: () => require("./scheduled/alertsTrigger").acknowledgeAlert,
 };
 
 for (const [name, load] of Object.entries(functions)) {

@@ -26,6 +26,9 @@ type Expected =
 
 const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: string[] }> = {
   health: { kind: "https", timeoutSeconds: 30 },
+  ttlCleanup: { kind: "schedule", schedule: "every 60 minutes", timeoutSeconds: 540 },
+  providerHealthCheck: { kind: "schedule", schedule: "every 5 minutes", timeoutSeconds: 120 },
+  acknowledgeAlert: { kind: "callable" },
 };
 
 describe("unit: deploy manifest of every exported function", () => {
