@@ -3,7 +3,7 @@
  * administrators about new ones through a MongoDB notification.
  */
 import type { Firestore } from "firebase-admin/firestore";
-import type { Db } from "mongodb";
+import type { Db, ObjectId } from "mongodb";
 import { NotFound } from "../shared/errors";
 import type { Clock } from "../shared/time";
 import type { Alert } from "./providerHealth";
@@ -38,14 +38,27 @@ export async function acknowledgeAlert(
 }
 
 /**
+ * The notification's `_id` for a key such as `alert:{alertId}`: an ObjectId
+ * made from the key's hash, so it is deterministic and still an ObjectId (the
+ * local MongoDB wire server accepts no other `_id` type).
+ */
+export function notificationId(key: string): ObjectId {
+  const { ObjectId: Id } = require("mongodb") as typeof import("mongodb");
+  const { createHash } = require("node:crypto") as typeof import("node:crypto");
+  return new Id(createHash("sha256").update(key).digest("hex").slice(0, 24));
+}
+
+/**
  * Writes the admins' notification for an alert. The id is derived from the
  * alert, and it is only inserted when absent, so a repeat changes nothing.
  */
 export async function notifyAdminsOfAlert(mongo: Db, alert: Alert): Promise<void> {
-  await mongo.collection<{ _id: string }>("notifications").updateOne(
-    { _id: `alert:${alert.id}` },
+  const key = `alert:${alert.id}`;
+  await mongo.collection("notifications").updateOne(
+    { _id: notificationId(key) },
     {
       $setOnInsert: {
+        key,
         userId: ADMINS_USER_ID,
         contentSessionId: null,
         messageId: null,
