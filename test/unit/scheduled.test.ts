@@ -37,6 +37,30 @@ describe("unit: scheduled", () => {
     });
   });
 
+  describe("firestore.indexes.json", () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const file = require("../../firestore.indexes.json") as {
+      indexes: Array<{ collectionGroup: string; fields: Array<{ fieldPath: string; order: string }> }>;
+      fieldOverrides: Array<{ collectionGroup: string; fieldPath: string; ttl?: boolean }>;
+    };
+
+    it("when a retention policy filters on a condition, then a composite index (condition fields, then the timestamp) is declared", () => {
+      for (const policy of retentionPolicies({ ...DEFAULT_RETENTION, auditDays: 1 })) {
+        if (policy.store !== "firestore" || policy.where.length === 0) continue;
+        const wanted = [...policy.where.map((w) => w.field), policy.timestampField];
+        const found = file.indexes.some(
+          (index) => index.collectionGroup === policy.collection && index.fields.map((f) => f.fieldPath).join() === wanted.join() && index.fields.at(-1)?.order === "ASCENDING",
+        );
+        assert.ok(found, `${policy.name}: index on ${policy.collection} (${wanted.join(", ")})`);
+      }
+    });
+
+    it("when a day's lag is acceptable, then native TTL is declared on expire_at; holds and alerts never get native TTL", () => {
+      const ttl = file.fieldOverrides.filter((o) => o.ttl).map((o) => `${o.collectionGroup}.${o.fieldPath}`).sort();
+      assert.deepEqual(ttl, ["idempotency_keys.expire_at", "model_provider_checks.expire_at", "processed_events.expire_at", "routing_decisions.expire_at"]);
+    });
+  });
+
   describe("nextHealth", () => {
     const now = new Date("2026-01-01T00:00:00Z");
 
