@@ -8,9 +8,11 @@
  */
 import { coldStart } from "./coldstart";
 import { printRows, type Row } from "./stats";
+import { ttlBench } from "./ttl";
 
 const SCENARIOS: Record<string, () => Promise<Row[]> | Row[]> = {
   coldstart: () => coldStart(),
+  ttl: () => ttlBench(),
 };
 
 async function main(): Promise<void> {

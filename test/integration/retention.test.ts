@@ -280,8 +280,7 @@ describe("integration: ttlCleanup retention policies", function () {
     assert.equal(first.complete, false);
     assert.equal(first.policies[0].applied, 3);
     const state = await db.collection("scheduler_state").doc(stateId).get();
-    assert.equal(state.get("policy"), "budget_test");
-    assert.ok(state.get("cursor"), "the resume point is saved");
+    assert.equal(state.get("policy"), "budget_test", "the resume point is saved");
     assert.equal((await db.collection(collection).get()).size, 6);
 
     const second = await runTtlCleanup({ ...cut, budgetMs: 60_000 });
@@ -291,25 +290,27 @@ describe("integration: ttlCleanup retention policies", function () {
     assert.equal((await db.collection("scheduler_state").doc(stateId).get()).exists, false, "the resume point is cleared");
   });
 
-  it("when a matched document changes before its delete lands, then it is not deleted", async () => {
+  it("when a matched document changes before its delete lands, then it is not deleted, and the rest of its batch still is", async () => {
     const clock = fixedClock();
     const collection = newUid("ttl_race");
     const ref = db.collection(collection).doc("doc");
-    await ref.set({ expire_at: new Date(clock.now().getTime() - MINUTE) });
+    const others = ["a", "b", "c"].map((id) => db.collection(collection).doc(id));
+    await Promise.all([ref, ...others].map((doc) => doc.set({ expire_at: new Date(clock.now().getTime() - MINUTE) })));
     const racePolicy: RetentionPolicy = { name: "race", store: "firestore", collection, timestampField: "expire_at", ageMs: 0, where: [], action: "delete" };
-    // Between the read of the page and the delete, the document is extended.
-    const original = db.bulkWriter.bind(db);
+    // Between the read of the page and its commit, the document is extended.
+    const originalBatch = db.batch.bind(db);
     const racing = Object.assign(Object.create(Object.getPrototypeOf(db) as object) as Firestore, db, {
-      bulkWriter: (options?: Parameters<Firestore["bulkWriter"]>[0]) => {
-        const writer = original(options);
-        const remove = writer.delete.bind(writer);
-        writer.delete = ((docRef: Parameters<typeof remove>[0], precondition?: Parameters<typeof remove>[1]) =>
-          ref.update({ expire_at: new Date(clock.now().getTime() + DAY) }).then(() => remove(docRef, precondition))) as typeof writer.delete;
-        return writer;
+      batch: () => {
+        const batch = originalBatch();
+        const commit = batch.commit.bind(batch);
+        batch.commit = () => ref.update({ expire_at: new Date(clock.now().getTime() + DAY) }).then(commit);
+        return batch;
       },
     });
     const outcome = await runTtlCleanup(deps(racing, clock, [racePolicy]));
     assert.equal(outcome.policies[0].skipped, 1);
+    assert.equal(outcome.policies[0].applied, 3);
     assert.equal((await ref.get()).exists, true);
+    for (const other of others) assert.equal((await other.get()).exists, false);
   });
 });

@@ -2,18 +2,17 @@
  * The `ttlCleanup` use case: apply every retention policy, page by page,
  * within a time budget, and resume where it stopped on the next run.
  *
- * - Firestore deletes go through one BulkWriter per policy, each with a
+ * - Firestore deletes go in batches of ≤ 500, each delete with a
  *   `lastUpdateTime` precondition: a document changed since it was read (and
- *   so perhaps no longer matching) is skipped, never deleted.
- * - Pages follow a cursor (timestamp, document id) instead of re-reading from
- *   the start, so the next page is read while the previous page's deletes are
- *   still in flight.
- * - When the budget runs out, the policy and cursor are saved in
+ *   so perhaps no longer matching) is skipped, never deleted. Reading streams
+ *   while the deletes of earlier pages are in flight (see deleteMatching).
+ * - The budget is checked after every page (`pageSize` documents).
+ * - When the budget runs out, the policy (and, for releases, the cursor) is saved in
  *   `scheduler_state/{stateId}`; the next run starts there, so later policies
  *   are never starved by a large first one. At least one page is done per run.
  */
 import type { Database } from "firebase-admin/database";
-import type { BulkWriterOptions, Firestore, Query, QueryDocumentSnapshot } from "firebase-admin/firestore";
+import type { BulkWriter, BulkWriterOptions, Firestore, Query, QueryDocumentSnapshot } from "firebase-admin/firestore";
 import type { Db } from "mongodb";
 import type { Connection } from "@lancedb/lancedb";
 import type { Clock } from "../shared/time";
@@ -43,7 +42,12 @@ export interface TtlDeps {
   stateId?: string;
   /** Monotonic milliseconds, for the budget (the injected clock may be fixed). */
   elapsedMs?: () => number;
+  /** Settings of the BulkWriter that redoes a failed batch one document at a time. */
   writerOptions?: BulkWriterOptions;
+  /** Pages of references one delete query streams (default 50): a query's cost is mostly fixed. */
+  pagesPerQuery?: number;
+  /** Delete batches committed at once (default 4). */
+  batchesInFlight?: number;
   /** Holds released concurrently within a page. */
   releaseConcurrency?: number;
 }
@@ -150,6 +154,16 @@ function cutoff(deps: TtlDeps, ageMs: number): Date {
   return new Date(deps.clock.now().getTime() - ageMs);
 }
 
+function matchingQuery(deps: TtlDeps, policy: FirestorePolicy): Query {
+  const { FieldPath } = require("firebase-admin/firestore") as typeof import("firebase-admin/firestore");
+  let query: Query = deps.db.collection(policy.collection);
+  for (const condition of policy.where) query = query.where(condition.field, condition.op, condition.value);
+  return query
+    .where(policy.timestampField, "<", cutoff(deps, policy.ageMs))
+    .orderBy(policy.timestampField)
+    .orderBy(FieldPath.documentId());
+}
+
 async function applyFirestore(
   deps: TtlDeps,
   policy: FirestorePolicy,
@@ -157,54 +171,136 @@ async function applyFirestore(
   budget: Budget,
   outcome: PolicyOutcome,
 ): Promise<Cursor | null> {
-  const { FieldPath, Timestamp } = require("firebase-admin/firestore") as typeof import("firebase-admin/firestore");
-  let query: Query = deps.db.collection(policy.collection);
-  for (const condition of policy.where) query = query.where(condition.field, condition.op, condition.value);
-  query = query
-    .where(policy.timestampField, "<", cutoff(deps, policy.ageMs))
-    .orderBy(policy.timestampField)
-    .orderBy(FieldPath.documentId());
-  // Only references and the cursor's field are needed: releases read the hold in their own transaction.
-  query = query.select(policy.timestampField);
+  return policy.action === "delete"
+    ? deleteMatching(deps, policy, budget, outcome)
+    : releaseMatching(deps, policy, resumeFrom, budget, outcome);
+}
 
-  const writer = policy.action === "delete" ? deps.db.bulkWriter(deps.writerOptions) : undefined;
-  // A failed precondition means the document changed after it was read: leave it.
-  writer?.onWriteError((error) => error.code !== 9 && error.failedAttempts < 5);
-  const pending: Array<Promise<unknown>> = [];
-  let cursor = resumeFrom;
+/**
+ * Deletes stream: one query reads up to `pagesPerQuery` pages of bare
+ * references (a query's cost is mostly fixed, so few long scans beat many
+ * short ones). Each page becomes one batch of ≤ 500 deletes, committed while
+ * the next page is read (at most `batchesInFlight` at once); every delete has
+ * a `lastUpdateTime` precondition. A batch that fails (one changed document
+ * fails the whole batch) is redone document by document through a
+ * BulkWriter, where a failed precondition skips just that document.
+ * Deleted documents leave the query's results, so the next scan starts from
+ * the beginning again and no cursor is needed; a run cut by the budget
+ * resumes at this policy.
+ */
+async function deleteMatching(deps: TtlDeps, policy: FirestorePolicy, budget: Budget, outcome: PolicyOutcome): Promise<null> {
+  const query = matchingQuery(deps, policy).select();
+  const pageSize = Math.min(deps.pageSize, 500);
+  const scanLimit = pageSize * (deps.pagesPerQuery ?? 50);
+  const inFlight = new Set<Promise<void>>();
+  let fallback: BulkWriter | undefined;
+
+  const redoOneByOne = async (docs: QueryDocumentSnapshot[]) => {
+    if (!fallback) {
+      fallback = deps.db.bulkWriter(deps.writerOptions);
+      fallback.onWriteError((error) => error.code !== 9 && error.failedAttempts < 5);
+    }
+    const writer = fallback;
+    const results = docs.map((doc) =>
+      writer.delete(doc.ref, { lastUpdateTime: doc.updateTime }).then(
+        () => (outcome.applied += 1),
+        () => (outcome.skipped += 1),
+      ),
+    );
+    await writer.flush();
+    await Promise.all(results);
+  };
+
+  const commit = async (docs: QueryDocumentSnapshot[]) => {
+    const batch = deps.db.batch();
+    for (const doc of docs) batch.delete(doc.ref, { lastUpdateTime: doc.updateTime });
+    try {
+      await batch.commit();
+      outcome.applied += docs.length;
+    } catch {
+      await redoOneByOne(docs);
+    }
+  };
+
+  const send = async (docs: QueryDocumentSnapshot[]) => {
+    while (inFlight.size >= (deps.batchesInFlight ?? 4)) await Promise.race(inFlight);
+    const pending: Promise<void> = commit(docs).finally(() => inFlight.delete(pending));
+    inFlight.add(pending);
+  };
+
   try {
     for (;;) {
-      if (budget.exhausted()) return cursor;
-      const page = cursor
-        ? query.startAfter(new Timestamp(cursor.seconds ?? 0, cursor.nanoseconds ?? 0), cursor.id)
-        : query;
-      const snapshot = await page.limit(deps.pageSize).get();
-      budget.page();
-      outcome.pages += 1;
-      outcome.matched += snapshot.size;
-      if (writer) {
-        for (const doc of snapshot.docs) {
-          pending.push(
-            writer.delete(doc.ref, { lastUpdateTime: doc.updateTime }).then(
-              () => (outcome.applied += 1),
-              () => (outcome.skipped += 1),
-            ),
-          );
+      if (budget.exhausted()) return null;
+      const appliedBefore = outcome.applied;
+      let read = 0;
+      let cut = false;
+      let page: QueryDocumentSnapshot[] = [];
+      const documents = query.limit(scanLimit).stream() as unknown as AsyncIterable<QueryDocumentSnapshot>;
+      for await (const doc of documents) {
+        read += 1;
+        outcome.matched += 1;
+        page.push(doc);
+        if (page.length === pageSize) {
+          await send(page);
+          page = [];
+          budget.page();
+          outcome.pages += 1;
+          if (budget.exhausted()) {
+            cut = true;
+            break;
+          }
         }
-      } else {
-        await releaseAll(deps, snapshot.docs, outcome);
       }
-      const last = snapshot.docs[snapshot.docs.length - 1];
-      if (last) cursor = cursorOf(last, policy.timestampField);
-      if (snapshot.size < deps.pageSize) {
+      if (page.length > 0 || read === 0) {
+        if (page.length > 0) await send(page);
+        budget.page();
+        outcome.pages += 1;
+      }
+      await Promise.all(inFlight);
+      if (cut) return null;
+      // Everything read this scan was left alone: rescanning would find the same documents.
+      if (read < scanLimit || outcome.applied === appliedBefore) {
         outcome.done = true;
         return null;
       }
     }
   } finally {
-    // The saved cursor is only trusted once every delete before it has landed.
-    await writer?.close();
-    await Promise.all(pending);
+    await Promise.allSettled(inFlight);
+    await fallback?.close();
+  }
+}
+
+/**
+ * Holds are released page by page through `releaseExpiredHold` (a
+ * transaction each, a few at a time), following a cursor (timestamp,
+ * document id) so a hold whose release failed is not retried in a loop; the
+ * cursor is saved when the budget runs out.
+ */
+async function releaseMatching(
+  deps: TtlDeps,
+  policy: FirestorePolicy,
+  resumeFrom: Cursor | null,
+  budget: Budget,
+  outcome: PolicyOutcome,
+): Promise<Cursor | null> {
+  const { Timestamp } = require("firebase-admin/firestore") as typeof import("firebase-admin/firestore");
+  // Only references and the cursor's field are needed: each release reads the hold in its own transaction.
+  const query = matchingQuery(deps, policy).select(policy.timestampField);
+  let cursor = resumeFrom;
+  for (;;) {
+    if (budget.exhausted()) return cursor;
+    const page = cursor ? query.startAfter(new Timestamp(cursor.seconds ?? 0, cursor.nanoseconds ?? 0), cursor.id) : query;
+    const snapshot = await page.limit(deps.pageSize).get();
+    budget.page();
+    outcome.pages += 1;
+    outcome.matched += snapshot.size;
+    await releaseAll(deps, snapshot.docs, outcome);
+    const last = snapshot.docs[snapshot.docs.length - 1];
+    if (last) cursor = cursorOf(last, policy.timestampField);
+    if (snapshot.size < deps.pageSize) {
+      outcome.done = true;
+      return null;
+    }
   }
 }
 
