@@ -1,1 +1,5 @@
-export async function seedDemo(_env: Record<string,string>, step: (t: string) => void): Promise<void> { step("demo: nothing yet"); }
+import { seedScheduledDemo } from "./demo-scheduled";
+
+export async function seedDemo(env: Record<string, string>, step: (t: string) => void): Promise<void> {
+  await seedScheduledDemo(env, step);
+}
