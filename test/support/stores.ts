@@ -46,3 +46,14 @@ export async function lanceAt(folder: string): Promise<Connection> {
   const lancedb = functionsRequire<typeof import("@lancedb/lancedb")>("@lancedb/lancedb");
   return lancedb.connect(folder);
 }
+
+/**
+ * Root-level hook (this module is loaded by test files, so mocha registers it
+ * on the root suite): after every test, release the clients' sockets so mocha
+ * can exit.
+ */
+after(async () => {
+  await closeMongo();
+  const { getApps, deleteApp } = functionsRequire<typeof import("firebase-admin/app")>("firebase-admin/app");
+  await Promise.all(getApps().map((app) => deleteApp(app)));
+});
