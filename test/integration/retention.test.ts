@@ -290,6 +290,29 @@ describe("integration: ttlCleanup retention policies", function () {
     assert.equal((await db.collection("scheduler_state").doc(stateId).get()).exists, false, "the resume point is cleared");
   });
 
+  it("when the budget runs out between policies, then the next run starts at the policy it stopped in, so later policies are not starved", async () => {
+    const clock = fixedClock();
+    const past = new Date(clock.now().getTime() - MINUTE);
+    const make = (name: string): RetentionPolicy => ({ name, store: "firestore", collection: newUid(`ttl_${name}`), timestampField: "expire_at", ageMs: 0, where: [], action: "delete" });
+    const [first, second] = [make("first"), make("second")];
+    if (first.store !== "firestore" || second.store !== "firestore") throw new Error("unreachable");
+    await Promise.all([
+      ...["a", "b", "c"].map((id) => db.collection(first.collection).doc(id).set({ expire_at: past })),
+      db.collection(second.collection).doc("z").set({ expire_at: past }),
+    ]);
+    const cut = deps(db, clock, [first, second], { pageSize: 2, budgetMs: 0, stateId: newUid("ttl-state") });
+
+    // Each run gets exactly its one guaranteed page ("…" marks the policy a run stopped in).
+    const runs = [];
+    for (let i = 0; i < 3; i++) {
+      const outcome = await runTtlCleanup(cut);
+      runs.push(outcome.policies.map((p) => `${p.policy}:${p.applied}${p.done ? "" : "…"}`).join(" "));
+    }
+    assert.deepEqual(runs, ["first:2…", "first:1 second:0…", "second:1 first:0…"]);
+    assert.equal((await db.collection(first.collection).get()).size, 0);
+    assert.equal((await db.collection(second.collection).get()).size, 0);
+  });
+
   it("when a matched document changes before its delete lands, then it is not deleted, and the rest of its batch still is", async () => {
     const clock = fixedClock();
     const collection = newUid("ttl_race");
