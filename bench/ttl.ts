@@ -61,7 +61,7 @@ async function cleanupRun(db: Firestore, count: number, tag: string): Promise<nu
   return deleted / seconds;
 }
 
-export async function ttlBench(count = 20_000, rounds = 3): Promise<Row[]> {
+export async function ttlBench(count = 20_000, rounds = 5): Promise<Row[]> {
   const db = firestore();
   const floors: number[] = [];
   const cleanups: number[] = [];
