@@ -10,11 +10,13 @@ import { coldStart } from "./coldstart";
 import { creditsBench } from "./credits";
 import { embeddingsBench } from "./embeddings";
 import { printRows, type Row } from "./stats";
+import { ttlBench } from "./ttl";
 
 const SCENARIOS: Record<string, () => Promise<Row[]> | Row[]> = {
   coldstart: () => coldStart(),
   credits: () => creditsBench(),
   embeddings: () => embeddingsBench(),
+  ttl: () => ttlBench(),
 };
 
 async function main(): Promise<void> {

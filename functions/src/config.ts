@@ -106,6 +106,54 @@ export const KNOWLEDGE_OWNER_UIDS = defineString("KNOWLEDGE_OWNER_UIDS", {
   description: "Comma-separated uids allowed to ingest and delete knowledge besides holders of the admin claim.",
 });
 
+// Scheduled: retention (ttlCleanup) and provider health / model router.
+
+export const TTL_TIME_BUDGET_SECONDS = defineInt("TTL_TIME_BUDGET_SECONDS", {
+  default: 240,
+  description: "How long one ttlCleanup run works before it saves its place and stops (the function's timeout is 540 s).",
+});
+
+export const TTL_PAGE_SIZE = defineInt("TTL_PAGE_SIZE", {
+  default: 500,
+  description: "Documents read per page by ttlCleanup.",
+});
+
+export const ROUTING_DECISIONS_RETENTION_DAYS = defineInt("ROUTING_DECISIONS_RETENTION_DAYS", {
+  default: 30,
+  description: "Age after which routing_decisions are deleted.",
+});
+
+export const ALERTS_RETENTION_DAYS = defineInt("ALERTS_RETENTION_DAYS", {
+  default: 90,
+  description: "Age after which acknowledged model_router_alerts are deleted (unacknowledged ones are kept).",
+});
+
+export const AUDIT_RETENTION_DAYS = defineInt("AUDIT_RETENTION_DAYS", {
+  default: 365,
+  description: "Age after which audit_logs entries are deleted by ttlCleanup; 0 keeps them forever.",
+});
+
+export const OPERATION_QUEUE_RETENTION_HOURS = defineInt("OPERATION_QUEUE_RETENTION_HOURS", {
+  default: 24,
+  description: "Age after which applied or rejected RTDB operation_queues entries are removed.",
+});
+
+export const LANCEDB_VERSION_RETENTION_HOURS = defineInt("LANCEDB_VERSION_RETENTION_HOURS", {
+  default: 24,
+  description: "LanceDB table versions older than this are cleaned up after compaction.",
+});
+
+export const MODEL_PROVIDERS = defineString("MODEL_PROVIDERS", {
+  default:
+    '[{"name":"local","probe_url":"http://127.0.0.1:8790/local/health","models":[{"id":"local-small","task_types":["*"],"cost_per_1k_tokens":0}]}]',
+  description: "Default model providers (JSON) when Firestore config/model_router has none: name, probe_url, models.",
+});
+
+export const PROVIDER_PROBE_TIMEOUT_MS = defineInt("PROVIDER_PROBE_TIMEOUT_MS", {
+  default: 3000,
+  description: "Timeout of one provider health probe.",
+});
+
 /** Region of every function; one place so the wiring test can assert it. */
 export const REGION = "us-central1";
 
@@ -146,8 +194,3 @@ export const LOW_BALANCE_THRESHOLD = defineInt("LOW_BALANCE_THRESHOLD", {
 
 /** API key the app's own servers send to the metering endpoint (Secret Manager). */
 export const METERING_API_KEY = defineSecret("METERING_API_KEY");
-
-export const AUDIT_RETENTION_DAYS = defineInt("AUDIT_RETENTION_DAYS", {
-  default: 365,
-  description: "How long audit_logs entries are kept (expire_at; swept by ttlCleanup and Firestore TTL).",
-});

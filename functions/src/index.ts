@@ -33,6 +33,9 @@ const functions: Record<string, Loader> = {
   searchKnowledge: () => require("./embeddings/triggers").searchKnowledge,
   selectTools: () => require("./embeddings/triggers").selectTools,
   embeddingConsumer: () => require("./embeddings/triggers").embeddingConsumer,
+  ttlCleanup: () => require("./scheduled/ttlTrigger").ttlCleanup,
+  providerHealthCheck: () => require("./scheduled/healthTrigger").providerHealthCheck,
+  acknowledgeAlert: () => require("./scheduled/alertsTrigger").acknowledgeAlert,
 };
 
 for (const [name, load] of Object.entries(functions)) {

@@ -3,6 +3,7 @@
  * so every invariant holds), an administrator, and a sample call to try.
  */
 import path from "node:path";
+import { seedScheduledDemo } from "./demo-scheduled";
 import { emulatorIdToken } from "./tokens";
 import { PROJECT_ID, ROOT } from "./services";
 
@@ -24,6 +25,8 @@ export async function seedDemo(env: Record<string, string>, step: (text: string)
   });
   await db.collection("users").doc(DEMO_USER).set({ email: "demo@example.com", tier: "free" }, { merge: true });
   step(`demo: ${DEMO_USER} has ${granted.balance} credits (ledger version ${granted.version})`);
+  // Provider configuration and the provider stand-in for providerHealthCheck and the router.
+  await seedScheduledDemo(env, step);
 
   const userToken = emulatorIdToken(PROJECT_ID, DEMO_USER);
   const base = env.FUNCTIONS_BASE_URL;

@@ -12,6 +12,8 @@ interface Trigger {
   name: string;
   eventTrigger?: { eventType: string; eventFilterPathPatterns?: { ref?: string } };
   scheduleTrigger?: { schedule?: string };
+  /** How firebase-tools 14's functions emulator lists a schedule (its eventTrigger then says "pubsub"). */
+  schedule?: { schedule?: string };
 }
 
 async function listTriggers(functionsOrigin: string): Promise<Trigger[]> {
@@ -101,7 +103,7 @@ export function changedPaths(before: unknown, after: unknown, depth: number, pat
 export function startScheduleTicker(options: { functionsOrigin: string; log: (text: string) => void }): void {
   void listTriggers(options.functionsOrigin).then((triggers) => {
     for (const trigger of triggers) {
-      const schedule = trigger.scheduleTrigger?.schedule;
+      const schedule = trigger.schedule?.schedule ?? trigger.scheduleTrigger?.schedule;
       if (!schedule) continue;
       const everyMs = intervalOf(schedule);
       setInterval(() => {

@@ -55,6 +55,9 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
     timeoutSeconds: 540,
     secrets: ["EMBEDDING_API_KEY"],
   },
+  ttlCleanup: { kind: "schedule", schedule: "every 60 minutes", timeoutSeconds: 540 },
+  providerHealthCheck: { kind: "schedule", schedule: "every 5 minutes", timeoutSeconds: 120 },
+  acknowledgeAlert: { kind: "callable" },
 };
 
 describe("unit: deploy manifest of every exported function", () => {

@@ -46,7 +46,8 @@ export async function recordAudit(db: Firestore, event: AuditEvent, retentionDay
     after: event.after ? redact(event.after) : null,
     actor: actorOf(event),
     time,
-    expire_at: new Date(time.getTime() + retentionDays * DAY_MS),
+    // Informational (when retention will remove it); 0 days means kept forever.
+    expire_at: retentionDays > 0 ? new Date(time.getTime() + retentionDays * DAY_MS) : null,
   };
   try {
     await db.collection(AUDIT_LOGS).doc(event.eventId.replace(/\//g, "_")).create(entry);

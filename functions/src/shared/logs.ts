@@ -29,6 +29,18 @@ export const logs = {
   balanceMirrored: (uid: string, eventId: string, outcome: string, version: number | null) =>
     logger.info("balance_mirrored", { uid, event_id: eventId, outcome, version }),
   auditRecorded: (path: string, eventId: string, created: boolean) => logger.info("audit_recorded", { path, event_id: eventId, created }),
+  ttlPolicyApplied: (fields: Fields) => logger.info("ttl_policy_applied", fields),
+  ttlPolicyFailed: (policy: string, error: string) => logger.error("ttl_policy_failed", { policy, error }),
+  ttlCleanupFinished: (fields: Fields) => logger.info("ttl_cleanup_finished", fields),
+  providerChecked: (fields: Fields) => logger.info("provider_checked", fields),
+  providerTransition: (fields: Fields) => logger.warn("provider_transition", fields),
+  quotasReset: (count: number) => logger.info("quotas_reset", { count }),
+  routerConfigInvalid: (issues: string) => logger.error("router_config_invalid", { issues }),
+  routeDecided: (fields: Fields) => logger.info("route_decided", fields),
+  alertAcknowledged: (alertId: string, uid: string, changed: boolean) => logger.info("alert_acknowledged", { alert_id: alertId, uid, changed }),
+  notificationFailed: (id: string, error: unknown) =>
+    logger.warn("notification_failed", { id, error: error instanceof Error ? error.message : String(error) }),
+  scheduleSkipped: (name: string, outcome: string) => logger.info("schedule_skipped", { name, outcome }),
   unexpectedError: (where: string, error: unknown) =>
     logger.error("unexpected_error", { where, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
 };

@@ -1,0 +1,30 @@
+/**
+ * The model router's configuration: Firestore `config/model_router` when it
+ * names providers, else the MODEL_PROVIDERS param's defaults.
+ */
+import type { Firestore } from "firebase-admin/firestore";
+import { logs } from "../shared/logs";
+import { RouterConfigSchema, type RouterConfig } from "./schemas";
+
+export const ROUTER_CONFIG_PATH = { collection: "config", doc: "model_router" } as const;
+
+/** Parses the configuration; throws a ZodError on an invalid one. */
+export function parseRouterConfig(data: unknown): RouterConfig {
+  return RouterConfigSchema.parse(data);
+}
+
+/**
+ * Reads the configuration document; an invalid document is logged and the
+ * defaults are used, so one bad edit does not stop health checks.
+ */
+export async function loadRouterConfig(db: Firestore, defaultProvidersJson: string): Promise<RouterConfig> {
+  const defaults = parseRouterConfig({ providers: JSON.parse(defaultProvidersJson) as unknown });
+  const snapshot = await db.collection(ROUTER_CONFIG_PATH.collection).doc(ROUTER_CONFIG_PATH.doc).get();
+  if (!snapshot.exists) return defaults;
+  const parsed = RouterConfigSchema.safeParse({ providers: defaults.providers, ...snapshot.data() });
+  if (!parsed.success) {
+    logs.routerConfigInvalid(parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; "));
+    return defaults;
+  }
+  return parsed.data;
+}

@@ -1,0 +1,186 @@
+/**
+ * Retention policies as data: what `ttlCleanup` may remove, and nothing else.
+ *
+ * Each policy names a store, where to look, the timestamp it ages by, an
+ * optional extra condition and an action. The runner (ttl.ts) interprets the
+ * table; adding a policy is adding a row.
+ */
+import type { Firestore } from "firebase-admin/firestore";
+import type { Clock } from "../shared/time";
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+/** An equality condition a Firestore document must also meet. */
+export interface FieldCondition {
+  field: string;
+  op: "==";
+  value: string | number | boolean;
+}
+
+/** Documents of a Firestore collection whose timestamp is older than `ageMs`. */
+export interface FirestorePolicy {
+  name: string;
+  store: "firestore";
+  collection: string;
+  timestampField: string;
+  /** 0 means "as soon as the timestamp has passed" (for expiry fields). */
+  ageMs: number;
+  where: FieldCondition[];
+  /** `delete`, or a named action resolved from the runner's dependencies (never a plain delete). */
+  action: "delete" | "release_hold";
+}
+
+/** RTDB `{path}/{parent}/{child}` entries whose status is done and whose `processed_at` (ms) is old. */
+export interface RtdbQueuePolicy {
+  name: string;
+  store: "rtdb";
+  path: string;
+  timestampField: string;
+  ageMs: number;
+  statusIn: string[];
+  action: "delete";
+}
+
+/** MongoDB documents whose expiry date has passed. */
+export interface MongoPolicy {
+  name: string;
+  store: "mongodb";
+  collection: string;
+  timestampField: string;
+  ageMs: number;
+  action: "delete";
+}
+
+/** Compaction of every LanceDB table and cleanup of versions older than `ageMs`. */
+export interface LancePolicy {
+  name: string;
+  store: "lancedb";
+  ageMs: number;
+  action: "compact";
+}
+
+export type RetentionPolicy = FirestorePolicy | RtdbQueuePolicy | MongoPolicy | LancePolicy;
+
+/** Settings the table is built from (params in production, fixed values in tests). */
+export interface RetentionSettings {
+  routingDecisionsDays: number;
+  alertsDays: number;
+  /** 0 disables the audit policy: entries are kept forever. */
+  auditDays: number;
+  operationQueueHours: number;
+  lanceVersionHours: number;
+}
+
+export const DEFAULT_RETENTION: RetentionSettings = {
+  routingDecisionsDays: 30,
+  alertsDays: 90,
+  auditDays: 0,
+  operationQueueHours: 24,
+  lanceVersionHours: 24,
+};
+
+/** The suite's retention table. */
+export function retentionPolicies(settings: RetentionSettings = DEFAULT_RETENTION): RetentionPolicy[] {
+  const policies: RetentionPolicy[] = [
+    {
+      name: "expired_holds",
+      store: "firestore",
+      collection: "credit_holds",
+      timestampField: "expires_at",
+      ageMs: 0,
+      where: [{ field: "status", op: "==", value: "open" }],
+      // Money: released through the credits use case with a ledger entry, never deleted.
+      action: "release_hold",
+    },
+    {
+      name: "routing_decisions",
+      store: "firestore",
+      collection: "routing_decisions",
+      timestampField: "timestamp",
+      ageMs: settings.routingDecisionsDays * DAY_MS,
+      where: [],
+      action: "delete",
+    },
+    {
+      name: "acknowledged_alerts",
+      store: "firestore",
+      collection: "model_router_alerts",
+      timestampField: "created_at",
+      ageMs: settings.alertsDays * DAY_MS,
+      where: [{ field: "acknowledged", op: "==", value: true }],
+      action: "delete",
+    },
+    {
+      name: "processed_events",
+      store: "firestore",
+      collection: "processed_events",
+      timestampField: "expire_at",
+      ageMs: 0,
+      where: [],
+      action: "delete",
+    },
+    {
+      name: "idempotency_keys",
+      store: "firestore",
+      collection: "idempotency_keys",
+      timestampField: "expire_at",
+      ageMs: 0,
+      where: [],
+      action: "delete",
+    },
+    {
+      name: "provider_checks",
+      store: "firestore",
+      collection: "model_provider_checks",
+      timestampField: "expire_at",
+      ageMs: 0,
+      where: [],
+      action: "delete",
+    },
+  ];
+  if (settings.auditDays > 0) {
+    policies.push({
+      name: "audit_logs",
+      store: "firestore",
+      collection: "audit_logs",
+      timestampField: "created_at",
+      ageMs: settings.auditDays * DAY_MS,
+      where: [],
+      action: "delete",
+    });
+  }
+  policies.push(
+    {
+      name: "operation_queues",
+      store: "rtdb",
+      path: "operation_queues",
+      timestampField: "processed_at",
+      ageMs: settings.operationQueueHours * HOUR_MS,
+      statusIn: ["applied", "rejected"],
+      action: "delete",
+    },
+    {
+      name: "notifications",
+      store: "mongodb",
+      collection: "notifications",
+      timestampField: "expireAt",
+      ageMs: 0,
+      action: "delete",
+    },
+    {
+      name: "lancedb_versions",
+      store: "lancedb",
+      ageMs: settings.lanceVersionHours * HOUR_MS,
+      action: "compact",
+    },
+  );
+  return policies;
+}
+
+/**
+ * Releases one expired hold: the interface the `release_hold` action calls.
+ * The credits capability owns the real implementation; it must settle a hold
+ * at most once and be a no-op for a hold that is no longer open.
+ */
+export type ReleaseExpiredHold = (db: Firestore, holdId: string, clock: Clock) => Promise<unknown>;

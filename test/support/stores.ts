@@ -1,0 +1,59 @@
+/**
+ * Clients of the stores the harness started, for integration tests that call
+ * use cases directly. They come from the functions package (the same SDK
+ * copies the functions load), configured by the harness's environment.
+ */
+import type { Db, MongoClient } from "mongodb";
+import type { Connection } from "@lancedb/lancedb";
+import { FUNCTIONS_DIR, suite } from "./suite";
+
+export { firestore, realtimeDb } from "../../functions/src/adapters/firebase";
+
+/** Loads a package as the functions package resolves it. */
+export function functionsRequire<T>(name: string): T {
+  return require(require.resolve(name, { paths: [FUNCTIONS_DIR] })) as T;
+}
+
+/** A clock fixed at `at` that tests may move. */
+export function fixedClock(at: Date = new Date()): { now(): Date; set(to: Date): void; advance(ms: number): void } {
+  let current = at;
+  return {
+    now: () => current,
+    set: (to) => (current = to),
+    advance: (ms) => (current = new Date(current.getTime() + ms)),
+  };
+}
+
+let mongoClient: Promise<MongoClient> | undefined;
+
+/** The harness's MongoDB (the functions' database name, default of MONGODB_DB). */
+export async function mongo(): Promise<Db> {
+  if (!mongoClient) {
+    const { MongoClient: Client } = functionsRequire<typeof import("mongodb")>("mongodb");
+    mongoClient = new Client(suite.mongoUri, { serverSelectionTimeoutMS: 5000 }).connect();
+  }
+  return (await mongoClient).db(process.env.MONGODB_DB ?? "metered_ai");
+}
+
+export async function closeMongo(): Promise<void> {
+  const client = mongoClient;
+  mongoClient = undefined;
+  if (client) await (await client).close();
+}
+
+/** A LanceDB connection on a folder of its own. */
+export async function lanceAt(folder: string): Promise<Connection> {
+  const lancedb = functionsRequire<typeof import("@lancedb/lancedb")>("@lancedb/lancedb");
+  return lancedb.connect(folder);
+}
+
+/**
+ * Root-level hook (this module is loaded by test files, so mocha registers it
+ * on the root suite): after every test, release the clients' sockets so mocha
+ * can exit.
+ */
+after(async () => {
+  await closeMongo();
+  const { getApps, deleteApp } = functionsRequire<typeof import("firebase-admin/app")>("firebase-admin/app");
+  await Promise.all(getApps().map((app) => deleteApp(app)));
+});
