@@ -251,7 +251,7 @@ export async function embeddingsBench(options: { messages?: number; chars?: numb
         requested_at: Date.now(),
       });
     }
-    await table.add(batch);
+    await table.add(batch as unknown as Record<string, unknown>[]);
   }
   process.stdout.write(`[bench] embeddings: filled to ${await table.countRows()} rows in ${Math.round(performance.now() - fillStart)} ms; one more message builds the index\n`);
   const indexStart = performance.now();

@@ -80,7 +80,7 @@ export interface MongoService {
 export async function startMongo(): Promise<MongoService> {
   if (process.env.MONGODB_URI) return { uri: process.env.MONGODB_URI, external: true };
   // CongoDB: a MongoDB wire-protocol server in TypeScript, shipped inside @push.rocks/smartmongo (ESM).
-  const congo = (await import("@push.rocks/smartmongo/dist_ts/congodb/index.js")) as {
+  const congo = (await import("@push.rocks/smartmongo/dist_ts/congodb/index.js")) as unknown as {
     CongoServer: new (options: { port: number; host: string }) => {
       start(): Promise<void>;
       stop(): Promise<void>;

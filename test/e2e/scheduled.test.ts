@@ -67,7 +67,7 @@ describe("e2e: scheduled functions through the functions emulator", function () 
     const alertId = alerts.docs[0].id;
     const notification = await waitFor("admin notification", async () =>
       (await mongo()).collection("notifications").findOne({ _id: notificationId(`alert:${alertId}`) }),
-    );
+    ) as unknown as { userId: string };
     assert.equal(notification.userId, "admins");
 
     // A second tick while it stays down raises no further alert.

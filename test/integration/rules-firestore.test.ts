@@ -72,7 +72,7 @@ describe("integration: Firestore rules denial matrix", function () {
             create: () => setDoc(doc(db, name, `new-${who}`), { user_id: OWNER, credits_balance: 1e9 }),
             update: () => updateDoc(ref, { credits_balance: 1e9, amount: 1e9 }),
             delete: () => deleteDoc(ref),
-          }[op];
+          }[op] as () => Promise<unknown>;
           if (permitted) await assertSucceeds(attempt());
           else await assertFails(attempt());
         });

@@ -17,7 +17,7 @@ export async function fund(uid: string, amount: number): Promise<void> {
 export async function ledgerOf(uid: string): Promise<Array<Record<string, unknown> & { id: string }>> {
   const snapshot = await db().collection("credit_transactions").where("user_id", "==", uid).get();
   return snapshot.docs
-    .map((doc) => ({ id: doc.id, ...doc.data() }))
+    .map((doc): Record<string, unknown> & { id: string } => ({ id: doc.id, ...doc.data() }))
     .sort((a, b) => Number(a.ledger_version) - Number(b.ledger_version));
 }
 

@@ -46,6 +46,8 @@ export async function recordAudit(db: Firestore, event: AuditEvent, retentionDay
     after: event.after ? redact(event.after) : null,
     actor: actorOf(event),
     time,
+    // Retention ages entries by created_at, like every other log collection.
+    created_at: time,
     // Informational (when retention will remove it); 0 days means kept forever.
     expire_at: retentionDays > 0 ? new Date(time.getTime() + retentionDays * DAY_MS) : null,
   };

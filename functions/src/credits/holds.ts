@@ -125,7 +125,7 @@ export function settleHoldInTransaction(
   const cost = settlement.kind === "capture" ? settlement.cost : 0;
   const posted = postEntry(tx, db, account, {
     type: settlement.kind,
-    amount: -cost,
+    amount: cost > 0 ? -cost : 0, // never -0 in the ledger
     heldDelta: -hold.amount,
     actor,
     reason,
