@@ -20,6 +20,7 @@ import { searchKnowledge } from "../functions/src/embeddings/search";
 import { chunkBatch, tableName, type ChunkRow } from "../functions/src/embeddings/store";
 import { publishRaw, testFirestore, testLance } from "../test/support/embeddings";
 import { callFunction, newUid } from "../test/support/suite";
+import { seededRandom } from "../test/support/random";
 import { median, type Row } from "./stats";
 
 const DIMS = 384;
@@ -31,17 +32,7 @@ const WORDS = (
   "memory timeout token quota alert health router cost price feature user session notification stream worker schedule"
 ).split(" ");
 
-/** A deterministic pseudo-random generator (mulberry32), so runs compare. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const random = seededRandom;
 
 function sentence(next: () => number): string {
   const length = 8 + Math.floor(next() * 10);

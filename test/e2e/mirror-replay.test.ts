@@ -10,18 +10,8 @@ import { realtimeDb } from "../../functions/src/adapters/firebase";
 import { adjustCredits, grantCredits, spendCredits } from "../../functions/src/credits/operations";
 import { assertLedgerInvariants, db, ledgerOf } from "../support/credits";
 import { deliver, firestoreWrittenEvent, newUid, suite, waitFor } from "../support/suite";
+import { seededRandom as prng } from "../support/random";
 
-/** mulberry32: a small deterministic PRNG, so a seed reproduces a run. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Mirror {
   balance: number;
