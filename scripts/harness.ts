@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { startControlServer } from "./harness/control";
 import { startEmbeddingsApi } from "./harness/embeddings-api";
-import { installExitHandlers, onTeardown, startProcess, teardown } from "./harness/processes";
+import { installExitHandlers, isTearingDown, onTeardown, startProcess, teardown } from "./harness/processes";
 import {
   PROJECT_ID,
   REGION,
@@ -144,8 +144,9 @@ async function main(): Promise<number> {
       "",
     ].join("\n"),
   );
-  await emulators.process.exited;
-  step("the emulators exited");
+  const code = await emulators.process.exited;
+  if (isTearingDown()) return 130; // Ctrl-C: the emulators stopped because we asked them to
+  step(`the emulators exited unexpectedly (code ${code}); see ${emulators.process.log}`);
   return 1;
 }
 

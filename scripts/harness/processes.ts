@@ -6,14 +6,21 @@
  * runtimes). Teardown sends SIGTERM/SIGINT to every group, waits, then SIGKILLs
  * what is left; it runs on normal exit, failure and Ctrl-C.
  */
-import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { createWriteStream, type WriteStream } from "node:fs";
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { createWriteStream, readFileSync, readdirSync, type WriteStream } from "node:fs";
 
 export interface Managed {
   name: string;
   child: ChildProcess;
   exited: Promise<number | null>;
   log: string;
+  /** Processes seen below this one (see rememberTree), killed with it even if they were re-parented. */
+  known: Set<number>;
+}
+
+/** Records the current process tree below `managed`, so teardown reaches it even if the leader dies first. */
+export function rememberTree(managed: Managed): void {
+  if (managed.child.pid !== undefined) for (const pid of descendantsOf(managed.child.pid)) managed.known.add(pid);
 }
 
 type Cleanup = () => Promise<void> | void;
@@ -48,7 +55,7 @@ export function startProcess(
       resolve(-1);
     });
   });
-  const managed = { name, child, exited, log: options.logFile };
+  const managed: Managed = { name, child, exited, log: options.logFile, known: new Set() };
   children.push(managed);
   return managed;
 }
@@ -59,19 +66,35 @@ export function onTeardown(cleanup: Cleanup): void {
 }
 
 /** Stops one managed process group: `signal`, then SIGKILL after `graceMs`. */
-export async function stopProcess(managed: Managed, signal: NodeJS.Signals = "SIGTERM", graceMs = 8000): Promise<void> {
+export async function stopProcess(managed: Managed, signal: NodeJS.Signals = "SIGTERM", graceMs = 15_000): Promise<void> {
   const pid = managed.child.pid;
   if (pid === undefined || managed.child.exitCode !== null || managed.child.signalCode !== null) {
-    killGroup(pid, "SIGKILL"); // its own children may still be alive
+    // Its own children may still be alive.
+    killGroup(pid, "SIGKILL");
+    for (const known of managed.known) {
+      killGroup(known, "SIGKILL");
+      killPid(known);
+    }
     return;
   }
+  // firebase-tools starts its Java emulators detached, in process groups of their own: remember the
+  // whole tree now, while they are still its children, so none survives if it is killed before it stops them.
+  const tree = new Set([...managed.known, ...descendantsOf(pid)]);
   killGroup(pid, signal);
   const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
   await Promise.race([managed.exited, timer]);
-  // Whatever the leader did, nothing of its group may stay behind.
+  // Whatever the leader did, nothing of its group or tree may stay behind.
   killGroup(pid, "SIGKILL");
+  for (const child of tree) {
+    killGroup(child, "SIGKILL");
+    killPid(child);
+  }
   const index = children.indexOf(managed);
   if (index >= 0) children.splice(index, 1);
+}
+
+export function isTearingDown(): boolean {
+  return tearingDown !== undefined;
 }
 
 /** Stops every child and runs every cleanup, once. */
@@ -113,8 +136,57 @@ export function installExitHandlers(): void {
   });
   // Last resort on a synchronous exit: no waiting possible, so SIGKILL every group.
   process.once("exit", () => {
-    for (const managed of children) killGroup(managed.child.pid, "SIGKILL");
+    for (const managed of children) {
+      const pid = managed.child.pid;
+      if (pid === undefined) continue;
+      for (const child of descendantsOf(pid)) killGroup(child, "SIGKILL");
+      killGroup(pid, "SIGKILL");
+    }
   });
+}
+
+/** Every process below `pid`, from /proc (Linux) or `ps` elsewhere. */
+export function descendantsOf(pid: number): number[] {
+  const parents = new Map<number, number>();
+  try {
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        // Field 4 is the parent pid; the command (field 2) may contain spaces, so parse after its ")".
+        const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        parents.set(Number(entry), parent);
+      } catch {
+        // the process ended while we looked
+      }
+    }
+  } catch {
+    const listing = spawnSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8" }).stdout ?? "";
+    for (const line of listing.split("\n")) {
+      const [child, parent] = line.trim().split(/\s+/).map(Number);
+      if (child && parent) parents.set(child, parent);
+    }
+  }
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const current = queue.shift()!;
+    for (const [child, parent] of parents) {
+      if (parent === current && !found.includes(child)) {
+        found.push(child);
+        queue.push(child);
+      }
+    }
+  }
+  return found;
+}
+
+function killPid(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
 }
 
 function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {

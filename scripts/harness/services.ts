@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, writeFileSync, readdirSync } from "node:fs";
 import { createConnection } from "node:net";
 import path from "node:path";
 import { freePort, http, waitFor } from "./net";
-import { onTeardown, startProcess, stopProcess, type Managed } from "./processes";
+import { onTeardown, rememberTree, startProcess, stopProcess, type Managed } from "./processes";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
 export const STATE_DIR = path.join(ROOT, ".harness");
@@ -219,6 +219,7 @@ export async function startEmulators(options: {
     ),
   ]);
   failed.catch(() => undefined);
+  rememberTree(child);
   return { ports, functionsOrigin, process: child };
 }
 

@@ -99,20 +99,25 @@ export class RedisGateway {
   private async connected(): Promise<Redis> {
     const redis = this.client ?? this.create();
     if (redis.status === "ready") return redis;
+    // Lost and reconnecting in the background: fail now rather than wait for it.
+    if (redis.status === "reconnecting") throw new RedisUnavailable("reconnecting");
     if (redis.status === "wait") redis.connect().catch(() => undefined);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => done(new RedisUnavailable(`not connected (${redis.status})`)), this.options.connectWaitMs);
+      const onReconnecting = () => done(new RedisUnavailable("connection refused"));
       const onReady = () => done();
       const onEnd = () => done(new RedisUnavailable("connection closed"));
       const done = (error?: Error) => {
         clearTimeout(timer);
         redis.off("ready", onReady);
         redis.off("end", onEnd);
+        redis.off("reconnecting", onReconnecting);
         if (error) reject(error);
         else resolve();
       };
       redis.once("ready", onReady);
       redis.once("end", onEnd);
+      redis.once("reconnecting", onReconnecting);
     });
     return redis;
   }
@@ -144,7 +149,8 @@ export function redis(): RedisGateway {
     gateway = new RedisGateway({
       url: REDIS_URL.value(),
       commandTimeoutMs,
-      connectWaitMs: commandTimeoutMs,
+      // A cold instance's first connection may take longer than a command; a refused one fails at once.
+      connectWaitMs: Math.max(commandTimeoutMs, 1000),
       breaker: { failureThreshold: 3, cooldownMs: 5000 },
     });
   }
