@@ -29,6 +29,12 @@ const functions: Record<string, Loader> = {
   searchKnowledge: () => require("./embeddings/triggers").searchKnowledge,
   selectTools: () => require("./embeddings/triggers").selectTools,
   embeddingConsumer: () => require("./embeddings/triggers").embeddingConsumer,
+  createJob: () => require("./jobs/triggers").createJob,
+  cancelJob: () => require("./jobs/triggers").cancelJob,
+  jobDispatcher: () => require("./jobs/triggers").jobDispatcher,
+  jobResultsConsumer: () => require("./jobs/triggers").jobResultsConsumer,
+  jobReport: () => require("./jobs/triggers").jobReport,
+  jobsSweeper: () => require("./jobs/triggers").jobsSweeper,
 };
 
 for (const [name, load] of Object.entries(functions)) {

@@ -26,6 +26,11 @@ export const logs = {
   embeddingDeadLettered: (messageId: string, sourceId: string | undefined, attempts: number, error: string) =>
     logger.error("embedding_dead_lettered", { message_id: messageId, source_id: sourceId ?? null, attempts, error }),
   toolsSeeded: (table: string, tools: number) => logger.info("tools_seeded", { table, tools }),
+  jobDispatched: (jobId: string, outcome: string, error?: string) =>
+    (outcome === "pending" ? logger.warn : logger.info)("job_dispatched", { job_id: jobId, outcome, error: error ?? null }),
+  jobReported: (jobId: string, kind: string, applied: boolean) => logger.info("job_reported", { job_id: jobId, kind, applied }),
+  jobReportRejected: (messageId: string, error: string) => logger.warn("job_report_rejected", { message_id: messageId, error }),
+  jobsSwept: (fields: Fields) => logger.info("jobs_swept", fields),
   unexpectedError: (where: string, error: unknown) =>
     logger.error("unexpected_error", { where, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
 };
