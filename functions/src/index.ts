@@ -35,6 +35,12 @@ const functions: Record<string, Loader> = {
   jobResultsConsumer: () => require("./jobs/triggers").jobResultsConsumer,
   jobReport: () => require("./jobs/triggers").jobReport,
   jobsSweeper: () => require("./jobs/triggers").jobsSweeper,
+  createSession: () => require("./sessions/callables").createSession,
+  listSessions: () => require("./sessions/callables").listSessions,
+  renameSession: () => require("./sessions/callables").renameSession,
+  deleteSession: () => require("./sessions/callables").deleteSession,
+  listNotifications: () => require("./sessions/callables").listNotifications,
+  markNotificationsSeen: () => require("./sessions/callables").markNotificationsSeen,
 };
 
 for (const [name, load] of Object.entries(functions)) {

@@ -69,6 +69,12 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
   },
   jobReport: { kind: "https", timeoutSeconds: 30, secrets: ["WORKER_API_KEY"] },
   jobsSweeper: { kind: "schedule", schedule: "every 1 minutes", timeoutSeconds: 120 },
+  createSession: { kind: "callable" },
+  listSessions: { kind: "callable" },
+  renameSession: { kind: "callable" },
+  deleteSession: { kind: "callable" },
+  listNotifications: { kind: "callable" },
+  markNotificationsSeen: { kind: "callable" },
 };
 
 describe("unit: deploy manifest of every exported function", () => {
