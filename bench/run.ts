@@ -8,11 +8,13 @@
  */
 import { coldStart } from "./coldstart";
 import { embeddingsBench } from "./embeddings";
+import { jobsBench } from "./jobs";
 import { printRows, type Row } from "./stats";
 
 const SCENARIOS: Record<string, () => Promise<Row[]> | Row[]> = {
   coldstart: () => coldStart(),
   embeddings: () => embeddingsBench(),
+  jobs: () => jobsBench(),
 };
 
 async function main(): Promise<void> {
