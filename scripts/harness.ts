@@ -133,6 +133,14 @@ async function main(): Promise<number> {
   const { seedDemo } = await import("./harness/demo");
   await seedDemo(suiteEnv, step);
   startScheduleTicker({ functionsOrigin: emulators.functionsOrigin, log: step });
+  // The reference workers, so jobs created in the demo run to completion (logs in the run folder).
+  for (const type of ["podcast", "report"]) {
+    startProcess(`worker-${type}`, path.join(ROOT, "node_modules", ".bin", "tsx"), [path.join(ROOT, "scripts", "worker.ts"), "--type", type], {
+      cwd: ROOT,
+      env: { ...process.env, ...suiteEnv },
+      logFile: path.join(runDir, `worker-${type}.log`),
+    });
+  }
   process.stdout.write(
     [
       "",

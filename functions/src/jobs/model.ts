@@ -16,6 +16,7 @@ import { readHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type Settlemen
 import { readAccount } from "../credits/ledger";
 import { notify } from "../notifications/notify";
 import { NotFound } from "../shared/errors";
+import { logs } from "../shared/logs";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
 
@@ -213,7 +214,9 @@ async function notifyOutcome(deps: JobDeps, job: Job): Promise<void> {
         messageId: job.id,
       },
     );
-  } catch {
+  } catch (error) {
     // The job's state and money are final already; a missing toast must not fail the report.
+    // A duplicate report or a retried delivery repeats this (the notification's id makes it once).
+    logs.jobNotifyFailed(job.id, error instanceof Error ? error.message : String(error));
   }
 }

@@ -31,6 +31,7 @@ export const logs = {
   jobReported: (jobId: string, kind: string, applied: boolean) => logger.info("job_reported", { job_id: jobId, kind, applied }),
   jobReportRejected: (messageId: string, error: string) => logger.warn("job_report_rejected", { message_id: messageId, error }),
   jobsSwept: (fields: Fields) => logger.info("jobs_swept", fields),
+  jobNotifyFailed: (jobId: string, error: string) => logger.warn("job_notify_failed", { job_id: jobId, error }),
   unexpectedError: (where: string, error: unknown) =>
     logger.error("unexpected_error", { where, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
 };
