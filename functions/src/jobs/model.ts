@@ -24,7 +24,8 @@ export const JOBS = "jobs";
 export const JOB_PROGRESS = "job_progress";
 
 export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
-export type DispatchState = "pending" | "dispatching" | "dispatched";
+/** `skipped`: the job became final before it was dispatched (cancelled, expired); the outbox stops retrying it. */
+export type DispatchState = "pending" | "dispatching" | "dispatched" | "skipped";
 
 export const TERMINAL: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "cancelled"]);
 
@@ -152,6 +153,7 @@ export async function finishJob(
         error: outcome.error ?? null,
         "progress.pct": pct,
         "progress.stage": outcome.status === "succeeded" ? "done" : job.stage,
+        ...(job.dispatch.state !== "dispatched" ? { "dispatch.state": "skipped" } : {}),
         finished_at: FieldValue.serverTimestamp(),
         updated_at: FieldValue.serverTimestamp(),
       });

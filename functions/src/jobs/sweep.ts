@@ -50,6 +50,11 @@ export async function sweepJobs(deps: JobDeps & DispatchDeps, options: SweepOpti
     const waiting = await deps.db.collection(JOBS).where("dispatch.state", "in", ["pending", "dispatching"]).limit(batch).get();
     for (const doc of waiting.docs) {
       const job = toJob(doc.ref, doc.data());
+      if (TERMINAL.has(job.status)) {
+        // A dispatcher that failed after the job became final put it back to pending; nothing is left to send.
+        await doc.ref.update({ "dispatch.state": "skipped" });
+        continue;
+      }
       if (job.status !== "queued") continue;
       const { outcome } = await dispatchJob(deps, job.id);
       if (outcome === "dispatched") result.redispatched += 1;
