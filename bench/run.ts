@@ -9,6 +9,7 @@
 import { coldStart } from "./coldstart";
 import { creditsBench } from "./credits";
 import { embeddingsBench } from "./embeddings";
+import { jobsBench } from "./jobs";
 import { printRows, type Row } from "./stats";
 import { ttlBench } from "./ttl";
 
@@ -17,6 +18,7 @@ const SCENARIOS: Record<string, () => Promise<Row[]> | Row[]> = {
   credits: () => creditsBench(),
   embeddings: () => embeddingsBench(),
   ttl: () => ttlBench(),
+  jobs: () => jobsBench(),
 };
 
 async function main(): Promise<void> {

@@ -70,6 +70,8 @@ async function main(): Promise<number> {
     const embeddingsApi = await startEmbeddingsApi({ dimension: 384, apiKey: DEV_SECRETS.EMBEDDING_API_KEY });
     onTeardown(() => embeddingsApi.close());
     Object.assign(functionEnv, { EMBEDDING_PROVIDER: "openai", EMBEDDING_BASE_URL: embeddingsApi.url, EMBEDDING_MODEL: "fake-openai-hash", EMBEDDING_DIMS: "384" });
+    // Jobs: re-claim idle stream entries after 1 s and dead-letter on the 3rd delivery, so the poison test runs in seconds.
+    Object.assign(functionEnv, { JOBS_VISIBILITY_TIMEOUT_MS: "1000", JOBS_MAX_DELIVERIES: "3" });
   }
   writeFunctionsEnvLocal(functionEnv);
 
@@ -99,6 +101,7 @@ async function main(): Promise<number> {
     RTDB_SUBSTITUTE: rtdb ? "1" : "0",
     // Tests call the metering endpoint with the same key the functions emulator was given.
     METERING_API_KEY: DEV_SECRETS.METERING_API_KEY,
+    WORKER_API_KEY: DEV_SECRETS.WORKER_API_KEY,
     ...functionEnv,
   };
 
@@ -134,6 +137,14 @@ async function main(): Promise<number> {
   const { seedDemo } = await import("./harness/demo");
   await seedDemo(suiteEnv, step);
   startScheduleTicker({ functionsOrigin: emulators.functionsOrigin, log: step });
+  // The reference workers, so jobs created in the demo run to completion (logs in the run folder).
+  for (const type of ["podcast", "report"]) {
+    startProcess(`worker-${type}`, path.join(ROOT, "node_modules", ".bin", "tsx"), [path.join(ROOT, "scripts", "worker.ts"), "--type", type], {
+      cwd: ROOT,
+      env: { ...process.env, ...suiteEnv },
+      logFile: path.join(runDir, `worker-${type}.log`),
+    });
+  }
   process.stdout.write(
     [
       "",
@@ -190,7 +201,11 @@ function writeFunctionsEnvLocal(values: Record<string, string>): void {
 }
 
 /** Secrets' values for local runs; tests read the same table through HARNESS_SECRETS. */
-export const DEV_SECRETS: Record<string, string> = { METERING_API_KEY: "dev-metering-key", EMBEDDING_API_KEY: "dev-embedding-key" };
+export const DEV_SECRETS: Record<string, string> = {
+  METERING_API_KEY: "dev-metering-key",
+  EMBEDDING_API_KEY: "dev-embedding-key",
+  WORKER_API_KEY: "dev-worker-key",
+};
 
 function declaredParams(): Array<{ name: string; default?: unknown; secret: boolean }> {
   const functionsDir = path.join(ROOT, "functions");

@@ -194,3 +194,18 @@ export const LOW_BALANCE_THRESHOLD = defineInt("LOW_BALANCE_THRESHOLD", {
 
 /** API key the app's own servers send to the metering endpoint (Secret Manager). */
 export const METERING_API_KEY = defineSecret("METERING_API_KEY");
+
+// ---------------------------------------------------------------- Jobs
+
+/** API key workers outside Functions send to the jobReport endpoint (Secret Manager). */
+export const WORKER_API_KEY = defineSecret("WORKER_API_KEY");
+
+export const JOBS_VISIBILITY_TIMEOUT_MS = defineInt("JOBS_VISIBILITY_TIMEOUT_MS", {
+  default: 300000,
+  description: "A jobs:{type} stream entry unacknowledged this long is re-claimed by jobsSweeper and queued again.",
+});
+
+export const JOBS_MAX_DELIVERIES = defineInt("JOBS_MAX_DELIVERIES", {
+  default: 5,
+  description: "Deliveries of one stream entry after which it moves to jobs:{type}:dlq and its job fails (hold released).",
+});

@@ -36,6 +36,18 @@ const functions: Record<string, Loader> = {
   ttlCleanup: () => require("./scheduled/ttlTrigger").ttlCleanup,
   providerHealthCheck: () => require("./scheduled/healthTrigger").providerHealthCheck,
   acknowledgeAlert: () => require("./scheduled/alertsTrigger").acknowledgeAlert,
+  createJob: () => require("./jobs/triggers").createJob,
+  cancelJob: () => require("./jobs/triggers").cancelJob,
+  jobDispatcher: () => require("./jobs/triggers").jobDispatcher,
+  jobResultsConsumer: () => require("./jobs/triggers").jobResultsConsumer,
+  jobReport: () => require("./jobs/triggers").jobReport,
+  jobsSweeper: () => require("./jobs/triggers").jobsSweeper,
+  createSession: () => require("./sessions/callables").createSession,
+  listSessions: () => require("./sessions/callables").listSessions,
+  renameSession: () => require("./sessions/callables").renameSession,
+  deleteSession: () => require("./sessions/callables").deleteSession,
+  listNotifications: () => require("./sessions/callables").listNotifications,
+  markNotificationsSeen: () => require("./sessions/callables").markNotificationsSeen,
 };
 
 for (const [name, load] of Object.entries(functions)) {

@@ -6,7 +6,7 @@
  * a teardown step.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from "node:fs";
 import { createConnection } from "node:net";
 import path from "node:path";
 import { freePort, http, waitFor } from "./net";
@@ -213,7 +213,7 @@ export async function startEmulators(options: {
         if (!only.every((name) => name in body)) return false;
         const backends = await http(`${functionsOrigin}/backends`, { timeoutMs: 2000 });
         const list = (backends.body as { backends?: Array<{ functionTriggers?: unknown[] }> }).backends ?? [];
-        return list.some((backend) => (backend.functionTriggers?.length ?? 0) > 0);
+        return list.some((backend) => (backend.functionTriggers?.length ?? 0) > 0) && allFunctionsRegistered(child.log);
       },
       { timeoutMs: 180_000, intervalMs: 250 },
     ),
@@ -221,6 +221,26 @@ export async function startEmulators(options: {
   failed.catch(() => undefined);
   rememberTree(child);
   return { ports, functionsOrigin, process: child };
+}
+
+/**
+ * Loaded is not registered: the emulator registers functions one by one (a
+ * Firestore trigger waits on the Firestore emulator), and a callable is not
+ * served before its turn. Ready when every loaded function is initialized or ignored.
+ */
+function allFunctionsRegistered(logFile: string): boolean {
+  let log: string;
+  try {
+    log = readFileSync(logFile, "utf8");
+  } catch {
+    return false;
+  }
+  const loaded = /Loaded functions definitions from source: ([^\n]*)\./.exec(log)?.[1];
+  if (!loaded) return false;
+  return loaded
+    .split(",")
+    .map((name) => name.trim())
+    .every((name) => new RegExp(`functions\\[[a-z0-9-]+-${name}\\]: .*(initialized|ignored)`).test(log));
 }
 
 async function uniquePorts(count: number): Promise<number[]> {

@@ -23,6 +23,7 @@ const ALLOWED: Record<string, Partial<Record<Who, Op[]>>> = {
   users: { owner: ["get"], admin: ["get", "list"] },
   credit_transactions: { owner: ["get", "list"], admin: ["get", "list"] },
   credit_holds: { owner: ["get", "list"], admin: ["get", "list"] },
+  jobs: { owner: ["get", "list"] },
   idempotency_keys: {},
   audit_logs: { admin: ["get", "list"] },
   low_balance_state: {},
@@ -44,7 +45,7 @@ describe("integration: Firestore rules denial matrix", function () {
     await testEnv.withSecurityRulesDisabled(async (context) => {
       const db = context.firestore();
       await setDoc(doc(db, "users", OWNER), { credits_balance: 10, credits_held: 0, ledger_version: 1 });
-      for (const name of ["credit_transactions", "credit_holds", "idempotency_keys", "processed_events", "audit_logs", "low_balance_state"]) {
+      for (const name of ["credit_transactions", "credit_holds", "jobs", "idempotency_keys", "processed_events", "audit_logs", "low_balance_state"]) {
         await setDoc(doc(db, name, "d1"), { user_id: OWNER, amount: 1 });
       }
     });

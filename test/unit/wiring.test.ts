@@ -58,6 +58,30 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
   ttlCleanup: { kind: "schedule", schedule: "every 60 minutes", timeoutSeconds: 540 },
   providerHealthCheck: { kind: "schedule", schedule: "every 5 minutes", timeoutSeconds: 120 },
   acknowledgeAlert: { kind: "callable" },
+  createJob: { kind: "callable" },
+  cancelJob: { kind: "callable" },
+  jobDispatcher: {
+    kind: "event",
+    eventType: "google.cloud.firestore.document.v1.created",
+    filter: { database: "(default)", namespace: "(default)", document: "jobs/{jobId}" },
+    retry: false,
+    timeoutSeconds: 60,
+  },
+  jobResultsConsumer: {
+    kind: "event",
+    eventType: "google.cloud.pubsub.topic.v1.messagePublished",
+    filter: { topic: "job-results" },
+    retry: true,
+    timeoutSeconds: 60,
+  },
+  jobReport: { kind: "https", timeoutSeconds: 30, secrets: ["WORKER_API_KEY"] },
+  jobsSweeper: { kind: "schedule", schedule: "every 1 minutes", timeoutSeconds: 120 },
+  createSession: { kind: "callable" },
+  listSessions: { kind: "callable" },
+  renameSession: { kind: "callable" },
+  deleteSession: { kind: "callable" },
+  listNotifications: { kind: "callable" },
+  markNotificationsSeen: { kind: "callable" },
 };
 
 describe("unit: deploy manifest of every exported function", () => {

@@ -41,6 +41,12 @@ export const logs = {
   notificationFailed: (id: string, error: unknown) =>
     logger.warn("notification_failed", { id, error: error instanceof Error ? error.message : String(error) }),
   scheduleSkipped: (name: string, outcome: string) => logger.info("schedule_skipped", { name, outcome }),
+  jobDispatched: (jobId: string, outcome: string, error?: string) =>
+    (outcome === "pending" ? logger.warn : logger.info)("job_dispatched", { job_id: jobId, outcome, error: error ?? null }),
+  jobReported: (jobId: string, kind: string, applied: boolean) => logger.info("job_reported", { job_id: jobId, kind, applied }),
+  jobReportRejected: (messageId: string, error: string) => logger.warn("job_report_rejected", { message_id: messageId, error }),
+  jobsSwept: (fields: Fields) => logger.info("jobs_swept", fields),
+  jobNotifyFailed: (jobId: string, error: string) => logger.warn("job_notify_failed", { job_id: jobId, error }),
   unexpectedError: (where: string, error: unknown) =>
     logger.error("unexpected_error", { where, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
 };

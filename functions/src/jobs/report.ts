@@ -1,0 +1,75 @@
+/**
+ * Worker reports (Pub/Sub `job-results` or the jobReport endpoint): progress
+ * and outcomes.
+ *
+ * Progress only moves forward (a higher pct; the first report moves queued →
+ * running). Success captures the actual cost (capped at the hold; the rest is
+ * released); failure releases. A final job changes no more, so duplicate and
+ * late reports are no-ops; each report id is also claimed once
+ * (shared/dedupe.ts) in the transaction that applies it.
+ */
+import type { Transaction } from "firebase-admin/firestore";
+import { firestoreValues } from "../adapters/firebase";
+import { TRANSACTION_ATTEMPTS } from "../credits/holds";
+import { claimInTransaction } from "../shared/dedupe";
+import { afterChange, finishJob, readJob, TERMINAL, type Job, type JobDeps, type JobStatus } from "./model";
+import type { JobReport } from "./schemas";
+
+export const REPORT_CONSUMER = "job-report";
+
+export interface ReportResult {
+  job_id: string;
+  applied: boolean;
+  status: JobStatus;
+  /** True when the job is final: a worker stops working on it. */
+  final: boolean;
+}
+
+export async function applyReport(deps: JobDeps, report: JobReport, actor: string): Promise<ReportResult> {
+  const dedupeId = `${report.job_id}:${report.report_id}`;
+  const claim = (tx: Transaction) => claimInTransaction(tx, deps.db, REPORT_CONSUMER, dedupeId, { clock: deps.clock });
+  if (report.kind === "progress") return applyProgress(deps, report, claim);
+  const { changed, job } = await finishJob(
+    deps,
+    report.job_id,
+    report.kind === "succeeded"
+      ? { status: "succeeded", cost: report.cost, outputs: report.outputs, actor, reason: `job ${report.job_id} succeeded` }
+      : { status: "failed", error: report.error, actor, reason: `job ${report.job_id} failed` },
+    undefined,
+    claim,
+  );
+  // A duplicate of a final job's report repeats the idempotent side effects, so a crash after the commit converges.
+  if (!changed && TERMINAL.has(job.status)) await afterChange(deps, job);
+  return { job_id: job.id, applied: changed, status: job.status, final: TERMINAL.has(job.status) };
+}
+
+async function applyProgress(
+  deps: JobDeps,
+  report: Extract<JobReport, { kind: "progress" }>,
+  claim: (tx: Transaction) => Promise<boolean>,
+): Promise<ReportResult> {
+  const { db } = deps;
+  const { FieldValue } = firestoreValues();
+  const result = await db.runTransaction(
+    async (tx): Promise<{ applied: boolean; job: Job }> => {
+      const job = await readJob(tx, db, report.job_id);
+      if (TERMINAL.has(job.status)) return { applied: false, job };
+      const forward = job.status === "queued" || report.pct > job.pct;
+      if (!forward || !(await claim(tx))) return { applied: false, job };
+      const pct = Math.max(job.pct, report.pct);
+      const version = job.version + 1;
+      tx.update(job.ref, {
+        status: "running",
+        "progress.stage": report.stage,
+        "progress.pct": pct,
+        version,
+        ...(job.status === "queued" ? { started_at: FieldValue.serverTimestamp() } : {}),
+        updated_at: FieldValue.serverTimestamp(),
+      });
+      return { applied: true, job: { ...job, status: "running", stage: report.stage, pct, version } };
+    },
+    { maxAttempts: TRANSACTION_ATTEMPTS },
+  );
+  if (result.applied) await afterChange(deps, result.job);
+  return { job_id: result.job.id, applied: result.applied, status: result.job.status, final: TERMINAL.has(result.job.status) };
+}

@@ -1,0 +1,107 @@
+/**
+ * The jobs capability's functions: declarations only; the work is in
+ * create.ts, dispatch.ts, report.ts, cancel.ts and sweep.ts.
+ */
+import { onDocumentCreated } from "firebase-functions/v2/firestore";
+import { onRequest } from "firebase-functions/v2/https";
+import { onMessagePublished } from "firebase-functions/v2/pubsub";
+import { onSchedule } from "firebase-functions/v2/scheduler";
+import { firestore, realtimeDb } from "../adapters/firebase";
+import { mongoDb } from "../adapters/mongo";
+import { pubsub } from "../adapters/pubsub";
+import { redis } from "../adapters/redis";
+import { JOBS_MAX_DELIVERIES, JOBS_VISIBILITY_TIMEOUT_MS, WORKER_API_KEY } from "../config";
+import { apiKeyMatches } from "../credits/meter";
+import { callable, parseInput, rejectPrototypeKeys } from "../shared/callable";
+import { DomainError } from "../shared/errors";
+import { sendError } from "../shared/http";
+import { logs } from "../shared/logs";
+import { cancelJob as cancel } from "./cancel";
+import { createJob as create } from "./create";
+import { dispatchJob } from "./dispatch";
+import type { JobDeps } from "./model";
+import { applyReport } from "./report";
+import { createJobInput, jobIdInput, jobReportInput } from "./schemas";
+import { sweepJobs } from "./sweep";
+
+/** The topic workers may publish their reports to. */
+export const JOB_RESULTS_TOPIC = "job-results";
+
+function jobDeps(): JobDeps {
+  return { db: firestore(), rtdb: realtimeDb(), mongo: mongoDb, redis: redis() };
+}
+
+export const createJob = callable({
+  name: "createJob",
+  access: "user",
+  schema: createJobInput,
+  handler: (input, caller) => create({ db: firestore(), lock: redis() }, caller!.uid, input),
+});
+
+export const cancelJob = callable({
+  name: "cancelJob",
+  access: "user",
+  schema: jobIdInput,
+  handler: (input, caller) => cancel(jobDeps(), caller!.uid, input.job_id),
+});
+
+/** The outbox: the job's dispatch record dedupes repeated deliveries (see dispatch.ts); failures wait for the sweeper. */
+export const jobDispatcher = onDocumentCreated({ document: "jobs/{jobId}", retry: false, timeoutSeconds: 60 }, async (event) => {
+  const jobId = event.params.jobId;
+  const result = await dispatchJob({ db: firestore(), redis: redis(), pubsub }, jobId);
+  logs.jobDispatched(jobId, result.outcome, result.error);
+});
+
+/** Reports published by workers; a report id is applied once, and final jobs ignore everything. */
+export const jobResultsConsumer = onMessagePublished({ topic: JOB_RESULTS_TOPIC, retry: true, timeoutSeconds: 60 }, async (event) => {
+  let report;
+  try {
+    report = parseInput(jobReportInput, event.data.message.json);
+  } catch (error) {
+    // A malformed report never becomes valid: log and ack instead of retrying it forever.
+    logs.jobReportRejected(event.data.message.messageId, error instanceof Error ? error.message : String(error));
+    return;
+  }
+  const result = await applyReport(jobDeps(), report, "worker:pubsub").catch((error: unknown) => {
+    if (error instanceof DomainError) {
+      logs.jobReportRejected(event.data.message.messageId, error.message);
+      return undefined;
+    }
+    throw error;
+  });
+  if (result) logs.jobReported(result.job_id, report.kind, result.applied);
+});
+
+/**
+ * HTTPS `jobReport`: workers outside Functions report here.
+ *   POST /jobReport   Authorization: Bearer <WORKER_API_KEY>   body: a report (see schemas.ts)
+ * Answers {result: {job_id, applied, status, final}}; `final` tells the worker to stop.
+ */
+export const jobReport = onRequest({ secrets: [WORKER_API_KEY], timeoutSeconds: 30 }, async (request, response) => {
+  try {
+    if (request.method !== "POST") {
+      response.set("Allow", "POST");
+      throw new DomainError("invalid-argument", "Use POST with a JSON body.");
+    }
+    const header = request.get("authorization") ?? "";
+    const presented = header.startsWith("Bearer ") ? header.slice("Bearer ".length) : "";
+    if (!apiKeyMatches(presented, WORKER_API_KEY.value())) {
+      throw new DomainError("unauthenticated", "A valid worker API key is required (Authorization: Bearer <key>).");
+    }
+    rejectPrototypeKeys(request.body);
+    const report = parseInput(jobReportInput, request.body);
+    const result = await applyReport(jobDeps(), report, "worker:https");
+    logs.jobReported(result.job_id, report.kind, result.applied);
+    response.status(200).json({ result });
+  } catch (error) {
+    sendError(response, error, "jobReport");
+  }
+});
+
+export const jobsSweeper = onSchedule({ schedule: "every 1 minutes", timeoutSeconds: 120 }, async () => {
+  const result = await sweepJobs(
+    { ...jobDeps(), pubsub },
+    { visibilityMs: JOBS_VISIBILITY_TIMEOUT_MS.value(), maxDeliveries: JOBS_MAX_DELIVERIES.value() },
+  );
+  logs.jobsSwept({ ...result, errors: result.errors.length, first_error: result.errors[0] ?? null });
+});
