@@ -303,6 +303,12 @@ describe("e2e: jobs", function () {
       );
       assert.equal(note.userId, uid);
       assert.equal(note.type, "job_succeeded");
+      // Dispatch asked the model router, which logged its decision for this job.
+      const routing = data.routing as { provider: string; model: string } | null;
+      assert.ok(routing?.provider && routing.model, `routing recorded on the job: ${JSON.stringify(routing)}`);
+      const decisions = await db().collection("routing_decisions").where("job_id", "==", job.job_id).get();
+      assert.equal(decisions.size, 1);
+      assert.equal(decisions.docs[0].get("selected_provider"), routing.provider);
     });
 
     it("when the worker fails a job, then its hold is released in full", async () => {

@@ -32,7 +32,7 @@ export async function assertJobInvariants(uid: string): Promise<void> {
       assert.equal(settled[0]!.type, expected, `job ${job.id}: ${expected} for ${String(data.status)}`);
       assert.equal(hold.status, data.status === "succeeded" ? "captured" : "released");
       assert.ok(-Number(settled[0]!.amount) <= Number(data.price), `job ${job.id}: capture ≤ hold`);
-      assert.equal(-Number(settled[0]!.amount), Number(data.cost), `job ${job.id}: captured = job cost`);
+      assert.equal(0 - Number(settled[0]!.amount), Number(data.cost), `job ${job.id}: captured = job cost`);
     } else {
       assert.equal(settled.length, 0, `job ${job.id} (${String(data.status)}): hold not settled yet`);
       assert.equal(hold.status, "open");

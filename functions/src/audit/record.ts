@@ -28,7 +28,8 @@ export function changeKind(event: Pick<AuditEvent, "before" | "after">): "create
 
 /** Who made the change, when the writer recorded it (`updated_by`, as the credits code does). */
 export function actorOf(event: Pick<AuditEvent, "before" | "after">): string | null {
-  const source = event.after ?? event.before;
+  // A deleted document says who wrote it last, not who deleted it: unknown.
+  const source = event.after;
   const actor = source?.updated_by ?? source?.acknowledged_by ?? null;
   return typeof actor === "string" ? actor : null;
 }

@@ -30,8 +30,9 @@ export const spendCredits = callable({
   handler: async (input, caller) => {
     await spendLimiter().enforce("spend", caller!.uid);
     const result = await spend({ db: firestore(), lock: redis() }, caller!.uid, input);
-    // The caller now knows this version; make the cache at least as new (best effort).
-    await new BalanceCache(redis()).put(caller!.uid, { balance: result.balance, held: result.held, available: result.available, version: result.version });
+    // The caller now knows this version; make the cache at least as new (best effort). A replay carries
+    // the first answer's (older) state, which must not go back into the cache.
+    if (!result.replayed) await new BalanceCache(redis()).put(caller!.uid, { balance: result.balance, held: result.held, available: result.available, version: result.version });
     return result;
   },
 });

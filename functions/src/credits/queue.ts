@@ -33,7 +33,8 @@ export type QueueOutcome = "applied" | "rejected" | "ignored";
 /** Applies the entry `value` at operation_queues/{uid}/{opId}; writes status/result/error back. */
 export async function applyQueuedOperation(deps: QueueDeps, uid: string, opId: string, value: unknown): Promise<QueueOutcome> {
   if (value === null || typeof value !== "object") return "ignored"; // deleted
-  if ("status" in value) return "ignored"; // an outcome already written back
+  // An outcome already written back; a rejected entry is not retried by later deliveries.
+  if ("status" in value) return "ignored";
   const clock = deps.clock ?? systemClock;
   let writeBack: Record<string, unknown>;
   let outcome: QueueOutcome;
@@ -58,13 +59,17 @@ export async function applyQueuedOperation(deps: QueueDeps, uid: string, opId: s
     writeBack = { status: "rejected", result: null, error: { code: httpsError.code, message: httpsError.message, details: httpsError.details ?? null } };
     outcome = "rejected";
   }
-  // Write back only onto the client's entry if it still exists, never resurrecting a deleted one.
-  // (Clients cannot delete entries; only retention removes them, after they carry a status.
-  // A transaction is no help here: its first pass sees null for any uncached node.)
+  // Written back in a transaction, so concurrent deliveries agree: "applied" (the spend happened) always
+  // wins over "rejected" (a delivery that ran before credits arrived), and nothing overwrites "applied".
+  // A null node is answered with null: a no-op if it is really gone (never resurrected), and if it is
+  // only not cached yet, the server refuses the guess and runs the function again with the real value.
   const ref = deps.rtdb.ref(`${OPERATION_QUEUES}/${uid}/${opId}`);
-  const current = (await ref.once("value")).val() as unknown;
-  if (current !== null && typeof current === "object" && !("status" in current)) {
-    await ref.update({ ...writeBack, processed_at: clock.now().getTime() });
-  }
+  await ref.transaction((current: unknown) => {
+    if (current === null) return null;
+    if (typeof current !== "object") return undefined;
+    const status = (current as { status?: string }).status;
+    if (status === "applied" || (status === "rejected" && outcome !== "applied")) return undefined;
+    return { ...current, ...writeBack, processed_at: clock.now().getTime() };
+  });
   return outcome;
 }

@@ -74,6 +74,9 @@ export async function consumeEmbeddingRequest(deps: ConsumerDeps, delivery: Deli
     // A delivery can embed for minutes; the lease must outlast it so a duplicate does not start alongside.
     { leaseMs: 600_000, clock: deps.clock },
   );
+  // Another delivery holds the lease (or crashed holding it): ask for a redelivery instead of acking,
+  // so the message is processed once the lease is over.
+  if (once === "in-progress") throw new Error(`message ${delivery.messageId} is being processed by another delivery; retry later`);
   return once === "done" ? outcome : once;
 }
 

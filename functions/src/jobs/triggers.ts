@@ -10,7 +10,10 @@ import { firestore, realtimeDb } from "../adapters/firebase";
 import { mongoDb } from "../adapters/mongo";
 import { pubsub } from "../adapters/pubsub";
 import { redis } from "../adapters/redis";
-import { JOBS_MAX_DELIVERIES, JOBS_VISIBILITY_TIMEOUT_MS, WORKER_API_KEY } from "../config";
+import { JOBS_MAX_DELIVERIES, JOBS_VISIBILITY_TIMEOUT_MS, MODEL_PROVIDERS, WORKER_API_KEY } from "../config";
+import { loadRouterConfig } from "../scheduled/config";
+import { routeTask } from "../scheduled/router";
+import { systemClock } from "../shared/time";
 import { apiKeyMatches } from "../credits/meter";
 import { callable, parseInput, rejectPrototypeKeys } from "../shared/callable";
 import { DomainError } from "../shared/errors";
@@ -18,7 +21,7 @@ import { sendError } from "../shared/http";
 import { logs } from "../shared/logs";
 import { cancelJob as cancel } from "./cancel";
 import { createJob as create } from "./create";
-import { dispatchJob } from "./dispatch";
+import { dispatchJob, type Router } from "./dispatch";
 import type { JobDeps } from "./model";
 import { applyReport } from "./report";
 import { createJobInput, jobIdInput, jobReportInput } from "./schemas";
@@ -45,10 +48,21 @@ export const cancelJob = callable({
   handler: (input, caller) => cancel(jobDeps(), caller!.uid, input.job_id),
 });
 
+/** The model router (scheduled/router.ts): provider health, quota headroom and cost; each decision is logged. */
+function modelRouter(): Router {
+  return {
+    route: async (request) => {
+      const db = firestore();
+      const decision = await routeTask({ db, clock: systemClock, config: await loadRouterConfig(db, MODEL_PROVIDERS.value()) }, request);
+      return { provider: decision.selected_provider, model: decision.selected_model };
+    },
+  };
+}
+
 /** The outbox: the job's dispatch record dedupes repeated deliveries (see dispatch.ts); failures wait for the sweeper. */
 export const jobDispatcher = onDocumentCreated({ document: "jobs/{jobId}", retry: false, timeoutSeconds: 60 }, async (event) => {
   const jobId = event.params.jobId;
-  const result = await dispatchJob({ db: firestore(), redis: redis(), pubsub }, jobId);
+  const result = await dispatchJob({ db: firestore(), redis: redis(), pubsub, router: modelRouter() }, jobId);
   logs.jobDispatched(jobId, result.outcome, result.error);
 });
 
@@ -100,7 +114,7 @@ export const jobReport = onRequest({ secrets: [WORKER_API_KEY], timeoutSeconds: 
 
 export const jobsSweeper = onSchedule({ schedule: "every 1 minutes", timeoutSeconds: 120 }, async () => {
   const result = await sweepJobs(
-    { ...jobDeps(), pubsub },
+    { ...jobDeps(), pubsub, router: modelRouter() },
     { visibilityMs: JOBS_VISIBILITY_TIMEOUT_MS.value(), maxDeliveries: JOBS_MAX_DELIVERIES.value() },
   );
   logs.jobsSwept({ ...result, errors: result.errors.length, first_error: result.errors[0] ?? null });

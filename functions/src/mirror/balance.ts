@@ -39,20 +39,27 @@ export interface MirrorDeps {
 /** Applies one user-document state to the mirror, guarded by version. */
 export async function mirrorBalance(deps: MirrorDeps, uid: string, after: BalanceState | undefined): Promise<MirrorOutcome> {
   const ref = deps.rtdb.ref(`${USER_BALANCES}/${uid}`);
+  const userExists = async () => (await deps.db.collection("users").doc(uid).get()).exists;
   if (!after) {
+    // A late delete of a user created again since must not remove the live mirror.
+    if (await userExists()) return "skipped";
     await ref.remove();
     return "removed";
   }
   const existing = (await ref.once("value")).val() as BalanceState | null;
-  if (existing === null) {
-    // No mirror yet: a first write, a mirror never built (backfill's job, fine to build now), or a
-    // late delivery for a user deleted since (even of the creating event). Only Firestore knows which.
-    const current = await deps.db.collection("users").doc(uid).get();
-    if (!current.exists) return "skipped";
+  if (existing === null && !(await userExists())) {
+    // No mirror and no user: a late delivery for a user deleted since (even of the creating event).
+    return "skipped";
   }
   const result = await ref.transaction((current: BalanceState | null) => {
     if (current && typeof current.version === "number" && current.version >= after.version) return undefined; // abort: not newer
     return after;
   });
-  return result.committed ? "written" : "stale";
+  if (!result.committed) return "stale";
+  // The user may have been deleted (and the mirror removed) while this write was in flight; undo it then.
+  if (existing !== null && !(await userExists())) {
+    await ref.remove();
+    return "removed";
+  }
+  return "written";
 }

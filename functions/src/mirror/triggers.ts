@@ -20,8 +20,9 @@ export const mirrorUserBalance = onDocumentWritten({ document: "users/{uid}", re
   const state = balanceStateOf(after?.exists ? after.data() : undefined, updatedAt);
   const outcome = await mirrorBalance({ rtdb: realtimeDb(), db: firestore() }, uid, state);
   const cache = new BalanceCache(redis());
-  if (state) await cache.put(uid, { balance: state.balance, held: state.held, available: state.available, version: state.version });
-  else await cache.remove(uid);
+  // Only a state that was actually mirrored (newest) refreshes the cache; a stale redelivery must not.
+  if (state && outcome === "written") await cache.put(uid, { balance: state.balance, held: state.held, available: state.available, version: state.version });
+  else if (outcome === "removed") await cache.remove(uid);
   if (state && state.version > 0) {
     const mongo = await mongoDb();
     await observeBalance(

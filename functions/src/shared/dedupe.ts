@@ -54,7 +54,15 @@ export async function claimInTransaction(
   return true;
 }
 
+/**
+ * "in-progress": another delivery holds the lease. Callers whose platform redelivers should throw then,
+ * so the event is retried after the lease (a holder that crashed never marks it done).
+ */
 export type RunOnceOutcome = "done" | "duplicate" | "in-progress";
+
+function leaseUntilOf(now: Date, leaseMs: number): number {
+  return now.getTime() + leaseMs;
+}
 
 /** Runs `work` unless this event was processed or is being processed; see the module comment. */
 export async function runOnce(
@@ -79,16 +87,24 @@ export async function runOnce(
       consumer,
       event_id: eventId,
       status: "running",
-      lease_until: new Date(now.getTime() + leaseMs),
+      lease_until: new Date(leaseUntilOf(now, leaseMs)),
       expire_at: new Date(now.getTime() + (options.retainDays ?? 7) * DAY_MS),
     });
     return "claimed";
   });
   if (claimed !== "claimed") return claimed;
+  const ourLease = leaseUntilOf(clock.now(), leaseMs);
   try {
     await work();
   } catch (error) {
-    await ref.delete().catch(() => undefined);
+    // Give the event back for the retry, unless our lease ran out and another delivery holds it now.
+    await db
+      .runTransaction(async (tx) => {
+        const current = await tx.get(ref);
+        const lease = current.get("lease_until") as { toMillis(): number } | null | undefined;
+        if (current.exists && current.get("status") === "running" && lease && lease.toMillis() <= ourLease) tx.delete(ref);
+      })
+      .catch(() => undefined);
     throw error;
   }
   await ref.update({ status: "done", processed_at: clock.now(), lease_until: null });
