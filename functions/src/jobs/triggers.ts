@@ -3,7 +3,6 @@
  * create.ts, dispatch.ts, report.ts, cancel.ts and sweep.ts.
  */
 import { onDocumentCreated } from "firebase-functions/v2/firestore";
-import { onRequest } from "firebase-functions/v2/https";
 import { onMessagePublished } from "firebase-functions/v2/pubsub";
 import { onSchedule } from "firebase-functions/v2/scheduler";
 import { firestore, realtimeDb } from "../adapters/firebase";
@@ -14,10 +13,9 @@ import { JOBS_MAX_DELIVERIES, JOBS_VISIBILITY_TIMEOUT_MS, MODEL_PROVIDERS, WORKE
 import { loadRouterConfig } from "../scheduled/config";
 import { routeTask } from "../scheduled/router";
 import { systemClock } from "../shared/time";
-import { apiKeyMatches } from "../credits/meter";
-import { callable, parseInput, rejectPrototypeKeys } from "../shared/callable";
+import { callable, parseInput } from "../shared/callable";
 import { DomainError } from "../shared/errors";
-import { sendError } from "../shared/http";
+import { apiKeyEndpoint } from "../shared/http";
 import { logs } from "../shared/logs";
 import { cancelJob as cancel } from "./cancel";
 import { createJob as create } from "./create";
@@ -91,25 +89,15 @@ export const jobResultsConsumer = onMessagePublished({ topic: JOB_RESULTS_TOPIC,
  *   POST /jobReport   Authorization: Bearer <WORKER_API_KEY>   body: a report (see schemas.ts)
  * Answers {result: {job_id, applied, status, final}}; `final` tells the worker to stop.
  */
-export const jobReport = onRequest({ secrets: [WORKER_API_KEY], timeoutSeconds: 30 }, async (request, response) => {
-  try {
-    if (request.method !== "POST") {
-      response.set("Allow", "POST");
-      throw new DomainError("invalid-argument", "Use POST with a JSON body.");
-    }
-    const header = request.get("authorization") ?? "";
-    const presented = header.startsWith("Bearer ") ? header.slice("Bearer ".length) : "";
-    if (!apiKeyMatches(presented, WORKER_API_KEY.value())) {
-      throw new DomainError("unauthenticated", "A valid worker API key is required (Authorization: Bearer <key>).");
-    }
-    rejectPrototypeKeys(request.body);
-    const report = parseInput(jobReportInput, request.body);
+export const jobReport = apiKeyEndpoint({
+  name: "jobReport",
+  secret: WORKER_API_KEY,
+  schema: jobReportInput,
+  handler: async (report) => {
     const result = await applyReport(jobDeps(), report, "worker:https");
     logs.jobReported(result.job_id, report.kind, result.applied);
-    response.status(200).json({ result });
-  } catch (error) {
-    sendError(response, error, "jobReport");
-  }
+    return { status: 200, body: { result } };
+  },
 });
 
 export const jobsSweeper = onSchedule({ schedule: "every 1 minutes", timeoutSeconds: 120 }, async () => {
