@@ -157,31 +157,6 @@ export const PROVIDER_PROBE_TIMEOUT_MS = defineInt("PROVIDER_PROBE_TIMEOUT_MS", 
 /** Region of every function; one place so the wiring test can assert it. */
 export const REGION = "us-central1";
 
-/** Settings as they are used at run time, with secrets and credentials left out. */
-export function redactedConfig(): Record<string, string | number> {
-  return {
-    environment: ENVIRONMENT.value(),
-    redis_url: redactUrl(REDIS_URL.value()),
-    mongodb_uri: redactUrl(MONGODB_URI.value()),
-    mongodb_db: MONGODB_DB.value(),
-    lancedb_uri: LANCEDB_URI.value(),
-  };
-}
-
-/** Drops user info (passwords) from a connection URL. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.username || parsed.password) {
-      parsed.username = "***";
-      parsed.password = "";
-    }
-    return parsed.toString();
-  } catch {
-    return url === "" ? "" : "<unparseable>";
-  }
-}
-
 export const RATE_LIMIT_SPEND_PER_MINUTE = defineInt("RATE_LIMIT_SPEND_PER_MINUTE", {
   default: 300,
   description: "Spends (callable, metering endpoint, offline queue) one user may make per minute; half of it per instance while Redis is down.",

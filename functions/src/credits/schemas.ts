@@ -92,8 +92,6 @@ export const adjustInput = z
   })
   .strict();
 
-export const emptyInput = z.object({}).strict();
-
 /** `min_version`: the newest ledger version the client has seen; an older cached balance is never served. */
 export const balanceInput = z.object({ min_version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional() }).strict();
 
