@@ -1,19 +1,24 @@
 import assert from "node:assert/strict";
-import { notificationId, notifyAdminsOfAlert } from "../../functions/src/scheduled/alerts";
+import { releaseExpiredHold } from "../../functions/src/credits/holds";
+import { acknowledgeAlert, notificationId, notifyAdminsOfAlert } from "../../functions/src/scheduled/alerts";
 import { parseRouterConfig } from "../../functions/src/scheduled/config";
 import {
   httpProbe,
   resetDueQuotas,
   runProviderHealthCheck,
   type ProviderHealthDeps,
+  type Probe,
 } from "../../functions/src/scheduled/providerHealth";
+import { retentionPolicies } from "../../functions/src/scheduled/policies";
 import { NoProviderAvailable, routeTask } from "../../functions/src/scheduled/router";
 import type { RouterConfig } from "../../functions/src/scheduled/schemas";
+import { runTtlCleanup } from "../../functions/src/scheduled/ttl";
 import { startProviderStandin, type ProviderStandin } from "../../scripts/harness/provider-standin";
 import { newUid } from "../support/suite";
 import { closeMongo, firestore, fixedClock, mongo } from "../support/stores";
 
 const MINUTE = 60_000;
+const DAY = 24 * 60 * MINUTE;
 const PROBE_TIMEOUT_MS = 1000;
 
 describe("integration: provider health check and model router", function () {
@@ -239,5 +244,100 @@ describe("integration: provider health check and model router", function () {
     assert.equal(reset.reset_at.toMillis(), now - MINUTE + 60 * MINUTE);
     const untouched = (await db.collection("model_quotas").doc(notDue).get()).data() ?? {};
     assert.equal(untouched.tokens_used, 900);
+  });
+
+  /** One ttlCleanup run of the alerts policy alone, at the clock's time. */
+  async function alertRetention(clock: { now(): Date }) {
+    const policies = retentionPolicies().filter((policy) => policy.name === "acknowledged_alerts");
+    return runTtlCleanup({ db, clock, policies, releaseExpiredHold, budgetMs: 60_000, pageSize: 500, stateId: newUid("ttl-state") });
+  }
+
+  it("when a down provider's alert is acknowledged and retention runs past its age, then the alert stays, and the provider still leaves down", async () => {
+    const name = newUid("prov");
+    const clock = fixedClock();
+    const deps: ProviderHealthDeps = { db, clock, config: config([{ name }], { failures_to_down: 1 }), probe: httpProbe, probeTimeoutMs: PROBE_TIMEOUT_MS };
+
+    standin.set(name, { mode: "error", statusCode: 503 });
+    await runProviderHealthCheck(deps);
+    const down = await health(name);
+    assert.equal(down.status, "down");
+    const alertId = down.open_alert_id as string;
+    await acknowledgeAlert({ db, clock }, { alert_id: alertId }, "admin-1");
+
+    // Retention runs while the provider is still down, long after the alert was raised.
+    clock.advance(91 * DAY);
+    await alertRetention(clock);
+    assert.equal((await db.collection("model_router_alerts").doc(alertId).get()).exists, true, "an open alert is kept");
+
+    standin.set(name, "ok");
+    clock.advance(5 * MINUTE);
+    const recovered = await runProviderHealthCheck(deps);
+    assert.deepEqual(recovered.failed, []);
+    assert.notEqual((await health(name)).status, "down");
+    const resolved = (await db.collection("model_router_alerts").doc(alertId).get()).data() ?? {};
+    assert.equal(resolved.resolved, true);
+    assert.notEqual((await health(name)).open_alert_id, alertId);
+
+    // Once resolved (and acknowledged, and old), retention may take it.
+    clock.advance(91 * DAY);
+    await alertRetention(clock);
+    assert.equal((await db.collection("model_router_alerts").doc(alertId).get()).exists, false);
+  });
+
+  it("when a provider's open alert was deleted, then its next transition still goes through and the provider leaves down", async () => {
+    const name = newUid("prov");
+    const clock = fixedClock();
+    const deps: ProviderHealthDeps = { db, clock, config: config([{ name }], { failures_to_down: 1 }), probe: httpProbe, probeTimeoutMs: PROBE_TIMEOUT_MS };
+
+    standin.set(name, { mode: "error", statusCode: 503 });
+    await runProviderHealthCheck(deps);
+    const alertId = (await health(name)).open_alert_id as string;
+    // As the old retention (or a hand in the console) did: the alert is gone, the pointer stays.
+    await db.collection("model_router_alerts").doc(alertId).delete();
+
+    standin.set(name, "ok");
+    for (let tick = 0; tick < 3; tick++) {
+      clock.advance(5 * MINUTE);
+      const outcome = await runProviderHealthCheck(deps);
+      assert.deepEqual(outcome.failed, [], `tick ${tick}`);
+    }
+    const state = await health(name);
+    assert.equal(state.status, "healthy");
+    assert.equal(state.open_alert_id, null);
+    assert.equal((await db.collection("model_router_alerts").doc(alertId).get()).exists, false, "a deleted alert is not brought back");
+  });
+
+  it("when one provider's check throws, then the other providers are checked, the failure is reported with its reason, and due quotas are reset", async () => {
+    const [broken, steady] = [newUid("broken"), newUid("steady")];
+    const clock = fixedClock();
+    const quota = newUid("quota");
+    await db.collection("model_quotas").doc(quota).set({ tokens_used: 700, tokens_limit: 1000, reset_at: new Date(clock.now().getTime() - MINUTE), period_ms: 60 * MINUTE });
+    standin.set(steady, "ok");
+    const probe: Probe = async (provider, timeoutMs) => {
+      if (provider.name === broken) throw new Error("probe client crashed");
+      return httpProbe(provider, timeoutMs);
+    };
+    const deps: ProviderHealthDeps = { db, clock, config: config([{ name: broken }, { name: steady }]), probe, probeTimeoutMs: PROBE_TIMEOUT_MS };
+
+    const outcome = await runProviderHealthCheck(deps);
+
+    assert.deepEqual(outcome.failed, [{ provider: broken, error: "probe client crashed" }]);
+    assert.deepEqual(outcome.providers.map((p) => [p.provider, p.status]), [[steady, "healthy"]]);
+    assert.equal((await health(steady)).status, "healthy");
+    assert.ok(outcome.quotas_reset >= 1);
+    assert.equal((await db.collection("model_quotas").doc(quota).get()).get("tokens_used"), 0, "the quota reset ran");
+  });
+
+  it("when one due quota cannot be reset, then the others are still reset and the run ends", async () => {
+    const clock = fixedClock();
+    const due = new Date(clock.now().getTime() - MINUTE);
+    const [bad, good] = [newUid("quota-a"), newUid("quota-b")];
+    await db.collection("model_quotas").doc(bad).set({ tokens_used: 5, tokens_limit: 10, reset_at: due, period_ms: "weekly" });
+    await db.collection("model_quotas").doc(good).set({ tokens_used: 5, tokens_limit: 10, reset_at: due, period_ms: 60 * MINUTE });
+
+    await resetDueQuotas(db, clock, 1);
+
+    assert.equal((await db.collection("model_quotas").doc(good).get()).get("tokens_used"), 0);
+    assert.equal((await db.collection("model_quotas").doc(bad).get()).get("tokens_used"), 5, "the malformed quota is left as it is");
   });
 });

@@ -61,8 +61,8 @@ describe("integration: ttlCleanup retention policies", function () {
       collection: "model_router_alerts",
       field: "created_at",
       ageMs: 90 * DAY,
-      extraGone: { acknowledged: true },
-      extraKept: { acknowledged: false },
+      extraGone: { acknowledged: true, resolved: true },
+      extraKept: { acknowledged: false, resolved: true },
     },
     { policy: "processed_events", collection: "processed_events", field: "expire_at", ageMs: 0 },
     { policy: "idempotency_keys", collection: "idempotency_keys", field: "expire_at", ageMs: 0 },
@@ -103,6 +103,25 @@ describe("integration: ttlCleanup retention policies", function () {
       }
     });
   }
+
+  it("acknowledged_alerts: when an old acknowledged alert is still open, or a provider's health still points at it, then it stays", async () => {
+    const clock = fixedClock();
+    const old = new Date(clock.now().getTime() - 91 * DAY);
+    const tag = newUid("alerts");
+    const alerts = db.collection("model_router_alerts");
+    await alerts.doc(`${tag}-open`).set({ tag, created_at: old, acknowledged: true, resolved: false });
+    await alerts.doc(`${tag}-pointed`).set({ tag, created_at: old, acknowledged: true, resolved: true });
+    await alerts.doc(`${tag}-over`).set({ tag, created_at: old, acknowledged: true, resolved: true });
+    await db.collection("model_provider_health").doc(tag).set({ provider: tag, status: "down", open_alert_id: `${tag}-pointed` });
+
+    const outcome = await runTtlCleanup(deps(db, clock, [policy("acknowledged_alerts")]));
+
+    assert.equal(outcome.complete, true);
+    assert.equal(await exists(db, "model_router_alerts", `${tag}-open`), true, "an open alert is never deleted");
+    assert.equal(await exists(db, "model_router_alerts", `${tag}-pointed`), true, "an alert health points at is never deleted");
+    assert.equal(await exists(db, "model_router_alerts", `${tag}-over`), false, "a resolved, acknowledged, old alert goes");
+    assert.ok(outcome.policies[0].skipped >= 1, JSON.stringify(outcome));
+  });
 
   it("audit_logs: when the audit retention is 0 (the default), then no policy touches audit entries", async () => {
     assert.equal(retentionPolicies({ ...DEFAULT_RETENTION, auditDays: 0 }).some((p) => p.name === "audit_logs"), false);

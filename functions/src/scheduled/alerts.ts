@@ -21,7 +21,7 @@ export interface AcknowledgeResult {
   changed: boolean;
 }
 
-/** Marks an alert acknowledged, once; acknowledged alerts become eligible for retention after 90 days. */
+/** Marks an alert acknowledged, once; retention may delete it after 90 days once it is also resolved. */
 export async function acknowledgeAlert(
   deps: { db: Firestore; clock: Clock },
   input: AcknowledgeAlertInput,

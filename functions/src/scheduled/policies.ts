@@ -29,6 +29,11 @@ export interface FirestorePolicy {
   where: FieldCondition[];
   /** `delete`, or a named action resolved from the runner's dependencies (never a plain delete). */
   action: "delete" | "release_hold";
+  /**
+   * A live document that points at a matched one by id (its `field` holds the
+   * id) keeps it: retention never deletes what something live still references.
+   */
+  keepReferencedBy?: { collection: string; field: string };
 }
 
 /** RTDB `{path}/{parent}/{child}` entries whose status is done and whose `processed_at` (ms) is old. */
@@ -108,8 +113,14 @@ export function retentionPolicies(settings: RetentionSettings = DEFAULT_RETENTIO
       collection: "model_router_alerts",
       timestampField: "created_at",
       ageMs: settings.alertsDays * DAY_MS,
-      where: [{ field: "acknowledged", op: "==", value: true }],
+      // Only alerts that are over: an acknowledged alert can still be open (its provider still down).
+      where: [
+        { field: "acknowledged", op: "==", value: true },
+        { field: "resolved", op: "==", value: true },
+      ],
       action: "delete",
+      // Health resolves an alert and clears its pointer in one transaction; this guards any other pointer.
+      keepReferencedBy: { collection: "model_provider_health", field: "open_alert_id" },
     },
     {
       name: "processed_events",

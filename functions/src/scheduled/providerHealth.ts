@@ -9,7 +9,7 @@
  * a transition to degraded or down raises exactly one new alert, a transition
  * back to healthy raises none.
  */
-import type { Firestore } from "firebase-admin/firestore";
+import type { DocumentReference, Firestore, QueryDocumentSnapshot } from "firebase-admin/firestore";
 import { logs } from "../shared/logs";
 import { TimeoutError, type Clock, withTimeout } from "../shared/time";
 import type { ProviderConfig, RouterConfig } from "./schemas";
@@ -80,8 +80,15 @@ export interface ProviderCheckOutcome {
   resolved_alert_id: string | null;
 }
 
+/** A provider whose check could not be recorded this tick, and why. */
+export interface ProviderCheckFailure {
+  provider: string;
+  error: string;
+}
+
 export interface HealthCheckOutcome {
   providers: ProviderCheckOutcome[];
+  failed: ProviderCheckFailure[];
   quotas_reset: number;
 }
 
@@ -121,17 +128,33 @@ export function nextHealth(
   };
 }
 
-/** Runs one health check of every configured provider, then resets due quotas. */
+/**
+ * Runs one health check of every configured provider, then resets due quotas.
+ * Each provider's check is isolated: one that throws is logged with its reason
+ * and reported in `failed`, the other providers and the quota reset still run.
+ */
 export async function runProviderHealthCheck(deps: ProviderHealthDeps): Promise<HealthCheckOutcome> {
   const timeoutMs = deps.config.probe_timeout_ms ?? deps.probeTimeoutMs;
-  const providers = await Promise.all(
-    deps.config.providers.map(async (provider) => {
-      const result = await deps.probe(provider, timeoutMs);
-      return recordCheck(deps, provider.name, result);
-    }),
+  const settled = await Promise.allSettled(
+    deps.config.providers.map(async (provider) => recordCheck(deps, provider.name, await deps.probe(provider, timeoutMs))),
   );
+  const providers: ProviderCheckOutcome[] = [];
+  const failed: ProviderCheckFailure[] = [];
+  settled.forEach((result, index) => {
+    if (result.status === "fulfilled") {
+      providers.push(result.value);
+      return;
+    }
+    const failure = { provider: deps.config.providers[index].name, error: reasonOf(result.reason) };
+    logs.providerCheckFailed(failure.provider, failure.error);
+    failed.push(failure);
+  });
   const quotasReset = await resetDueQuotas(deps.db, deps.clock);
-  return { providers, quotas_reset: quotasReset };
+  return { providers, failed, quotas_reset: quotasReset };
+}
+
+function reasonOf(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0].slice(0, 200);
 }
 
 async function recordCheck(deps: ProviderHealthDeps, provider: string, probe: ProbeResult): Promise<ProviderCheckOutcome> {
@@ -146,10 +169,16 @@ async function recordCheck(deps: ProviderHealthDeps, provider: string, probe: Pr
     const before: ProviderStatus = previous?.status ?? "healthy";
     let alert: Alert | null = null;
     let resolved: string | null = null;
+    let missing: string | null = null;
     if (next.status !== before) {
-      if (next.open_alert_id) {
-        resolved = next.open_alert_id;
-        tx.update(db.collection(ALERTS).doc(resolved), { resolved: true, resolved_at: now, resolved_by_status: next.status });
+      // The open alert may be gone (deleted by hand, or by retention before it kept open alerts):
+      // then there is nothing to resolve, and the transition goes on without it.
+      const open = next.open_alert_id ? await tx.get(db.collection(ALERTS).doc(next.open_alert_id)) : null;
+      if (open?.exists) {
+        resolved = open.id;
+        tx.update(open.ref, { resolved: true, resolved_at: now, resolved_by_status: next.status });
+      } else {
+        missing = next.open_alert_id;
       }
       next.open_alert_id = null;
       if (next.status !== "healthy") {
@@ -181,9 +210,10 @@ async function recordCheck(deps: ProviderHealthDeps, provider: string, probe: Pr
       checked_at: now,
       expire_at: new Date(now.getTime() + config.check_retention_days * DAY_MS),
     });
-    return { provider, status: next.status, previous: previous?.status ?? null, alert, resolved };
+    return { provider, status: next.status, previous: previous?.status ?? null, alert, resolved, missing };
   });
 
+  if (outcome.missing) logs.providerAlertMissing(provider, outcome.missing);
   logs.providerChecked({ provider, status: outcome.status, ok: probe.ok, latency_ms: Math.round(probe.latency_ms) });
   if (outcome.status !== (outcome.previous ?? "healthy")) {
     logs.providerTransition({ provider, from: outcome.previous ?? "healthy", to: outcome.status, alert_id: outcome.alert?.id ?? null });
@@ -225,30 +255,44 @@ function fromFirestore(data: Record<string, unknown>): HealthState {
  * Resets `model_quotas` whose `reset_at` has passed: `tokens_used` to 0 and
  * `reset_at` moved on by the quota's `period_ms` (a day by default) past now.
  * Each reset re-checks `reset_at` in its transaction, so a duplicate run resets once.
+ * A quota whose reset fails is logged and passed over (the pages follow a
+ * cursor, so it is not retried in a loop); the others are still reset.
  */
 export async function resetDueQuotas(db: Firestore, clock: Clock, pageSize = 200): Promise<number> {
   const now = clock.now();
+  const due = db.collection(QUOTAS).where("reset_at", "<=", now).orderBy("reset_at").orderBy("__name__");
   let reset = 0;
+  let last: QueryDocumentSnapshot | undefined;
   for (;;) {
-    const due = await db.collection(QUOTAS).where("reset_at", "<=", now).orderBy("reset_at").limit(pageSize).get();
-    for (const doc of due.docs) {
-      const done = await db.runTransaction(async (tx) => {
-        const fresh = await tx.get(doc.ref);
-        const resetAt = fresh.get("reset_at") as { toMillis(): number } | undefined;
-        if (!resetAt || resetAt.toMillis() > now.getTime()) return false;
-        const period = Math.max(60_000, Number(fresh.get("period_ms") ?? DAY_MS));
-        const periods = Math.floor((now.getTime() - resetAt.toMillis()) / period) + 1;
-        tx.update(doc.ref, {
-          tokens_used: 0,
-          reset_at: new Date(resetAt.toMillis() + periods * period),
-          last_reset_at: now,
-        });
-        return true;
-      });
-      if (done) reset += 1;
+    const page = await (last ? due.startAfter(last) : due).limit(pageSize).get();
+    for (const doc of page.docs) {
+      try {
+        if (await resetQuota(db, doc.ref, now)) reset += 1;
+      } catch (error) {
+        logs.quotaResetFailed(doc.id, reasonOf(error));
+      }
     }
-    if (due.size < pageSize) return reset;
+    if (page.size < pageSize) return reset;
+    last = page.docs[page.docs.length - 1];
   }
+}
+
+async function resetQuota(db: Firestore, ref: DocumentReference, now: Date): Promise<boolean> {
+  return db.runTransaction(async (tx) => {
+    const fresh = await tx.get(ref);
+    const resetAt = fresh.get("reset_at") as { toMillis(): number } | undefined;
+    if (!resetAt || resetAt.toMillis() > now.getTime()) return false;
+    const period = Number(fresh.get("period_ms") ?? DAY_MS);
+    if (!Number.isFinite(period)) throw new Error(`period_ms is not a number: ${String(fresh.get("period_ms"))}`);
+    const step = Math.max(60_000, period);
+    const periods = Math.floor((now.getTime() - resetAt.toMillis()) / step) + 1;
+    tx.update(ref, {
+      tokens_used: 0,
+      reset_at: new Date(resetAt.toMillis() + periods * step),
+      last_reset_at: now,
+    });
+    return true;
+  });
 }
 
 /** The real probe: an HTTP GET of the provider's probe URL; 2xx within the timeout is healthy. */

@@ -4,7 +4,8 @@
  *
  * - Firestore deletes go in batches of ≤ 500, each delete with a
  *   `lastUpdateTime` precondition: a document changed since it was read (and
- *   so perhaps no longer matching) is skipped, never deleted. Reading streams
+ *   so perhaps no longer matching) is skipped, never deleted. A document a
+ *   live one still points at (`keepReferencedBy`) is skipped too. Reading streams
  *   while the deletes of earlier pages are in flight (see deleteMatching).
  * - The budget is checked after every page (`pageSize` documents).
  * - When the budget runs out, the policy (and, for releases, the cursor) is saved in
@@ -211,7 +212,10 @@ async function deleteMatching(deps: TtlDeps, policy: FirestorePolicy, budget: Bu
     await Promise.all(results);
   };
 
-  const commit = async (docs: QueryDocumentSnapshot[]) => {
+  const commit = async (matched: QueryDocumentSnapshot[]) => {
+    const docs = await unreferenced(deps, policy, matched);
+    outcome.skipped += matched.length - docs.length;
+    if (docs.length === 0) return;
     const batch = deps.db.batch();
     for (const doc of docs) batch.delete(doc.ref, { lastUpdateTime: doc.updateTime });
     try {
@@ -268,6 +272,28 @@ async function deleteMatching(deps: TtlDeps, policy: FirestorePolicy, budget: Bu
     await Promise.allSettled(inFlight);
     await fallback?.close();
   }
+}
+
+/** Firestore's limit on the values of one `in` filter. */
+const IN_LIMIT = 30;
+
+/**
+ * The documents of a page no live document points at (see `keepReferencedBy`).
+ * The pointer is read after the page: a pointer set before this read keeps
+ * its document; one set later must come with a write to the document itself
+ * (health resolves or creates the alert in the transaction that moves it),
+ * which fails the delete's `lastUpdateTime` precondition.
+ */
+async function unreferenced(deps: TtlDeps, policy: FirestorePolicy, docs: QueryDocumentSnapshot[]): Promise<QueryDocumentSnapshot[]> {
+  const guard = policy.keepReferencedBy;
+  if (!guard || docs.length === 0) return docs;
+  const referenced = new Set<string>();
+  for (let start = 0; start < docs.length; start += IN_LIMIT) {
+    const ids = docs.slice(start, start + IN_LIMIT).map((doc) => doc.id);
+    const pointers = await deps.db.collection(guard.collection).where(guard.field, "in", ids).select(guard.field).get();
+    for (const pointer of pointers.docs) referenced.add(String(pointer.get(guard.field)));
+  }
+  return docs.filter((doc) => !referenced.has(doc.id));
 }
 
 /**
