@@ -127,4 +127,22 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
     assert.ok(status < 300);
     assert.equal((await realtimeDb().ref(`user_balances/${uid}`).once("value")).val(), null);
   });
+
+  it("when an admin grant is followed by a console edit of credits_balance, then the edit's audit entry names no actor (unknown), the grant's names the admin", async () => {
+    const uid = newUid("audited");
+    const path = `users/${uid}`;
+    await grantCredits({ db: db() }, "root", { user_id: uid, amount: 40, type: "grant", reason: "seed", idempotency_key: "g" });
+    // A console-style edit: the Admin SDK writes the balance alone, without updated_by / updated_at.
+    await db().collection("users").doc(uid).update({ credits_balance: 1_000_000 });
+
+    const entries = await waitFor("both audit entries", async () => {
+      const snapshot = await db().collection("audit_logs").where("path", "==", path).get();
+      return snapshot.size >= 2 ? snapshot.docs.map((doc) => doc.data()) : undefined;
+    });
+    const grant = entries.find((entry) => entry.kind === "create");
+    const edit = entries.find((entry) => entry.kind === "update");
+    assert.equal(grant?.actor, "admin:root");
+    assert.deepEqual(edit?.changed_fields, ["credits_balance"]);
+    assert.equal(edit?.actor, "unknown", "the last writer's updated_by is not this write's actor");
+  });
 });

@@ -26,12 +26,39 @@ export function changeKind(event: Pick<AuditEvent, "before" | "after">): "create
   return "update";
 }
 
-/** Who made the change, when the writer recorded it (`updated_by`, as the credits code does). */
-export function actorOf(event: Pick<AuditEvent, "before" | "after">): string | null {
-  // A deleted document says who wrote it last, not who deleted it: unknown.
-  const source = event.after;
-  const actor = source?.updated_by ?? source?.acknowledged_by ?? null;
-  return typeof actor === "string" ? actor : null;
+/** The actor of a write no server code vouched for (a console edit, a script, a delete). */
+export const UNKNOWN_ACTOR = "unknown";
+
+/**
+ * Who made this write. Every server write to an audited document sets
+ * `updated_by` together with a fresh `updated_at` (server time). A field
+ * persists across writes, so `updated_by` names this write's actor only when
+ * this same write moved `updated_at`; a write that left `updated_at` as it was
+ * (an edit in the console, a script) did not say who it is: `unknown`. A
+ * delete says nothing about who deleted: `unknown`.
+ */
+export function actorOf(event: Pick<AuditEvent, "before" | "after">): string {
+  const { before, after } = event;
+  if (!after) return UNKNOWN_ACTOR;
+  const actor = after.updated_by;
+  if (typeof actor !== "string" || after.updated_at === undefined || after.updated_at === null) return UNKNOWN_ACTOR;
+  const markerMoved = !before || !sameInstant(before.updated_at, after.updated_at);
+  return markerMoved ? actor : UNKNOWN_ACTOR;
+}
+
+interface Instant {
+  seconds: number;
+  nanoseconds: number;
+}
+
+function isInstant(value: unknown): value is Instant {
+  return typeof value === "object" && value !== null && typeof (value as Instant).seconds === "number" && typeof (value as Instant).nanoseconds === "number";
+}
+
+/** Equal timestamps to the nanosecond (Firestore's precision); other values by their JSON. */
+function sameInstant(a: unknown, b: unknown): boolean {
+  if (isInstant(a) && isInstant(b)) return a.seconds === b.seconds && a.nanoseconds === b.nanoseconds;
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** Records the event once; returns false when it was already recorded. */

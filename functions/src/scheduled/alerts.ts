@@ -4,6 +4,7 @@
  */
 import type { Firestore } from "firebase-admin/firestore";
 import type { Db, ObjectId } from "mongodb";
+import { firestoreValues } from "../adapters/firebase";
 import { NotFound } from "../shared/errors";
 import type { Clock } from "../shared/time";
 import type { Alert } from "./providerHealth";
@@ -32,7 +33,14 @@ export async function acknowledgeAlert(
     const alert = await tx.get(ref);
     if (!alert.exists) throw new NotFound(`Alert ${input.alert_id}`);
     if (alert.get("acknowledged") === true) return { alert_id: ref.id, acknowledged: true, changed: false };
-    tx.update(ref, { acknowledged: true, acknowledged_at: deps.clock.now(), acknowledged_by: adminUid });
+    tx.update(ref, {
+      acknowledged: true,
+      acknowledged_at: deps.clock.now(),
+      acknowledged_by: adminUid,
+      // The audit trail's actor of this write (see audit/record.ts actorOf).
+      updated_by: adminUid,
+      updated_at: firestoreValues().FieldValue.serverTimestamp(),
+    });
     return { alert_id: ref.id, acknowledged: true, changed: true };
   });
 }

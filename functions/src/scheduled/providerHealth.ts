@@ -9,7 +9,8 @@
  * a transition to degraded or down raises exactly one new alert, a transition
  * back to healthy raises none.
  */
-import type { DocumentReference, Firestore, QueryDocumentSnapshot } from "firebase-admin/firestore";
+import type { DocumentReference, FieldValue, Firestore, QueryDocumentSnapshot } from "firebase-admin/firestore";
+import { firestoreValues } from "../adapters/firebase";
 import { logs } from "../shared/logs";
 import { TimeoutError, type Clock, withTimeout } from "../shared/time";
 import type { ProviderConfig, RouterConfig } from "./schemas";
@@ -20,6 +21,7 @@ export const ALERTS = "model_router_alerts";
 export const QUOTAS = "model_quotas";
 
 const DAY_MS = 86_400_000;
+const HEALTH_ACTOR = "system:providerHealthCheck";
 
 export type ProviderStatus = "healthy" | "degraded" | "down";
 
@@ -176,7 +178,7 @@ async function recordCheck(deps: ProviderHealthDeps, provider: string, probe: Pr
       const open = next.open_alert_id ? await tx.get(db.collection(ALERTS).doc(next.open_alert_id)) : null;
       if (open?.exists) {
         resolved = open.id;
-        tx.update(open.ref, { resolved: true, resolved_at: now, resolved_by_status: next.status });
+        tx.update(open.ref, { resolved: true, resolved_at: now, resolved_by_status: next.status, ...writtenBy() });
       } else {
         missing = next.open_alert_id;
       }
@@ -196,7 +198,7 @@ async function recordCheck(deps: ProviderHealthDeps, provider: string, probe: Pr
           created_at: now,
         };
         const { id: _id, ...fields } = alert;
-        tx.create(ref, { ...fields, resolved_at: null });
+        tx.create(ref, { ...fields, resolved_at: null, ...writtenBy() });
         next.open_alert_id = ref.id;
       }
     }
@@ -228,6 +230,11 @@ async function recordCheck(deps: ProviderHealthDeps, provider: string, probe: Pr
     alert_id: outcome.alert?.id ?? null,
     resolved_alert_id: outcome.resolved,
   };
+}
+
+/** The audit trail's actor of a health write to an alert (see audit/record.ts actorOf). */
+function writtenBy(): { updated_by: string; updated_at: FieldValue } {
+  return { updated_by: HEALTH_ACTOR, updated_at: firestoreValues().FieldValue.serverTimestamp() };
 }
 
 function alertMessage(provider: string, from: ProviderStatus, next: HealthState): string {
