@@ -17,6 +17,11 @@ describe("unit: RTDB rules", () => {
     assert.equal(database().as(alice).write("/operation_queues/alice/op1", op).allowed, true);
   });
 
+  it("when the entry carries flat metadata (short keys; strings up to 500 characters, numbers, booleans), then it is allowed", () => {
+    const metadata = { session_id: "s-1", note: "x".repeat(500), tokens: 12, draft: false };
+    assert.equal(database().as(alice).write("/operation_queues/alice/op1", { ...op, metadata }).allowed, true);
+  });
+
   it("when someone queues into another user's queue or unauthenticated, then it is denied", () => {
     assert.equal(database().as(mallory).write("/operation_queues/alice/op1", op).allowed, false);
     assert.equal(database().as(null).write("/operation_queues/alice/op1", op).allowed, false);
@@ -38,6 +43,12 @@ describe("unit: RTDB rules", () => {
     ["a string quantity", { ...op, quantity: "2" }],
     ["an extra field", { ...op, amount: 5 }],
     ["a missing feature", { type: "spend", quantity: 1, created_at: 1 }],
+    ["nested metadata", { ...op, metadata: { a: { b: { c: "deep" } } } }],
+    ["metadata holding a list", { ...op, metadata: { tags: ["a", "b"] } }],
+    ["a metadata value over 500 characters", { ...op, metadata: { note: "x".repeat(501) } }],
+    ["a metadata key over 64 characters", { ...op, metadata: { ["k".repeat(65)]: 1 } }],
+    ["a metadata key with other characters", { ...op, metadata: { "a b": 1 } }],
+    ["metadata that is not an object", { ...op, metadata: "free text" }],
   ];
   for (const [name, value] of malformed) {
     it(`when the entry has ${name}, then it is refused`, () => {
