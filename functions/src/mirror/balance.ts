@@ -6,7 +6,8 @@
  * transaction on the node): duplicates and stale deliveries are no-ops and the
  * mirror converges to the newest state. A deleted user removes the mirror; a
  * stale event arriving after that finds no node and no Firestore document,
- * and does not bring it back.
+ * and does not bring it back; a write racing the deletion is undone once it
+ * sees the user gone.
  */
 import type { Database } from "firebase-admin/database";
 import type { Firestore } from "firebase-admin/firestore";
@@ -34,12 +35,14 @@ export function balanceStateOf(data: Record<string, unknown> | undefined, update
 export interface MirrorDeps {
   rtdb: Database;
   db: Firestore;
+  /** Whether users/{uid} exists now; defaults to a Firestore read (a test interleaves a deletion through it). */
+  userExists?: (uid: string) => Promise<boolean>;
 }
 
 /** Applies one user-document state to the mirror, guarded by version. */
 export async function mirrorBalance(deps: MirrorDeps, uid: string, after: BalanceState | undefined): Promise<MirrorOutcome> {
   const ref = deps.rtdb.ref(`${USER_BALANCES}/${uid}`);
-  const userExists = async () => (await deps.db.collection("users").doc(uid).get()).exists;
+  const userExists = async () => (deps.userExists ? deps.userExists(uid) : (await deps.db.collection("users").doc(uid).get()).exists);
   if (!after) {
     // A late delete of a user created again since must not remove the live mirror.
     if (await userExists()) return "skipped";
@@ -56,8 +59,10 @@ export async function mirrorBalance(deps: MirrorDeps, uid: string, after: Balanc
     return after;
   });
   if (!result.committed) return "stale";
-  // The user may have been deleted (and the mirror removed) while this write was in flight; undo it then.
-  if (existing !== null && !(await userExists())) {
+  // The user may have been deleted, and its mirror removed, between the check above and this write (also
+  // on the first build, when there was no mirror yet). A deletion either precedes this read, and the write
+  // is undone here, or follows the write, and the deletion's own event removes the mirror.
+  if (!(await userExists())) {
     await ref.remove();
     return "removed";
   }

@@ -1,0 +1,47 @@
+/** The balance mirror's guarded write racing a user deletion, on Firestore and the RTDB substitute. */
+import assert from "node:assert/strict";
+import { realtimeDb } from "../support/stores";
+import { mirrorBalance, type BalanceState } from "../../functions/src/mirror/balance";
+import { db } from "../support/credits";
+import { newUid } from "../support/suite";
+
+describe("integration: balance mirror against user deletion", function () {
+  this.timeout(60_000);
+
+  const state: BalanceState = { balance: 40, held: 0, available: 40, version: 1, updated_at: 1 };
+  const mirrorOf = async (uid: string) => (await realtimeDb().ref(`user_balances/${uid}`).once("value")).val() as BalanceState | null;
+
+  it("when the user is deleted (and its mirror removal runs) between the first build's check and its write, then no mirror is left", async () => {
+    const uid = newUid("mirror");
+    const user = db().collection("users").doc(uid);
+    await user.set({ credits_balance: 40, credits_held: 0, ledger_version: 1 });
+    let interleaved = false;
+    const deps = {
+      rtdb: realtimeDb(),
+      db: db(),
+      userExists: async (id: string) => {
+        const exists = (await db().collection("users").doc(id).get()).exists;
+        if (!interleaved) {
+          // Right after the first build saw the user: the user is deleted and the deletion's event is handled.
+          interleaved = true;
+          await user.delete();
+          assert.equal(await mirrorBalance({ rtdb: realtimeDb(), db: db() }, uid, undefined), "removed");
+        }
+        return exists;
+      },
+    };
+
+    const outcome = await mirrorBalance(deps, uid, state);
+
+    assert.equal(interleaved, true);
+    assert.equal(outcome, "removed");
+    assert.equal(await mirrorOf(uid), null, "no mirror for a deleted user");
+  });
+
+  it("when the user still exists, then the first build writes the mirror", async () => {
+    const uid = newUid("mirror");
+    await db().collection("users").doc(uid).set({ credits_balance: 40, credits_held: 0, ledger_version: 1 });
+    assert.equal(await mirrorBalance({ rtdb: realtimeDb(), db: db() }, uid, state), "written");
+    assert.deepEqual(await mirrorOf(uid), state);
+  });
+});
