@@ -6,10 +6,11 @@
  * distinct event. Replay a failure with MIRROR_SEED=<seed printed below>.
  */
 import assert from "node:assert/strict";
-import { realtimeDb } from "../../functions/src/adapters/firebase";
+import { realtimeDb } from "../support/stores";
 import { adjustCredits, grantCredits, spendCredits } from "../../functions/src/credits/operations";
 import { assertLedgerInvariants, db, ledgerOf } from "../support/credits";
 import { deliver, firestoreWrittenEvent, newUid, suite, waitFor } from "../support/suite";
+import { closeTestMongo, testMongo } from "../support/mongo";
 import { seededRandom as prng } from "../support/random";
 
 
@@ -26,6 +27,7 @@ async function auditCount(path: string): Promise<number> {
 
 describe("e2e: mirrors and audit under duplicate and out-of-order delivery", function () {
   this.timeout(300_000);
+  after(() => closeTestMongo());
 
   it("when a seeded random history is replayed with duplicates and reordering, then RTDB equals Firestore and audit has one entry per event", async () => {
     const seed = Number(process.env.MIRROR_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -144,5 +146,40 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
     assert.equal(grant?.actor, "admin:root");
     assert.deepEqual(edit?.changed_fields, ["credits_balance"]);
     assert.equal(edit?.actor, "unknown", "the last writer's updated_by is not this write's actor");
+  });
+
+  it("when a dip below the low-balance threshold and its recovery reach the trigger recovery first, then the user is notified once", async () => {
+    const uid = newUid("lowbal");
+    // Available credits at ledger versions 1..3 around the threshold (20): a dip at v2. The ledger entries are
+    // written as credits writes them, but no users document, so only the events delivered here reach the trigger.
+    const available = [100, 10, 100];
+    await Promise.all(
+      available.map((credits, index) =>
+        db().collection("credit_transactions").doc(`${uid}_v${index + 1}`).set({
+          user_id: uid,
+          type: index === 1 ? "spend" : "grant",
+          amount: index === 0 ? credits : credits - available[index - 1],
+          balance_after: credits,
+          held_after: 0,
+          ledger_version: index + 1,
+        }),
+      ),
+    );
+    const state = (index: number) => ({
+      data: { credits_balance: available[index], credits_held: 0, ledger_version: index + 1, updated_by: "test" },
+      updateTime: new Date(Date.UTC(2030, 0, 1) + index * 1000),
+    });
+    const events = available.map((_, index) => firestoreWrittenEvent(`users/${uid}`, index === 0 ? undefined : state(index - 1), state(index)));
+
+    for (const event of [events[0], events[2], events[1], events[1]]) {
+      const { status, text } = await deliver(suite.functionsOrigin, "mirrorUserBalance", event);
+      assert.ok(status < 300, `HTTP ${status} ${text.slice(0, 200)}`);
+    }
+
+    const notifications = (await testMongo()).collection("notifications");
+    assert.deepEqual(
+      (await notifications.find({ userId: uid, type: "low_balance" }).toArray()).map((doc) => doc.dedupeKey),
+      [`low_balance:${uid}:v2`],
+    );
   });
 });

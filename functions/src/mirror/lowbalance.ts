@@ -1,19 +1,22 @@
 /**
  * Low-balance notifications: once per crossing below the threshold, with hysteresis.
  *
- * State per user in `low_balance_state/{uid}`: whether the alarm is armed,
- * the number of crossings so far, how many were notified, and the newest
- * ledger version seen. A crossing is counted when an armed user's available
- * credits fall below the threshold; the alarm re-arms only once they rise to
- * threshold + margin, so hovering around the threshold does not notify again.
- * Stale and duplicate deliveries (version not newer) change no state; the
- * notification itself has a deterministic id per crossing, and an unsent one
- * is sent on the next delivery, so none is lost or doubled.
+ * A crossing is a fact of the ledger, not of delivery order: the change to
+ * ledger version v crosses when the available credits at v are below the
+ * threshold and those at v − 1 are not, and the alarm was armed, i.e. since
+ * the last time the credits were below the threshold they have risen to
+ * threshold + margin (hovering around the threshold does not notify again).
+ *
+ * Each event is judged on its own before/after pair, so a dip is seen by the
+ * event that made it whatever order events arrive in, and a duplicate judges
+ * the same. Whether the alarm was armed is read back through the ledger's
+ * entries (`{uid}_v{n}`, immutable), never from state that depends on which
+ * events came first. The notification's id is derived from the crossing's
+ * version, so a redelivery, or a retry after a failed send, notifies once.
  */
 import type { Firestore } from "firebase-admin/firestore";
+import { entryId, TRANSACTIONS } from "../credits/ledger";
 import type { NotificationInput } from "../notifications/notify";
-
-export const LOW_BALANCE_STATE = "low_balance_state";
 
 export interface LowBalancePolicy {
   threshold: number;
@@ -25,55 +28,93 @@ export function policyFor(threshold: number): LowBalancePolicy {
   return { threshold, rearmMargin: Math.max(1, Math.ceil(threshold * 0.25)) };
 }
 
-interface State {
-  armed: boolean;
-  crossings: number;
-  notified: number;
+/** Available credits at a ledger version (the user document's state after that change). */
+export interface BalancePoint {
+  available: number;
   version: number;
 }
 
 export interface LowBalanceDeps {
   db: Firestore;
-  notify: (input: NotificationInput) => Promise<unknown>;
+  /** Stores the notification once per `dedupeKey`; `created` is false for a repeat. */
+  notify: (input: NotificationInput) => Promise<{ created: boolean }>;
 }
 
-/** Feeds one user-document state (newest available credits at `version`) to the alarm; returns notifications sent. */
-export async function observeBalance(deps: LowBalanceDeps, uid: string, available: number, version: number, policy: LowBalancePolicy): Promise<number> {
-  const ref = deps.db.collection(LOW_BALANCE_STATE).doc(uid);
-  const state = await deps.db.runTransaction(async (tx) => {
-    const snapshot = await tx.get(ref);
-    const current: State = snapshot.exists
-      ? (snapshot.data() as State)
-      : { armed: true, crossings: 0, notified: 0, version: 0 };
-    if (version <= current.version) return current;
-    const next: State = { ...current, version };
-    if (current.armed && available < policy.threshold) {
-      next.armed = false;
-      next.crossings += 1;
-    } else if (!current.armed && available >= policy.threshold + policy.rearmMargin) {
-      next.armed = true;
-    }
-    tx.set(ref, next);
-    return next;
+/** Ledger entries read per round trip while looking back for the alarm's state. */
+const LOOKBACK_CHUNK = 20;
+/**
+ * How far back the alarm's state is looked for. Past it (the credits hovered
+ * in the band that long) the alarm counts as armed: a repeated warning is
+ * better than a missed one.
+ */
+const LOOKBACK_LIMIT = 200;
+
+/**
+ * Judges one users/{uid} change (its before and after states) and sends the
+ * crossing's notification if the change is a crossing; returns notifications created (0 or 1).
+ */
+export async function observeBalance(
+  deps: LowBalanceDeps,
+  uid: string,
+  before: BalancePoint | undefined,
+  after: BalancePoint,
+  policy: LowBalancePolicy,
+): Promise<number> {
+  if (after.available >= policy.threshold || after.version < 1) return 0;
+  // A write that did not move the ledger (a console edit) is not a ledger change: no crossing.
+  if (before && before.version >= after.version) return 0;
+  const previous = before && before.version === after.version - 1 ? before.available : await availableAt(deps.db, uid, after.version - 1);
+  if (previous !== undefined && previous < policy.threshold) return 0;
+  if (!(await armedBefore(deps.db, uid, after.version - 1, previous, policy))) return 0;
+  const { created } = await deps.notify({
+    userId: uid,
+    type: "low_balance",
+    toastMessage: `Your credits are running low (${Math.max(after.available, 0)} left).`,
+    urgency: "high",
+    persistent: false,
+    dedupeKey: `low_balance:${uid}:v${after.version}`,
   });
-  let sent = 0;
-  for (let crossing = state.notified + 1; crossing <= state.crossings; crossing++) {
-    await deps.notify({
-      userId: uid,
-      type: "low_balance",
-      toastMessage: `Your credits are running low (${Math.max(available, 0)} left).`,
-      urgency: "high",
-      persistent: false,
-      dedupeKey: `low_balance:${uid}:${crossing}`,
-    });
-    sent += 1;
+  return created ? 1 : 0;
+}
+
+/**
+ * Whether the alarm was armed at `version` (whose available credits are
+ * `available`, at or above the threshold): walks back to the newest version
+ * at or above threshold + margin (armed) or below the threshold (still
+ * disarmed). An unknown state (version 0, a missing entry, the lookback
+ * limit) counts as armed.
+ */
+async function armedBefore(db: Firestore, uid: string, version: number, available: number | undefined, policy: LowBalancePolicy): Promise<boolean> {
+  const rearmAt = policy.threshold + policy.rearmMargin;
+  if (available === undefined || available >= rearmAt) return true;
+  const oldest = Math.max(1, version - LOOKBACK_LIMIT);
+  for (let newest = version - 1; newest >= oldest; newest -= LOOKBACK_CHUNK) {
+    const versions = Array.from({ length: Math.min(LOOKBACK_CHUNK, newest - oldest + 1) }, (_, index) => newest - index);
+    const points = await availableAtAll(db, uid, versions);
+    for (const point of points) {
+      if (point === undefined || point >= rearmAt) return true;
+      if (point < policy.threshold) return false;
+    }
   }
-  if (state.crossings > state.notified) {
-    // Only ever moves forward, so concurrent deliveries cannot lower it.
-    await deps.db.runTransaction(async (tx) => {
-      const latest = (await tx.get(ref)).data() as State;
-      if (latest.notified < state.crossings) tx.update(ref, { notified: state.crossings });
-    });
-  }
-  return sent;
+  return true;
+}
+
+/**
+ * Available credits after ledger version `version`; undefined when unknown: a
+ * missing entry, or version 0 (before the first change, which counts as above
+ * the threshold and armed, so a first change below it notifies).
+ */
+async function availableAt(db: Firestore, uid: string, version: number): Promise<number | undefined> {
+  return (await availableAtAll(db, uid, [version]))[0];
+}
+
+async function availableAtAll(db: Firestore, uid: string, versions: number[]): Promise<Array<number | undefined>> {
+  const wanted = versions.filter((version) => version >= 1);
+  const snapshots = wanted.length > 0 ? await db.getAll(...wanted.map((version) => db.collection(TRANSACTIONS).doc(entryId(uid, version)))) : [];
+  const byVersion = new Map(wanted.map((version, index) => [version, snapshots[index]]));
+  return versions.map((version) => {
+    const entry = byVersion.get(version);
+    if (!entry?.exists) return undefined;
+    return Number(entry.get("balance_after") ?? 0) - Number(entry.get("held_after") ?? 0);
+  });
 }

@@ -1,6 +1,7 @@
 /**
  * `mirrorUserBalance`: every write to users/{uid} updates the RTDB mirror
- * (version-guarded), the balance cache (versioned), and the low-balance alarm.
+ * (version-guarded), the balance cache (versioned), and the low-balance alarm
+ * (judged on the event's before/after pair).
  */
 import { onDocumentWritten } from "firebase-functions/v2/firestore";
 import { firestore, realtimeDb } from "../adapters/firebase";
@@ -24,12 +25,15 @@ export const mirrorUserBalance = onDocumentWritten({ document: "users/{uid}", re
   if (state && outcome === "written") await cache.put(uid, { balance: state.balance, held: state.held, available: state.available, version: state.version });
   else if (outcome === "removed") await cache.remove(uid);
   if (state && state.version > 0) {
+    // The alarm judges this event's own change (before → after), whatever order events arrive in.
+    const before = event.data?.before;
+    const previous = balanceStateOf(before?.exists ? before.data() : undefined, 0);
     const mongo = await mongoDb();
     await observeBalance(
       { db: firestore(), notify: (input) => notify({ mongo, redis: redis() }, input) },
       uid,
-      state.available,
-      state.version,
+      previous && { available: previous.available, version: previous.version },
+      { available: state.available, version: state.version },
       policyFor(LOW_BALANCE_THRESHOLD.value()),
     );
   }
