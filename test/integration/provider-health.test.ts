@@ -252,16 +252,20 @@ describe("integration: provider health check and model router", function () {
     return runTtlCleanup({ db, clock, policies, releaseExpiredHold, budgetMs: 60_000, pageSize: 500, stateId: newUid("ttl-state") });
   }
 
-  it("when a down provider's alert is acknowledged and retention runs past its age, then the alert stays, and the provider still leaves down", async () => {
+  /** A provider that went down on its first failed check, with its open critical alert. */
+  async function providerDown() {
     const name = newUid("prov");
     const clock = fixedClock();
     const deps: ProviderHealthDeps = { db, clock, config: config([{ name }], { failures_to_down: 1 }), probe: httpProbe, probeTimeoutMs: PROBE_TIMEOUT_MS };
-
     standin.set(name, { mode: "error", statusCode: 503 });
     await runProviderHealthCheck(deps);
     const down = await health(name);
     assert.equal(down.status, "down");
-    const alertId = down.open_alert_id as string;
+    return { name, clock, deps, alertId: down.open_alert_id as string };
+  }
+
+  it("when a down provider's alert is acknowledged and retention runs past its age, then the alert stays, and the provider still leaves down", async () => {
+    const { name, clock, deps, alertId } = await providerDown();
     await acknowledgeAlert({ db, clock }, { alert_id: alertId }, "admin-1");
 
     // Retention runs while the provider is still down, long after the alert was raised.
@@ -285,13 +289,7 @@ describe("integration: provider health check and model router", function () {
   });
 
   it("when a provider's open alert was deleted, then its next transition still goes through and the provider leaves down", async () => {
-    const name = newUid("prov");
-    const clock = fixedClock();
-    const deps: ProviderHealthDeps = { db, clock, config: config([{ name }], { failures_to_down: 1 }), probe: httpProbe, probeTimeoutMs: PROBE_TIMEOUT_MS };
-
-    standin.set(name, { mode: "error", statusCode: 503 });
-    await runProviderHealthCheck(deps);
-    const alertId = (await health(name)).open_alert_id as string;
+    const { name, clock, deps, alertId } = await providerDown();
     // As the old retention (or a hand in the console) did: the alert is gone, the pointer stays.
     await db.collection("model_router_alerts").doc(alertId).delete();
 
