@@ -18,7 +18,7 @@ import { OpenAiCompatibleProvider, VertexAiProvider } from "../../functions/src/
 import { LocalEmbedder, embedText } from "../../functions/src/embeddings/local";
 import { readStorageText } from "../../functions/src/embeddings/runtime";
 import { ProviderError, type EmbedPurpose, type EmbeddingProvider } from "../../functions/src/embeddings/provider";
-import { tableName } from "../../functions/src/embeddings/store";
+import { openTable, tableName, writeGeneration } from "../../functions/src/embeddings/store";
 import { startEmbeddingsApi, type EmbeddingsApi } from "../../scripts/harness/embeddings-api";
 import { testFirestore, testLance } from "../support/embeddings";
 import { newUid } from "../support/suite";
@@ -367,6 +367,24 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
     assert.equal(await consumeEmbeddingRequest(deps(), next), "indexed");
     const stored = await rows(id);
     assert.ok(stored.length > 0 && stored.every((row) => row.generation === next.request.generation), JSON.stringify(stored));
+  });
+
+  it("when a table and record predate generations, then the old rows stay searchable until the next ingest replaces them", async () => {
+    const id = newUid("doc");
+    // The old shape: rows without a generation column, chunk ids {source}#{n}, a record without counters.
+    const table = await openTable(await testLance(folder), "knowledge_text", "local-hash-v1", DIMS);
+    const [vector] = await new LocalEmbedder(DIMS).embed([OLD], "document");
+    await writeGeneration(table, id, 0, [
+      { chunk_id: `${id}#0`, source: id, chunk_index: 0, content: OLD, embedding: vector, metadata: "{}", metadata_tags: [], content_hash: "old", requested_at: 1, generation: 0 },
+    ]);
+    await table.dropColumns(["generation"]);
+    await testFirestore().collection("knowledge_sources").doc(id).set({ source_id: id, status: "indexed", table: TABLE, content_hash: "old", chunk_count: 1 });
+
+    const before = await found("refunds paid by cheque", id);
+    assert.deepEqual(before.map((hit) => hit.content), [OLD]);
+    assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: NEW })), "indexed");
+    const stored = await rows(id);
+    assert.ok(stored.length > 0 && stored.every((row) => row.generation === 1 && row.content.includes("new policy")), JSON.stringify(stored));
   });
 
   it("when two failing messages for one source are redelivered alternately, then each is dead-lettered at the delivery limit", async () => {

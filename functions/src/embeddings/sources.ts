@@ -44,9 +44,10 @@ export function sourceState(snapshot: DocumentSnapshot): SourceState {
   const data = snapshot.data() ?? {};
   const status = typeof data.status === "string" ? data.status : undefined;
   const table = typeof data.table === "string" ? data.table : undefined;
-  // Records indexed before generations existed name a table but no live generation; their rows carry generation 0
-  // (see store.ts), so they stay searchable until the source is next ingested or deleted.
-  const legacyLive = data.live_generation === undefined && table !== undefined && status !== "deleted" ? 0 : undefined;
+  // Records indexed before generations existed have none of the counters but name a table; their rows carry
+  // generation 0 (see store.ts), so they stay searchable until the source is next ingested or deleted.
+  const legacy = data.generation === undefined && data.live_generation === undefined && table !== undefined && status !== "deleted";
+  const legacyLive = legacy ? 0 : undefined;
   return {
     exists: snapshot.exists,
     status,
@@ -75,6 +76,8 @@ export async function stampIngest(db: Firestore, sourceId: string): Promise<numb
     const generation = state.generation + 1;
     const update: Record<string, unknown> = { source_id: sourceId, generation };
     if (!state.exists || state.status === undefined || state.status === "deleted") update.status = "pending";
+    // A record from before generations: name its rows (generation 0) live explicitly, now that it gets a counter.
+    if (state.generation === 0 && state.live_generation === 0) update.live_generation = 0;
     tx.set(ref, update, { merge: true });
     return generation;
   });
