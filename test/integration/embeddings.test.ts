@@ -50,6 +50,25 @@ async function ingestMessage(sourceId: string, input: { text?: string; uri?: str
   return { messageId, data: Buffer.from(JSON.stringify(published)), request: published };
 }
 
+/** The consumer's dependencies on the Firestore emulator and a LanceDB folder of the test's own. */
+function consumerDeps(folder: string, provider: EmbeddingProvider, overrides: Partial<ConsumerDeps> = {}): ConsumerDeps {
+  return {
+    db: testFirestore(),
+    lance: () => testLance(folder),
+    provider,
+    chunking: { size: 200, overlap: 40 },
+    readObject: async () => {
+      throw new Error("no storage in this test");
+    },
+    retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+    maxDeliveries: 3,
+    platformRedelivers: true,
+    indexThreshold: 1_000_000,
+    clock: { now: () => new Date() },
+    ...overrides,
+  };
+}
+
 /** The local embedder, except that document embeddings wait at a gate the test opens: an ingest held mid-flight. */
 class GatedEmbedder implements EmbeddingProvider {
   private readonly inner: LocalEmbedder;
@@ -165,21 +184,7 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
   });
   afterEach(() => rmSync(folder, { recursive: true, force: true }));
 
-  const deps = (provider: EmbeddingProvider, overrides: Partial<ConsumerDeps> = {}): ConsumerDeps => ({
-    db: testFirestore(),
-    lance: () => testLance(folder),
-    provider,
-    chunking: { size: 200, overlap: 40 },
-    readObject: async () => {
-      throw new Error("no storage in this test");
-    },
-    retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
-    maxDeliveries: 3,
-    platformRedelivers: true,
-    indexThreshold: 1_000_000,
-    clock: { now: () => new Date() },
-    ...overrides,
-  });
+  const deps = (provider: EmbeddingProvider, overrides: Partial<ConsumerDeps> = {}) => consumerDeps(folder, provider, overrides);
   const message = (sourceId: string, text: string) => ingestMessage(sourceId, { text, metadata: { n: 1 } });
   const source = async (id: string) => (await testFirestore().collection("knowledge_sources").doc(id).get()).data() ?? {};
 
@@ -260,21 +265,7 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
   const TABLE = tableName("knowledge_text", "local-hash-v1", DIMS);
   const OLD = "The old policy: refunds are paid within thirty days by cheque. Cheques are posted on Fridays.";
   const NEW = "The new policy: refunds arrive within five days by bank transfer. Transfers leave every morning.";
-  const deps = (provider: EmbeddingProvider = new LocalEmbedder(DIMS), overrides: Partial<ConsumerDeps> = {}): ConsumerDeps => ({
-    db: testFirestore(),
-    lance: () => testLance(folder),
-    provider,
-    chunking: { size: 200, overlap: 40 },
-    readObject: async () => {
-      throw new Error("no storage in this test");
-    },
-    retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
-    maxDeliveries: 3,
-    platformRedelivers: true,
-    indexThreshold: 1_000_000,
-    clock: { now: () => new Date() },
-    ...overrides,
-  });
+  const deps = (provider: EmbeddingProvider = new LocalEmbedder(DIMS), overrides: Partial<ConsumerDeps> = {}) => consumerDeps(folder, provider, overrides);
   const remove = (sourceId: string) =>
     deleteKnowledge({ db: testFirestore(), lance: () => testLance(folder), owners: [], clock: { now: () => new Date() } }, { source_id: sourceId }, ADMIN);
   const record = async (id: string) => (await testFirestore().collection("knowledge_sources").doc(id).get()).data() ?? {};
@@ -458,18 +449,7 @@ describe("integration: ingesting from Cloud Storage (gs:// URIs)", function () {
     rmSync(folder, { recursive: true, force: true });
   });
 
-  const deps = (): ConsumerDeps => ({
-    db: testFirestore(),
-    lance: () => testLance(folder),
-    provider: new LocalEmbedder(32),
-    chunking: { size: 200, overlap: 40 },
-    readObject: readStorageText,
-    retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
-    maxDeliveries: 3,
-    platformRedelivers: true,
-    indexThreshold: 1_000_000,
-    clock: { now: () => new Date() },
-  });
+  const deps = () => consumerDeps(folder, new LocalEmbedder(32), { readObject: readStorageText });
   const uriMessage = (sourceId: string, uri: string) => ingestMessage(sourceId, { uri });
 
   it("when a source names a gs:// object, then its text is read and indexed", async () => {
