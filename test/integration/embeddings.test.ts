@@ -378,6 +378,24 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
     assert.ok(stored.length > 0 && stored.every((row) => row.generation === 1 && row.content.includes("new policy")), JSON.stringify(stored));
   });
 
+  it("when a failed request is followed by one whose content is already live, then the source is indexed again without a write", async () => {
+    const id = newUid("doc");
+    assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "indexed");
+    const rejecting: EmbeddingProvider = {
+      modelId: "local-hash-v1",
+      dimension: DIMS,
+      batchSize: 8,
+      embed: async () => {
+        throw new ProviderError("provider answered HTTP 400: rejected", false, 400);
+      },
+    };
+    assert.equal(await consumeEmbeddingRequest(deps(rejecting), await ingestMessage(id, { text: NEW })), "dead-lettered");
+    assert.equal((await record(id)).status, "failed");
+    assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "unchanged");
+    const doc = await record(id);
+    assert.deepEqual([doc.status, doc.error, doc.live_generation, doc.applied_generation], ["indexed", null, 1, 3]);
+  });
+
   it("when two failing messages for one source are redelivered alternately, then each is dead-lettered at the delivery limit", async () => {
     const id = newUid("doc");
     const down: EmbeddingProvider = {

@@ -147,18 +147,24 @@ async function index(
     // The live rows already hold this content: record that this request is applied, without a LanceDB write.
     const unchanged = await deps.db.runTransaction(async (tx) => {
       const state = await readInTransaction(tx, deps.db, request.source_id);
-      if (!expects(state, request.generation)) return "stale" as const;
-      if (state.live_generation !== current.live_generation || state.content_hash !== contentHash || state.table !== table) return "changed" as const;
+      if (!expects(state, request.generation)) return { outcome: "stale" as const, state };
+      if (state.live_generation !== current.live_generation || state.content_hash !== contentHash || state.table !== table) {
+        return { outcome: "changed" as const, state };
+      }
       tx.update(ref, {
+        // Applied: an earlier request's failure no longer describes the source.
+        status: "indexed",
+        error: null,
+        attempts: 0,
         applied_generation: Math.max(state.applied_generation, request.generation),
         requested_at: request.requested_at,
         last_message_id: delivery.messageId,
         checked_at: FieldValue.serverTimestamp(),
       });
-      return "unchanged" as const;
+      return { outcome: "unchanged" as const, state };
     });
-    if (unchanged === "stale") return stale(deps, delivery, request, current);
-    if (unchanged === "unchanged") {
+    if (unchanged.outcome === "stale") return stale(deps, delivery, request, unchanged.state);
+    if (unchanged.outcome === "unchanged") {
       logs.embeddingSkipped(delivery.messageId, request.source_id, "unchanged");
       return "unchanged";
     }
