@@ -285,6 +285,16 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
       )
     ).results;
 
+  /** A provider of the local model's table whose every embed call fails with `error`. */
+  const failing = (error: ProviderError): EmbeddingProvider => ({
+    modelId: "local-hash-v1",
+    dimension: DIMS,
+    batchSize: 8,
+    embed: async () => {
+      throw error;
+    },
+  });
+
   it("when an older ingest finishes after a newer one, then the newer content stays indexed and the older rows are gone", async () => {
     const id = newUid("doc");
     const older = await ingestMessage(id, { text: OLD });
@@ -381,14 +391,7 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
   it("when a failed request is followed by one whose content is already live, then the source is indexed again without a write", async () => {
     const id = newUid("doc");
     assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "indexed");
-    const rejecting: EmbeddingProvider = {
-      modelId: "local-hash-v1",
-      dimension: DIMS,
-      batchSize: 8,
-      embed: async () => {
-        throw new ProviderError("provider answered HTTP 400: rejected", false, 400);
-      },
-    };
+    const rejecting = failing(new ProviderError("provider answered HTTP 400: rejected", false, 400));
     assert.equal(await consumeEmbeddingRequest(deps(rejecting), await ingestMessage(id, { text: NEW })), "dead-lettered");
     assert.equal((await record(id)).status, "failed");
     assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "unchanged");
@@ -398,14 +401,7 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
 
   it("when two failing messages for one source are redelivered alternately, then each is dead-lettered at the delivery limit", async () => {
     const id = newUid("doc");
-    const down: EmbeddingProvider = {
-      modelId: "local-hash-v1",
-      dimension: DIMS,
-      batchSize: 8,
-      embed: async () => {
-        throw new ProviderError("provider answered HTTP 503: down", true, 503);
-      },
-    };
+    const down = failing(new ProviderError("provider answered HTTP 503: down", true, 503));
     const first = await ingestMessage(id, { text: OLD });
     const second = await ingestMessage(id, { text: NEW });
     for (let delivery = 1; delivery < 3; delivery++) {
