@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomUUID } from "node:crypto";
 import type { Table } from "@lancedb/lancedb";
+import { stampIngest } from "../../functions/src/embeddings/sources";
 import { tableName } from "../../functions/src/embeddings/store";
 import { embeddingsApiStats, openIfExists, publishRaw, testFirestore } from "../support/embeddings";
 import { callFunction, deliver, env, newUid, suite, waitFor } from "../support/suite";
@@ -44,8 +45,9 @@ async function sourceDoc(sourceId: string): Promise<SourceDoc | undefined> {
 
 /** Ingests through the callable and waits until the consumer has handled that very message. */
 async function ingest(sourceId: string, text: string, metadata: Record<string, unknown> = {}): Promise<{ messageId: string; doc: SourceDoc }> {
-  const answer = await callFunction<{ message_id: string }>("ingestKnowledge", { source_id: sourceId, text, metadata }, ADMIN);
+  const answer = await callFunction<{ message_id: string; generation: number }>("ingestKnowledge", { source_id: sourceId, text, metadata }, ADMIN);
   assert.equal(answer.status, 200, JSON.stringify(answer.error));
+  assert.ok(Number.isInteger(answer.result!.generation) && answer.result!.generation >= 1, "the answer names the request's generation");
   const messageId = answer.result!.message_id;
   const doc = await waitFor(`${sourceId} handled ${messageId}`, async () => {
     const current = await sourceDoc(sourceId);
@@ -95,8 +97,10 @@ function pubsubEvent(messageId: string, payload: Buffer): unknown {
   };
 }
 
-function request(sourceId: string, text: string, requestedAt = Date.now()): Buffer {
-  return Buffer.from(JSON.stringify({ op: "ingest", source_id: sourceId, text, metadata: {}, requested_by: "test", requested_at: requestedAt }));
+/** An ingest request as ingestKnowledge publishes it, under the source's next generation taken as ingest takes it. */
+async function request(sourceId: string, text: string): Promise<Buffer> {
+  const generation = await stampIngest(testFirestore(), sourceId);
+  return Buffer.from(JSON.stringify({ op: "ingest", source_id: sourceId, text, metadata: {}, requested_by: "test", requested_at: Date.now(), generation }));
 }
 
 const GARDEN = "Tomatoes need six hours of direct sunlight every day. Water them deeply at the roots twice a week. Stake the plants so the fruit stays off the soil.";
@@ -172,7 +176,7 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
 
   it("when the same message is delivered twice, or the same request published twice, then the rows are the same", async () => {
     const id = newUid("doc");
-    const payload = request(id, GARDEN);
+    const payload = await request(id, GARDEN);
     const messageId = `dup-${randomUUID()}`;
     const firstDelivery = await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, payload));
     assert.ok(firstDelivery.status < 300, firstDelivery.text);
@@ -207,7 +211,7 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
   it("when the provider answers 400, then the message is dead-lettered at once and acked, and the source is marked failed", async () => {
     const id = newUid("doc");
     const messageId = `reject-${randomUUID()}`;
-    const delivered = await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, request(id, "Please embed this. [[reject]]")));
+    const delivered = await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, await request(id, "Please embed this. [[reject]]")));
     assert.ok(delivered.status < 300, `acked: HTTP ${delivered.status} ${delivered.text}`);
     const letter = await deadLetter(messageId);
     assert.equal(letter.source_id, id);
@@ -234,7 +238,7 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
     const id = newUid("doc");
     const before = (await embeddingsApiStats()).down ?? 0;
     const messageId = `down-${randomUUID()}`;
-    const delivered = await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, request(id, "Always failing. [[down]]")));
+    const delivered = await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, await request(id, "Always failing. [[down]]")));
     assert.ok(delivered.status < 300, `acked: HTTP ${delivered.status} ${delivered.text}`);
     const letter = await deadLetter(messageId);
     assert.equal(letter.transient, true);
@@ -246,6 +250,8 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
   it("when a knowledge source is deleted, then its chunks are gone and a late request for it is ignored", async () => {
     const id = newUid("doc");
     await ingest(id, GARDEN);
+    // A request taken before the delete, still in flight.
+    const late = await request(id, RAILWAY);
     const answer = await callFunction<{ deleted_chunks: number }>("deleteKnowledge", { source_id: id }, ADMIN);
     assert.equal(answer.status, 200, JSON.stringify(answer.error));
     assert.ok(answer.result!.deleted_chunks >= 1);
@@ -254,9 +260,12 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
 
     // A request published before the delete but delivered after it must not bring the source back.
     const messageId = `late-${randomUUID()}`;
-    await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, request(id, GARDEN, Date.now() - 60_000)));
+    const delivered = await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, late));
+    assert.ok(delivered.status < 300, delivered.text);
     assert.equal(await (await table()).countRows(`source = '${id}'`), 0);
     assert.equal((await sourceDoc(id))?.status, "deleted");
+    const found = await search("night train sleeper cabins", { filter: { source_ids: [id] } });
+    assert.deepEqual(found.results, []);
   });
 
   it("when a caller is neither admin nor owner, or the input is bad, then the callables refuse and publish nothing", async () => {

@@ -10,17 +10,94 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
-import { consumeEmbeddingRequest, type ConsumerDeps } from "../../functions/src/embeddings/consume";
+import { consumeEmbeddingRequest, type ConsumerDeps, type Delivery } from "../../functions/src/embeddings/consume";
+import { deleteKnowledge, ingestKnowledge } from "../../functions/src/embeddings/ingest";
+import type { EmbeddingRequest } from "../../functions/src/embeddings/schemas";
+import { searchKnowledge } from "../../functions/src/embeddings/search";
 import { OpenAiCompatibleProvider, VertexAiProvider } from "../../functions/src/embeddings/http-providers";
 import { LocalEmbedder, embedText } from "../../functions/src/embeddings/local";
 import { readStorageText } from "../../functions/src/embeddings/runtime";
-import { ProviderError, type EmbeddingProvider } from "../../functions/src/embeddings/provider";
-import { tableName } from "../../functions/src/embeddings/store";
+import { ProviderError, type EmbedPurpose, type EmbeddingProvider } from "../../functions/src/embeddings/provider";
+import { openTable, tableName, writeGeneration } from "../../functions/src/embeddings/store";
 import { startEmbeddingsApi, type EmbeddingsApi } from "../../scripts/harness/embeddings-api";
 import { testFirestore, testLance } from "../support/embeddings";
 import { newUid } from "../support/suite";
 
 const API_KEY = "test-key";
+const ADMIN = { uid: "knowledge-admin", admin: true };
+
+/**
+ * An ingest through the real use case (the source's generation taken on its record), with the published message
+ * captured instead of sent: what Pub/Sub would deliver to the consumer.
+ */
+async function ingestMessage(sourceId: string, input: { text?: string; uri?: string; metadata?: Record<string, string | number | boolean> }): Promise<Delivery & { request: EmbeddingRequest }> {
+  let published: EmbeddingRequest | undefined;
+  const messageId = `m-${randomUUID()}`;
+  await ingestKnowledge(
+    {
+      db: testFirestore(),
+      publish: async (_topic, message) => {
+        published = message;
+        return messageId;
+      },
+      owners: [],
+      clock: { now: () => new Date() },
+    },
+    { source_id: sourceId, ...input },
+    ADMIN,
+  );
+  assert.ok(published, "the ingest published a message");
+  return { messageId, data: Buffer.from(JSON.stringify(published)), request: published };
+}
+
+/** The consumer's dependencies on the Firestore emulator and a LanceDB folder of the test's own. */
+function consumerDeps(folder: string, provider: EmbeddingProvider, overrides: Partial<ConsumerDeps> = {}): ConsumerDeps {
+  return {
+    db: testFirestore(),
+    lance: () => testLance(folder),
+    provider,
+    chunking: { size: 200, overlap: 40 },
+    readObject: async () => {
+      throw new Error("no storage in this test");
+    },
+    retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+    maxDeliveries: 3,
+    platformRedelivers: true,
+    indexThreshold: 1_000_000,
+    clock: { now: () => new Date() },
+    ...overrides,
+  };
+}
+
+/** The local embedder, except that document embeddings wait at a gate the test opens: an ingest held mid-flight. */
+class GatedEmbedder implements EmbeddingProvider {
+  private readonly inner: LocalEmbedder;
+  readonly modelId: string;
+  readonly dimension: number;
+  readonly batchSize: number;
+  /** Resolves when an embed call is waiting at the gate. */
+  readonly entered: Promise<void>;
+  private signalEntered: () => void = () => undefined;
+  private opened: Promise<void>;
+  open: () => void = () => undefined;
+
+  constructor(dimension: number) {
+    this.inner = new LocalEmbedder(dimension);
+    this.modelId = this.inner.modelId;
+    this.dimension = dimension;
+    this.batchSize = this.inner.batchSize;
+    this.entered = new Promise((resolve) => (this.signalEntered = resolve));
+    this.opened = new Promise((resolve) => (this.open = resolve));
+  }
+
+  async embed(texts: string[], purpose: EmbedPurpose): Promise<number[][]> {
+    if (purpose === "document") {
+      this.signalEntered();
+      await this.opened;
+    }
+    return this.inner.embed(texts, purpose);
+  }
+}
 
 describe("integration: OpenAI-compatible provider against a local server speaking the API", function () {
   let api: EmbeddingsApi;
@@ -107,31 +184,14 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
   });
   afterEach(() => rmSync(folder, { recursive: true, force: true }));
 
-  const deps = (provider: EmbeddingProvider, overrides: Partial<ConsumerDeps> = {}): ConsumerDeps => ({
-    db: testFirestore(),
-    lance: () => testLance(folder),
-    provider,
-    chunking: { size: 200, overlap: 40 },
-    readObject: async () => {
-      throw new Error("no storage in this test");
-    },
-    retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
-    maxDeliveries: 3,
-    platformRedelivers: true,
-    indexThreshold: 1_000_000,
-    clock: { now: () => new Date() },
-    ...overrides,
-  });
-  const message = (sourceId: string, text: string) => ({
-    messageId: `m-${randomUUID()}`,
-    data: Buffer.from(JSON.stringify({ op: "ingest", source_id: sourceId, text, metadata: { n: 1 }, requested_by: "t", requested_at: Date.now() })),
-  });
+  const deps = (provider: EmbeddingProvider, overrides: Partial<ConsumerDeps> = {}) => consumerDeps(folder, provider, overrides);
+  const message = (sourceId: string, text: string) => ingestMessage(sourceId, { text, metadata: { n: 1 } });
   const source = async (id: string) => (await testFirestore().collection("knowledge_sources").doc(id).get()).data() ?? {};
 
   it("when the provider keeps failing transiently where the platform redelivers, then each delivery throws until the last, which dead-letters and acks", async () => {
     const id = newUid("doc");
     const remote = new OpenAiCompatibleProvider({ baseUrl: api.url, modelId: "m", dimension: 32, batchSize: 8 }, "");
-    const delivery = message(id, "This will not embed. [[down]]");
+    const delivery = await message(id, "This will not embed. [[down]]");
     await assert.rejects(consumeEmbeddingRequest(deps(remote), delivery), /HTTP 503/);
     assert.deepEqual([(await source(id)).status, (await source(id)).attempts], ["retrying", 1]);
     await assert.rejects(consumeEmbeddingRequest(deps(remote), delivery), /HTTP 503/);
@@ -147,7 +207,7 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
 
   it("when a message is redelivered after a crash between the LanceDB write and the record, then re-indexing writes identical rows", async () => {
     const id = newUid("doc");
-    const delivery = message(id, "First sentence of the document. Second sentence follows here. A third one ends it. ".repeat(6));
+    const delivery = await message(id, "First sentence of the document. Second sentence follows here. A third one ends it. ".repeat(6));
     const embedder = new LocalEmbedder(32);
     assert.equal(await consumeEmbeddingRequest(deps(embedder), delivery), "indexed");
     const table = await (await testLance(folder)).openTable(tableName("knowledge_text", "local-hash-v1", 32));
@@ -167,9 +227,9 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
   it("when the model changes, then the next ingest re-embeds into the new model's table and removes the source from the old one", async () => {
     const id = newUid("doc");
     const text = "Vectors of different sizes never share a table. Each model gets its own.";
-    assert.equal(await consumeEmbeddingRequest(deps(new LocalEmbedder(32)), message(id, text)), "indexed");
-    assert.equal(await consumeEmbeddingRequest(deps(new LocalEmbedder(32)), message(id, text)), "unchanged");
-    assert.equal(await consumeEmbeddingRequest(deps(new LocalEmbedder(64)), message(id, text)), "indexed");
+    assert.equal(await consumeEmbeddingRequest(deps(new LocalEmbedder(32)), await message(id, text)), "indexed");
+    assert.equal(await consumeEmbeddingRequest(deps(new LocalEmbedder(32)), await message(id, text)), "unchanged");
+    assert.equal(await consumeEmbeddingRequest(deps(new LocalEmbedder(64)), await message(id, text)), "indexed");
     const db = await testLance(folder);
     const small = await db.openTable(tableName("knowledge_text", "local-hash-v1", 32));
     const large = await db.openTable(tableName("knowledge_text", "local-hash-v1", 64));
@@ -182,7 +242,7 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
     const embedder = new LocalEmbedder(32);
     const text = Array.from({ length: 400 }, (_, i) => `Fact ${i}: item ${i} weighs ${i * 3} grams.`).join(" ");
     const id = newUid("doc");
-    assert.equal(await consumeEmbeddingRequest(deps(embedder, { indexThreshold: 300, chunking: { size: 40, overlap: 0 } }), message(id, text)), "indexed");
+    assert.equal(await consumeEmbeddingRequest(deps(embedder, { indexThreshold: 300, chunking: { size: 40, overlap: 0 } }), await message(id, text)), "indexed");
     const table = await (await testLance(folder)).openTable(tableName("knowledge_text", "local-hash-v1", 32));
     assert.ok((await table.countRows()) >= 300);
     const indices = await table.listIndices();
@@ -190,6 +250,172 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
     const [query] = await embedder.embed(["Fact 123: item 123 weighs 369 grams."], "query");
     const hits = await table.vectorSearch(query).distanceType("cosine").limit(5).toArray();
     assert.ok(hits.some((hit: { content: string }) => hit.content.includes("item 123 ")), "the exact chunk is among the top 5");
+  });
+});
+
+describe("integration: races between ingests, deletes and the consumer (issue 10 holes 4 and 7)", function () {
+  this.timeout(120_000);
+  let folder: string;
+  beforeEach(() => {
+    folder = mkdtempSync(path.join(os.tmpdir(), "embeddings-race-"));
+  });
+  afterEach(() => rmSync(folder, { recursive: true, force: true }));
+
+  const DIMS = 32;
+  const TABLE = tableName("knowledge_text", "local-hash-v1", DIMS);
+  const OLD = "The old policy: refunds are paid within thirty days by cheque. Cheques are posted on Fridays.";
+  const NEW = "The new policy: refunds arrive within five days by bank transfer. Transfers leave every morning.";
+  const deps = (provider: EmbeddingProvider = new LocalEmbedder(DIMS), overrides: Partial<ConsumerDeps> = {}) => consumerDeps(folder, provider, overrides);
+  const remove = (sourceId: string) =>
+    deleteKnowledge({ db: testFirestore(), lance: () => testLance(folder), owners: [], clock: { now: () => new Date() } }, { source_id: sourceId }, ADMIN);
+  const record = async (id: string) => (await testFirestore().collection("knowledge_sources").doc(id).get()).data() ?? {};
+  const rows = async (id: string) => {
+    const db = await testLance(folder);
+    if (!(await db.tableNames()).includes(TABLE)) return [];
+    return ((await (await db.openTable(TABLE)).query().where(`source = '${id}'`).toArray()) as Array<{ content: string; generation: number }>).map(
+      (row) => ({ content: row.content, generation: Number(row.generation) }),
+    );
+  };
+  /** What a signed-in user's search returns, as the callable runs it. */
+  const found = async (query: string, sourceId?: string) =>
+    (
+      await searchKnowledge(
+        { db: testFirestore(), lance: () => testLance(folder), provider: new LocalEmbedder(DIMS), retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } },
+        { query, k: 50, ...(sourceId ? { filter: { source_ids: [sourceId] } } : {}) },
+      )
+    ).results;
+
+  /** A provider of the local model's table whose every embed call fails with `error`. */
+  const failing = (error: ProviderError): EmbeddingProvider => ({
+    modelId: "local-hash-v1",
+    dimension: DIMS,
+    batchSize: 8,
+    embed: async () => {
+      throw error;
+    },
+  });
+
+  it("when an older ingest finishes after a newer one, then the newer content stays indexed and the older rows are gone", async () => {
+    const id = newUid("doc");
+    const older = await ingestMessage(id, { text: OLD });
+    const newer = await ingestMessage(id, { text: NEW });
+    const gated = new GatedEmbedder(DIMS);
+    const slow = consumeEmbeddingRequest(deps(gated), older);
+    await gated.entered;
+    assert.equal(await consumeEmbeddingRequest(deps(), newer), "indexed");
+    gated.open();
+    assert.equal(await slow, "stale");
+
+    const doc = await record(id);
+    assert.equal(doc.status, "indexed");
+    assert.equal(doc.live_generation, newer.request.generation);
+    assert.equal(doc.last_message_id, newer.messageId);
+    const stored = await rows(id);
+    assert.equal(stored.length, doc.chunk_count);
+    assert.ok(stored.every((row) => row.generation === newer.request.generation && row.content.includes("new policy")), JSON.stringify(stored));
+    const hits = await found("refunds paid by cheque on Fridays", id);
+    assert.ok(hits.length > 0 && hits.every((hit) => hit.content.includes("bank transfer")), JSON.stringify(hits));
+  });
+
+  it("when an ingest is in flight during deleteKnowledge, then the source stays deleted, unsearchable, with no rows", async () => {
+    const id = newUid("doc");
+    assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "indexed");
+    const inFlight = await ingestMessage(id, { text: NEW });
+    const gated = new GatedEmbedder(DIMS);
+    const slow = consumeEmbeddingRequest(deps(gated), inFlight);
+    await gated.entered;
+    assert.ok((await remove(id)).deleted_chunks >= 1);
+    gated.open();
+    assert.equal(await slow, "stale");
+
+    assert.equal((await record(id)).status, "deleted");
+    assert.deepEqual(await rows(id), []);
+    assert.deepEqual(await found("refunds by bank transfer", id), []);
+    assert.ok((await found("refunds by bank transfer every morning")).every((hit) => hit.source_id !== id));
+  });
+
+  it("when a delete commits between an ingest's LanceDB write and its record commit, then the ingest loses and none of its rows remain", async () => {
+    const id = newUid("doc");
+    assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "indexed");
+    const racing = await ingestMessage(id, { text: NEW });
+    const outcome = await consumeEmbeddingRequest(
+      deps(undefined, {
+        beforeCommit: async () => {
+          // Written but not committed: the record does not name these rows, so searches still see only the old ones.
+          assert.ok((await rows(id)).some((row) => row.generation === racing.request.generation));
+          const hits = await found("refunds by bank transfer", id);
+          assert.ok(hits.length > 0 && hits.every((hit) => hit.content.includes("cheque")), JSON.stringify(hits));
+          await remove(id);
+        },
+      }),
+      racing,
+    );
+    assert.equal(outcome, "stale");
+    assert.equal((await record(id)).status, "deleted");
+    assert.deepEqual(await rows(id), []);
+  });
+
+  it("when the consumer crashes between the LanceDB write and the record commit, then search keeps the committed content and the redelivery converges", async () => {
+    const id = newUid("doc");
+    assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "indexed");
+    const next = await ingestMessage(id, { text: NEW });
+    await assert.rejects(
+      consumeEmbeddingRequest(deps(undefined, { beforeCommit: async () => { throw new Error("crash before the record commit"); } }), next),
+      /crash before the record commit/,
+    );
+    const hits = await found("refund policy", id);
+    assert.ok(hits.length > 0 && hits.every((hit) => hit.content.includes("cheque")), "only the committed (old) content is searchable");
+    assert.equal(await consumeEmbeddingRequest(deps(), next), "indexed");
+    const stored = await rows(id);
+    assert.ok(stored.length > 0 && stored.every((row) => row.generation === next.request.generation), JSON.stringify(stored));
+  });
+
+  it("when a table and record predate generations, then the old rows stay searchable until the next ingest replaces them", async () => {
+    const id = newUid("doc");
+    // The old shape: rows without a generation column, chunk ids {source}#{n}, a record without counters.
+    const table = await openTable(await testLance(folder), "knowledge_text", "local-hash-v1", DIMS);
+    const [vector] = await new LocalEmbedder(DIMS).embed([OLD], "document");
+    await writeGeneration(table, id, 0, [
+      { chunk_id: `${id}#0`, source: id, chunk_index: 0, content: OLD, embedding: vector, metadata: "{}", metadata_tags: [], content_hash: "old", requested_at: 1, generation: 0 },
+    ]);
+    await table.dropColumns(["generation"]);
+    await testFirestore().collection("knowledge_sources").doc(id).set({ source_id: id, status: "indexed", table: TABLE, content_hash: "old", chunk_count: 1 });
+
+    const before = await found("refunds paid by cheque", id);
+    assert.deepEqual(before.map((hit) => hit.content), [OLD]);
+    assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: NEW })), "indexed");
+    const stored = await rows(id);
+    assert.ok(stored.length > 0 && stored.every((row) => row.generation === 1 && row.content.includes("new policy")), JSON.stringify(stored));
+  });
+
+  it("when a failed request is followed by one whose content is already live, then the source is indexed again without a write", async () => {
+    const id = newUid("doc");
+    assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "indexed");
+    const rejecting = failing(new ProviderError("provider answered HTTP 400: rejected", false, 400));
+    assert.equal(await consumeEmbeddingRequest(deps(rejecting), await ingestMessage(id, { text: NEW })), "dead-lettered");
+    assert.equal((await record(id)).status, "failed");
+    assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "unchanged");
+    const doc = await record(id);
+    assert.deepEqual([doc.status, doc.error, doc.live_generation, doc.applied_generation], ["indexed", null, 1, 3]);
+  });
+
+  it("when two failing messages for one source are redelivered alternately, then each is dead-lettered at the delivery limit", async () => {
+    const id = newUid("doc");
+    const down = failing(new ProviderError("provider answered HTTP 503: down", true, 503));
+    const first = await ingestMessage(id, { text: OLD });
+    const second = await ingestMessage(id, { text: NEW });
+    for (let delivery = 1; delivery < 3; delivery++) {
+      await assert.rejects(consumeEmbeddingRequest(deps(down), first), /HTTP 503/);
+      await assert.rejects(consumeEmbeddingRequest(deps(down), second), /HTTP 503/);
+    }
+    assert.equal(await consumeEmbeddingRequest(deps(down), first), "dead-lettered");
+    assert.equal(await consumeEmbeddingRequest(deps(down), second), "dead-lettered");
+    for (const message of [first, second]) {
+      const letter = (await testFirestore().collection("dead_letters").doc(`embeddings:${message.messageId}`).get()).data();
+      assert.equal(letter?.attempts, 3, `dead letter of ${message.messageId}`);
+      assert.equal(letter?.source_id, id);
+    }
+    assert.equal((await record(id)).status, "failed");
   });
 });
 
@@ -237,26 +463,12 @@ describe("integration: ingesting from Cloud Storage (gs:// URIs)", function () {
     rmSync(folder, { recursive: true, force: true });
   });
 
-  const deps = (): ConsumerDeps => ({
-    db: testFirestore(),
-    lance: () => testLance(folder),
-    provider: new LocalEmbedder(32),
-    chunking: { size: 200, overlap: 40 },
-    readObject: readStorageText,
-    retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
-    maxDeliveries: 3,
-    platformRedelivers: true,
-    indexThreshold: 1_000_000,
-    clock: { now: () => new Date() },
-  });
-  const uriMessage = (sourceId: string, uri: string) => ({
-    messageId: `m-${randomUUID()}`,
-    data: Buffer.from(JSON.stringify({ op: "ingest", source_id: sourceId, uri, metadata: {}, requested_by: "t", requested_at: Date.now() })),
-  });
+  const deps = () => consumerDeps(folder, new LocalEmbedder(32), { readObject: readStorageText });
+  const uriMessage = (sourceId: string, uri: string) => ingestMessage(sourceId, { uri });
 
   it("when a source names a gs:// object, then its text is read and indexed", async () => {
     const id = newUid("doc");
-    assert.equal(await consumeEmbeddingRequest(deps(), uriMessage(id, `gs://${bucket}/docs/policy é.txt`)), "indexed");
+    assert.equal(await consumeEmbeddingRequest(deps(), await uriMessage(id, `gs://${bucket}/docs/policy é.txt`)), "indexed");
     const table = await (await testLance(folder)).openTable(tableName("knowledge_text", "local-hash-v1", 32));
     const rows = (await table.query().where(`source = '${id}'`).toArray()) as Array<{ content: string }>;
     assert.equal(rows.map((row) => row.content).join(" "), text);
@@ -264,7 +476,7 @@ describe("integration: ingesting from Cloud Storage (gs:// URIs)", function () {
 
   it("when the object does not exist, then the message is dead-lettered at once as a permanent failure", async () => {
     const id = newUid("doc");
-    const delivery = uriMessage(id, `gs://${bucket}/docs/missing.txt`);
+    const delivery = await uriMessage(id, `gs://${bucket}/docs/missing.txt`);
     assert.equal(await consumeEmbeddingRequest(deps(), delivery), "dead-lettered");
     const letter = (await testFirestore().collection("dead_letters").doc(`embeddings:${delivery.messageId}`).get()).data();
     assert.equal(letter?.transient, false);

@@ -4,7 +4,8 @@ import { chunkText, sentences } from "../../functions/src/embeddings/chunking";
 import { metadataTag, quoteLiteral, whereClause } from "../../functions/src/embeddings/filter";
 import { LocalEmbedder, embedText } from "../../functions/src/embeddings/local";
 import { ProviderError, embedAll, withRetries, type EmbeddingProvider } from "../../functions/src/embeddings/provider";
-import { IngestInput, SOURCE_ID_PATTERN, SearchInput } from "../../functions/src/embeddings/schemas";
+import { EmbeddingRequest, IngestInput, SOURCE_ID_PATTERN, SearchInput } from "../../functions/src/embeddings/schemas";
+import { expects, type SourceState } from "../../functions/src/embeddings/sources";
 import { tableName } from "../../functions/src/embeddings/store";
 
 const cosine = (a: number[], b: number[]) => a.reduce((sum, value, i) => sum + value * b[i], 0);
@@ -191,5 +192,29 @@ describe("unit: embeddings input schemas", () => {
     assert.equal(SearchInput.safeParse({ query: "q", k: 51 }).success, false);
     assert.equal(SearchInput.safeParse({ query: "   " }).success, false);
     assert.equal(SearchInput.safeParse({ query: "q", filter: { where: "1=1" } }).success, false);
+  });
+});
+
+describe("unit: which request a knowledge source expects", () => {
+  const state = (fields: Partial<SourceState>): SourceState => ({ exists: true, generation: 0, applied_generation: 0, deleted_generation: 0, ...fields });
+
+  it("when a newer request was applied or a delete came after, then an older request is no longer expected", () => {
+    assert.equal(expects(state({ generation: 2, applied_generation: 2, live_generation: 2 }), 1), false);
+    assert.equal(expects(state({ generation: 3, applied_generation: 1, deleted_generation: 3 }), 2), false);
+    assert.equal(expects(state({ generation: 3, applied_generation: 1, deleted_generation: 3 }), 3), false);
+  });
+
+  it("when no newer request was applied, then a request is expected, and a republished copy of the applied one too", () => {
+    assert.equal(expects(state({ generation: 1 }), 1), true);
+    assert.equal(expects(state({ generation: 3, applied_generation: 1, live_generation: 1 }), 2), true);
+    assert.equal(expects(state({ generation: 2, applied_generation: 2, live_generation: 2 }), 2), true);
+    assert.equal(expects(state({ generation: 4, applied_generation: 1, deleted_generation: 3 }), 4), true);
+  });
+
+  it("when a message carries no generation, then it is refused as malformed", () => {
+    const message = { op: "ingest", source_id: "a", text: "x", metadata: {}, requested_by: "u", requested_at: 1 };
+    assert.equal(EmbeddingRequest.safeParse(message).success, false);
+    assert.equal(EmbeddingRequest.safeParse({ ...message, generation: 1 }).success, true);
+    assert.equal(EmbeddingRequest.safeParse({ ...message, generation: 1.5 }).success, false);
   });
 });

@@ -1,22 +1,24 @@
 /**
- * The `embedding-requests` consumer: one message in, at most one LanceDB
- * commit out, and a `knowledge_sources/{source_id}` record of the outcome.
+ * The `embedding-requests` consumer: one message in, its rows written to
+ * LanceDB under the request's generation, and a `knowledge_sources/{source_id}`
+ * record of the outcome, committed only if the source still expects this
+ * request (sources.ts). A request that loses that race removes its own rows.
  *
  * Failure handling, so no message is retried in a tight loop or lost:
  * - malformed messages and permanent failures (provider 4xx, missing object)
  *   go to `dead_letters` at once and the message is acked;
  * - transient failures (429, 5xx, timeouts, network, storage hiccups) are
  *   first retried within the delivery with capped exponential backoff; if they
- *   persist, the delivery count of the message (kept on the source's record)
+ *   persist, the delivery count of the message (one counter per message id)
  *   decides: below the limit the handler throws so the platform redelivers it
  *   later (Cloud Functions with `retry: true`, with Pub/Sub's backoff); at the
  *   limit, or where nothing redelivers (the local emulator acks every message
  *   whatever the function does), it is dead-lettered and acked.
  */
 import { createHash } from "node:crypto";
-import type { Connection } from "@lancedb/lancedb";
+import type { Connection, Table } from "@lancedb/lancedb";
 import { FieldValue, type Firestore } from "firebase-admin/firestore";
-import { runOnce } from "../shared/dedupe";
+import { markerRef, runOnce } from "../shared/dedupe";
 import { logs } from "../shared/logs";
 import type { Clock } from "../shared/time";
 import { CONSUMER, DEAD_LETTERS, EMBEDDING_TOPIC, KNOWLEDGE_SOURCES } from "./constants";
@@ -24,9 +26,25 @@ import { CHUNKER_VERSION, chunkText, type ChunkSettings } from "./chunking";
 import { metadataTags } from "./filter";
 import { ProviderError, embedAll, type EmbeddingProvider, type RetryPolicy } from "./provider";
 import { EmbeddingRequest } from "./schemas";
-import { maintainVectorIndex, openTable, replaceSource, tableName, type ChunkRow } from "./store";
+import { expects, readInTransaction, sourceRef, sourceState, type SourceState } from "./sources";
+import {
+  chunkId,
+  existingTable,
+  existingTableNamed,
+  maintainVectorIndex,
+  openTable,
+  removeGenerations,
+  tableName,
+  writeGeneration,
+  type ChunkRow,
+} from "./store";
 
 export { CONSUMER, DEAD_LETTERS, KNOWLEDGE_SOURCES };
+
+/** Delivery counts live in `processed_events/{ATTEMPTS}:{message_id}`, swept by retention like the markers. */
+const ATTEMPTS = `${CONSUMER}-attempts`;
+/** Longer than Pub/Sub keeps a message (7 days), so a count is never forgotten while redeliveries may come. */
+const ATTEMPTS_RETAIN_MS = 8 * 86_400_000;
 
 /** A failure that no retry can fix (missing object, bad configuration). */
 export class PermanentFailure extends Error {
@@ -49,6 +67,8 @@ export interface ConsumerDeps {
   platformRedelivers: boolean;
   indexThreshold: number;
   clock: Clock;
+  /** Runs between the LanceDB write and the record commit: lets tests put a delete or a crash exactly there. */
+  beforeCommit?: (request: EmbeddingRequest) => Promise<void>;
 }
 
 export interface Delivery {
@@ -88,43 +108,66 @@ async function handle(deps: ConsumerDeps, delivery: Delivery): Promise<Outcome> 
     await deadLetter(deps, delivery.messageId, undefined, `malformed message: ${request}`, 1, false);
     return "dead-lettered";
   }
-  const sourceRef = deps.db.collection(KNOWLEDGE_SOURCES).doc(request.source_id);
-  const current = (await sourceRef.get()).data() ?? {};
-  if (isStale(request, current)) {
-    logs.embeddingSkipped(delivery.messageId, request.source_id, "stale");
-    return "stale";
-  }
+  const current = sourceState(await sourceRef(deps.db, request.source_id).get());
   try {
+    if (!expects(current, request.generation)) return await stale(deps, delivery, request, current);
     return await index(deps, delivery, request, current, { started, queueMs });
   } catch (error) {
     return failed(deps, delivery, request, error);
   }
 }
 
-/** A request older than what was last applied (or than a delete) must not undo it. */
-function isStale(request: EmbeddingRequest, current: Record<string, unknown>): boolean {
-  const appliedAt = typeof current.requested_at === "number" ? current.requested_at : -1;
-  const deletedAt = typeof current.deleted_at === "number" ? current.deleted_at : -1;
-  return request.requested_at < appliedAt || request.requested_at <= deletedAt;
+/**
+ * A request the source no longer expects (a newer one was applied, or a delete came after it) changes nothing,
+ * and removes the rows it may have written on an earlier delivery that crashed before its record commit.
+ */
+async function stale(deps: ConsumerDeps, delivery: Delivery, request: EmbeddingRequest, state: SourceState): Promise<Outcome> {
+  if (state.live_generation !== request.generation) {
+    const table = await existingTable(await deps.lance(), "knowledge_text", deps.provider.modelId, deps.provider.dimension);
+    if (table) await removeGenerations(table, request.source_id, { only: request.generation });
+  }
+  logs.embeddingSkipped(delivery.messageId, request.source_id, "stale");
+  return "stale";
 }
 
 async function index(
   deps: ConsumerDeps,
   delivery: Delivery,
   request: EmbeddingRequest,
-  current: Record<string, unknown>,
+  current: SourceState,
   timing: { started: number; queueMs: number | null },
 ): Promise<Outcome> {
   const { provider } = deps;
   const text = request.text ?? (await deps.readObject(request.uri ?? ""));
   const contentHash = hashContent(text, provider, deps.chunking, request.metadata);
   const table = tableName("knowledge_text", provider.modelId, provider.dimension);
-  const sourceRef = deps.db.collection(KNOWLEDGE_SOURCES).doc(request.source_id);
+  const ref = sourceRef(deps.db, request.source_id);
 
-  if (current.status === "indexed" && current.content_hash === contentHash && current.table === table) {
-    await sourceRef.update({ requested_at: request.requested_at, last_message_id: delivery.messageId, checked_at: FieldValue.serverTimestamp() });
-    logs.embeddingSkipped(delivery.messageId, request.source_id, "unchanged");
-    return "unchanged";
+  if (current.live_generation !== undefined && current.content_hash === contentHash && current.table === table) {
+    // The live rows already hold this content: record that this request is applied, without a LanceDB write.
+    const unchanged = await deps.db.runTransaction(async (tx) => {
+      const state = await readInTransaction(tx, deps.db, request.source_id);
+      if (!expects(state, request.generation)) return { outcome: "stale" as const, state };
+      if (state.live_generation !== current.live_generation || state.content_hash !== contentHash || state.table !== table) {
+        return { outcome: "changed" as const, state };
+      }
+      tx.update(ref, {
+        // Applied: an earlier request's failure no longer describes the source.
+        status: "indexed",
+        error: null,
+        attempts: 0,
+        applied_generation: Math.max(state.applied_generation, request.generation),
+        requested_at: request.requested_at,
+        last_message_id: delivery.messageId,
+        checked_at: FieldValue.serverTimestamp(),
+      });
+      return { outcome: "unchanged" as const, state };
+    });
+    if (unchanged.outcome === "stale") return stale(deps, delivery, request, unchanged.state);
+    if (unchanged.outcome === "unchanged") {
+      logs.embeddingSkipped(delivery.messageId, request.source_id, "unchanged");
+      return "unchanged";
+    }
   }
 
   const chunks = chunkText(text, deps.chunking);
@@ -137,7 +180,7 @@ async function index(
   const tags = metadataTags(request.metadata);
   const metadataJson = JSON.stringify(request.metadata);
   const rows: ChunkRow[] = chunks.map((content, i) => ({
-    chunk_id: `${request.source_id}#${i}`,
+    chunk_id: chunkId(request.source_id, request.generation, i),
     source: request.source_id,
     chunk_index: i,
     content,
@@ -146,44 +189,53 @@ async function index(
     metadata_tags: tags,
     content_hash: contentHash,
     requested_at: request.requested_at,
+    generation: request.generation,
   }));
   const db = await deps.lance();
   const target = await openTable(db, "knowledge_text", provider.modelId, provider.dimension);
-  const version = await replaceSource(target, request.source_id, rows);
-  // The model changed since the last index: the old model's table must not keep serving this source.
-  if (typeof current.table === "string" && current.table !== table && (await db.tableNames()).includes(current.table)) {
-    await replaceSource(await db.openTable(current.table), request.source_id, []);
-  }
+  // Written under this request's generation, beside the live rows: not searchable until the record names it.
+  const version = await writeGeneration(target, request.source_id, request.generation, rows);
   // The index only speeds searches up; failing to build it must not fail (and redeliver) a message whose rows are written.
   const indexAction = await maintainVectorIndex(target, deps.indexThreshold, provider.dimension).catch((error: unknown) => {
     logs.unexpectedError("vector index maintenance", error);
     return "failed" as const;
   });
   const writeMs = performance.now() - writeStart;
+  await deps.beforeCommit?.(request);
 
-  await sourceRef.set({
-    source_id: request.source_id,
-    status: "indexed",
-    content_hash: contentHash,
-    chunk_count: rows.length,
-    embedding_model: provider.modelId,
-    dims: provider.dimension,
-    table,
-    table_version: version ?? null,
-    metadata: request.metadata,
-    requested_by: request.requested_by,
-    requested_at: request.requested_at,
-    deleted_at: FieldValue.delete(),
-    last_message_id: delivery.messageId,
-    attempts: 0,
-    error: null,
-    // Where a delivery's time went: waiting in Pub/Sub, reading + hashing + chunking, the provider, LanceDB.
-    queue_ms: timing.queueMs,
-    prepare_ms: round(prepareMs),
-    embed_ms: round(embedMs),
-    write_ms: round(writeMs),
-    indexed_at: FieldValue.serverTimestamp(),
-  }, { merge: true });
+  // The commit: only if the source still expects this request, decided on the record in the transaction that updates it.
+  const commit = await deps.db.runTransaction(async (tx) => {
+    const state = await readInTransaction(tx, deps.db, request.source_id);
+    if (!expects(state, request.generation)) return { won: false as const, state };
+    tx.set(ref, {
+      source_id: request.source_id,
+      status: "indexed",
+      content_hash: contentHash,
+      chunk_count: rows.length,
+      embedding_model: provider.modelId,
+      dims: provider.dimension,
+      table,
+      table_version: version ?? null,
+      metadata: request.metadata,
+      requested_by: request.requested_by,
+      requested_at: request.requested_at,
+      applied_generation: request.generation,
+      live_generation: request.generation,
+      last_message_id: delivery.messageId,
+      attempts: 0,
+      error: null,
+      // Where a delivery's time went: waiting in Pub/Sub, reading + hashing + chunking, the provider, LanceDB.
+      queue_ms: timing.queueMs,
+      prepare_ms: round(prepareMs),
+      embed_ms: round(embedMs),
+      write_ms: round(writeMs),
+      indexed_at: FieldValue.serverTimestamp(),
+    }, { merge: true });
+    return { won: true as const, state };
+  });
+  if (!commit.won) return stale(deps, delivery, request, commit.state);
+
+  await removeSuperseded(db, target, request, commit.state.table);
   logs.embeddingIndexed({
     message_id: delivery.messageId,
     source_id: request.source_id,
@@ -195,26 +247,61 @@ async function index(
   return "indexed";
 }
 
-/** Decides between redelivery and the dead-letter collection (see the module comment). */
+/**
+ * After the record names this request's rows: the rows of older generations go, from this table and from the
+ * table of the model the source was indexed with before. A failure here is logged, not retried: those rows are
+ * no longer searchable, and the next commit or delete for the source removes them.
+ */
+async function removeSuperseded(db: Connection, target: Table, request: EmbeddingRequest, previousTable: string | undefined): Promise<void> {
+  const older = { before: request.generation };
+  try {
+    await removeGenerations(target, request.source_id, older);
+    if (previousTable !== undefined && previousTable !== target.name) {
+      const previous = await existingTableNamed(db, previousTable);
+      if (previous) await removeGenerations(previous, request.source_id, older);
+    }
+  } catch (error) {
+    logs.unexpectedError("removing superseded knowledge rows", error);
+  }
+}
+
+/**
+ * Decides between redelivery and the dead-letter collection (see the module comment). Deliveries are counted
+ * per message, so failing messages for one source each reach the limit; the source record shows the failure only
+ * while it still expects this request.
+ */
 async function failed(deps: ConsumerDeps, delivery: Delivery, request: EmbeddingRequest, error: unknown): Promise<Outcome> {
   const message = describe(error);
   const transient = !(error instanceof PermanentFailure) && !(error instanceof ProviderError && !error.transient);
-  const sourceRef = deps.db.collection(KNOWLEDGE_SOURCES).doc(request.source_id);
-  const attempts = await deps.db.runTransaction(async (tx) => {
-    const snapshot = await tx.get(sourceRef);
-    const previous = snapshot.get("pending_message_id") === delivery.messageId ? Number(snapshot.get("pending_attempts") ?? 0) : 0;
-    const count = previous + 1;
-    tx.set(sourceRef, { source_id: request.source_id, pending_message_id: delivery.messageId, pending_attempts: count }, { merge: true });
-    return count;
+  const attemptsRef = markerRef(deps.db, ATTEMPTS, delivery.messageId);
+  const { attempts, lastChance } = await deps.db.runTransaction(async (tx) => {
+    const [counted, state] = await Promise.all([tx.get(attemptsRef), readInTransaction(tx, deps.db, request.source_id)]);
+    const count = Number(counted.get("attempts") ?? 0) + 1;
+    const last = !transient || !deps.platformRedelivers || count >= deps.maxDeliveries;
+    const now = deps.clock.now();
+    tx.set(attemptsRef, {
+      consumer: CONSUMER,
+      event_id: delivery.messageId,
+      attempts: count,
+      updated_at: now,
+      expire_at: new Date(now.getTime() + ATTEMPTS_RETAIN_MS),
+    });
+    if (expects(state, request.generation)) {
+      tx.set(sourceRef(deps.db, request.source_id), {
+        source_id: request.source_id,
+        status: last ? "failed" : "retrying",
+        error: message,
+        attempts: count,
+        ...(last ? { last_message_id: delivery.messageId } : {}),
+      }, { merge: true });
+    }
+    return { attempts: count, lastChance: last };
   });
-  const lastChance = !transient || !deps.platformRedelivers || attempts >= deps.maxDeliveries;
   if (!lastChance) {
-    await sourceRef.set({ status: "retrying", error: message, attempts }, { merge: true });
     logs.embeddingRetry(delivery.messageId, request.source_id, attempts, message);
     throw error instanceof Error ? error : new Error(message);
   }
   await deadLetter(deps, delivery.messageId, request.source_id, message, attempts, transient);
-  await sourceRef.set({ status: "failed", error: message, attempts, last_message_id: delivery.messageId }, { merge: true });
   return "dead-lettered";
 }
 

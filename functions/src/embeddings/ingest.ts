@@ -9,13 +9,13 @@
 import type { Connection } from "@lancedb/lancedb";
 import type { Firestore } from "firebase-admin/firestore";
 import type { Caller } from "../shared/callable";
-import { NotFound, PermissionDenied } from "../shared/errors";
+import { PermissionDenied } from "../shared/errors";
 import { logs } from "../shared/logs";
 import type { Clock } from "../shared/time";
-import { EMBEDDING_TOPIC, KNOWLEDGE_SOURCES } from "./constants";
+import { EMBEDDING_TOPIC } from "./constants";
 import type { DeleteInput, EmbeddingRequest, IngestInput } from "./schemas";
-import { sourceClause } from "./filter";
-import { replaceSource } from "./store";
+import { stampDelete, stampIngest } from "./sources";
+import { existingTableNamed, removeGenerations } from "./store";
 
 /** Admin claim, or a configured owner. */
 export function assertMayEdit(caller: Caller | undefined, owners: string[]): Caller {
@@ -32,6 +32,7 @@ export function ownerList(value: string): string[] {
 }
 
 export interface IngestDeps {
+  db: Firestore;
   publish: (topic: string, message: EmbeddingRequest) => Promise<string>;
   owners: string[];
   clock: Clock;
@@ -41,12 +42,17 @@ export interface IngestResult {
   source_id: string;
   message_id: string;
   requested_at: number;
+  generation: number;
 }
 
-/** Validated input (by the callable) in; one message on `embedding-requests` out. */
+/**
+ * Validated input (by the callable) in; the source's next generation taken, then one message on
+ * `embedding-requests` out. Should the publish fail, the generation is simply never used.
+ */
 export async function ingestKnowledge(deps: IngestDeps, input: IngestInput, caller: Caller | undefined): Promise<IngestResult> {
   const who = assertMayEdit(caller, deps.owners);
   const requestedAt = deps.clock.now().getTime();
+  const generation = await stampIngest(deps.db, input.source_id);
   const message: EmbeddingRequest = {
     op: "ingest",
     source_id: input.source_id,
@@ -54,10 +60,11 @@ export async function ingestKnowledge(deps: IngestDeps, input: IngestInput, call
     metadata: input.metadata ?? {},
     requested_by: who.uid,
     requested_at: requestedAt,
+    generation,
   };
   const messageId = await deps.publish(EMBEDDING_TOPIC, message);
   logs.knowledgeIngestRequested({ source_id: input.source_id, message_id: messageId, uid: who.uid, inline: input.text !== undefined });
-  return { source_id: input.source_id, message_id: messageId, requested_at: requestedAt };
+  return { source_id: input.source_id, message_id: messageId, requested_at: requestedAt, generation };
 }
 
 export interface DeleteDeps {
@@ -68,29 +75,21 @@ export interface DeleteDeps {
 }
 
 /**
- * Removes a source's chunks from the table it was indexed into and marks its
- * record deleted. `deleted_at` makes the consumer ignore requests for this
- * source published before the delete, should one still be in flight.
+ * Marks the source deleted under its next generation (sources.ts), then removes
+ * its rows older than that generation. From the record commit on, searches
+ * return nothing of it and requests taken before the delete can no longer
+ * commit (a consumer that loses that race removes its own rows). Rows of a
+ * newer ingest are left alone. Should this crash after the commit, the rows
+ * left are not searchable and the next ingest or delete removes them.
  */
 export async function deleteKnowledge(deps: DeleteDeps, input: DeleteInput, caller: Caller | undefined): Promise<{ source_id: string; deleted_chunks: number }> {
   const who = assertMayEdit(caller, deps.owners);
-  const ref = deps.db.collection(KNOWLEDGE_SOURCES).doc(input.source_id);
-  const snapshot = await ref.get();
-  if (!snapshot.exists) throw new NotFound(`Knowledge source ${input.source_id}`);
-  const table = snapshot.get("table") as string | undefined;
+  const stamp = await stampDelete(deps.db, input.source_id, who.uid, deps.clock.now().getTime());
   let deleted = 0;
-  if (table) {
-    const db = await deps.lance();
-    if ((await db.tableNames()).includes(table)) {
-      const handle = await db.openTable(table);
-      deleted = await handle.countRows(sourceClause(input.source_id));
-      await replaceSource(handle, input.source_id, []);
-    }
+  if (stamp.table) {
+    const table = await existingTableNamed(await deps.lance(), stamp.table);
+    if (table) deleted = await removeGenerations(table, input.source_id, { before: stamp.generation });
   }
-  await ref.set(
-    { status: "deleted", deleted_at: deps.clock.now().getTime(), deleted_by: who.uid, chunk_count: 0, content_hash: null, error: null },
-    { merge: true },
-  );
   logs.knowledgeDeleted({ source_id: input.source_id, uid: who.uid, chunks: deleted });
   return { source_id: input.source_id, deleted_chunks: deleted };
 }

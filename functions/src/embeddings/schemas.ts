@@ -81,8 +81,10 @@ export const EmbeddingRequest = z
     uri: z.string().max(1024).optional(),
     metadata: metadata,
     requested_by: z.string().max(128),
-    /** Milliseconds since the epoch; orders requests for one source. */
+    /** Milliseconds since the epoch, when the request was made (informational). */
     requested_at: z.number().int().nonnegative(),
+    /** The source's generation taken for this request (sources.ts): what orders requests for one source. */
+    generation: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   })
   .strict()
   .refine((input) => (input.text === undefined) !== (input.uri === undefined), { message: "exactly one of text or uri", path: ["text"] });

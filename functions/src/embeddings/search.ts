@@ -3,20 +3,27 @@
  * table was built with, then a filtered nearest-neighbour search.
  */
 import { createHash } from "node:crypto";
-import type { Connection } from "@lancedb/lancedb";
+import type { Connection, Table } from "@lancedb/lancedb";
+import type { Firestore } from "firebase-admin/firestore";
 import { Unavailable } from "../shared/errors";
 import { logs } from "../shared/logs";
 import type { Clock } from "../shared/time";
 import { whereClause } from "./filter";
 import { ProviderError, embedAll, type EmbeddingProvider, type RetryPolicy } from "./provider";
 import { DEFAULT_K, DEFAULT_TOOLS_K, type SearchInput, type SelectToolsInput } from "./schemas";
-import { existingTable, nearest, openTable, replaceTools, tableName, type ToolRow } from "./store";
+import { liveGenerations } from "./sources";
+import { existingTable, nearest, openTable, replaceTools, tableName, type ToolRow, type VectorHit } from "./store";
 import type { ToolSpec } from "./tools";
 
 export interface SearchDeps {
   lance: () => Promise<Connection>;
   provider: EmbeddingProvider;
   retry: RetryPolicy;
+}
+
+export interface KnowledgeSearchDeps extends SearchDeps {
+  /** The source records, which say which rows are live. */
+  db: Firestore;
 }
 
 export interface KnowledgeHit {
@@ -34,8 +41,8 @@ export interface SearchResult {
   results: KnowledgeHit[];
 }
 
-/** The k chunks nearest to the query among those matching the filter, best first. */
-export async function searchKnowledge(deps: SearchDeps, input: SearchInput): Promise<SearchResult> {
+/** The k chunks nearest to the query among those matching the filter, best first; only rows their source record names. */
+export async function searchKnowledge(deps: KnowledgeSearchDeps, input: SearchInput): Promise<SearchResult> {
   const where = whereClause(input.filter);
   const [vector, table] = await Promise.all([
     embedQuery(deps, input.query),
@@ -43,7 +50,7 @@ export async function searchKnowledge(deps: SearchDeps, input: SearchInput): Pro
   ]);
   const base = { model: deps.provider.modelId, dims: deps.provider.dimension };
   if (!table) return { ...base, results: [] };
-  const hits = await nearest(table, vector, input.k ?? DEFAULT_K, where, ["chunk_id", "source", "chunk_index", "content", "metadata"]);
+  const hits = await liveNearest(deps.db, table, vector, input.k ?? DEFAULT_K, where);
   return {
     ...base,
     results: hits.map(({ row, score }) => ({
@@ -55,6 +62,27 @@ export async function searchKnowledge(deps: SearchDeps, input: SearchInput): Pro
       score,
     })),
   };
+}
+
+/** How far past k a search looks at most when many nearest rows are not live (each round doubles the window). */
+const MAX_WINDOW = 1000;
+
+/**
+ * The k nearest rows of live generations. Rows of a request not (or no longer) named by its source record, or of
+ * a deleted source, can exist for a moment (between a write and its record commit, before a loser or a delete
+ * removes them) or after a crash; they are skipped here, and the window widened until k live rows or the end.
+ */
+async function liveNearest(db: Firestore, table: Table, vector: number[], k: number, where: string | undefined): Promise<VectorHit[]> {
+  const columns = ["chunk_id", "source", "chunk_index", "content", "metadata", "generation"];
+  for (let window = k + 10; ; window = Math.min(window * 2, MAX_WINDOW)) {
+    const hits = await nearest(table, vector, window, where, columns);
+    const live = await liveGenerations(db, [...new Set(hits.map((hit) => String(hit.row.source)))]);
+    const kept = hits.filter(({ row }) => {
+      const source = live.get(String(row.source));
+      return source?.generation !== undefined && source.generation === Number(row.generation) && source.table === table.name;
+    });
+    if (kept.length >= k || hits.length < window || window >= MAX_WINDOW) return kept.slice(0, k);
+  }
 }
 
 export interface ToolMatch {

@@ -21,6 +21,7 @@ export function tableName(kind: TableKind, modelId: string, dimension: number): 
 
 /** One chunk as stored (the seed's knowledge_text shape, plus what ingest needs). */
 export interface ChunkRow {
+  /** `{source}@{generation}#{index}`: each request's rows are its own, so a request that loses a race removes only its rows. */
   chunk_id: string;
   source: string;
   chunk_index: number;
@@ -33,6 +34,13 @@ export interface ChunkRow {
   content_hash: string;
   /** When the ingest was requested (ms): from the message, so a redelivery writes byte-identical rows. */
   requested_at: number;
+  /** The generation of the request that wrote the row (see sources.ts); searches return only the live one. */
+  generation: number;
+}
+
+/** The id of a chunk row: one per source, request generation and position. */
+export function chunkId(sourceId: string, generation: number, index: number): string {
+  return `${sourceId}@${generation}#${index}`;
 }
 
 export interface ToolRow {
@@ -71,7 +79,20 @@ function schemaFor(kind: TableKind, dimension: number): Schema {
     new Field("metadata_tags", new List(new Field("item", new Utf8(), true)), false),
     new Field("content_hash", new Utf8(), false),
     new Field("requested_at", new Float64(), false),
+    new Field("generation", new Float64(), false),
   ]);
+}
+
+/**
+ * Tables written before rows carried a generation get the column, as generation 0: what sources.ts reads as the
+ * live generation of a record from that time, so their rows stay searchable until the source changes.
+ */
+async function withGenerationColumn(table: Table): Promise<Table> {
+  const schema = await table.schema();
+  if (schema.fields.some((field) => field.name === "chunk_id") && !schema.fields.some((field) => field.name === "generation")) {
+    await table.addColumns([{ name: "generation", valueSql: "CAST(0 AS DOUBLE)" }]);
+  }
+  return table;
 }
 
 /**
@@ -94,7 +115,7 @@ export async function openTable(db: Connection, kind: TableKind, modelId: string
   if (known) return known;
   let table: Table;
   try {
-    table = await db.openTable(name);
+    table = await withGenerationColumn(await db.openTable(name));
   } catch {
     table = await db.createEmptyTable(name, schemaFor(kind, dimension), { mode: "create", existOk: true });
   }
@@ -102,33 +123,53 @@ export async function openTable(db: Connection, kind: TableKind, modelId: string
   return table;
 }
 
-/** The table if it exists; searches of a model nothing was indexed with find nothing. */
-export async function existingTable(db: Connection, kind: TableKind, modelId: string, dimension: number): Promise<Table | undefined> {
-  const name = tableName(kind, modelId, dimension);
+/** A table by name if it exists (e.g. the one a source record names), with the generation column. */
+export async function existingTableNamed(db: Connection, name: string): Promise<Table | undefined> {
   const known = cached(db).get(name);
   if (known) return known;
   if (!(await db.tableNames()).includes(name)) return undefined;
-  const table = await db.openTable(name);
+  const table = await withGenerationColumn(await db.openTable(name));
   cached(db).set(name, table);
   return table;
 }
 
+/** The table if it exists; searches of a model nothing was indexed with find nothing. */
+export async function existingTable(db: Connection, kind: TableKind, modelId: string, dimension: number): Promise<Table | undefined> {
+  return existingTableNamed(db, tableName(kind, modelId, dimension));
+}
+
 /**
- * Replaces one source's chunks in a single LanceDB commit (one new table
- * version): rows are upserted by `chunk_id` (`{source}#{index}`), and the
- * source's rows beyond the new last index are deleted in the same operation.
- * That delete makes LanceDB join against the whole table, so it is only asked
- * for when such rows exist (a filtered count, no write). With `rows` empty it
- * deletes the source; with nothing to upsert or delete it writes nothing.
+ * Writes one request's chunks in a single LanceDB commit (one new table
+ * version): rows are upserted by `chunk_id`, so a redelivery of the request
+ * rewrites identical rows; rows of the same generation beyond the new last
+ * index (left by a delivery chunked differently) are deleted in the same
+ * operation. That delete makes LanceDB join against the whole table, so it is
+ * only asked for when such rows exist (a filtered count, no write). Rows of
+ * other generations are not touched: they are the record's to keep or remove.
  */
-export async function replaceSource(table: Table, sourceId: string, rows: ChunkRow[]): Promise<number | undefined> {
-  const stale = await table.countRows(`${sourceClause(sourceId)} AND chunk_index >= ${rows.length}`);
-  if (rows.length === 0 && stale === 0) return undefined;
+export async function writeGeneration(table: Table, sourceId: string, generation: number, rows: ChunkRow[]): Promise<number | undefined> {
+  const ofGeneration = `${sourceClause(sourceId)} AND generation = ${generation}`;
+  const stale = await table.countRows(`${ofGeneration} AND chunk_index >= ${rows.length}`);
+  if (rows.length === 0) return stale > 0 ? (await table.delete(ofGeneration)).version : undefined;
   let builder = table.mergeInsert("chunk_id").whenMatchedUpdateAll().whenNotMatchedInsertAll();
-  if (stale > 0) builder = builder.whenNotMatchedBySourceDelete({ where: sourceClause(sourceId) });
-  const dimension = rows[0]?.embedding.length ?? 0;
-  const result = await builder.execute(rows.length > 0 ? chunkBatch(rows, dimension) : []);
+  if (stale > 0) builder = builder.whenNotMatchedBySourceDelete({ where: ofGeneration });
+  const result = await builder.execute(chunkBatch(rows, rows[0].embedding.length));
   return result.version;
+}
+
+/** Which of a source's rows to remove: one generation (a request's own), or all before one (what a record moved past). */
+export type GenerationSelector = { only: number } | { before: number };
+
+/**
+ * Removes a source's rows of the selected generations; returns how many there
+ * were. Nothing is written when there are none (a filtered count first).
+ */
+export async function removeGenerations(table: Table, sourceId: string, selector: GenerationSelector): Promise<number> {
+  const generations = "only" in selector ? `generation = ${selector.only}` : `generation < ${selector.before}`;
+  const where = `${sourceClause(sourceId)} AND ${generations}`;
+  const rows = await table.countRows(where);
+  if (rows > 0) await table.delete(where);
+  return rows;
 }
 
 /**
@@ -159,6 +200,7 @@ export function chunkBatch(rows: ChunkRow[], dimension: number): ArrowTable {
     metadata_tags: arrow.vectorFromArray(rows.map((row) => row.metadata_tags), tagsType).data[0],
     content_hash: strings((row) => row.content_hash),
     requested_at: arrow.makeData({ type: new arrow.Float64(), length: rows.length, data: Float64Array.from(rows, (row) => row.requested_at) }),
+    generation: arrow.makeData({ type: new arrow.Float64(), length: rows.length, data: Float64Array.from(rows, (row) => row.generation) }),
   };
   const struct = arrow.makeData({
     type: new arrow.Struct(schema.fields),

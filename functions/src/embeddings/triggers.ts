@@ -1,7 +1,7 @@
 /**
  * The embeddings capability's functions. Each only declares itself and hands
  * over to a use case, loaded on first call: the callables that do not search
- * never load LanceDB, and ingestKnowledge loads neither LanceDB nor Firestore.
+ * never load LanceDB, and ingestKnowledge does not load LanceDB.
  */
 import { onMessagePublished } from "firebase-functions/v2/pubsub";
 import { EMBEDDING_API_KEY, EMBEDDING_MAX_DELIVERIES, KNOWLEDGE_OWNER_UIDS, VECTOR_INDEX_THRESHOLD } from "../config";
@@ -17,10 +17,14 @@ export const ingestKnowledge = callable({
   access: "user",
   schema: IngestInput,
   handler: async (input: IngestInput, caller) => {
-    const { ingestKnowledge: ingest, ownerList } = await import("./ingest");
-    const { pubsub } = await import("../adapters/pubsub");
+    const [{ ingestKnowledge: ingest, ownerList }, { pubsub }, { firestore }] = await Promise.all([
+      import("./ingest"),
+      import("../adapters/pubsub"),
+      import("../adapters/firebase"),
+    ]);
     return ingest(
       {
+        db: firestore(),
         publish: (topic, message) => pubsub().topic(topic).publishMessage({ json: message }),
         owners: ownerList(KNOWLEDGE_OWNER_UIDS.value()),
         clock: systemClock,
@@ -49,8 +53,13 @@ export const searchKnowledge = callable({
   schema: SearchInput,
   options: SEARCH_OPTIONS,
   handler: async (input: SearchInput) => {
-    const [{ searchKnowledge: search }, runtime, { lanceDb }] = await Promise.all([import("./search"), import("./runtime"), import("../adapters/lance")]);
-    return search({ lance: lanceDb, provider: runtime.configuredProvider(), retry: runtime.retryPolicy() }, input);
+    const [{ searchKnowledge: search }, runtime, { lanceDb }, { firestore }] = await Promise.all([
+      import("./search"),
+      import("./runtime"),
+      import("../adapters/lance"),
+      import("../adapters/firebase"),
+    ]);
+    return search({ db: firestore(), lance: lanceDb, provider: runtime.configuredProvider(), retry: runtime.retryPolicy() }, input);
   },
 });
 
