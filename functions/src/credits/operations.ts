@@ -80,7 +80,7 @@ async function idempotentChange(
         if (check.rejection) return { rejection: check.rejection };
         if (check.replay) return { ...check.replay, replayed: true };
         if (extraReads) await extraReads(tx);
-        const account = accountFrom(uid, accountRef, accountSnapshot);
+        const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
         let posted: Posted;
         try {
           // build and postEntry check everything before they write, so a refusal here has written nothing.
