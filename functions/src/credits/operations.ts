@@ -125,11 +125,20 @@ export function spendCredits(deps: Deps, uid: string, input: SpendInput, actor =
   }, undefined, options);
 }
 
-/** Admin: adds credits (a grant or a recorded purchase). Creates the account if needed. */
+/**
+ * Admin keys belong to the user they act on, not to the admin: two admins
+ * processing the same purchase with the same key grant it once, and the same
+ * key with other parameters is refused, whoever sends it.
+ */
+function adminKeySpace(uid: string): string {
+  return `admin>${uid}`;
+}
+
+/** Admin: adds credits (a grant or a recorded purchase). Creates (or re-opens) the account if needed. */
 export function grantCredits(deps: Deps, adminUid: string, input: GrantInput): Promise<ChangeResult> {
   const actor = `admin:${adminUid}`;
   const scope: IdempotencyScope = {
-    owner: actor,
+    owner: adminKeySpace(input.user_id),
     operation: "grant",
     key: input.idempotency_key,
     params: { user_id: input.user_id, amount: input.amount, type: input.type, reason: input.reason },
@@ -148,7 +157,7 @@ export function grantCredits(deps: Deps, adminUid: string, input: GrantInput): P
 export function adjustCredits(deps: Deps, adminUid: string, input: AdjustInput): Promise<ChangeResult> {
   const actor = `admin:${adminUid}`;
   const scope: IdempotencyScope = {
-    owner: actor,
+    owner: adminKeySpace(input.user_id),
     operation: "adjust",
     key: input.idempotency_key,
     params: { user_id: input.user_id, amount: input.amount, reason: input.reason },
@@ -170,17 +179,17 @@ const REFUNDABLE = new Set(["spend", "capture"]);
  */
 export async function refundCredits(deps: Deps, adminUid: string, input: RefundInput): Promise<ChangeResult> {
   const actor = `admin:${adminUid}`;
+  const original = deps.db.collection(TRANSACTIONS).doc(input.transaction_id);
+  // The owner of an entry never changes, so it can be learnt before the transaction (for the user lock and key space).
+  const probe = await original.get();
+  if (!probe.exists) throw new NotFound(`Transaction ${input.transaction_id}`);
+  const uid = String(probe.get("user_id"));
   const scope: IdempotencyScope = {
-    owner: actor,
+    owner: adminKeySpace(uid),
     operation: "refund",
     key: input.idempotency_key,
     params: { transaction_id: input.transaction_id, amount: input.amount ?? null, reason: input.reason },
   };
-  const original = deps.db.collection(TRANSACTIONS).doc(input.transaction_id);
-  // The owner of an entry never changes, so it can be learnt before the transaction (for the user lock).
-  const probe = await original.get();
-  if (!probe.exists) throw new NotFound(`Transaction ${input.transaction_id}`);
-  const uid = String(probe.get("user_id"));
   let refundable = 0;
   let alreadyRefunded = 0;
   const readOriginal = async (tx: Transaction) => {
