@@ -37,10 +37,11 @@ describe("integration: closed and re-opened credit accounts", function () {
     assert.equal(before, 3);
 
     await db().collection("users").doc(uid).delete();
-    const first = await closeAccount({ db: db() }, uid);
+    const deletedAt = new Date();
+    const first = await closeAccount({ db: db() }, uid, deletedAt);
     assert.deepEqual(first, { jobsFailed: 1, holdsReleased: 1, errors: [] });
     // A redelivered trigger finds everything settled.
-    const again = await closeAccount({ db: db() }, uid);
+    const again = await closeAccount({ db: db() }, uid, deletedAt);
     assert.deepEqual(again, { jobsFailed: 0, holdsReleased: 0, errors: [] });
 
     assert.equal((await jobDoc(job.job_id)).status, "failed");
@@ -82,6 +83,24 @@ describe("integration: closed and re-opened credit accounts", function () {
     const spent = await spendCredits({ db: db() }, uid, { feature: "chat.message", quantity: 1, idempotency_key: "s3" });
     assert.equal(spent.version, 4);
     await createJob({ db: db() }, uid, { type: "report", input: { subject: "back", pages: 1 }, idempotency_key: "j2" });
+    await assertJobInvariants(uid);
+  });
+
+  it("when the deletion event arrives after the account was re-opened, then only work from before the deletion is settled", async () => {
+    const uid = newUid("late-delete");
+    await fund(uid, 100);
+    const old = await createJob({ db: db() }, uid, { type: "report", input: { subject: "old", pages: 1 }, idempotency_key: `j-${randomUUID()}` });
+    await db().collection("users").doc(uid).delete();
+    const deletedAt = new Date();
+    await grant(uid, 10);
+    const fresh = await createJob({ db: db() }, uid, { type: "report", input: { subject: "new", pages: 1 }, idempotency_key: `j-${randomUUID()}` });
+    await looseHold(uid, `${uid}-fresh`, 5);
+
+    const result = await closeAccount({ db: db() }, uid, deletedAt);
+    assert.deepEqual(result, { jobsFailed: 1, holdsReleased: 0, errors: [] });
+    assert.equal((await jobDoc(old.job_id)).status, "failed");
+    assert.equal((await jobDoc(fresh.job_id)).status, "queued");
+    assert.equal((await db().collection("credit_holds").doc(`${uid}-fresh`).get()).get("status"), "open");
     await assertJobInvariants(uid);
   });
 });

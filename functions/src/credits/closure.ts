@@ -7,7 +7,9 @@
  * here. Every settlement is a ledger entry on the closed account, which does
  * not bring the user document back (see ledger.ts); a later grant re-opens the
  * account and its versions and balance continue. Running this again (a
- * redelivered trigger) finds everything settled and writes nothing.
+ * redelivered trigger) finds everything settled and writes nothing. Only jobs
+ * and holds created before the deletion are settled: a late or redelivered
+ * event must not fail the work of an account re-opened since.
  */
 import type { Database } from "firebase-admin/database";
 import type { Firestore } from "firebase-admin/firestore";
@@ -30,10 +32,11 @@ export interface ClosureResult {
 const ACTOR = "system:onUserDeleted";
 const REASON = "account deleted";
 
-export async function closeAccount(deps: ClosureDeps, uid: string): Promise<ClosureResult> {
+export async function closeAccount(deps: ClosureDeps, uid: string, deletedAt: Date): Promise<ClosureResult> {
   const result: ClosureResult = { jobsFailed: 0, holdsReleased: 0, errors: [] };
   const open = await deps.db.collection(JOBS).where("user_id", "==", uid).where("status", "in", ["queued", "running"]).get();
   for (const doc of open.docs) {
+    if (!createdBy(doc.get("created_at"), deletedAt)) continue;
     try {
       // No Mongo in the deps: a deleted user gets no notification.
       const { changed } = await finishJob({ db: deps.db, rtdb: deps.rtdb }, doc.id, { status: "failed", error: REASON, actor: ACTOR, reason: REASON });
@@ -46,6 +49,7 @@ export async function closeAccount(deps: ClosureDeps, uid: string): Promise<Clos
   const holds = await deps.db.collection(HOLDS).where("user_id", "==", uid).where("status", "==", "open").get();
   for (const doc of holds.docs) {
     if (doc.get("job_id") !== null && doc.get("job_id") !== undefined) continue;
+    if (!createdBy(doc.get("created_at"), deletedAt)) continue;
     try {
       const { settled } = await settleHold(deps.db, doc.id, { kind: "release" }, ACTOR, REASON);
       if (settled) result.holdsReleased += 1;
@@ -54,4 +58,10 @@ export async function closeAccount(deps: ClosureDeps, uid: string): Promise<Clos
     }
   }
   return result;
+}
+
+/** Whether a document's `created_at` (a Firestore Timestamp) is not after `deletedAt`. */
+function createdBy(createdAt: unknown, deletedAt: Date): boolean {
+  const at = createdAt as { toMillis?: () => number } | null | undefined;
+  return typeof at?.toMillis === "function" && at.toMillis() <= deletedAt.getTime();
 }
