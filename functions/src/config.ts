@@ -159,7 +159,13 @@ export const REGION = "us-central1";
 
 export const RATE_LIMIT_SPEND_PER_MINUTE = defineInt("RATE_LIMIT_SPEND_PER_MINUTE", {
   default: 300,
-  description: "Spends (callable, metering endpoint, offline queue) one user may make per minute; half of it per instance while Redis is down.",
+  description: "Spends (callable, metering endpoint, offline queue) one user may make per minute, counted in Redis.",
+});
+
+export const RATE_LIMIT_SPEND_FALLBACK_PER_INSTANCE = defineInt("RATE_LIMIT_SPEND_FALLBACK_PER_INSTANCE", {
+  default: 15,
+  description:
+    "Spends one user may make per minute on one instance while Redis is down; instances do not share it, so the outage bound is maxInstances (20) × this.",
 });
 
 export const LOW_BALANCE_THRESHOLD = defineInt("LOW_BALANCE_THRESHOLD", {

@@ -24,6 +24,7 @@ const functions: Record<string, Loader> = {
   adjustCredits: () => require("./credits/callables").adjustCredits,
   meterUsage: () => require("./credits/meter").meterUsage,
   applyOperationQueue: () => require("./credits/queue-trigger").applyOperationQueue,
+  onUserDeleted: () => require("./credits/closure-trigger").onUserDeleted,
   mirrorUserBalance: () => require("./mirror/triggers").mirrorUserBalance,
   auditUsers: () => require("./audit/triggers").auditUsers,
   auditRouterAlerts: () => require("./audit/triggers").auditRouterAlerts,

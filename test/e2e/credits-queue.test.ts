@@ -62,4 +62,20 @@ describe("e2e: offline operation queue (RTDB trigger)", function () {
     assert.equal(state.balance, 5);
     assert.equal(state.entries, 1);
   });
+
+  it("when a rejected queued spend's create event is delivered again after a top-up, then it stays rejected and nothing is spent", async () => {
+    const uid = newUid();
+    await fund(uid, 5);
+    const op = { type: "spend", feature: "image.generate", quantity: 1, created_at: Date.now() };
+    await realtimeDb().ref(`operation_queues/${uid}/late`).set(op);
+    const rejected = await waitFor("rejected", async () => ((await entry(uid, "late"))?.status ? entry(uid, "late") : undefined));
+    assert.equal(rejected?.status, "rejected");
+    await fund(uid, 100);
+    const { status } = await deliver(suite.functionsOrigin, "applyOperationQueue", rtdbWrittenEvent(`operation_queues/${uid}/late`, null, op));
+    assert.ok(status < 300, `delivery answered ${status}`);
+    assert.deepEqual(await entry(uid, "late"), rejected);
+    assert.equal((await ledgerOf(uid)).filter((e) => e.type === "spend").length, 0);
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 105);
+  });
 });

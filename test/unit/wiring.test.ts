@@ -39,6 +39,7 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
     filter: { ref: "operation_queues/{uid}/{opId}", instance: "*" },
     retry: true,
   },
+  onUserDeleted: { kind: "event", eventType: "google.cloud.firestore.document.v1.deleted", filter: { document: "users/{uid}", database: "(default)", namespace: "(default)" }, retry: true, timeoutSeconds: 120 },
   mirrorUserBalance: { kind: "event", eventType: "google.cloud.firestore.document.v1.written", filter: { document: "users/{uid}", database: "(default)", namespace: "(default)" }, retry: true },
   auditUsers: { kind: "event", eventType: "google.cloud.firestore.document.v1.written", filter: { document: "users/{uid}", database: "(default)", namespace: "(default)" }, retry: true },
   auditRouterAlerts: { kind: "event", eventType: "google.cloud.firestore.document.v1.written", filter: { document: "model_router_alerts/{alertId}", database: "(default)", namespace: "(default)" }, retry: true },

@@ -5,12 +5,15 @@
  * `idempotency_keys/{sha256(caller, key)}` holds a fingerprint of the request
  * and the response, written in the same transaction as the effect. A replay
  * with the same parameters returns the stored response; the same key with
- * other parameters is refused and writes nothing. Only successes are stored:
- * a request that failed wrote nothing, so it may be retried with its key.
+ * other parameters is refused and writes nothing. Normally only successes are
+ * stored: a request that failed wrote nothing, so it may be retried with its
+ * key. Where an answer must be final (a queued op: invariant 11), the use case
+ * also records a refusal (`rejection`), and every later delivery gets it back.
  */
 import { createHash } from "node:crypto";
 import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
+import { DomainError, type ErrorCode } from "../shared/errors";
 import { IdempotencyKeyReused } from "./errors";
 
 export const IDEMPOTENCY_KEYS = "idempotency_keys";
@@ -31,6 +34,20 @@ export interface IdempotencyCheck<R> {
   fingerprint: string;
   /** The first response, when this is a replay. */
   replay?: R;
+  /** The recorded refusal, when the first answer was one (see recordRejection). */
+  rejection?: RecordedRejection;
+}
+
+/** A refusal stored as the key's final answer. */
+export interface RecordedRejection {
+  code: ErrorCode;
+  message: string;
+  details: Record<string, unknown> | null;
+}
+
+/** The error a recorded refusal is answered with again. */
+export function rejectionError(rejection: RecordedRejection): DomainError {
+  return new DomainError(rejection.code, rejection.message, rejection.details ?? undefined);
 }
 
 export function fingerprintOf(operation: string, params: unknown): string {
@@ -53,18 +70,31 @@ export function idempotencyFrom<R>(ref: DocumentReference, scope: IdempotencySco
   const fingerprint = fingerprintOf(scope.operation, scope.params);
   if (!snapshot.exists) return { ref, fingerprint };
   if (snapshot.get("fingerprint") !== fingerprint) throw new IdempotencyKeyReused();
+  const rejection = snapshot.get("rejection") as RecordedRejection | undefined;
+  if (rejection) return { ref, fingerprint, rejection };
   return { ref, fingerprint, replay: snapshot.get("response") as R };
 }
 
 /** Stores the response with the effect (same transaction). */
 export function recordIdempotency<R>(tx: Transaction, check: IdempotencyCheck<R>, scope: IdempotencyScope, response: R, now: Date): void {
+  writeRecord(tx, check, scope, { response }, now);
+}
+
+/** Stores a refusal as the key's final answer, in the transaction that decided it (nothing else is written). */
+export function recordRejection<R>(tx: Transaction, check: IdempotencyCheck<R>, scope: IdempotencyScope, error: DomainError, now: Date): RecordedRejection {
+  const rejection: RecordedRejection = { code: error.code, message: error.message, details: error.details ?? null };
+  writeRecord(tx, check, scope, { rejection }, now);
+  return rejection;
+}
+
+function writeRecord<R>(tx: Transaction, check: IdempotencyCheck<R>, scope: IdempotencyScope, answer: Record<string, unknown>, now: Date): void {
   const { FieldValue } = firestoreValues();
   tx.create(check.ref, {
     owner: scope.owner,
     operation: scope.operation,
     key: scope.key,
     fingerprint: check.fingerprint,
-    response,
+    ...answer,
     created_at: FieldValue.serverTimestamp(),
     expire_at: new Date(now.getTime() + IDEMPOTENCY_RETENTION_MS),
   });

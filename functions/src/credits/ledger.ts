@@ -7,6 +7,12 @@
  * produce version N (the second transaction sees the first's user document and
  * retries). Firestore requires all reads of a transaction before its writes, so
  * callers read (`readAccount`, `readHold`, idempotency) first, then post.
+ *
+ * Deleting `users/{uid}` closes the account but keeps its ledger: the account
+ * is then read from the last ledger entry (version, balance_after, held_after),
+ * so versions continue and balance = Σ ledger. Entries on a closed account
+ * (settling its jobs and holds) do not bring the user document back; only an
+ * addition of credits (grant, purchase) re-opens it, with the kept balance.
  */
 import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
@@ -21,7 +27,10 @@ export type EntryType = "grant" | "purchase" | "spend" | "hold" | "capture" | "r
 export interface Account {
   uid: string;
   ref: DocumentReference;
+  /** The user document exists. */
   exists: boolean;
+  /** No user document but a ledger: a deleted account, read from its last entry. */
+  closed: boolean;
   balance: number;
   held: number;
   version: number;
@@ -64,21 +73,43 @@ export function entryId(uid: string, version: number): string {
 
 export async function readAccount(tx: Transaction, db: Firestore, uid: string): Promise<Account> {
   const ref = userRef(db, uid);
-  return accountFrom(uid, ref, await tx.get(ref));
+  return accountFrom(tx, db, uid, ref, await tx.get(ref));
 }
 
-/** The account in a snapshot read by the caller (e.g. batched with other reads through tx.getAll). */
-export function accountFrom(uid: string, ref: DocumentReference, snapshot: DocumentSnapshot): Account {
-  const data = snapshot.data() ?? {};
+/**
+ * The account for a user-document snapshot read by the caller in `tx` (e.g.
+ * batched with other reads through tx.getAll). Without a document, the last
+ * ledger entry is read in the same transaction (the rare path of a deleted account).
+ */
+export async function accountFrom(tx: Transaction, db: Firestore, uid: string, ref: DocumentReference, snapshot: DocumentSnapshot): Promise<Account> {
+  if (snapshot.exists) {
+    const data = snapshot.data() ?? {};
+    return {
+      uid,
+      ref,
+      exists: true,
+      closed: false,
+      balance: numberOr0(data.credits_balance),
+      held: numberOr0(data.credits_held),
+      version: numberOr0(data.ledger_version),
+    };
+  }
+  const last = await tx.get(db.collection(TRANSACTIONS).where("user_id", "==", uid).orderBy("ledger_version", "desc").limit(1));
+  const entry = last.docs[0]?.data();
+  if (!entry) return { uid, ref, exists: false, closed: false, balance: 0, held: 0, version: 0 };
   return {
     uid,
     ref,
-    exists: snapshot.exists,
-    balance: numberOr0(data.credits_balance),
-    held: numberOr0(data.credits_held),
-    version: numberOr0(data.ledger_version),
+    exists: false,
+    closed: true,
+    balance: numberOr0(entry.balance_after),
+    held: numberOr0(entry.held_after),
+    version: numberOr0(entry.ledger_version),
   };
 }
+
+/** Entries that re-open a closed account (bring its user document back); everything else is settled without it. */
+const REOPENS: ReadonlySet<EntryType> = new Set(["grant", "purchase"]);
 
 export function available(account: Pick<Account, "balance" | "held">): number {
   return account.balance - account.held;
@@ -105,18 +136,21 @@ export function postEntry(tx: Transaction, db: Firestore, account: Account, chan
   const now = FieldValue.serverTimestamp();
   const transactionId = entryId(account.uid, version);
 
-  tx.set(
-    account.ref,
-    {
-      credits_balance: balance,
-      credits_held: held,
-      ledger_version: version,
-      updated_at: now,
-      updated_by: change.actor,
-      ...(account.exists ? {} : { created_at: now, tier: "free" }),
-    },
-    { merge: true },
-  );
+  const writeUser = !account.closed || REOPENS.has(change.type);
+  if (writeUser) {
+    tx.set(
+      account.ref,
+      {
+        credits_balance: balance,
+        credits_held: held,
+        ledger_version: version,
+        updated_at: now,
+        updated_by: change.actor,
+        ...(account.exists ? {} : { created_at: now, tier: "free" }),
+      },
+      { merge: true },
+    );
+  }
   tx.create(db.collection(TRANSACTIONS).doc(transactionId), {
     user_id: account.uid,
     type: change.type,
@@ -137,7 +171,8 @@ export function postEntry(tx: Transaction, db: Firestore, account: Account, chan
     created_at: now,
   });
 
-  account.exists = true;
+  account.exists = writeUser;
+  account.closed = !writeUser;
   account.balance = balance;
   account.held = held;
   account.version = version;

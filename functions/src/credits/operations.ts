@@ -11,7 +11,15 @@ import { InsufficientCredits } from "./errors";
 import { TRANSACTION_ATTEMPTS } from "./holds";
 import { withUserLock } from "./userlock";
 import type { RedisGateway } from "../adapters/redis";
-import { idempotencyFrom, idempotencyRef, recordIdempotency, type IdempotencyScope } from "./idempotency";
+import {
+  idempotencyFrom,
+  idempotencyRef,
+  recordIdempotency,
+  recordRejection,
+  rejectionError,
+  type IdempotencyScope,
+  type RecordedRejection,
+} from "./idempotency";
 import { TRANSACTIONS, accountFrom, available, postEntry, userRef, type Change, type Posted } from "./ledger";
 import { priceOf } from "./pricebook";
 import type { AdjustInput, GrantInput, ListTransactionsInput, RefundInput, SpendInput } from "./schemas";
@@ -35,11 +43,22 @@ export interface Balance {
   version: number;
 }
 
+/** How a use case answers a refusal decided inside its transaction. */
+export interface ChangeOptions {
+  /**
+   * Record the refusal as the key's final answer (same transaction), so a later
+   * delivery of the same request is refused again even if it could now succeed.
+   * For answers that must never change (queued ops, invariant 11); callers that
+   * may simply retry a refused request leave it off.
+   */
+  finalRejections?: boolean;
+}
+
 /**
  * Runs an idempotent ledger change for `uid`, one user at a time where Redis
- * allows (see userlock.ts): replay → stored response; otherwise
- * `extraReads` (more reads the change depends on), then `build(account)` gives
- * the change to post.
+ * allows (see userlock.ts): replay → stored response (or stored refusal);
+ * otherwise `extraReads` (more reads the change depends on), then
+ * `build(account)` gives the change to post.
  */
 async function idempotentChange(
   deps: Deps,
@@ -47,30 +66,41 @@ async function idempotentChange(
   uid: string,
   build: (account: { balance: number; held: number; exists: boolean }, tx: Transaction) => Change,
   extraReads?: (tx: Transaction) => Promise<void>,
+  options: ChangeOptions = {},
 ): Promise<ChangeResult> {
   const clock = deps.clock ?? systemClock;
-  return withUserLock(deps.lock, uid, () =>
+  const answer = await withUserLock(deps.lock, uid, () =>
     deps.db.runTransaction(
-      async (tx) => {
+      async (tx): Promise<ChangeResult | { rejection: RecordedRejection }> => {
         // The idempotency record and the account in one round trip.
         const keyRef = idempotencyRef(deps.db, scope);
         const accountRef = userRef(deps.db, uid);
         const [keySnapshot, accountSnapshot] = await tx.getAll(keyRef, accountRef);
         const check = idempotencyFrom<Posted>(keyRef, scope, keySnapshot);
+        if (check.rejection) return { rejection: check.rejection };
         if (check.replay) return { ...check.replay, replayed: true };
         if (extraReads) await extraReads(tx);
-        const account = accountFrom(uid, accountRef, accountSnapshot);
-        const posted = postEntry(tx, deps.db, account, build(account, tx));
+        const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
+        let posted: Posted;
+        try {
+          // build and postEntry check everything before they write, so a refusal here has written nothing.
+          posted = postEntry(tx, deps.db, account, build(account, tx));
+        } catch (error) {
+          if (!options.finalRejections || !(error instanceof DomainError)) throw error;
+          return { rejection: recordRejection(tx, check, scope, error, clock.now()) };
+        }
         recordIdempotency(tx, check, scope, posted, clock.now());
         return { ...posted, replayed: false };
       },
       { maxAttempts: TRANSACTION_ATTEMPTS },
     ),
   );
+  if ("rejection" in answer) throw rejectionError(answer.rejection);
+  return answer;
 }
 
 /** Spends credits for metered usage, priced from the server's price book. */
-export function spendCredits(deps: Deps, uid: string, input: SpendInput, actor = `user:${uid}`): Promise<ChangeResult> {
+export function spendCredits(deps: Deps, uid: string, input: SpendInput, actor = `user:${uid}`, options: ChangeOptions = {}): Promise<ChangeResult> {
   const cost = priceOf(input.feature, input.quantity);
   const scope: IdempotencyScope = {
     owner: actor === `user:${uid}` ? `user:${uid}` : `${actor}>${uid}`,
@@ -92,14 +122,23 @@ export function spendCredits(deps: Deps, uid: string, input: SpendInput, actor =
       quantity: input.quantity,
       metadata: input.metadata,
     };
-  });
+  }, undefined, options);
 }
 
-/** Admin: adds credits (a grant or a recorded purchase). Creates the account if needed. */
+/**
+ * Admin keys belong to the user they act on, not to the admin: two admins
+ * processing the same purchase with the same key grant it once, and the same
+ * key with other parameters is refused, whoever sends it.
+ */
+function adminKeySpace(uid: string): string {
+  return `admin>${uid}`;
+}
+
+/** Admin: adds credits (a grant or a recorded purchase). Creates (or re-opens) the account if needed. */
 export function grantCredits(deps: Deps, adminUid: string, input: GrantInput): Promise<ChangeResult> {
   const actor = `admin:${adminUid}`;
   const scope: IdempotencyScope = {
-    owner: actor,
+    owner: adminKeySpace(input.user_id),
     operation: "grant",
     key: input.idempotency_key,
     params: { user_id: input.user_id, amount: input.amount, type: input.type, reason: input.reason },
@@ -118,7 +157,7 @@ export function grantCredits(deps: Deps, adminUid: string, input: GrantInput): P
 export function adjustCredits(deps: Deps, adminUid: string, input: AdjustInput): Promise<ChangeResult> {
   const actor = `admin:${adminUid}`;
   const scope: IdempotencyScope = {
-    owner: actor,
+    owner: adminKeySpace(input.user_id),
     operation: "adjust",
     key: input.idempotency_key,
     params: { user_id: input.user_id, amount: input.amount, reason: input.reason },
@@ -140,17 +179,17 @@ const REFUNDABLE = new Set(["spend", "capture"]);
  */
 export async function refundCredits(deps: Deps, adminUid: string, input: RefundInput): Promise<ChangeResult> {
   const actor = `admin:${adminUid}`;
+  const original = deps.db.collection(TRANSACTIONS).doc(input.transaction_id);
+  // The owner of an entry never changes, so it can be learnt before the transaction (for the user lock and key space).
+  const probe = await original.get();
+  if (!probe.exists) throw new NotFound(`Transaction ${input.transaction_id}`);
+  const uid = String(probe.get("user_id"));
   const scope: IdempotencyScope = {
-    owner: actor,
+    owner: adminKeySpace(uid),
     operation: "refund",
     key: input.idempotency_key,
     params: { transaction_id: input.transaction_id, amount: input.amount ?? null, reason: input.reason },
   };
-  const original = deps.db.collection(TRANSACTIONS).doc(input.transaction_id);
-  // The owner of an entry never changes, so it can be learnt before the transaction (for the user lock).
-  const probe = await original.get();
-  if (!probe.exists) throw new NotFound(`Transaction ${input.transaction_id}`);
-  const uid = String(probe.get("user_id"));
   let refundable = 0;
   let alreadyRefunded = 0;
   const readOriginal = async (tx: Transaction) => {

@@ -2,10 +2,12 @@
  * The offline operation queue: clients write operations to RTDB
  * `operation_queues/{uid}/{opId}` (e.g. while offline); this applies each once.
  *
- * The op id is the idempotency key, so however often and in whatever order the
- * trigger fires, the spend happens once and every delivery writes back the
- * same outcome. Entries that already carry a `status` are outcomes written by
- * this code, not new work.
+ * The op id is the idempotency key, and its record owns the answer: a spend
+ * and a refusal decided in the spend's transaction (e.g. insufficient credits)
+ * are both recorded there, so however often and in whatever order the trigger
+ * fires, even after a top-up, every delivery gets the first answer back and
+ * the status never changes once written (invariant 11). Entries that already
+ * carry a `status` are outcomes written by this code, not new work.
  */
 import type { Database } from "firebase-admin/database";
 import type { Firestore } from "firebase-admin/firestore";
@@ -47,6 +49,7 @@ export async function applyQueuedOperation(deps: QueueDeps, uid: string, opId: s
       uid,
       { feature: operation.feature, quantity: operation.quantity, idempotency_key: `op:${opId}`, metadata: operation.metadata },
       `user:${uid}`,
+      { finalRejections: true },
     );
     const { replayed: _replayed, ...stable } = result;
     writeBack = { status: "applied", result: stable, error: null };
@@ -59,16 +62,14 @@ export async function applyQueuedOperation(deps: QueueDeps, uid: string, opId: s
     writeBack = { status: "rejected", result: null, error: { code: httpsError.code, message: httpsError.message, details: httpsError.details ?? null } };
     outcome = "rejected";
   }
-  // Written back in a transaction, so concurrent deliveries agree: "applied" (the spend happened) always
-  // wins over "rejected" (a delivery that ran before credits arrived), and nothing overwrites "applied".
+  // Every delivery carries the recorded answer, so the first write-back stands and later ones change nothing.
   // A null node is answered with null: a no-op if it is really gone (never resurrected), and if it is
   // only not cached yet, the server refuses the guess and runs the function again with the real value.
   const ref = deps.rtdb.ref(`${OPERATION_QUEUES}/${uid}/${opId}`);
   await ref.transaction((current: unknown) => {
     if (current === null) return null;
     if (typeof current !== "object") return undefined;
-    const status = (current as { status?: string }).status;
-    if (status === "applied" || (status === "rejected" && outcome !== "applied")) return undefined;
+    if ("status" in current) return undefined;
     return { ...current, ...writeBack, processed_at: clock.now().getTime() };
   });
   return outcome;

@@ -3,11 +3,13 @@
  *
  * In Redis: a fixed-window counter updated by one Lua script (atomic across
  * instances). Without Redis (down, slow, circuit open): a per-instance
- * fallback that allows only a fraction of the limit, so an outage never means
- * unlimited spending and never makes a caller wait.
+ * fallback window with its own limit, so an outage never means unlimited
+ * spending and never makes a caller wait. Instances do not share it, so the
+ * real bound during an outage is (instances serving the user) × that limit,
+ * at most maxInstances × RATE_LIMIT_SPEND_FALLBACK_PER_INSTANCE.
  */
 import { redis as redisGateway, type RedisGateway } from "../adapters/redis";
-import { RATE_LIMIT_SPEND_PER_MINUTE } from "../config";
+import { RATE_LIMIT_SPEND_FALLBACK_PER_INSTANCE, RATE_LIMIT_SPEND_PER_MINUTE } from "../config";
 import { RateLimited } from "./errors";
 
 /** KEYS[1] counter; ARGV[1] window ms, ARGV[2] limit → {allowed 0/1, count, ms until reset}. */
@@ -29,8 +31,8 @@ export interface RateLimitDecision {
 export interface RateLimiterOptions {
   limit: number;
   windowMs: number;
-  /** Share of `limit` the per-instance fallback allows (instances do not share it). */
-  fallbackShare: number;
+  /** What one instance allows per window without Redis (instances do not share it). */
+  fallbackLimit: number;
   now?: () => number;
 }
 
@@ -64,8 +66,7 @@ export class RateLimiter {
     current.count += 1;
     this.local.set(key, current);
     if (this.local.size > 10_000) this.prune(windowStart);
-    const limit = Math.max(1, Math.floor(this.options.limit * this.options.fallbackShare));
-    const allowed = current.count <= limit;
+    const allowed = current.count <= this.options.fallbackLimit;
     return { allowed, retryAfterMs: allowed ? 0 : windowStart + this.options.windowMs - now, source: "fallback" };
   }
 
@@ -81,7 +82,7 @@ export function spendLimiter(): RateLimiter {
   limiter ??= new RateLimiter(redisGateway(), {
     limit: RATE_LIMIT_SPEND_PER_MINUTE.value(),
     windowMs: 60_000,
-    fallbackShare: 0.5,
+    fallbackLimit: RATE_LIMIT_SPEND_FALLBACK_PER_INSTANCE.value(),
   });
   return limiter;
 }

@@ -12,7 +12,8 @@
  *   `scheduler_state/{stateId}`; the next run starts there, so later policies
  *   are never starved by a large first one. At least one page is done per run.
  */
-import type { Database } from "firebase-admin/database";
+import { isDeepStrictEqual } from "node:util";
+import type { Database, Reference } from "firebase-admin/database";
 import type { BulkWriter, BulkWriterOptions, Firestore, Query, QueryDocumentSnapshot } from "firebase-admin/firestore";
 import type { Db } from "mongodb";
 import type { Connection } from "@lancedb/lancedb";
@@ -375,21 +376,24 @@ async function applyRtdb(
     const parents = Object.entries((snapshot.val() ?? {}) as Record<string, Record<string, unknown>>)
       .filter(([key]) => key !== lastKey)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    const removals: Record<string, null> = {};
+    const removals: Array<{ path: string; read: unknown }> = [];
     for (const [parent, entries] of parents) {
       for (const [child, entry] of Object.entries(entries ?? {})) {
         if (typeof entry !== "object" || entry === null) continue;
         const { status, [policy.timestampField]: at } = entry as Record<string, unknown>;
         if (typeof status === "string" && policy.statusIn.includes(status) && typeof at === "number" && at < oldest) {
-          removals[`${parent}/${child}`] = null;
+          removals.push({ path: `${parent}/${child}`, read: entry });
         }
       }
     }
-    const count = Object.keys(removals).length;
-    outcome.matched += count;
-    if (count > 0) {
-      await root.update(removals);
-      outcome.applied += count;
+    outcome.matched += removals.length;
+    for (const { path, read } of removals) {
+      try {
+        if (await removeIfUnchanged(root.child(path), read)) outcome.applied += 1;
+        else outcome.skipped += 1;
+      } catch {
+        outcome.skipped += 1; // one entry failing never stops the page (invariant 14)
+      }
     }
     if (parents.length > 0) lastKey = parents[parents.length - 1][0];
     if (parents.length < deps.pageSize) {
@@ -397,6 +401,23 @@ async function applyRtdb(
       return null;
     }
   }
+}
+
+/**
+ * Removes an RTDB entry only if it still equals what was read (invariant 13):
+ * an entry rewritten since the page was read (say, re-queued under the same id)
+ * stays. The check and the removal are one RTDB transaction. A null first guess
+ * is answered with null: a no-op if the entry is gone, and if it is only not
+ * cached, the server refuses the guess and the check runs on the real value.
+ */
+export async function removeIfUnchanged(ref: Reference, read: unknown): Promise<boolean> {
+  let removed = false;
+  const result = await ref.transaction((current: unknown) => {
+    removed = current !== null && isDeepStrictEqual(current, read);
+    if (current === null) return null;
+    return removed ? null : undefined;
+  }, undefined, false);
+  return result.committed && removed;
 }
 
 async function applyMongo(deps: TtlDeps, policy: MongoPolicy, budget: Budget, outcome: PolicyOutcome): Promise<void> {

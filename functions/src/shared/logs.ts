@@ -16,6 +16,8 @@ export const logs = {
   redisCircuitClosed: () => logger.info("redis_circuit_closed"),
   queuedOperation: (uid: string, opId: string, outcome: string, code?: string) =>
     logger.info("queued_operation", { uid, op_id: opId, outcome, code }),
+  accountClosed: (uid: string, eventId: string, jobsFailed: number, holdsReleased: number, errors: number) =>
+    logger.info("account_closed", { uid, event_id: eventId, jobs_failed: jobsFailed, holds_released: holdsReleased, errors }),
   knowledgeIngestRequested: (fields: Fields) => logger.info("knowledge_ingest_requested", fields),
   knowledgeDeleted: (fields: Fields) => logger.info("knowledge_deleted", fields),
   embeddingIndexed: (fields: Fields) => logger.info("embedding_indexed", fields),
