@@ -5,6 +5,7 @@
 import { HttpsError, onCall, type CallableOptions, type CallableRequest } from "firebase-functions/v2/https";
 import { ZodError, type ZodType, type ZodTypeDef } from "zod";
 import { DomainError, InvalidInput, PermissionDenied, Unauthenticated } from "./errors";
+import { MAX_BODY_DEPTH } from "./ids";
 import { logs } from "./logs";
 
 /** Who is calling, from `request.auth` only. */
@@ -63,16 +64,28 @@ export function parseInput<I>(schema: ZodType<I, ZodTypeDef, unknown>, data: unk
 
 const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
 
-/** Refuses input that carries prototype-polluting keys anywhere, before anything reads it. */
-export function rejectPrototypeKeys(value: unknown, path: string[] = []): void {
-  if (value === null || typeof value !== "object") return;
-  for (const key of Object.keys(value)) {
-    if (PROTOTYPE_KEYS.has(key)) {
-      const at = [...path, key].filter((part) => part !== "data").join(".");
-      throw new InvalidInput(`Invalid input (${at}: reserved key)`, [{ path: at, message: "reserved key", code: "unrecognized_keys" }]);
+/**
+ * Refuses input that carries prototype-polluting keys anywhere, before anything reads it, and input nested
+ * deeper than any schema accepts. Walked with an explicit stack: a body nested 20,000 deep must get
+ * `invalid-argument`, not overflow the call stack.
+ */
+export function rejectPrototypeKeys(value: unknown): void {
+  const stack: Array<{ value: unknown; path: string[] }> = [{ value, path: [] }];
+  while (stack.length > 0) {
+    const { value: current, path } = stack.pop()!;
+    if (current === null || typeof current !== "object") continue;
+    if (path.length > MAX_BODY_DEPTH) throw invalidAt(path, `nested deeper than ${MAX_BODY_DEPTH} levels`, "too_big");
+    for (const key of Object.keys(current)) {
+      if (PROTOTYPE_KEYS.has(key)) throw invalidAt([...path, key], "reserved key", "unrecognized_keys");
+      stack.push({ value: (current as Record<string, unknown>)[key], path: [...path, key] });
     }
-    rejectPrototypeKeys((value as Record<string, unknown>)[key], [...path, key]);
   }
+}
+
+function invalidAt(path: string[], message: string, code: string): InvalidInput {
+  // A callable's body wraps its input in `data`; clients know their fields without it.
+  const at = path.filter((part) => part !== "data").join(".");
+  return new InvalidInput(`Invalid input (${at || "input"}: ${message})`, [{ path: at, message, code }]);
 }
 
 /** The single mapping from anything thrown to what a client may see. */
