@@ -2,7 +2,8 @@
  * The one way callables are declared: auth first, then the strict zod schema,
  * then the use case; every error mapped to an HttpsError in one place.
  */
-import { HttpsError, onCall, type CallableOptions, type CallableRequest } from "firebase-functions/v2/https";
+import { HttpsError, onCall, type CallableOptions, type CallableRequest, type Request } from "firebase-functions/v2/https";
+import type { Response } from "express";
 import { ZodError, type ZodType, type ZodTypeDef } from "zod";
 import { DomainError, InvalidInput, PermissionDenied, Unauthenticated } from "./errors";
 import { MAX_BODY_DEPTH } from "./ids";
@@ -27,19 +28,37 @@ export interface CallableSpec<I, O> {
 }
 
 export function callable<I, O>(spec: CallableSpec<I, O>) {
-  return onCall(spec.options ?? {}, async (request: CallableRequest<unknown>) => {
+  const handler = onCall(spec.options ?? {}, async (request: CallableRequest<unknown>) => {
     try {
       const caller = callerOf(request);
       if (spec.access !== "public" && !caller) throw new Unauthenticated();
       if (spec.access === "admin" && !caller?.admin) throw new PermissionDenied("This function is for administrators.");
-      // The SDK's decoding drops `__proto__` keys silently; the raw body still has them.
-      rejectPrototypeKeys(request.rawRequest?.body);
       const input = parseInput(spec.schema, request.data);
       return await spec.handler(input, caller);
     } catch (error) {
       throw toHttpsError(error, spec.name);
     }
   });
+  return guardRawBody(handler);
+}
+
+/**
+ * Checks the raw body before the SDK decodes it: its decoding recurses (a body nested 20,000 deep overflows the
+ * stack and is answered `internal`) and drops `__proto__` keys silently. The returned function keeps the SDK
+ * function's properties (`__endpoint`, `run`, …), so deployment and tests see the same callable.
+ */
+function guardRawBody<F extends (request: Request, response: Response) => unknown>(handler: F): F {
+  const guarded = (request: Request, response: Response) => {
+    try {
+      rejectPrototypeKeys((request.body as { data?: unknown } | undefined)?.data, ["data"]);
+    } catch (error) {
+      const httpsError = toHttpsError(error, "callable");
+      response.status(httpsError.httpErrorCode.status).json({ error: httpsError.toJSON() });
+      return;
+    }
+    return handler(request, response);
+  };
+  return Object.defineProperties(guarded, Object.getOwnPropertyDescriptors(handler)) as unknown as F;
 }
 
 export function callerOf(request: { auth?: { uid: string; token: Record<string, unknown> } }): Caller | undefined {
@@ -69,8 +88,8 @@ const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
  * deeper than any schema accepts. Walked with an explicit stack: a body nested 20,000 deep must get
  * `invalid-argument`, not overflow the call stack.
  */
-export function rejectPrototypeKeys(value: unknown): void {
-  const stack: Array<{ value: unknown; path: string[] }> = [{ value, path: [] }];
+export function rejectPrototypeKeys(value: unknown, root: string[] = []): void {
+  const stack: Array<{ value: unknown; path: string[] }> = [{ value, path: root }];
   while (stack.length > 0) {
     const { value: current, path } = stack.pop()!;
     if (current === null || typeof current !== "object") continue;
