@@ -59,8 +59,17 @@ async function jobState(jobId: string): Promise<string> {
 }
 
 describe("e2e: hostile input", function () {
-  this.timeout(300_000);
+  this.timeout(600_000);
   const admin = { uid: "hostile-admin", claims: { admin: true } };
+
+  // On a busy machine the emulator's cold load of a function can exceed its 30 s limit, and the request then hangs
+  // (see credits.test.ts): load each function once, one at a time, before the tests, retrying a load that failed.
+  before(async () => {
+    for (const name of ["grantCredits", "adjustCredits", "refundCredits", "cancelJob", "acknowledgeAlert", "spendCredits", "createJob"]) {
+      const answer = await waitFor(`${name} loaded`, () => callFunction(name, { warm: "up" }, admin, { timeoutMs: 45_000 }), { timeoutMs: 240_000, intervalMs: 1000 });
+      assert.equal(answer.error?.status, "INVALID_ARGUMENT", `${name}: ${JSON.stringify(answer)}`);
+    }
+  });
 
   it("when callables get ids with '/', '.', '..', '__x__', empty or over 1,500 bytes, then invalid-argument naming the field and nothing written", async () => {
     const uid = newUid("hostile");
