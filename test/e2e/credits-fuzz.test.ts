@@ -17,6 +17,12 @@ const badNumber = fc.oneof(
 );
 /** Values of the wrong type where a number belongs. */
 const notANumber = fc.oneof(fc.string(), fc.constant(null), fc.boolean(), fc.array(fc.nat()), fc.constant("10"), fc.object());
+/** Strings Firestore refuses as document ids: with '/', '.', '..', `__…__`, empty, or over 1,500 bytes. */
+const badId = fc.oneof(
+  fc.constantFrom(".", "..", "", "x".repeat(1501)),
+  fc.tuple(fc.string({ maxLength: 20 }), fc.string({ maxLength: 20 })).map(([a, b]) => `${a}/${b}`),
+  fc.string({ maxLength: 40 }).map((middle) => `__${middle}__`),
+);
 const extraField = fc.constantFrom("credits_balance", "credits_held", "ledger_version", "__proto__", "constructor", "price", "user_id");
 
 /** JSON as the wire carries it: NaN/Infinity become null, which must be refused too. */
@@ -51,7 +57,7 @@ describe("e2e: fuzzing credit callables with fast-check", function () {
     assert.equal(await footprint(uid), before);
   });
 
-  it("when admin callables get bad amounts or extra fields, then invalid-argument and nothing written", async () => {
+  it("when admin callables get bad amounts, extra fields or ids Firestore refuses, then invalid-argument and nothing written", async () => {
     const uid = newUid("fuzz");
     await fund(uid, 1000);
     const before = await footprint(uid);
@@ -73,6 +79,11 @@ describe("e2e: fuzzing credit callables with fast-check", function () {
         data: { transaction_id: `${uid}_v1`, amount, reason: "fuzz", idempotency_key: "a" },
       })),
       fc.oneof(fc.integer({ min: 101 }), fc.integer({ max: 0 }), notANumber).map((limit) => ({ name: "listTransactions", data: { limit } })),
+      fc.tuple(fc.constantFrom("grantCredits", "adjustCredits"), badId).map(([name, id]) => ({
+        name,
+        data: { user_id: id, amount: 5, reason: "fuzz", idempotency_key: "a" },
+      })),
+      badId.map((id) => ({ name: "refundCredits", data: { transaction_id: id, reason: "fuzz", idempotency_key: "a" } })),
     );
     await fc.assert(
       fc.asyncProperty(adminCase, async ({ name, data }) => {

@@ -3,6 +3,7 @@
  * field (say `credits_balance`) is an error, not silently dropped.
  */
 import { z } from "zod";
+import { documentId, mapKey } from "../shared/ids";
 import { MAX_QUANTITY, PRICE_BOOK, isKnownFeature } from "./pricebook";
 
 /** Payment-API style idempotency key: 1–255 printable ASCII characters. */
@@ -14,10 +15,7 @@ export const idempotencyKey = z
 
 const credits = (max: number) => z.number().int().positive().max(max);
 
-/** Keys that would reach an object's prototype when copied. */
-const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
-
-/** Small free-form metadata: at most 20 string/number/boolean values with short keys; no prototype keys. */
+/** Small free-form metadata: at most 20 string/number/boolean values with short keys; no prototype or reserved keys. */
 export const metadata = z
   .record(
     z
@@ -25,7 +23,7 @@ export const metadata = z
       .min(1)
       .max(64)
       .regex(/^[A-Za-z0-9_.-]+$/, "keys are letters, digits, _ . -")
-      .refine((key) => !FORBIDDEN_KEYS.has(key), "reserved key"),
+      .pipe(mapKey),
     z.union([z.string().max(500), z.number().finite(), z.boolean()]),
   )
   .refine((value) => Object.keys(value).length <= 20, "at most 20 entries");
@@ -38,11 +36,7 @@ export const feature = z
 
 export const quantity = z.number().int().positive().max(MAX_QUANTITY);
 
-export const userId = z
-  .string()
-  .min(1)
-  .max(128)
-  .regex(/^[^/]+$/, "must not contain '/'");
+export const userId = documentId({ max: 128 });
 
 export const reason = z.string().trim().min(1).max(500);
 
@@ -71,7 +65,7 @@ export const grantInput = z
 
 export const refundInput = z
   .object({
-    transaction_id: z.string().min(1).max(200).regex(/^[^/]+$/),
+    transaction_id: documentId({ max: 200 }),
     amount: credits(10_000_000).optional(),
     reason,
     idempotency_key: idempotencyKey,

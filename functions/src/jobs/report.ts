@@ -6,16 +6,51 @@
  * running). Success captures the actual cost (capped at the hold; the rest is
  * released); failure releases. A final job changes no more, so duplicate and
  * late reports are no-ops; each report id is also claimed once
- * (shared/dedupe.ts) in the transaction that applies it.
+ * (shared/dedupe.ts) in the transaction that applies it. A report delivered
+ * over Pub/Sub that can never apply is dead-lettered with its reason and acked.
  */
-import type { Transaction } from "firebase-admin/firestore";
+import type { Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { TRANSACTION_ATTEMPTS } from "../credits/holds";
 import { claimInTransaction } from "../shared/dedupe";
 import { afterChange, finishJob, readJob, TERMINAL, type Job, type JobDeps, type JobStatus } from "./model";
+import { logs } from "../shared/logs";
 import type { JobReport } from "./schemas";
 
 export const REPORT_CONSUMER = "job-report";
+/** Shared with the embeddings consumer, with the same entry shape, so one query lists every poison message. */
+const DEAD_LETTERS = "dead_letters";
+
+/** One Pub/Sub delivery of a report. */
+export interface ReportDelivery {
+  topic: string;
+  messageId: string;
+  json: unknown;
+}
+
+/**
+ * Records a report that can never apply (malformed, or refused by the use case) in
+ * `dead_letters/job-report:{message_id}` with the reason, so the consumer can ack it instead
+ * of having it redelivered forever. Keyed by the message id: a redelivery writes the same entry.
+ */
+export async function deadLetterReport(db: Firestore, delivery: ReportDelivery, reason: string): Promise<void> {
+  const { FieldValue } = firestoreValues();
+  const jobId = (delivery.json as { job_id?: unknown } | null | undefined)?.job_id;
+  await db
+    .collection(DEAD_LETTERS)
+    .doc(`${REPORT_CONSUMER}:${delivery.messageId}`.replace(/\//g, "_"))
+    .set({
+      consumer: REPORT_CONSUMER,
+      topic: delivery.topic,
+      message_id: delivery.messageId,
+      job_id: typeof jobId === "string" ? jobId.slice(0, 200) : null,
+      error: reason.slice(0, 1000),
+      attempts: 1,
+      transient: false,
+      created_at: FieldValue.serverTimestamp(),
+    });
+  logs.jobReportRejected(delivery.messageId, reason);
+}
 
 export interface ReportResult {
   job_id: string;

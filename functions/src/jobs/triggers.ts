@@ -21,7 +21,7 @@ import { cancelJob as cancel } from "./cancel";
 import { createJob as create } from "./create";
 import { dispatchJob, type Router } from "./dispatch";
 import type { JobDeps } from "./model";
-import { applyReport } from "./report";
+import { applyReport, deadLetterReport } from "./report";
 import { createJobInput, jobIdInput, jobReportInput } from "./schemas";
 import { sweepJobs } from "./sweep";
 
@@ -66,23 +66,33 @@ export const jobDispatcher = onDocumentCreated({ document: "jobs/{jobId}", retry
 
 /** Reports published by workers; a report id is applied once, and final jobs ignore everything. */
 export const jobResultsConsumer = onMessagePublished({ topic: JOB_RESULTS_TOPIC, retry: true, timeoutSeconds: 60 }, async (event) => {
+  const delivery = { topic: JOB_RESULTS_TOPIC, messageId: event.data.message.messageId, json: messageJson(event.data.message) };
   let report;
   try {
-    report = parseInput(jobReportInput, event.data.message.json);
+    report = parseInput(jobReportInput, delivery.json);
   } catch (error) {
-    // A malformed report never becomes valid: log and ack instead of retrying it forever.
-    logs.jobReportRejected(event.data.message.messageId, error instanceof Error ? error.message : String(error));
+    // A malformed report never becomes valid: dead-letter it with the reason and ack instead of retrying it forever.
+    await deadLetterReport(firestore(), delivery, error instanceof Error ? error.message : String(error));
     return;
   }
-  const result = await applyReport(jobDeps(), report, "worker:pubsub").catch((error: unknown) => {
+  const result = await applyReport(jobDeps(), report, "worker:pubsub").catch(async (error: unknown) => {
     if (error instanceof DomainError) {
-      logs.jobReportRejected(event.data.message.messageId, error.message);
+      await deadLetterReport(firestore(), delivery, error.message);
       return undefined;
     }
     throw error;
   });
   if (result) logs.jobReported(result.job_id, report.kind, result.applied);
 });
+
+/** The message's JSON body; a body that is not JSON is malformed like any other bad report. */
+function messageJson(message: { json: unknown }): unknown {
+  try {
+    return message.json;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * HTTPS `jobReport`: workers outside Functions report here.

@@ -4,6 +4,7 @@
  * and the admin callable's input.
  */
 import { z } from "zod";
+import { documentId } from "../shared/ids";
 
 export const ModelSchema = z
   .object({
@@ -17,7 +18,7 @@ export const ModelSchema = z
 export const ProviderSchema = z
   .object({
     /** Also the id of `model_provider_health/{name}`, so restricted to id-safe characters. */
-    name: z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, "letters, digits, '_', '.', '-' (1-100)"),
+    name: documentId({ max: 100, pattern: { regex: /^[A-Za-z0-9_.-]+$/, message: "letters, digits, '_', '.', '-' (1-100)" } }),
     probe_url: z.string().url(),
     models: z.array(ModelSchema).min(1),
   })
@@ -52,7 +53,7 @@ export type RouterConfig = z.infer<typeof RouterConfigSchema>;
 
 export const AcknowledgeAlertInput = z
   .object({
-    alert_id: z.string().min(1).max(300),
+    alert_id: documentId({ max: 300 }),
   })
   .strict();
 export type AcknowledgeAlertInput = z.infer<typeof AcknowledgeAlertInput>;
@@ -60,7 +61,7 @@ export type AcknowledgeAlertInput = z.infer<typeof AcknowledgeAlertInput>;
 export const RouteTaskInput = z
   .object({
     task_type: z.string().min(1).max(100),
-    job_id: z.string().min(1).max(300),
+    job_id: documentId({ max: 300 }),
     estimated_tokens: z.number().int().min(0).default(0),
   })
   .strict();

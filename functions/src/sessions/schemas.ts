@@ -1,5 +1,6 @@
 /** Inputs of the session and notification callables (strict). */
 import { z } from "zod";
+import { boundedMap } from "../shared/ids";
 
 export const objectIdHex = z.string().regex(/^[0-9a-f]{24}$/, "a 24-character hex id");
 const limit = z.number().int().min(1).max(100).default(20);
@@ -9,7 +10,7 @@ const name = z.string().trim().min(1).max(120);
 export const createSessionInput = z
   .object({
     name,
-    session_data: z.record(z.unknown()).refine((value) => JSON.stringify(value).length <= 16_384, "at most 16 KiB").optional(),
+    session_data: boundedMap({ maxBytes: 16_384 }).optional(),
   })
   .strict();
 

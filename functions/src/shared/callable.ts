@@ -2,9 +2,11 @@
  * The one way callables are declared: auth first, then the strict zod schema,
  * then the use case; every error mapped to an HttpsError in one place.
  */
-import { HttpsError, onCall, type CallableOptions, type CallableRequest } from "firebase-functions/v2/https";
+import { HttpsError, onCall, type CallableOptions, type CallableRequest, type Request } from "firebase-functions/v2/https";
+import type { Response } from "express";
 import { ZodError, type ZodType, type ZodTypeDef } from "zod";
 import { DomainError, InvalidInput, PermissionDenied, Unauthenticated } from "./errors";
+import { MAX_BODY_DEPTH } from "./ids";
 import { logs } from "./logs";
 
 /** Who is calling, from `request.auth` only. */
@@ -26,19 +28,37 @@ export interface CallableSpec<I, O> {
 }
 
 export function callable<I, O>(spec: CallableSpec<I, O>) {
-  return onCall(spec.options ?? {}, async (request: CallableRequest<unknown>) => {
+  const handler = onCall(spec.options ?? {}, async (request: CallableRequest<unknown>) => {
     try {
       const caller = callerOf(request);
       if (spec.access !== "public" && !caller) throw new Unauthenticated();
       if (spec.access === "admin" && !caller?.admin) throw new PermissionDenied("This function is for administrators.");
-      // The SDK's decoding drops `__proto__` keys silently; the raw body still has them.
-      rejectPrototypeKeys(request.rawRequest?.body);
       const input = parseInput(spec.schema, request.data);
       return await spec.handler(input, caller);
     } catch (error) {
       throw toHttpsError(error, spec.name);
     }
   });
+  return guardRawBody(handler);
+}
+
+/**
+ * Checks the raw body before the SDK decodes it: its decoding recurses (a body nested 20,000 deep overflows the
+ * stack and is answered `internal`) and drops `__proto__` keys silently. The returned function keeps the SDK
+ * function's properties (`__endpoint`, `run`, …), so deployment and tests see the same callable.
+ */
+function guardRawBody<F extends (request: Request, response: Response) => unknown>(handler: F): F {
+  const guarded = (request: Request, response: Response) => {
+    try {
+      rejectPrototypeKeys((request.body as { data?: unknown } | undefined)?.data, ["data"]);
+    } catch (error) {
+      const httpsError = toHttpsError(error, "callable");
+      response.status(httpsError.httpErrorCode.status).json({ error: httpsError.toJSON() });
+      return;
+    }
+    return handler(request, response);
+  };
+  return Object.defineProperties(guarded, Object.getOwnPropertyDescriptors(handler)) as unknown as F;
 }
 
 export function callerOf(request: { auth?: { uid: string; token: Record<string, unknown> } }): Caller | undefined {
@@ -63,16 +83,28 @@ export function parseInput<I>(schema: ZodType<I, ZodTypeDef, unknown>, data: unk
 
 const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
 
-/** Refuses input that carries prototype-polluting keys anywhere, before anything reads it. */
-export function rejectPrototypeKeys(value: unknown, path: string[] = []): void {
-  if (value === null || typeof value !== "object") return;
-  for (const key of Object.keys(value)) {
-    if (PROTOTYPE_KEYS.has(key)) {
-      const at = [...path, key].filter((part) => part !== "data").join(".");
-      throw new InvalidInput(`Invalid input (${at}: reserved key)`, [{ path: at, message: "reserved key", code: "unrecognized_keys" }]);
+/**
+ * Refuses input that carries prototype-polluting keys anywhere, before anything reads it, and input nested
+ * deeper than any schema accepts. Walked with an explicit stack: a body nested 20,000 deep must get
+ * `invalid-argument`, not overflow the call stack.
+ */
+export function rejectPrototypeKeys(value: unknown, root: string[] = []): void {
+  const stack: Array<{ value: unknown; path: string[] }> = [{ value, path: root }];
+  while (stack.length > 0) {
+    const { value: current, path } = stack.pop()!;
+    if (current === null || typeof current !== "object") continue;
+    if (path.length > MAX_BODY_DEPTH) throw invalidAt(path, `nested deeper than ${MAX_BODY_DEPTH} levels`, "too_big");
+    for (const key of Object.keys(current)) {
+      if (PROTOTYPE_KEYS.has(key)) throw invalidAt([...path, key], "reserved key", "unrecognized_keys");
+      stack.push({ value: (current as Record<string, unknown>)[key], path: [...path, key] });
     }
-    rejectPrototypeKeys((value as Record<string, unknown>)[key], [...path, key]);
   }
+}
+
+function invalidAt(path: string[], message: string, code: string): InvalidInput {
+  // A callable's body wraps its input in `data`; clients know their fields without it.
+  const at = path.filter((part) => part !== "data").join(".");
+  return new InvalidInput(`Invalid input (${at || "input"}: ${message})`, [{ path: at, message, code }]);
 }
 
 /** The single mapping from anything thrown to what a client may see. */
