@@ -194,7 +194,7 @@ export const OPERATIONS: Operation[] = [
         run: () =>
           outcomeOf(async () => {
             const created = await createJob(w.creditDeps(), user.uid, request);
-            w.jobs.push({ id: created.job_id, uid: user.uid, price: created.price, type: created.type, reports: 0, missingFromStream: 0 });
+            w.jobs.push({ id: created.job_id, uid: user.uid, price: created.price, type: created.type, reports: 0 });
             return `job #${w.jobs.length - 1} ${created.job_id} price ${created.price}`;
           }),
       };
@@ -388,9 +388,13 @@ export const OPERATIONS: Operation[] = [
     // account-deletion hook would; the ledger and the user's jobs stay.
     name: "deleteUser",
     weight: 2,
-    when: (w) => w.liveUsers().length > 0,
+    // Two users always stay, so a seed keeps jobs from live owners beside the deleted ones.
+    when: (w) => w.liveUsers().length > 2,
     plan: (w) => {
-      const user = w.rng.pick(w.liveUsers());
+      // Most often the owner of the newest job, so deletions meet open jobs (the sweeper's hard case).
+      const newest = w.jobs.at(-1);
+      const owner = newest && w.rng.chance(0.6) ? w.liveUsers().find((candidate) => candidate.uid === newest.uid) : undefined;
+      const user = owner ?? w.rng.pick(w.liveUsers());
       return {
         detail: user.uid,
         run: () =>

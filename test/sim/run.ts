@@ -16,7 +16,7 @@ export interface SeedResult {
 
 const RACE_WEIGHT = 4;
 const IGNORED = (process.env.SIM_IGNORE ?? "").split(",").filter((part) => part.length > 0);
-const USERS = 3;
+const USERS = 4;
 const SOURCES = 2;
 const PROVIDERS = 2;
 

@@ -117,8 +117,8 @@ export interface SimJob {
   price: number;
   type: string;
   reports: number;
-  /** Sweeps (with Redis up) that found this dispatched, queued job missing from its stream. */
-  missingFromStream: number;
+  /** Sim time of the first sweep (with Redis up) that found this dispatched, queued job missing from its stream. */
+  missingSince?: number;
 }
 
 export interface QueueOp {
