@@ -20,6 +20,8 @@ import type { EmbeddingRequest } from "../../functions/src/embeddings/schemas";
 import { LocalEmbedder } from "../../functions/src/embeddings/local";
 import { ProviderError, type EmbedPurpose, type EmbeddingProvider } from "../../functions/src/embeddings/provider";
 import type { JobReport } from "../../functions/src/jobs/schemas";
+import type { AuditEvent } from "../../functions/src/audit/record";
+import type { BalanceState } from "../../functions/src/mirror/balance";
 import type { ProbeResult } from "../../functions/src/scheduled/providerHealth";
 import { seededRandom } from "../support/random";
 import { firestore, fixedClock, functionsRequire, realtimeDb } from "../support/stores";
@@ -151,16 +153,11 @@ export interface SimSource {
 export interface MirrorDelivery {
   uid: string;
   /** undefined: the user document's deletion. */
-  state?: { balance: number; held: number; available: number; version: number; updated_at: number };
+  state?: BalanceState;
 }
 
-export interface AuditDelivery {
-  eventId: string;
-  uid: string;
-  actor: string;
-  before?: Record<string, unknown>;
-  after?: Record<string, unknown>;
-}
+/** An audit trigger's event for users/{uid} (path and time are filled in at delivery), and the actor it must record. */
+export type AuditDelivery = Pick<AuditEvent, "eventId" | "before" | "after"> & { uid: string; actor: string };
 
 export interface SimProvider {
   name: string;
