@@ -10,6 +10,7 @@
  *   tsx scripts/harness.ts start            the suite with demo data, until Ctrl-C
  *   tsx scripts/harness.ts test [tier…]     mocha over test/<tier> (unit, integration, e2e; all by default) or named test files
  *   tsx scripts/harness.ts bench            the benchmark
+ *   tsx scripts/harness.ts sim [--seeds N]  the seeded simulation (test/sim; SIM_SEED, SIM_BUDGET_MS, SIM_STEPS)
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import os from "node:os";
@@ -30,12 +31,12 @@ import {
 } from "./harness/services";
 import { startRtdbWatcher, startScheduleTicker } from "./harness/triggers";
 
-type Mode = "start" | "test" | "bench";
+type Mode = "start" | "test" | "bench" | "sim";
 
 async function main(): Promise<number> {
   const [modeArg, ...rest] = process.argv.slice(2);
-  if (modeArg !== "start" && modeArg !== "test" && modeArg !== "bench") {
-    process.stderr.write("usage: harness.ts start | test [unit|integration|e2e …] | bench\n");
+  if (modeArg !== "start" && modeArg !== "test" && modeArg !== "bench" && modeArg !== "sim") {
+    process.stderr.write("usage: harness.ts start | test [unit|integration|e2e|sim …] | bench | sim [--seeds N]\n");
     return 2;
   }
   const mode: Mode = modeArg;
@@ -59,7 +60,7 @@ async function main(): Promise<number> {
   const rtdb = useOfficialRtdb ? undefined : await startRtdbSubstitute();
 
   const functionEnv: Record<string, string> = {
-    ENVIRONMENT: mode === "start" ? "local" : mode,
+    ENVIRONMENT: mode === "start" ? "local" : mode === "sim" ? "test" : mode,
     REDIS_URL: redis.url,
     MONGODB_URI: mongo.uri,
     LANCEDB_URI: lanceDir,
@@ -105,7 +106,9 @@ async function main(): Promise<number> {
     ...functionEnv,
   };
 
-  if (rtdb) await startRtdbWatcher({ functionsOrigin: emulators.functionsOrigin, env: suiteEnv, log: step });
+  // The simulation delivers queue events itself (duplicated, late); a second deliverer would make its runs unrepeatable.
+  const simOnly = mode === "sim" || (rest.length > 0 && rest.every((tier) => tier === "sim" || tier.startsWith("test/sim/")));
+  if (rtdb && !simOnly) await startRtdbWatcher({ functionsOrigin: emulators.functionsOrigin, env: suiteEnv, log: step });
   const control = await startControlServer({ redis });
   suiteEnv.HARNESS_CONTROL_URL = control.url;
 
@@ -125,6 +128,11 @@ async function main(): Promise<number> {
   if (mode === "test") {
     const tiers = rest.length > 0 ? rest : ["unit", "integration", "e2e"];
     return runChild("mocha", mochaArgs(tiers), suiteEnv, runDir);
+  }
+  if (mode === "sim") {
+    const seeds = rest.indexOf("--seeds");
+    const simEnv: Record<string, string> = seeds >= 0 && rest[seeds + 1] ? { SIM_SEEDS: rest[seeds + 1]! } : {};
+    return runChild("mocha", ["test/sim/**/*.test.ts"], { ...suiteEnv, ...simEnv }, runDir);
   }
   if (mode === "bench") {
     return runChild("tsx", [path.join(ROOT, "bench", "run.ts"), ...rest], suiteEnv, runDir);
@@ -163,7 +171,7 @@ async function main(): Promise<number> {
 
 /** Tiers become globs; arguments that name test files are passed as they are (to run one file while working on it). */
 function mochaArgs(tiers: string[]): string[] {
-  const known = ["unit", "integration", "e2e"];
+  const known = ["unit", "integration", "e2e", "sim"];
   const unknown = tiers.filter((tier) => !known.includes(tier) && !tier.endsWith(".ts"));
   if (unknown.length > 0) throw new Error(`unknown test tier(s): ${unknown.join(", ")}; use ${known.join(", ")}`);
   return tiers.map((tier) => (tier.endsWith(".ts") ? tier : `test/${tier}/**/*.test.ts`));

@@ -1,0 +1,242 @@
+/**
+ * What must hold after every step of the simulation (PRODUCT.md invariants
+ * 1, 4, 5, 10–14), each checker precise enough to fail only on a real
+ * violation. `observe` first turns what the step wrote into the deliveries
+ * the platform would now owe (mirror and audit events per ledger version).
+ */
+import assert from "node:assert/strict";
+import { AssertionError } from "node:assert";
+import type { Table } from "@lancedb/lancedb";
+import { searchKnowledge } from "../../functions/src/embeddings/search";
+import { tableName } from "../../functions/src/embeddings/store";
+import { dlqOf, streamOf } from "../../functions/src/jobs/registry";
+import { assertLedgerInvariants, ledgerOf } from "../support/credits";
+import { SWEEP, type World } from "./world";
+
+type Data = Record<string, unknown>;
+type Entry = Data & { id: string };
+
+const millis = (value: unknown): number | undefined =>
+  value && typeof value === "object" && "toMillis" in value ? (value as { toMillis(): number }).toMillis() : undefined;
+
+/** Turns ledger versions written since the last look into the mirror and audit deliveries the triggers would owe. */
+export async function observe(w: World): Promise<void> {
+  for (const user of w.users) {
+    const seen = w.seenVersions.get(user.uid) ?? 0;
+    const entries = (await ledgerOf(user.uid)).filter((entry) => Number(entry.ledger_version) > seen);
+    let previous: Entry | undefined;
+    for (const entry of entries) {
+      const version = Number(entry.ledger_version);
+      const balance = Number(entry.balance_after);
+      const held = Number(entry.held_after);
+      w.mirrorDeliveries.push({ uid: user.uid, state: { balance, held, available: balance - held, version, updated_at: w.clock.now().getTime() } });
+      const state = (e: Entry) => ({ credits_balance: Number(e.balance_after), credits_held: Number(e.held_after), ledger_version: Number(e.ledger_version), updated_by: String(e.actor) });
+      w.auditDeliveries.push({ eventId: `sim_${user.uid}_v${version}`, uid: user.uid, actor: String(entry.actor), before: previous ? state(previous) : undefined, after: state(entry) });
+      previous = entry;
+      w.seenVersions.set(user.uid, Math.max(w.seenVersions.get(user.uid) ?? 0, version));
+    }
+  }
+}
+
+/** Runs every checker; returns the violations found (empty: all hold). */
+export async function checkAll(w: World): Promise<string[]> {
+  const found = [...w.violations];
+  w.violations = [];
+  const checkers: Array<[string, () => Promise<void>]> = [
+    ["ledger", () => checkLedgers(w)],
+    ["jobs", () => checkJobs(w)],
+    ["queue", () => checkQueueAnswers(w)],
+    ["mirror", () => checkMirrors(w)],
+    ["audit", () => checkAudit(w)],
+    ["knowledge", () => checkKnowledge(w)],
+    ["providers", () => checkProviders(w)],
+  ];
+  if (w.after.swept) checkers.push(["sweep", () => checkSweep(w)]);
+  const results = await Promise.allSettled(checkers.map(([, check]) => check()));
+  results.forEach((result, index) => {
+    if (result.status === "rejected") {
+      const reason = result.reason instanceof AssertionError ? result.reason.message : `checker failed: ${String(result.reason instanceof Error ? result.reason.stack : result.reason)}`;
+      found.push(`[${checkers[index]![0]}] ${reason}`);
+    }
+  });
+  w.after.swept = false;
+  w.after.sweptWithRedis = false;
+  w.after.healthChecked = false;
+  return found;
+}
+
+/** Invariant 1/3: balance = Σ ledger, held = Σ open holds, nothing negative, versions contiguous. */
+async function checkLedgers(w: World): Promise<void> {
+  // A deleted (and re-created) user's ledger is left to the deletion use case's definition (see the README).
+  await Promise.all(w.users.filter((user) => !user.everDeleted).map((user) => assertLedgerInvariants(user.uid)));
+}
+
+/** Invariants 5/10: a job's hold is placed once and settled at most once; succeeded ⇒ one capture equal to its cost. */
+async function checkJobs(w: World): Promise<void> {
+  if (w.jobs.length === 0) return;
+  const ledgers = new Map<string, Entry[]>();
+  for (const uid of new Set(w.jobs.map((job) => job.uid))) ledgers.set(uid, await ledgerOf(uid));
+  const snapshots = await w.db.getAll(...w.jobs.map((job) => w.db.collection("jobs").doc(job.id)));
+  const holds = await w.db.getAll(...snapshots.map((snapshot) => w.db.collection("credit_holds").doc(String(snapshot.get("hold_id") ?? `missing-${snapshot.id}`))));
+  snapshots.forEach((snapshot, index) => {
+    const job = snapshot.data();
+    assert.ok(job, `job ${snapshot.id} exists`);
+    const holdId = String(job.hold_id);
+    const entries = (ledgers.get(String(job.user_id)) ?? []).filter((entry) => entry.hold_id === holdId);
+    const placed = entries.filter((entry) => entry.type === "hold");
+    const settled = entries.filter((entry) => ["capture", "release", "expire"].includes(String(entry.type)));
+    const status = String(job.status);
+    assert.equal(placed.length, 1, `job ${snapshot.id}: one hold entry`);
+    assert.ok(settled.length <= 1, `job ${snapshot.id} (${status}): hold settled ${settled.length} times`);
+    const hold = holds[index]!.data() ?? {};
+    if (status === "succeeded") {
+      assert.equal(settled.length, 1, `job ${snapshot.id} succeeded with cost ${String(job.cost)} but its hold was never settled`);
+      assert.equal(settled[0]!.type, "capture", `job ${snapshot.id} succeeded with cost ${String(job.cost)} but its hold was settled by ${String(settled[0]!.type)}, nothing captured`);
+      assert.equal(0 - Number(settled[0]!.amount), Number(job.cost), `job ${snapshot.id}: captured = job cost`);
+      assert.equal(hold.status, "captured", `job ${snapshot.id}: hold captured`);
+    } else if (status === "failed" || status === "cancelled") {
+      assert.equal(settled.length, 1, `job ${snapshot.id} (${status}): hold settled exactly once`);
+      assert.ok(["release", "expire"].includes(String(settled[0]!.type)), `job ${snapshot.id} (${status}): hold returned, not ${String(settled[0]!.type)}`);
+    }
+  });
+}
+
+/** Invariant 11: the first answer written back to a queued op never changes (retention may remove the entry). */
+async function checkQueueAnswers(w: World): Promise<void> {
+  if (w.queueOps.length === 0) return;
+  const queues = ((await w.rtdb.ref("operation_queues").once("value")).val() ?? {}) as Record<string, Record<string, Data>>;
+  for (const op of w.queueOps) {
+    const node = queues[op.uid]?.[op.opId];
+    if (!node || typeof node.status !== "string") continue;
+    const result = node.result as Data | null | undefined;
+    const error = node.error as Data | null | undefined;
+    const answer = `${node.status} ${String(result?.transaction_id ?? error?.code ?? "")}`;
+    op.answer ??= answer;
+    assert.equal(answer, op.answer, `queued op ${op.opId} of ${op.uid} was answered "${op.answer}" and is now "${answer}"`);
+  }
+}
+
+/** Invariant 4: once every delivery for a user has arrived at least once, the mirror equals Firestore. */
+async function checkMirrors(w: World): Promise<void> {
+  const mirrors = ((await w.rtdb.ref("user_balances").once("value")).val() ?? {}) as Record<string, Data>;
+  for (const user of w.users) {
+    if (user.everDeleted || w.mirrorDeliveries.some((delivery) => delivery.uid === user.uid)) continue;
+    const doc = (await w.db.collection("users").doc(user.uid).get()).data();
+    if (!doc || Number(doc.ledger_version) !== (w.seenVersions.get(user.uid) ?? 0)) continue;
+    const mirror = mirrors[user.uid];
+    assert.ok(mirror, `mirror of ${user.uid} missing after every delivery arrived`);
+    assert.deepEqual(
+      { version: mirror.version, balance: mirror.balance, held: mirror.held },
+      { version: doc.ledger_version, balance: doc.credits_balance, held: doc.credits_held },
+      `mirror of ${user.uid} converged to Firestore`,
+    );
+  }
+}
+
+/** One audit entry per delivered event, naming the actor that made the change. */
+async function checkAudit(w: World): Promise<void> {
+  if (w.deliveredAudits.length === 0) return;
+  const snapshots = await w.db.getAll(...w.deliveredAudits.map((delivery) => w.db.collection("audit_logs").doc(delivery.eventId)));
+  snapshots.forEach((snapshot, index) => {
+    const delivery = w.deliveredAudits[index]!;
+    assert.ok(snapshot.exists, `audit entry for ${delivery.eventId} exists`);
+    assert.equal(snapshot.get("actor"), delivery.actor, `audit entry ${delivery.eventId}: actor`);
+  });
+}
+
+/**
+ * Invariants 6/12: LanceDB rows equal what each source record says; the newest
+ * applied request is what is indexed; a deleted source with nothing newer
+ * applied has no rows and is not searchable.
+ */
+async function checkKnowledge(w: World): Promise<void> {
+  if (w.messages.length === 0) return;
+  const connection = await w.lance();
+  const name = tableName("knowledge_text", w.embedder.modelId, w.embedder.dimension);
+  const table: Table | undefined = (await connection.tableNames()).includes(name) ? await connection.openTable(name) : undefined;
+  const rows = table ? ((await table.query().select(["source", "content_hash", "requested_at"]).toArray()) as Array<{ source: string; content_hash: string; requested_at: number }>) : [];
+  for (const source of w.sources) {
+    const record = (await w.db.collection("knowledge_sources").doc(source.id).get()).data();
+    const mine = rows.filter((row) => row.source === source.id);
+    const chunkCount = typeof record?.chunk_count === "number" ? record.chunk_count : 0;
+    assert.equal(mine.length, chunkCount, `source ${source.id}: LanceDB has ${mine.length} rows, its record says ${chunkCount} (status ${String(record?.status)})`);
+    for (const row of mine) assert.equal(row.content_hash, record?.content_hash, `source ${source.id}: rows' content hash = record's`);
+    if (source.deletedAt > 0 && source.newestApplied <= source.deletedAt) {
+      assert.notEqual(record?.status, "indexed", `source ${source.id} deleted at ${source.deletedAt} (nothing newer applied) is indexed again (requested_at ${String(record?.requested_at)})`);
+      assert.equal(mine.length, 0, `source ${source.id} deleted but has rows`);
+      if (table && source.lastText) {
+        const hits = await searchKnowledge({ lance: w.lance, provider: w.embedder, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } }, { query: source.lastText, k: 10 });
+        assert.ok(!hits.results.some((hit) => hit.source_id === source.id), `deleted source ${source.id} is searchable`);
+      }
+    } else if (record?.status === "indexed") {
+      assert.equal(record.requested_at, source.newestApplied, `source ${source.id}: indexed request ${String(record.requested_at)} is not the newest applied (${source.newestApplied}): an older message won`);
+    }
+  }
+}
+
+/** Invariants 13/14 for health: an open alert a provider points at exists; a check reaches every provider and resets due quotas. */
+async function checkProviders(w: World): Promise<void> {
+  if (w.providers.length === 0) return;
+  const now = w.clock.now().getTime();
+  for (const provider of w.providers) {
+    const health = (await w.db.collection("model_provider_health").doc(provider.name).get()).data();
+    const openAlert = health?.open_alert_id;
+    if (typeof openAlert === "string") {
+      const alert = await w.db.collection("model_router_alerts").doc(openAlert).get();
+      assert.ok(alert.exists, `provider ${provider.name} (${String(health?.status)}) points at open alert ${openAlert}, which is gone (deleted by retention?)`);
+    }
+    if (w.after.healthChecked) {
+      assert.equal(millis(health?.last_check), now, `provider ${provider.name} was not checked by the health check run at ${new Date(now).toISOString()} (one provider's failure stopped the others?)`);
+      if (w.after.lastProbe.get(provider.name) === true) assert.notEqual(health?.status, "down", `provider ${provider.name} answered its probe but stays down`);
+    }
+  }
+  if (w.after.healthChecked) {
+    const quotas = await w.db.getAll(...w.providers.map((provider) => w.db.collection("model_quotas").doc(`${provider.name}_${provider.name}-model`)));
+    for (const quota of quotas) assert.ok((millis(quota.get("reset_at")) ?? 0) > now, `quota ${quota.id} due at ${String(millis(quota.get("reset_at")))} was not reset by the health check`);
+  }
+}
+
+/**
+ * Invariant 14 for the sweeper: after a sweep, no job past its deadline whose
+ * owner and hold exist is still open (one bad job must not stop the others).
+ * Invariant 7 for streams: a queued job dispatched to a stream and missing
+ * from it (and its DLQ) at a sweep with Redis up is back by a later such sweep
+ * at least a visibility timeout (sim time) later.
+ */
+async function checkSweep(w: World): Promise<void> {
+  if (w.jobs.length === 0) return;
+  const now = w.clock.now().getTime();
+  const snapshots = await w.db.getAll(...w.jobs.map((job) => w.db.collection("jobs").doc(job.id)));
+  const inStream = w.after.sweptWithRedis && w.redisUp ? await streamJobIds(w) : undefined;
+  for (const [index, snapshot] of snapshots.entries()) {
+    const job = snapshot.data() ?? {};
+    const open = job.status === "queued" || job.status === "running";
+    if (open && (millis(job.deadline_at) ?? Infinity) <= now) {
+      const [owner, hold] = await Promise.all([w.db.collection("users").doc(String(job.user_id)).get(), w.db.collection("credit_holds").doc(String(job.hold_id)).get()]);
+      if (owner.exists && hold.exists) assert.fail(`job #${index} ${snapshot.id} is past its deadline and still ${String(job.status)} after a sweep (owner and hold exist)`);
+    }
+    const model = w.jobs[index]!;
+    const dispatched = (job.dispatch as Data | undefined)?.state === "dispatched";
+    if (!inStream || job.status !== "queued" || !dispatched || model.type !== "podcast") continue;
+    if (inStream.has(snapshot.id)) {
+      model.missingSince = undefined;
+      continue;
+    }
+    model.missingSince ??= now;
+    assert.ok(
+      now - model.missingSince < SWEEP.visibilityMs,
+      `job #${index} ${snapshot.id} is queued and dispatched but still missing from its stream ${Math.round((now - model.missingSince) / 1000)} s after a sweep with Redis up first found it missing: lost, it will fail at its deadline`,
+    );
+  }
+}
+
+async function streamJobIds(w: World): Promise<Set<string>> {
+  const stream = streamOf("podcast");
+  const entries = await w.redis.run(async (client) => [...(await client.xrange(stream, "-", "+")), ...(await client.xrange(dlqOf(stream), "-", "+"))]);
+  const ids = new Set<string>();
+  for (const [, fields] of entries) {
+    const at = fields.indexOf("job_id");
+    if (at >= 0 && fields[at + 1]) ids.add(fields[at + 1]!);
+  }
+  return ids;
+}

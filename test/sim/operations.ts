@@ -1,0 +1,642 @@
+/**
+ * The simulation's operations, as a table: name, weight, precondition and a
+ * plan. `plan` makes every choice (from the world's PRNG and model) at once and
+ * returns the work, so two planned operations can be started together for a
+ * race without their choices depending on which runs first.
+ *
+ * A new use case joins by adding a row here (and, if it has a fact to keep,
+ * a checker in invariants.ts); see "The seeded simulation" in the README.
+ */
+import { grantCredits, refundCredits, spendCredits } from "../../functions/src/credits/operations";
+import { applyQueuedOperation } from "../../functions/src/credits/queue";
+import { releaseExpiredHold } from "../../functions/src/credits/holds";
+import { recordAudit } from "../../functions/src/audit/record";
+import { consumeEmbeddingRequest, type ConsumerDeps } from "../../functions/src/embeddings/consume";
+import { deleteKnowledge, ingestKnowledge } from "../../functions/src/embeddings/ingest";
+import type { EmbeddingRequest } from "../../functions/src/embeddings/schemas";
+import { cancelJob } from "../../functions/src/jobs/cancel";
+import { createJob } from "../../functions/src/jobs/create";
+import { dispatchJob } from "../../functions/src/jobs/dispatch";
+import { applyReport } from "../../functions/src/jobs/report";
+import { sweepJobs } from "../../functions/src/jobs/sweep";
+import type { JobReport } from "../../functions/src/jobs/schemas";
+import { mirrorBalance } from "../../functions/src/mirror/balance";
+import { acknowledgeAlert } from "../../functions/src/scheduled/alerts";
+import { parseRouterConfig } from "../../functions/src/scheduled/config";
+import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/scheduled/policies";
+import { runProviderHealthCheck } from "../../functions/src/scheduled/providerHealth";
+import { runTtlCleanup } from "../../functions/src/scheduled/ttl";
+import { DomainError } from "../../functions/src/shared/errors";
+import { control, waitFor } from "../support/suite";
+import { DAY, MAX_DELIVERIES, POISON, SWEEP, gate, type EmbeddingMessage, type QueueOp, type World } from "./world";
+
+export interface Planned {
+  detail: string;
+  run: () => Promise<string>;
+}
+
+export interface Operation {
+  name: string;
+  weight: number;
+  /** False when the operation has nothing to act on now. */
+  when: (w: World) => boolean;
+  plan: (w: World) => Planned;
+  /** False for operations that must not run beside another (they change the world under both). */
+  racy?: boolean;
+}
+
+const ADMIN = "sim-admin";
+const FEATURES = ["chat.message", "chat.long_context", "image.generate", "tts.1k_chars"] as const;
+const PHRASES = ["alpine lakes and glaciers", "sourdough starter feeding", "orbital mechanics primer", "tidal pools of the coast", `${POISON} broken document`, `${POISON} corrupt upload`];
+
+/** Turns a use case's answer or refusal into the step log's outcome; anything else is logged, not hidden. */
+async function outcomeOf(work: () => Promise<string>): Promise<string> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof DomainError) return `refused ${error.code}: ${error.message}`;
+    return `error: ${(error instanceof Error ? error.message : String(error)).split("\n")[0]}`;
+  }
+}
+
+function take<T>(w: World, pool: T[], keep: number): T {
+  const index = w.rng.int(0, pool.length - 1);
+  const item = pool[index]!;
+  // Kept items are delivered again later: duplicates, and late ones.
+  if (!w.rng.chance(keep)) pool.splice(index, 1);
+  return item;
+}
+
+const consumerDeps = (w: World): ConsumerDeps => ({
+  db: w.db,
+  lance: w.lance,
+  provider: w.embedder,
+  chunking: { size: 200, overlap: 40 },
+  readObject: async () => {
+    throw new Error("sim: no objects");
+  },
+  retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+  maxDeliveries: MAX_DELIVERIES,
+  platformRedelivers: true,
+  indexThreshold: 100_000,
+  clock: w.clock,
+});
+
+/** Delivers one embedding message and records what the checks need. */
+async function deliverMessage(w: World, message: EmbeddingMessage): Promise<string> {
+  try {
+    const outcome = await consumeEmbeddingRequest(consumerDeps(w), {
+      messageId: message.id,
+      data: Buffer.from(JSON.stringify(message.request)),
+      publishTime: w.clock.now(),
+    });
+    message.outcome = outcome;
+    const source = w.sources.find((candidate) => candidate.id === message.sourceId)!;
+    if (outcome === "indexed" || outcome === "unchanged") source.newestApplied = Math.max(source.newestApplied, message.request.requested_at);
+    return outcome;
+  } catch (error) {
+    const text = error instanceof Error ? error.message : String(error);
+    // Another delivery of the same message holding the lease is not a failure of the message.
+    if (!text.includes("is being processed by another delivery")) {
+      message.failures += 1;
+      if (message.failures >= MAX_DELIVERIES) {
+        w.violations.push(`embedding message ${message.id} (source ${message.sourceId}) still failed on delivery ${message.failures} (limit ${MAX_DELIVERIES}): not dead-lettered by its limit`);
+      }
+    }
+    return `threw (redelivery): ${text.split("\n")[0]}`;
+  }
+}
+
+function pendingMessages(w: World): EmbeddingMessage[] {
+  return w.messages.filter((message) => message.outcome === undefined);
+}
+
+/** A pair of messages for one source with different texts, older first. */
+function racePairs(w: World): Array<[EmbeddingMessage, EmbeddingMessage]> {
+  const pairs: Array<[EmbeddingMessage, EmbeddingMessage]> = [];
+  for (const newer of w.messages) {
+    for (const older of w.messages) {
+      if (older.sourceId === newer.sourceId && older.request.requested_at < newer.request.requested_at && older.text !== newer.text && !older.text.includes(POISON)) pairs.push([older, newer]);
+    }
+  }
+  return pairs;
+}
+
+export const OPERATIONS: Operation[] = [
+  {
+    name: "grant",
+    weight: 6,
+    when: (w) => w.users.length > 0,
+    plan: (w) => {
+      const user = w.rng.pick(w.users);
+      const amount = w.rng.int(1, 60);
+      return {
+        detail: `${user.uid} +${amount}`,
+        run: () =>
+          outcomeOf(async () => {
+            const result = await grantCredits(w.creditDeps(), ADMIN, { user_id: user.uid, amount, type: "grant", reason: "sim grant", idempotency_key: w.id("grant") });
+            // A grant creates the account again after a deletion.
+            user.deleted = false;
+            return `v${result.version} balance ${result.balance}`;
+          }),
+      };
+    },
+  },
+  {
+    name: "spend",
+    weight: 8,
+    when: (w) => w.users.length > 0,
+    plan: (w) => {
+      const user = w.rng.pick(w.users);
+      const replay = user.spendKeys.length > 0 && w.rng.chance(0.2);
+      const spend = replay ? w.rng.pick(user.spendKeys) : { key: w.id("spend"), feature: w.rng.pick(FEATURES), quantity: w.rng.int(1, 4) };
+      if (!replay) user.spendKeys.push(spend);
+      return {
+        detail: `${user.uid} ${spend.feature}×${spend.quantity} key ${spend.key}${replay ? " (replay)" : ""}`,
+        run: () =>
+          outcomeOf(async () => {
+            const result = await spendCredits(w.creditDeps(), user.uid, { feature: spend.feature, quantity: spend.quantity, idempotency_key: spend.key });
+            if (!result.replayed) w.refundable.push(result.transaction_id);
+            return `${result.replayed ? "replayed " : ""}v${result.version} balance ${result.balance}`;
+          }),
+      };
+    },
+  },
+  {
+    name: "refund",
+    weight: 3,
+    when: (w) => w.refundable.length > 0,
+    plan: (w) => {
+      const transactionId = w.rng.pick(w.refundable);
+      const amount = w.rng.chance(0.5) ? undefined : w.rng.int(1, 5);
+      return {
+        detail: `${transactionId} ${amount ?? "all"}`,
+        run: () =>
+          outcomeOf(async () => {
+            const result = await refundCredits(w.creditDeps(), ADMIN, { transaction_id: transactionId, amount, reason: "sim refund", idempotency_key: w.id("refund") });
+            return `v${result.version} balance ${result.balance}`;
+          }),
+      };
+    },
+  },
+  {
+    name: "createJob",
+    weight: 6,
+    when: (w) => w.users.length > 0,
+    plan: (w) => {
+      const user = w.rng.pick(w.users);
+      const podcast = w.rng.chance(0.6);
+      const request = podcast
+        ? { type: "podcast", input: { topic: "sim topic", duration_min: w.rng.int(1, 4) }, idempotency_key: w.id("job") }
+        : { type: "report", input: { subject: "sim subject", pages: w.rng.int(1, 3) }, idempotency_key: w.id("job") };
+      return {
+        detail: `${user.uid} ${request.type} ${JSON.stringify(request.input)}`,
+        run: () =>
+          outcomeOf(async () => {
+            const created = await createJob(w.creditDeps(), user.uid, request);
+            w.jobs.push({ id: created.job_id, uid: user.uid, price: created.price, type: created.type, reports: 0 });
+            return `job #${w.jobs.length - 1} ${created.job_id} price ${created.price}`;
+          }),
+      };
+    },
+  },
+  {
+    // The outbox trigger's delivery (the functions emulator also delivers it once, as in production).
+    name: "dispatch",
+    weight: 3,
+    when: (w) => w.jobs.length > 0,
+    plan: (w) => {
+      const index = w.rng.int(0, w.jobs.length - 1);
+      return { detail: `job #${index}`, run: () => outcomeOf(async () => (await dispatchJob(w.jobDeps(), w.jobs[index]!.id)).outcome) };
+    },
+  },
+  {
+    // A worker writes a report; it waits in the pool to be delivered (duplicated, reordered, late).
+    name: "workerReport",
+    weight: 6,
+    when: (w) => w.jobs.length > 0,
+    plan: (w) => {
+      const index = w.rng.int(0, w.jobs.length - 1);
+      const job = w.jobs[index]!;
+      job.reports += 1;
+      const base = { job_id: job.id, report_id: `r${job.reports}` };
+      const roll = w.rng.float();
+      const report: JobReport =
+        roll < 0.45
+          ? { ...base, kind: "progress", stage: "render", pct: w.rng.int(1, 99) }
+          : roll < 0.85
+            ? { ...base, kind: "succeeded", cost: w.rng.chance(0.15) ? job.price + w.rng.int(1, 5) : w.rng.int(0, job.price), outputs: { url: "sim://out" } }
+            : { ...base, kind: "failed", error: "sim worker failure" };
+      return {
+        detail: `job #${index} ${report.kind} ${report.report_id}`,
+        run: async () => {
+          w.reports.push({ report });
+          return `pool ${w.reports.length}`;
+        },
+      };
+    },
+  },
+  {
+    name: "deliverReport",
+    weight: 8,
+    when: (w) => w.reports.length > 0,
+    plan: (w) => {
+      const { report } = take(w, w.reports, 0.3);
+      return {
+        detail: `${report.job_id} ${report.kind} ${report.report_id}`,
+        run: () =>
+          outcomeOf(async () => {
+            const result = await applyReport(w.jobDeps(), report, "worker:sim");
+            return `${result.applied ? "applied" : "not applied"} → ${result.status}`;
+          }),
+      };
+    },
+  },
+  {
+    name: "cancelJob",
+    weight: 2,
+    when: (w) => w.jobs.length > 0,
+    plan: (w) => {
+      const index = w.rng.int(0, w.jobs.length - 1);
+      const job = w.jobs[index]!;
+      return { detail: `job #${index}`, run: () => outcomeOf(async () => (await cancelJob(w.jobDeps(), job.uid, job.id)).status) };
+    },
+  },
+  {
+    name: "sweep",
+    weight: 5,
+    when: () => true,
+    plan: (w) => ({
+      detail: `at ${w.clock.now().toISOString()}`,
+      run: () =>
+        outcomeOf(async () => {
+          const redisUp = w.redisUp;
+          const result = await sweepJobs(w.jobDeps(), SWEEP);
+          w.after.swept = true;
+          // The stream check needs a sweep that could reach Redis (other parts' errors do not matter to it).
+          w.after.sweptWithRedis = redisUp && w.redisUp && !result.errors.some((error) => /redis|connection|stream/i.test(error));
+          return JSON.stringify(result).slice(0, 300);
+        }),
+    }),
+  },
+  {
+    name: "retention",
+    weight: 3,
+    when: () => true,
+    plan: (w) => ({
+      detail: `at ${w.clock.now().toISOString()}`,
+      run: () =>
+        outcomeOf(async () => {
+          const outcome = await runTtlCleanup({
+            db: w.db,
+            clock: w.clock,
+            policies: retentionPolicies(DEFAULT_RETENTION),
+            releaseExpiredHold: (db, holdId) => releaseExpiredHold(db, holdId, w.clock),
+            rtdb: () => w.rtdb,
+            lance: w.lance,
+            budgetMs: 60_000,
+            pageSize: 200,
+            stateId: `sim-${w.nonce}`,
+          });
+          return outcome.policies.map((policy) => `${policy.policy}:${policy.applied}${policy.error ? "!" : ""}`).join(" ");
+        }),
+    }),
+  },
+  {
+    name: "advanceClock",
+    weight: 6,
+    when: () => true,
+    plan: (w) => {
+      const kind = w.rng.weighted([6, 4, 2, 1]);
+      const ms = [w.rng.int(1, 60) * 1000, w.rng.int(5, 40) * 60_000, w.rng.int(1, 8) * DAY, w.rng.int(91, 100) * DAY][kind]!;
+      return {
+        detail: `+${Math.round(ms / 1000)} s`,
+        run: async () => {
+          w.clock.advance(ms);
+          return w.clock.now().toISOString();
+        },
+      };
+    },
+    racy: false,
+  },
+  {
+    // A client writes an operation to its RTDB queue; the create event waits in the pool.
+    name: "queueOp",
+    weight: 4,
+    when: (w) => w.users.length > 0,
+    plan: (w) => {
+      const user = w.rng.pick(w.users);
+      const op: QueueOp = { uid: user.uid, opId: w.id("op"), value: { type: "spend", feature: w.rng.pick(FEATURES), quantity: w.rng.int(1, 6), created_at: w.clock.now().getTime() } };
+      return {
+        detail: `${user.uid} ${op.opId} ${JSON.stringify(op.value)}`,
+        run: () =>
+          outcomeOf(async () => {
+            await w.rtdb.ref(`operation_queues/${op.uid}/${op.opId}`).set(op.value);
+            w.queueOps.push(op);
+            w.queueDeliveries.push(op);
+            return "queued";
+          }),
+      };
+    },
+  },
+  {
+    // The queue trigger's delivery of the original create event (duplicated, late: after top-ups).
+    name: "deliverQueue",
+    weight: 5,
+    when: (w) => w.queueDeliveries.length > 0,
+    plan: (w) => {
+      const op = take(w, w.queueDeliveries, 0.5);
+      return {
+        detail: `${op.uid} ${op.opId}`,
+        run: () => outcomeOf(async () => applyQueuedOperation({ db: w.db, rtdb: w.rtdb, lock: w.redis, clock: w.clock }, op.uid, op.opId, op.value)),
+      };
+    },
+  },
+  {
+    // The users/{uid} trigger's delivery to the balance mirror.
+    name: "deliverMirror",
+    weight: 5,
+    when: (w) => w.mirrorDeliveries.length > 0,
+    plan: (w) => {
+      const delivery = take(w, w.mirrorDeliveries, 0.3);
+      return {
+        detail: `${delivery.uid} ${delivery.state ? `v${delivery.state.version}` : "deleted"}`,
+        run: () => outcomeOf(() => mirrorBalance({ db: w.db, rtdb: w.rtdb }, delivery.uid, delivery.state)),
+      };
+    },
+  },
+  {
+    // The audit trigger's delivery of a users/{uid} change.
+    name: "deliverAudit",
+    weight: 3,
+    when: (w) => w.auditDeliveries.length > 0,
+    plan: (w) => {
+      const delivery = take(w, w.auditDeliveries, 0.3);
+      return {
+        detail: delivery.eventId,
+        run: () =>
+          outcomeOf(async () => {
+            const created = await recordAudit(w.db, { eventId: delivery.eventId, path: `users/${delivery.uid}`, time: w.clock.now().toISOString(), before: delivery.before, after: delivery.after }, 0);
+            if (!w.deliveredAudits.includes(delivery)) w.deliveredAudits.push(delivery);
+            return created ? "recorded" : "duplicate";
+          }),
+      };
+    },
+  },
+  {
+    // Assumption (see the README): deleting a user is deleting users/{uid}, as an operator or an
+    // account-deletion hook would; the ledger and the user's jobs stay.
+    name: "deleteUser",
+    weight: 2,
+    // Two users always stay, so a seed keeps jobs from live owners beside the deleted ones.
+    when: (w) => w.liveUsers().length > 2,
+    plan: (w) => {
+      // Most often the owner of the newest job, so deletions meet open jobs (the sweeper's hard case).
+      const newest = w.jobs.at(-1);
+      const owner = newest && w.rng.chance(0.6) ? w.liveUsers().find((candidate) => candidate.uid === newest.uid) : undefined;
+      const user = owner ?? w.rng.pick(w.liveUsers());
+      return {
+        detail: user.uid,
+        run: () =>
+          outcomeOf(async () => {
+            await w.db.collection("users").doc(user.uid).delete();
+            user.deleted = true;
+            user.everDeleted = true;
+            w.mirrorDeliveries.push({ uid: user.uid });
+            return "deleted";
+          }),
+      };
+    },
+    racy: false,
+  },
+  {
+    name: "redisStop",
+    weight: 1,
+    when: (w) => w.redisUp,
+    plan: (w) => ({
+      detail: "",
+      run: async () => {
+        await control("redis/stop");
+        w.redisUp = false;
+        return "stopped";
+      },
+    }),
+    racy: false,
+  },
+  {
+    name: "redisStart",
+    weight: 3,
+    when: (w) => !w.redisUp,
+    plan: (w) => ({
+      detail: "",
+      run: async () => {
+        await control("redis/start");
+        // Up means answering: wait (with a deadline) until the gateway has reconnected, as the next step assumes.
+        await waitFor("redis to answer after a restart", async () => (await w.redis.run((client) => client.ping()).catch(() => "")) === "PONG", { timeoutMs: 20_000 });
+        w.redisUp = true;
+        return "started";
+      },
+    }),
+    racy: false,
+  },
+  {
+    name: "redisFlush",
+    weight: 2,
+    when: (w) => w.redisUp,
+    plan: (w) => ({ detail: "", run: () => outcomeOf(async () => w.redis.run((client) => client.flushall())) }),
+    racy: false,
+  },
+  {
+    name: "providerFlip",
+    weight: 2,
+    when: (w) => w.providers.length > 0,
+    plan: (w) => {
+      const provider = w.rng.pick(w.providers);
+      return {
+        detail: `${provider.name} → ${provider.ok ? "failing" : "ok"}`,
+        run: async () => {
+          provider.ok = !provider.ok;
+          return "flipped";
+        },
+      };
+    },
+    racy: false,
+  },
+  {
+    name: "healthCheck",
+    weight: 4,
+    when: (w) => w.providers.length > 0,
+    plan: (w) => ({
+      detail: w.providers.map((provider) => `${provider.name}:${provider.ok ? "ok" : "failing"}`).join(" "),
+      run: () =>
+        outcomeOf(async () => {
+          w.after.healthChecked = true;
+          w.after.lastProbe.clear();
+          const config = parseRouterConfig({
+            providers: w.providers.map((provider) => ({ name: provider.name, probe_url: "http://127.0.0.1:9/probe", models: [{ id: `${provider.name}-model`, task_types: ["chat"], cost_per_1k_tokens: 1 }] })),
+            failures_to_down: 2,
+            error_window: 4,
+            degraded_error_rate: 0.5,
+            slow_ms: 500,
+            ewma_alpha: 0.5,
+            cooldown_ms: 20 * 60_000,
+          });
+          const outcome = await runProviderHealthCheck({ db: w.db, clock: w.clock, config, probe: w.probe, probeTimeoutMs: 1000 });
+          for (const provider of outcome.providers) if (provider.alert_id) w.alerts.push(provider.alert_id);
+          return outcome.providers.map((provider) => `${provider.provider}:${provider.status}`).join(" ") + ` quotas ${outcome.quotas_reset}`;
+        }),
+    }),
+  },
+  {
+    name: "ackAlert",
+    weight: 2,
+    when: (w) => w.alerts.length > 0,
+    plan: (w) => {
+      const alertId = w.rng.pick(w.alerts);
+      return { detail: alertId, run: () => outcomeOf(async () => String((await acknowledgeAlert({ db: w.db, clock: w.clock }, { alert_id: alertId }, ADMIN)).changed)) };
+    },
+  },
+  {
+    name: "ingest",
+    weight: 4,
+    when: (w) => w.sources.length > 0,
+    plan: (w) => {
+      const source = w.rng.pick(w.sources);
+      const text = `${source.id} ${w.rng.pick(PHRASES)}`;
+      // Each request is a clock tick later, so requests for a source are ordered.
+      w.clock.advance(1);
+      return {
+        detail: `${source.id} "${text}"`,
+        run: () =>
+          outcomeOf(async () => {
+            let published: EmbeddingRequest | undefined;
+            const result = await ingestKnowledge(
+              {
+                publish: async (_topic, message) => {
+                  published = message;
+                  return w.id("msg");
+                },
+                owners: [ADMIN],
+                clock: w.clock,
+              },
+              { source_id: source.id, text },
+              { uid: ADMIN, admin: true },
+            );
+            w.messages.push({ id: result.message_id, sourceId: source.id, text, request: published!, failures: 0 });
+            source.lastText = text;
+            return `message ${result.message_id}`;
+          }),
+      };
+    },
+  },
+  {
+    // Pub/Sub's delivery of an embedding request: a pending one, or a duplicate of one already handled.
+    name: "deliverEmbedding",
+    weight: 6,
+    when: (w) => w.messages.length > 0,
+    plan: (w) => {
+      const pending = pendingMessages(w);
+      const message = pending.length > 0 && w.rng.chance(0.8) ? w.rng.pick(pending) : w.rng.pick(w.messages);
+      return { detail: `${message.id} (${message.sourceId})`, run: () => deliverMessage(w, message) };
+    },
+  },
+  {
+    // Pub/Sub redelivering every unacknowledged message once, in a seeded order (what it does after its backoff).
+    name: "redeliverPending",
+    weight: 3,
+    when: (w) => pendingMessages(w).length > 0,
+    plan: (w) => {
+      const order = [...pendingMessages(w)];
+      for (let index = order.length - 1; index > 0; index -= 1) {
+        const other = w.rng.int(0, index);
+        [order[index], order[other]] = [order[other]!, order[index]!];
+      }
+      return {
+        detail: order.map((message) => message.id).join(" "),
+        run: async () => {
+          const outcomes: string[] = [];
+          for (const message of order) outcomes.push(await deliverMessage(w, message));
+          return outcomes.join("; ");
+        },
+      };
+    },
+  },
+  {
+    // Two requests for one source delivered together, the older one finishing last.
+    name: "embedRace",
+    weight: 2,
+    when: (w) => racePairs(w).length > 0,
+    plan: (w) => {
+      const [older, newer] = w.rng.pick(racePairs(w));
+      return {
+        detail: `older ${older.id} finishes after newer ${newer.id} (${older.sourceId})`,
+        run: async () => {
+          const { held, meanwhile } = await whileEmbedding(w, older, () => deliverMessage(w, newer));
+          return `newer: ${meanwhile}, older: ${held}`;
+        },
+      };
+    },
+    racy: false,
+  },
+  {
+    // A request in flight (embedding) while its source is deleted.
+    name: "deleteDuringEmbed",
+    weight: 1,
+    when: (w) => w.messages.some((message) => !message.text.includes(POISON)),
+    plan: (w) => {
+      const message = w.rng.pick(w.messages.filter((candidate) => !candidate.text.includes(POISON)));
+      w.clock.advance(1);
+      return {
+        detail: `${message.id} (${message.sourceId})`,
+        run: async () => {
+          const { held, meanwhile } = await whileEmbedding(w, message, () => deleteSource(w, message.sourceId));
+          return `delete: ${meanwhile}, message: ${held}`;
+        },
+      };
+    },
+    racy: false,
+  },
+  {
+    name: "deleteKnowledge",
+    weight: 2,
+    when: (w) => w.sources.length > 0,
+    plan: (w) => {
+      const source = w.rng.pick(w.sources);
+      w.clock.advance(1);
+      return { detail: source.id, run: () => deleteSource(w, source.id) };
+    },
+  },
+];
+
+/**
+ * Delivers `message`, holds it at the provider (after it has read its source's record), runs `meanwhile` to the
+ * end, then lets the message finish. A delivery that never reaches the provider (a duplicate, a stale request) just
+ * finishes first.
+ */
+async function whileEmbedding(w: World, message: EmbeddingMessage, meanwhile: () => Promise<string>): Promise<{ held: string; meanwhile: string }> {
+  const hook = { reached: gate(), release: gate() };
+  w.embedder.hooks.set(message.text, hook);
+  try {
+    const delivery = deliverMessage(w, message).finally(() => hook.reached.open());
+    await hook.reached.promise;
+    const other = await meanwhile();
+    hook.release.open();
+    return { held: await delivery, meanwhile: other };
+  } finally {
+    hook.release.open();
+    w.embedder.hooks.delete(message.text);
+  }
+}
+
+async function deleteSource(w: World, sourceId: string): Promise<string> {
+  return outcomeOf(async () => {
+    const at = w.clock.now().getTime();
+    const result = await deleteKnowledge({ db: w.db, lance: w.lance, owners: [ADMIN], clock: w.clock }, { source_id: sourceId }, { uid: ADMIN, admin: true });
+    const source = w.sources.find((candidate) => candidate.id === sourceId)!;
+    source.deletedAt = Math.max(source.deletedAt, at);
+    return `deleted ${result.deleted_chunks} chunks`;
+  });
+}
+
+
+
