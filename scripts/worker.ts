@@ -4,6 +4,8 @@
  * Consumes a job type's dispatch target (its Redis stream `jobs:{type}` as
  * consumer group `workers`, or its Pub/Sub topic through the subscription
  * `{topic}-workers`), reports stages and a result (no real audio), and acks.
+ * While it works on a stream entry it heartbeats it (XCLAIM JUSTID), so a
+ * long job is not re-sent after the visibility timeout.
  * Reports go to the jobReport endpoint (Bearer WORKER_API_KEY) or the
  * `job-results` topic. It dedupes by job id: a job it is already working on is
  * skipped, and a report answered with `final` stops the work (cancelled,
@@ -17,7 +19,7 @@ import { pubsub } from "../functions/src/adapters/pubsub";
 import { RedisGateway } from "../functions/src/adapters/redis";
 import { priceOf } from "../functions/src/credits/pricebook";
 import { jobType } from "../functions/src/jobs/registry";
-import { GROUP, ensureGroup, parseFields } from "../functions/src/jobs/streams";
+import { GROUP, ensureGroup, heartbeat, parseFields } from "../functions/src/jobs/streams";
 
 export type Verdict = { kind: "succeeded" } | { kind: "failed"; error: string };
 
@@ -29,6 +31,14 @@ export interface WorkerOptions {
   report?: "https" | "pubsub";
   /** Skip the stages and succeed at once (the bench's no-op worker). */
   noop?: boolean;
+  /** Simulated work per stage (default 0). */
+  stageDelayMs?: number;
+  /**
+   * How often a stream entry being worked on is heartbeated (XCLAIM JUSTID to
+   * this consumer), so the sweeper does not re-send a long job; keep it well
+   * below JOBS_VISIBILITY_TIMEOUT_MS. Default: a third of JOBS_VISIBILITY_TIMEOUT_MS (env; 300 s if unset).
+   */
+  heartbeatMs?: number;
   /** Decides each job's outcome; default: succeed. */
   decide?: (job: DispatchedJob) => Verdict;
   log?: (line: string) => void;
@@ -93,6 +103,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       const first = await report({ kind: "progress", job_id: job.job_id, report_id: `p${seq++}`, stage: "started", pct: 0 });
       if (first.final) return;
       for (const [stage, pct] of stages) {
+        if (options.stageDelayMs) await new Promise((resolve) => setTimeout(resolve, options.stageDelayMs));
         if ((await report({ kind: "progress", job_id: job.job_id, report_id: `p${seq++}`, stage, pct })).final) return;
       }
       const verdict = options.decide?.(job) ?? { kind: "succeeded" };
@@ -118,6 +129,8 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       breaker: { failureThreshold: 1000, cooldownMs: 100 },
     });
     const consumer = `worker-${randomUUID().slice(0, 8)}`;
+    const visibilityMs = Number(process.env.JOBS_VISIBILITY_TIMEOUT_MS ?? "") || 300_000;
+    const heartbeatMs = options.heartbeatMs ?? Math.max(50, Math.floor(visibilityMs / 3));
     const loop = (async () => {
       while (!stopping) {
         try {
@@ -129,7 +142,15 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
             for (const [entryId, fields] of entries) {
               const parsed = parseFields(fields);
               const payload = JSON.parse(parsed.input ?? "{}") as DispatchedJob;
-              await work(payload);
+              // While working, keep the entry ours; a lost heartbeat only risks a duplicate, which reports tolerate.
+              const beat = setInterval(() => {
+                heartbeat(redis, stream, consumer, entryId).catch((error: unknown) => log(`heartbeat ${entryId}: ${String(error)}`));
+              }, heartbeatMs);
+              try {
+                await work(payload);
+              } finally {
+                clearInterval(beat);
+              }
               await redis.run((client) => client.xack(stream, GROUP, entryId));
             }
           }

@@ -186,6 +186,11 @@ export const JOBS_VISIBILITY_TIMEOUT_MS = defineInt("JOBS_VISIBILITY_TIMEOUT_MS"
   description: "A jobs:{type} stream entry unacknowledged this long is re-claimed by jobsSweeper and queued again.",
 });
 
+export const JOBS_STREAM_MAX_LENGTH = defineInt("JOBS_STREAM_MAX_LENGTH", {
+  default: 10000,
+  description: "Approximate cap of each jobs:{type} stream and its DLQ (XADD MAXLEN ~); an unread entry lost to it is sent again by jobsSweeper.",
+});
+
 export const JOBS_MAX_DELIVERIES = defineInt("JOBS_MAX_DELIVERIES", {
   default: 5,
   description: "Deliveries of one stream entry after which it moves to jobs:{type}:dlq and its job fails (hold released).",

@@ -5,10 +5,10 @@ import { placeHold, releaseExpiredHold, settleHold } from "../../functions/src/c
 import { assertLedgerInvariants, db, fund, ledgerOf } from "../support/credits";
 import { newUid } from "../support/suite";
 
-async function hold(uid: string, holdId: string, amount: number, expiresAt = new Date(Date.now() + 3_600_000)) {
+async function hold(uid: string, holdId: string, amount: number, expiresAt = new Date(Date.now() + 3_600_000), jobId: string | null = `job-${holdId}`) {
   return db().runTransaction(async (tx) => {
     const account = await readAccount(tx, db(), uid);
-    return placeHold(tx, db(), account, { holdId, amount, expiresAt, actor: "test", reason: "job", idempotencyKey: `hold:${holdId}`, jobId: `job-${holdId}` });
+    return placeHold(tx, db(), account, { holdId, amount, expiresAt, actor: "test", reason: "job", idempotencyKey: `hold:${holdId}`, jobId: jobId ?? undefined });
   });
 }
 
@@ -76,17 +76,32 @@ describe("integration: credit holds", () => {
     await assertLedgerInvariants(uid);
   });
 
-  it("when a hold is past expires_at, then releaseExpiredHold returns it to available with an expire entry; before that it does nothing", async () => {
+  it("when a hold without a job is past expires_at, then releaseExpiredHold returns it to available with an expire entry; before that it does nothing", async () => {
     const uid = newUid();
     await fund(uid, 100);
     const expiresAt = new Date("2030-01-01T00:00:00Z");
-    await hold(uid, `${uid}-h`, 30, expiresAt);
+    await hold(uid, `${uid}-h`, 30, expiresAt, null);
     const early = await releaseExpiredHold(db(), `${uid}-h`, { now: () => new Date(expiresAt.getTime() - 1) });
     assert.equal(early.settled, false);
     const due = await releaseExpiredHold(db(), `${uid}-h`, { now: () => new Date(expiresAt.getTime() + 1) });
     assert.equal(due.settled, true);
     assert.deepEqual([due.posted?.balance, due.posted?.held, due.posted?.available], [100, 0, 100]);
     assert.equal((await db().collection("credit_holds").doc(`${uid}-h`).get()).get("status"), "expired");
+    await assertLedgerInvariants(uid);
+  });
+
+  it("when a job's hold is past expires_at, then releaseExpiredHold refuses it (the jobs module settles it with its job) and writes nothing", async () => {
+    const uid = newUid();
+    await fund(uid, 100);
+    const expiresAt = new Date("2030-01-01T00:00:00Z");
+    await hold(uid, `${uid}-h`, 30, expiresAt, `job-${uid}`);
+    await assert.rejects(releaseExpiredHold(db(), `${uid}-h`, { now: () => new Date(expiresAt.getTime() + 1) }), (error: Error & { code?: string; details?: { reason: string } }) => {
+      assert.equal(error.code, "failed-precondition");
+      assert.equal(error.details?.reason, "hold-owned-by-job");
+      return true;
+    });
+    assert.equal((await db().collection("credit_holds").doc(`${uid}-h`).get()).get("status"), "open");
+    assert.deepEqual((await ledgerOf(uid)).map((e) => e.type), ["grant", "hold"]);
     await assertLedgerInvariants(uid);
   });
 });

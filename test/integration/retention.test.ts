@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Firestore } from "firebase-admin/firestore";
-import { releaseExpiredHold } from "../../functions/src/credits/holds";
+import { expireHolds } from "../../functions/src/jobs/expiry";
 import { DEFAULT_RETENTION, retentionPolicies, type RetentionPolicy, type RetentionSettings } from "../../functions/src/scheduled/policies";
 import { runTtlCleanup, type TtlDeps } from "../../functions/src/scheduled/ttl";
 import { newUid } from "../support/suite";
@@ -24,7 +24,7 @@ function deps(db: Firestore, clock: { now(): Date }, policies: RetentionPolicy[]
     db,
     clock,
     policies,
-    releaseExpiredHold,
+    releaseExpiredHold: expireHolds(),
     rtdb: realtimeDb,
     mongo,
     budgetMs: 60_000,

@@ -7,7 +7,8 @@
  * kind finds it settled and changes nothing.
  *   capture: takes the actual cost (≤ the hold) and releases the rest
  *   release: returns the whole amount to available (failure, cancel)
- *   expire:  like release, for holds past `expires_at` (ttlCleanup, deadlines)
+ *   expire:  like release, for holds past `expires_at` (ttlCleanup; a job's
+ *            hold expires only through its job, see jobs/expiry.ts)
  * Every step is composable into a caller's transaction (jobs change the job's
  * state in the same transaction), with `settleHold` as the standalone form.
  */
@@ -163,7 +164,23 @@ export async function settleHold(
   );
 }
 
-/** Releases a hold whose `expires_at` has passed (ttlCleanup's action for credit_holds); no-op if settled or not yet due. */
+/** A job's hold is settled only with its job (jobs/finishJob); credits never expires it on its own. */
+export class HoldOwnedByJob extends DomainError {
+  constructor(holdId: string, jobId: string) {
+    super("failed-precondition", `Hold ${holdId} belongs to job ${jobId}; the jobs module settles it.`, {
+      reason: "hold-owned-by-job",
+      hold_id: holdId,
+      job_id: jobId,
+    });
+  }
+}
+
+/**
+ * Expires a hold without a job whose `expires_at` has passed; a no-op if it
+ * is settled or not yet due. A hold with a `job_id` is refused
+ * (HoldOwnedByJob): its expiry fails the job, and the jobs module decides
+ * that together with the settlement (jobs/expiry.ts).
+ */
 export async function releaseExpiredHold(db: Firestore, holdId: string, clock: Clock = systemClock): Promise<SettleResult> {
   return db.runTransaction(
     async (tx) => {
@@ -171,6 +188,7 @@ export async function releaseExpiredHold(db: Firestore, holdId: string, clock: C
       if (hold.status !== "open" || hold.expiresAt.getTime() > clock.now().getTime()) {
         return { settled: false, status: hold.status };
       }
+      if (hold.jobId) throw new HoldOwnedByJob(hold.id, hold.jobId);
       const account = await readAccount(tx, db, hold.userId);
       return settleHoldInTransaction(tx, db, hold, account, { kind: "expire" }, "system:ttlCleanup", "hold expired");
     },

@@ -9,8 +9,13 @@
  * pending with the error and the sweeper retries; the job stays queued and is
  * never lost. A crash between sending and marking leaves a lease that expires
  * and a second send: workers dedupe by job id (a final or running job's
- * reports change nothing).
+ * reports change nothing). The lease carries its holder's id, and only the
+ * holder ends it (dispatched or pending), in a transaction that compares the
+ * id: a slow dispatcher whose lease was taken over changes nothing.
+ * A dispatched stream job whose entry Redis lost is leased again by the
+ * sweeper (`lostEntry`), compared against the recorded entry id.
  */
+import { randomUUID } from "node:crypto";
 import type { Firestore } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import type { RedisGateway } from "../adapters/redis";
@@ -34,23 +39,44 @@ export interface DispatchDeps {
   clock?: Clock;
   /** How long a dispatcher may take before another may try again. */
   leaseMs?: number;
+  /** Cap of each `jobs:{type}` stream (XADD MAXLEN ~). */
+  streamMaxLength?: number;
 }
 
 export type DispatchOutcome = "dispatched" | "skipped" | "pending";
 
-export async function dispatchJob(deps: DispatchDeps, jobId: string): Promise<{ outcome: DispatchOutcome; error?: string }> {
+export interface DispatchOptions {
+  /**
+   * The job's recorded stream entry that the sweeper found gone from Redis:
+   * a `dispatched` job whose `dispatch.message_id` is still this entry may be
+   * leased and sent again (workers tolerate duplicates).
+   */
+  lostEntry?: string;
+}
+
+export async function dispatchJob(
+  deps: DispatchDeps,
+  jobId: string,
+  options: DispatchOptions = {},
+): Promise<{ outcome: DispatchOutcome; error?: string }> {
   const clock = deps.clock ?? systemClock;
   const leaseMs = deps.leaseMs ?? 60_000;
   const { FieldValue } = firestoreValues();
+  // This dispatcher's lease: only its holder may move the record on from `dispatching`.
+  const owner = randomUUID();
   const leased = await deps.db.runTransaction(async (tx): Promise<Job | undefined> => {
     const job = await readJob(tx, deps.db, jobId);
     const now = clock.now();
-    if (TERMINAL.has(job.status) || job.dispatch.state === "dispatched") return undefined;
+    if (TERMINAL.has(job.status)) return undefined;
+    if (job.dispatch.state === "dispatched" && !(options.lostEntry && job.dispatch.messageId === options.lostEntry)) return undefined;
+    if (job.dispatch.state === "skipped") return undefined;
     if (job.dispatch.state === "dispatching" && job.dispatch.leaseUntil && job.dispatch.leaseUntil.getTime() > now.getTime()) return undefined;
     tx.update(job.ref, {
       "dispatch.state": "dispatching",
       "dispatch.attempts": job.dispatch.attempts + 1,
       "dispatch.lease_until": new Date(now.getTime() + leaseMs),
+      "dispatch.lease_owner": owner,
+      ...(options.lostEntry ? { "dispatch.last_error": `stream entry ${options.lostEntry} lost from Redis` } : {}),
       updated_at: FieldValue.serverTimestamp(),
     });
     return job;
@@ -66,20 +92,41 @@ export async function dispatchJob(deps: DispatchDeps, jobId: string): Promise<{ 
   }
   try {
     const messageId = await send(deps, leased, routing);
-    await leased.ref.update({
+    await completeLease(deps, jobId, owner, {
       "dispatch.state": "dispatched",
       "dispatch.message_id": messageId,
       "dispatch.dispatched_at": FieldValue.serverTimestamp(),
       "dispatch.lease_until": null,
+      "dispatch.lease_owner": null,
       "dispatch.last_error": null,
       routing: routing ?? null,
     });
     return { outcome: "dispatched" };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    await leased.ref.update({ "dispatch.state": "pending", "dispatch.lease_until": null, "dispatch.last_error": message.slice(0, 300) });
+    // A dispatcher whose lease was taken over (it was too slow) must not undo the new holder's `dispatched`.
+    await completeLease(deps, jobId, owner, {
+      "dispatch.state": "pending",
+      "dispatch.lease_until": null,
+      "dispatch.lease_owner": null,
+      "dispatch.last_error": message.slice(0, 300),
+    });
     return { outcome: "pending", error: message };
   }
+}
+
+/**
+ * Writes the end of a lease, only if this dispatcher still holds it (the
+ * record is `dispatching` under its owner id); otherwise another dispatcher or
+ * a final state owns the record now and nothing is written.
+ */
+async function completeLease(deps: DispatchDeps, jobId: string, owner: string, fields: Record<string, unknown>): Promise<boolean> {
+  return deps.db.runTransaction(async (tx) => {
+    const job = await readJob(tx, deps.db, jobId);
+    if (job.dispatch.state !== "dispatching" || job.dispatch.leaseOwner !== owner) return false;
+    tx.update(job.ref, { ...fields, updated_at: firestoreValues().FieldValue.serverTimestamp() });
+    return true;
+  });
 }
 
 async function send(deps: DispatchDeps, job: Job, routing: { provider: string; model: string } | undefined): Promise<string> {
@@ -88,7 +135,8 @@ async function send(deps: DispatchDeps, job: Job, routing: { provider: string; m
   const payload = { job_id: job.id, type: job.type, user_id: job.userId, input: job.input, routing: routing ?? null };
   if (type.dispatch.kind === "stream") {
     if (!deps.redis) throw new Error("redis is not configured for stream dispatch");
-    return addToStream(deps.redis, type.dispatch.stream, { job_id: job.id, type: job.type, user_id: job.userId, input: JSON.stringify(payload), attempt: 1 });
+    const entry = { job_id: job.id, type: job.type, user_id: job.userId, input: JSON.stringify(payload), attempt: 1 };
+    return addToStream(deps.redis, type.dispatch.stream, entry, deps.streamMaxLength);
   }
   if (!deps.pubsub) throw new Error("pubsub is not configured");
   const client = deps.pubsub();

@@ -12,7 +12,7 @@ import type { Db } from "mongodb";
 import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import type { RedisGateway } from "../adapters/redis";
-import { readHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type Settlement } from "../credits/holds";
+import { readHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type Hold, type Settlement } from "../credits/holds";
 import { readAccount } from "../credits/ledger";
 import { notify } from "../notifications/notify";
 import { NotFound } from "../shared/errors";
@@ -43,7 +43,17 @@ export interface Job {
   pct: number;
   /** Grows with every accepted change; the RTDB mirror applies only newer versions. */
   version: number;
-  dispatch: { state: DispatchState; attempts: number; leaseUntil: Date | null };
+  dispatch: {
+    state: DispatchState;
+    attempts: number;
+    leaseUntil: Date | null;
+    /** Id of the dispatcher holding the lease (only it may end it). */
+    leaseOwner: string | null;
+    /** Stream entry id or Pub/Sub message id of the last send. */
+    messageId: string | null;
+  };
+  /** Set when the sweeper could not finish the job (see sweep.ts); it is retried after `retryAt`. */
+  quarantine: { reason: string; attempts: number; retryAt: Date | null } | null;
 }
 
 /** Dependencies of the job use cases; Mongo and Redis are optional (notifications and live delivery are best effort). */
@@ -83,8 +93,17 @@ export function toJob(ref: DocumentReference, data: Record<string, unknown>): Jo
       state: (dispatch.state as DispatchState | undefined) ?? "pending",
       attempts: Number(dispatch.attempts ?? 0),
       leaseUntil: toDate(dispatch.lease_until),
+      leaseOwner: (dispatch.lease_owner as string | null | undefined) ?? null,
+      messageId: (dispatch.message_id as string | null | undefined) ?? null,
     },
+    quarantine: quarantineOf(data.quarantine),
   };
+}
+
+function quarantineOf(value: unknown): Job["quarantine"] {
+  if (!value || typeof value !== "object") return null;
+  const record = value as Record<string, unknown>;
+  return { reason: String(record.reason ?? "unknown"), attempts: Number(record.attempts ?? 1), retryAt: toDate(record.retry_at) };
 }
 
 export async function readJob(tx: Transaction, db: Firestore, jobId: string): Promise<Job> {
@@ -106,61 +125,84 @@ export interface Outcome {
   cost?: number;
   outputs?: Record<string, unknown>;
   error?: string;
+  /** How a failure settles the hold: `release` (default), or `expire` when the hold's own expiry ends the job. */
+  settlement?: "release" | "expire";
   actor: string;
   reason: string;
 }
 
 export interface FinishResult {
-  /** False when the job was already final: nothing was written. */
+  /** False when nothing was written (already final, or the guard declined). */
   changed: boolean;
+  /**
+   * False when the job became final without its hold being settled here,
+   * because something had settled it already: then the job is not
+   * `succeeded` and nothing was charged, whatever was reported.
+   */
+  settled: boolean;
   job: Job;
 }
 
 /**
- * Moves a job to its final state and settles its hold, in one transaction.
+ * Moves a job to its final state and settles its hold, in one transaction:
+ * the one place where a job's outcome and its hold's settlement are decided.
+ *
  * `guard` runs after the reads and may throw (ownership) or return false (not
  * applicable, e.g. deadline not reached) to write nothing. `beforeWrite` adds
  * reads-then-writes of the caller (report dedupe) after all of this function's reads.
+ *
+ * A job is recorded `succeeded` only together with the capture of its cost.
+ * Should its hold be settled already (data from before the jobs module owned
+ * its holds' expiry, or a manual fix), the job still becomes final, as
+ * `failed` and not charged, so the worker gets a final answer and no
+ * `succeeded` job ever carries a cost that was not captured.
  */
 export async function finishJob(
   deps: JobDeps,
   jobId: string,
   outcome: Outcome,
-  guard?: (job: Job) => boolean,
+  guard?: (job: Job, hold: Hold) => boolean,
   beforeWrite?: (tx: Transaction) => Promise<boolean>,
 ): Promise<FinishResult> {
   const { db } = deps;
   const result = await db.runTransaction(
     async (tx): Promise<FinishResult> => {
       const job = await readJob(tx, db, jobId);
-      if (TERMINAL.has(job.status)) return { changed: false, job };
-      if (guard && !guard(job)) return { changed: false, job };
+      if (TERMINAL.has(job.status)) return { changed: false, settled: false, job };
       const hold = await readHold(tx, db, job.holdId);
       const account = await readAccount(tx, db, job.userId);
-      if (beforeWrite && !(await beforeWrite(tx))) return { changed: false, job };
-      const cost = Math.min(outcome.cost ?? 0, hold.amount);
-      const settlement: Settlement = outcome.status === "succeeded" ? { kind: "capture", cost } : { kind: "release" };
-      settleHoldInTransaction(tx, db, hold, account, settlement, outcome.actor, outcome.reason);
+      if (guard && !guard(job, hold)) return { changed: false, settled: false, job };
+      if (beforeWrite && !(await beforeWrite(tx))) return { changed: false, settled: false, job };
+      const settledElsewhere = hold.status !== "open";
+      const status = settledElsewhere && outcome.status === "succeeded" ? "failed" : outcome.status;
+      const cost = status === "succeeded" ? Math.min(outcome.cost ?? 0, hold.amount) : 0;
+      if (!settledElsewhere) {
+        const settlement: Settlement = status === "succeeded" ? { kind: "capture", cost } : { kind: outcome.settlement ?? "release" };
+        settleHoldInTransaction(tx, db, hold, account, settlement, outcome.actor, outcome.reason);
+      }
+      const reported = outcome.status === "succeeded" ? outcome.cost : undefined;
       const { FieldValue } = firestoreValues();
       const version = job.version + 1;
-      const pct = outcome.status === "succeeded" ? 100 : job.pct;
+      const pct = status === "succeeded" ? 100 : job.pct;
+      const stage = status === "succeeded" ? "done" : job.stage;
       tx.update(job.ref, {
-        status: outcome.status,
+        status,
         version,
-        cost: outcome.status === "succeeded" ? cost : 0,
-        ...(outcome.status === "succeeded" && outcome.cost !== undefined && outcome.cost > hold.amount ? { cost_reported: outcome.cost } : {}),
-        outputs: outcome.outputs ?? null,
-        error: outcome.error ?? null,
+        cost,
+        ...(reported !== undefined && reported !== cost ? { cost_reported: reported } : {}),
+        outputs: status === "succeeded" ? outcome.outputs ?? null : null,
+        error: settledElsewhere ? `not charged: its hold was already ${hold.status}` : outcome.error ?? null,
         "progress.pct": pct,
-        "progress.stage": outcome.status === "succeeded" ? "done" : job.stage,
+        "progress.stage": stage,
         ...(job.dispatch.state !== "dispatched" ? { "dispatch.state": "skipped" } : {}),
         finished_at: FieldValue.serverTimestamp(),
         updated_at: FieldValue.serverTimestamp(),
       });
-      return { changed: true, job: { ...job, status: outcome.status, version, pct, stage: outcome.status === "succeeded" ? "done" : job.stage } };
+      return { changed: true, settled: !settledElsewhere, job: { ...job, status, version, pct, stage } };
     },
     { maxAttempts: TRANSACTION_ATTEMPTS },
   );
+  if (result.changed && !result.settled) logs.jobHoldSettledElsewhere(jobId, outcome.status, result.job.status);
   await afterChange(deps, result.job);
   return result;
 }

@@ -6,8 +6,11 @@
  * running). Success captures the actual cost (capped at the hold; the rest is
  * released); failure releases. A final job changes no more, so duplicate and
  * late reports are no-ops; each report id is also claimed once
- * (shared/dedupe.ts) in the transaction that applies it. A report delivered
- * over Pub/Sub that can never apply is dead-lettered with its reason and acked.
+ * (shared/dedupe.ts) in the transaction that applies it. Every report, applied
+ * or not, re-applies the idempotent side effects (the RTDB mirror, a final
+ * state's notification), so a redelivery after a failed mirror write converges.
+ * A report delivered over Pub/Sub that can never apply is dead-lettered with its
+ * reason and acked.
  */
 import type { Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
@@ -73,9 +76,9 @@ export async function applyReport(deps: JobDeps, report: JobReport, actor: strin
     undefined,
     claim,
   );
-  // A duplicate of a final job's report repeats the idempotent side effects, so a crash after the commit converges.
-  if (!changed && TERMINAL.has(job.status)) await afterChange(deps, job);
-  return { job_id: job.id, applied: changed, status: job.status, final: TERMINAL.has(job.status) };
+  // finishJob repeats the idempotent side effects for a duplicate too, so a crash after the commit converges.
+  // Applied means the reported outcome is what the job recorded (a success whose hold was gone is not).
+  return { job_id: job.id, applied: changed && job.status === report.kind, status: job.status, final: TERMINAL.has(job.status) };
 }
 
 async function applyProgress(
@@ -105,6 +108,8 @@ async function applyProgress(
     },
     { maxAttempts: TRANSACTION_ATTEMPTS },
   );
-  if (result.applied) await afterChange(deps, result.job);
+  // Also for a duplicate or stale report: the mirror write of the delivery that committed may have failed,
+  // and a redelivery is the only thing that comes back. The mirror is version-guarded, so this converges.
+  await afterChange(deps, result.job);
   return { job_id: result.job.id, applied: result.applied, status: result.job.status, final: TERMINAL.has(result.job.status) };
 }

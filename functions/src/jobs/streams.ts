@@ -3,6 +3,11 @@
  * group `workers`, and `jobs:{type}:dlq` for entries delivered too often.
  * Every command goes through the bounded RedisGateway, so with Redis down
  * these fail fast with RedisUnavailable instead of waiting.
+ *
+ * Every XADD caps its stream (`MAXLEN ~ maxLength`): acknowledged entries stay
+ * in a stream until trimmed, so without a cap streams and DLQs grow forever.
+ * Redis is only an accelerator: an entry lost to a trim, a flush or a restart
+ * is found missing by the sweeper (`missingEntries`) and the job sent again.
  */
 import type { Redis } from "ioredis";
 import type { RedisGateway } from "../adapters/redis";
@@ -39,17 +44,51 @@ export function parseFields(fields: string[]): Partial<StreamJob> {
   return { job_id: map.job_id, type: map.type, user_id: map.user_id, input: map.input, attempt: map.attempt ? Number(map.attempt) : undefined };
 }
 
-/** XADDs the job; returns the entry id. */
-export async function addToStream(redis: RedisGateway, stream: string, job: StreamJob): Promise<string> {
+/** Default cap of a stream and of its DLQ (approximate: Redis trims whole nodes). */
+export const DEFAULT_STREAM_MAX_LENGTH = 10_000;
+
+/** XADDs the job, trimming the stream to about `maxLength`; returns the entry id. */
+export async function addToStream(redis: RedisGateway, stream: string, job: StreamJob, maxLength = DEFAULT_STREAM_MAX_LENGTH): Promise<string> {
   return redis.run(async (client) => {
     await ensureGroup(client, stream);
-    const id = await client.xadd(stream, "*", ...fieldsOf(job));
+    const id = await client.xadd(stream, "MAXLEN", "~", maxLength, "*", ...fieldsOf(job));
     return String(id);
   });
 }
 
+/**
+ * Of `entryIds`, those the stream no longer has (flushed, restarted without
+ * persistence, failed over, trimmed); one pipelined XRANGE per id.
+ */
+export async function missingEntries(redis: RedisGateway, stream: string, entryIds: string[]): Promise<Set<string>> {
+  if (entryIds.length === 0) return new Set();
+  const replies = await redis.run(async (client) => {
+    const pipeline = client.pipeline();
+    for (const id of entryIds) pipeline.xrange(stream, id, id, "COUNT", 1);
+    return (await pipeline.exec()) ?? [];
+  });
+  const missing = new Set<string>();
+  replies.forEach(([error, reply], index) => {
+    if (error) throw error;
+    if (!Array.isArray(reply) || reply.length === 0) missing.add(entryIds[index]!);
+  });
+  return missing;
+}
+
+/**
+ * A worker's heartbeat for an entry it is working on: XCLAIM to itself with
+ * JUSTID resets the entry's idle time without counting a delivery, so the
+ * sweeper does not re-send a long job that is still being worked on. False
+ * when the entry is no longer pending for anyone (acked, trimmed, re-claimed).
+ */
+export async function heartbeat(redis: RedisGateway, stream: string, consumer: string, entryId: string): Promise<boolean> {
+  const claimed = await redis.run((client) => client.xclaim(stream, GROUP, consumer, 0, entryId, "JUSTID"));
+  return Array.isArray(claimed) && claimed.length > 0;
+}
+
 export interface Reclaimed {
-  requeued: string[];
+  /** Old entry id, its job and the new entry id it was queued again as. */
+  requeued: Array<{ entryId: string; jobId: string; newEntryId: string }>;
   deadLettered: Array<{ entryId: string; jobId?: string }>;
   dropped: string[];
 }
@@ -66,6 +105,7 @@ export async function reclaimIdle(
   visibilityMs: number,
   maxDeliveries: number,
   isFinal: (jobId: string) => Promise<boolean>,
+  maxLength = DEFAULT_STREAM_MAX_LENGTH,
 ): Promise<Reclaimed> {
   const result: Reclaimed = { requeued: [], deadLettered: [], dropped: [] };
   const claimed = await redis.run(async (client) => {
@@ -83,7 +123,7 @@ export async function reclaimIdle(
       await redis.run((client) =>
         client
           .multi()
-          .xadd(dlqOf(stream), "*", ...fields, "original_id", entryId, "deliveries", String(attempt))
+          .xadd(dlqOf(stream), "MAXLEN", "~", maxLength, "*", ...fields, "original_id", entryId, "deliveries", String(attempt))
           .xack(stream, GROUP, entryId)
           .xdel(stream, entryId)
           .exec(),
@@ -91,8 +131,10 @@ export async function reclaimIdle(
       result.deadLettered.push({ entryId, jobId: job.job_id });
     } else {
       const next = fieldsOf({ job_id: job.job_id, type: job.type ?? "", user_id: job.user_id ?? "", input: job.input ?? "{}", attempt: attempt + 1 });
-      await redis.run((client) => client.multi().xadd(stream, "*", ...next).xack(stream, GROUP, entryId).xdel(stream, entryId).exec());
-      result.requeued.push(entryId);
+      const replies = await redis.run((client) =>
+        client.multi().xadd(stream, "MAXLEN", "~", maxLength, "*", ...next).xack(stream, GROUP, entryId).xdel(stream, entryId).exec(),
+      );
+      result.requeued.push({ entryId, jobId: job.job_id, newEntryId: String(replies?.[0]?.[1] ?? "") });
     }
   }
   return result;

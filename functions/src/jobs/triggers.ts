@@ -9,7 +9,7 @@ import { firestore, realtimeDb } from "../adapters/firebase";
 import { mongoDb } from "../adapters/mongo";
 import { pubsub } from "../adapters/pubsub";
 import { redis } from "../adapters/redis";
-import { JOBS_MAX_DELIVERIES, JOBS_VISIBILITY_TIMEOUT_MS, MODEL_PROVIDERS, WORKER_API_KEY } from "../config";
+import { JOBS_MAX_DELIVERIES, JOBS_STREAM_MAX_LENGTH, JOBS_VISIBILITY_TIMEOUT_MS, MODEL_PROVIDERS, WORKER_API_KEY } from "../config";
 import { loadRouterConfig } from "../scheduled/config";
 import { routeTask } from "../scheduled/router";
 import { systemClock } from "../shared/time";
@@ -60,7 +60,7 @@ function modelRouter(): Router {
 /** The outbox: the job's dispatch record dedupes repeated deliveries (see dispatch.ts); failures wait for the sweeper. */
 export const jobDispatcher = onDocumentCreated({ document: "jobs/{jobId}", retry: false, timeoutSeconds: 60 }, async (event) => {
   const jobId = event.params.jobId;
-  const result = await dispatchJob({ db: firestore(), redis: redis(), pubsub, router: modelRouter() }, jobId);
+  const result = await dispatchJob({ db: firestore(), redis: redis(), pubsub, router: modelRouter(), streamMaxLength: JOBS_STREAM_MAX_LENGTH.value() }, jobId);
   logs.jobDispatched(jobId, result.outcome, result.error);
 });
 
@@ -112,7 +112,7 @@ export const jobReport = apiKeyEndpoint({
 
 export const jobsSweeper = onSchedule({ schedule: "every 1 minutes", timeoutSeconds: 120 }, async () => {
   const result = await sweepJobs(
-    { ...jobDeps(), pubsub, router: modelRouter() },
+    { ...jobDeps(), pubsub, router: modelRouter(), streamMaxLength: JOBS_STREAM_MAX_LENGTH.value() },
     { visibilityMs: JOBS_VISIBILITY_TIMEOUT_MS.value(), maxDeliveries: JOBS_MAX_DELIVERIES.value() },
   );
   logs.jobsSwept({ ...result, errors: result.errors.length, first_error: result.errors[0] ?? null });

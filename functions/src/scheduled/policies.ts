@@ -95,7 +95,8 @@ export function retentionPolicies(settings: RetentionSettings = DEFAULT_RETENTIO
       timestampField: "expires_at",
       ageMs: 0,
       where: [{ field: "status", op: "==", value: "open" }],
-      // Money: released through the credits use case with a ledger entry, never deleted.
+      // Money: never deleted. A job's hold expires by failing its job (jobs/expiry.ts, which owns it),
+      // any other hold through credits; either way with one ledger entry.
       action: "release_hold",
     },
     {
@@ -190,8 +191,10 @@ export function retentionPolicies(settings: RetentionSettings = DEFAULT_RETENTIO
 }
 
 /**
- * Releases one expired hold: the interface the `release_hold` action calls.
- * The credits capability owns the real implementation; it must settle a hold
- * at most once and be a no-op for a hold that is no longer open.
+ * Expires one hold: the interface the `release_hold` action calls. The
+ * implementation (jobs/expiry.ts `expireHolds`) asks the hold's owner: the
+ * jobs module fails a job and settles its hold in one transaction, credits
+ * expires a hold without a job. It must settle a hold at most once and be a
+ * no-op for a hold that is no longer open.
  */
 export type ReleaseExpiredHold = (db: Firestore, holdId: string, clock: Clock) => Promise<unknown>;

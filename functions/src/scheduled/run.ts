@@ -21,7 +21,8 @@ import { logs } from "../shared/logs";
 import { systemClock } from "../shared/time";
 import { notifyAdminsOfAlert } from "./alerts";
 import { loadRouterConfig } from "./config";
-import { releaseExpiredHold } from "../credits/holds";
+import { expireHolds } from "../jobs/expiry";
+import { redis } from "../adapters/redis";
 import { retentionPolicies } from "./policies";
 import { httpProbe, runProviderHealthCheck } from "./providerHealth";
 import { runTtlCleanup } from "./ttl";
@@ -44,7 +45,8 @@ export async function runScheduledTtlCleanup(scheduleTime: string): Promise<void
           operationQueueHours: OPERATION_QUEUE_RETENTION_HOURS.value(),
           lanceVersionHours: LANCEDB_VERSION_RETENTION_HOURS.value(),
         }),
-        releaseExpiredHold,
+        // Job holds expire through their job (the jobs module owns them); others through credits.
+        releaseExpiredHold: expireHolds({ rtdb: realtimeDb(), mongo: mongoDb, redis: redis() }),
         rtdb: realtimeDb,
         mongo: mongoDb,
         lance: lanceDb,

@@ -51,6 +51,12 @@ export const logs = {
   jobReported: (jobId: string, kind: string, applied: boolean) => logger.info("job_reported", { job_id: jobId, kind, applied }),
   jobReportRejected: (messageId: string, error: string) => logger.warn("job_report_rejected", { message_id: messageId, error }),
   jobsSwept: (fields: Fields) => logger.info("jobs_swept", fields),
+  jobHoldSettledElsewhere: (jobId: string, reported: string, recorded: string) =>
+    logger.error("job_hold_settled_elsewhere", { job_id: jobId, reported, recorded }),
+  jobQuarantined: (jobId: string, reason: string, error: string, attempts: number) =>
+    logger.error("job_quarantined", { job_id: jobId, reason, error, attempts }),
+  jobStreamEntryLost: (jobId: string, stream: string, entryId: string | null) =>
+    logger.warn("job_stream_entry_lost", { job_id: jobId, stream, entry_id: entryId }),
   jobNotifyFailed: (jobId: string, error: string) => logger.warn("job_notify_failed", { job_id: jobId, error }),
   unexpectedError: (where: string, error: unknown) =>
     logger.error("unexpected_error", { where, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
