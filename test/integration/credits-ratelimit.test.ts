@@ -21,10 +21,16 @@ describe("integration: spend rate limit without Redis", function () {
   it("when Redis is down, then each instance allows its configured fallback limit, so the bound is instances × that limit", async () => {
     const uid = newUid("rl");
     const window = { limit: 300, windowMs: 60_000, fallbackLimit: 4, now: () => 120_000 };
-    const instances = [new RateLimiter(downGateway(), window), new RateLimiter(downGateway(), window)];
-    const allowed = await Promise.all(instances.map((limiter) => allowedOf(limiter, uid, 10)));
-    assert.deepEqual(allowed, [4, 4]);
-    const decision = await instances[0]!.check("spend", uid);
-    assert.deepEqual([decision.allowed, decision.source], [false, "fallback"]);
+    const gateways = [downGateway(), downGateway()];
+    try {
+      const instances = gateways.map((gateway) => new RateLimiter(gateway, window));
+      const allowed = await Promise.all(instances.map((limiter) => allowedOf(limiter, uid, 10)));
+      assert.deepEqual(allowed, [4, 4]);
+      const decision = await instances[0]!.check("spend", uid);
+      assert.deepEqual([decision.allowed, decision.source], [false, "fallback"]);
+    } finally {
+      // A client left reconnecting to nowhere would keep mocha alive.
+      await Promise.all(gateways.map((gateway) => gateway.close()));
+    }
   });
 });
