@@ -36,12 +36,12 @@ describe("integration: closed and re-opened credit accounts", function () {
     const before = (await ledgerOf(uid)).length; // grant, hold (job), hold (loose)
     assert.equal(before, 3);
 
+    const closedAtVersion = Number((await db().collection("users").doc(uid).get()).get("ledger_version"));
     await db().collection("users").doc(uid).delete();
-    const deletedAt = new Date();
-    const first = await closeAccount({ db: db() }, uid, deletedAt);
+    const first = await closeAccount({ db: db() }, uid, closedAtVersion);
     assert.deepEqual(first, { jobsFailed: 1, holdsReleased: 1, errors: [] });
     // A redelivered trigger finds everything settled.
-    const again = await closeAccount({ db: db() }, uid, deletedAt);
+    const again = await closeAccount({ db: db() }, uid, closedAtVersion);
     assert.deepEqual(again, { jobsFailed: 0, holdsReleased: 0, errors: [] });
 
     assert.equal((await jobDoc(job.job_id)).status, "failed");
@@ -90,13 +90,13 @@ describe("integration: closed and re-opened credit accounts", function () {
     const uid = newUid("late-delete");
     await fund(uid, 100);
     const old = await createJob({ db: db() }, uid, { type: "report", input: { subject: "old", pages: 1 }, idempotency_key: `j-${randomUUID()}` });
+    const closedAtVersion = Number((await db().collection("users").doc(uid).get()).get("ledger_version"));
     await db().collection("users").doc(uid).delete();
-    const deletedAt = new Date();
     await grant(uid, 10);
     const fresh = await createJob({ db: db() }, uid, { type: "report", input: { subject: "new", pages: 1 }, idempotency_key: `j-${randomUUID()}` });
     await looseHold(uid, `${uid}-fresh`, 5);
 
-    const result = await closeAccount({ db: db() }, uid, deletedAt);
+    const result = await closeAccount({ db: db() }, uid, closedAtVersion);
     assert.deepEqual(result, { jobsFailed: 1, holdsReleased: 0, errors: [] });
     assert.equal((await jobDoc(old.job_id)).status, "failed");
     assert.equal((await jobDoc(fresh.job_id)).status, "queued");

@@ -7,13 +7,13 @@
  * here. Every settlement is a ledger entry on the closed account, which does
  * not bring the user document back (see ledger.ts); a later grant re-opens the
  * account and its versions and balance continue. Running this again (a
- * redelivered trigger) finds everything settled and writes nothing. Only jobs
- * and holds created before the deletion are settled: a late or redelivered
- * event must not fail the work of an account re-opened since.
+ * redelivered trigger) finds everything settled and writes nothing. Only work
+ * placed before the deletion (by ledger version) is settled: a late or
+ * redelivered event must not fail the work of an account re-opened since.
  */
 import type { Database } from "firebase-admin/database";
 import type { Firestore } from "firebase-admin/firestore";
-import { finishJob, JOBS } from "../jobs/model";
+import { finishJob } from "../jobs/model";
 import { HOLDS, settleHold } from "./holds";
 
 export interface ClosureDeps {
@@ -32,36 +32,39 @@ export interface ClosureResult {
 const ACTOR = "system:onUserDeleted";
 const REASON = "account deleted";
 
-export async function closeAccount(deps: ClosureDeps, uid: string, deletedAt: Date): Promise<ClosureResult> {
+/**
+ * Settles the work the deleted account had open. `closedAtVersion` is the deleted user document's
+ * `ledger_version`: a hold placed at or before it belongs to the closed account; a later one belongs
+ * to an account re-opened since (a late or redelivered event must leave it alone). Versions, not
+ * clocks, decide: an event's time and a document's server timestamp need not be comparable to the
+ * millisecond.
+ */
+export async function closeAccount(deps: ClosureDeps, uid: string, closedAtVersion: number): Promise<ClosureResult> {
   const result: ClosureResult = { jobsFailed: 0, holdsReleased: 0, errors: [] };
-  const open = await deps.db.collection(JOBS).where("user_id", "==", uid).where("status", "in", ["queued", "running"]).get();
-  for (const doc of open.docs) {
-    if (!createdBy(doc.get("created_at"), deletedAt)) continue;
-    try {
-      // No Mongo in the deps: a deleted user gets no notification.
-      const { changed } = await finishJob({ db: deps.db, rtdb: deps.rtdb }, doc.id, { status: "failed", error: REASON, actor: ACTOR, reason: REASON });
-      if (changed) result.jobsFailed += 1;
-    } catch (error) {
-      result.errors.push(`job ${doc.id}: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  }
-  // Holds of a job are the job's to settle (done above); only holds without a job are released here.
   const holds = await deps.db.collection(HOLDS).where("user_id", "==", uid).where("status", "==", "open").get();
   for (const doc of holds.docs) {
-    if (doc.get("job_id") !== null && doc.get("job_id") !== undefined) continue;
-    if (!createdBy(doc.get("created_at"), deletedAt)) continue;
+    const placedAt = versionOf(doc.get("placed_by"));
+    if (placedAt === null || placedAt > closedAtVersion) continue;
+    const jobId = doc.get("job_id") as string | null | undefined;
     try {
-      const { settled } = await settleHold(deps.db, doc.id, { kind: "release" }, ACTOR, REASON);
-      if (settled) result.holdsReleased += 1;
+      if (jobId) {
+        // A job's hold is the job's to settle: finishJob fails it and releases the hold in one transaction.
+        // No Mongo in the deps: a deleted user gets no notification.
+        const { changed } = await finishJob({ db: deps.db, rtdb: deps.rtdb }, jobId, { status: "failed", error: REASON, actor: ACTOR, reason: REASON });
+        if (changed) result.jobsFailed += 1;
+      } else {
+        const { settled } = await settleHold(deps.db, doc.id, { kind: "release" }, ACTOR, REASON);
+        if (settled) result.holdsReleased += 1;
+      }
     } catch (error) {
-      result.errors.push(`hold ${doc.id}: ${error instanceof Error ? error.message : String(error)}`);
+      result.errors.push(`${jobId ? `job ${jobId}` : `hold ${doc.id}`}: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
   return result;
 }
 
-/** Whether a document's `created_at` (a Firestore Timestamp) is not after `deletedAt`. */
-function createdBy(createdAt: unknown, deletedAt: Date): boolean {
-  const at = createdAt as { toMillis?: () => number } | null | undefined;
-  return typeof at?.toMillis === "function" && at.toMillis() <= deletedAt.getTime();
+/** The ledger version in an entry id `{uid}_v{n}` (a hold's `placed_by`), or null. */
+function versionOf(entryId: unknown): number | null {
+  const match = typeof entryId === "string" ? /_v(\d+)$/.exec(entryId) : null;
+  return match ? Number(match[1]) : null;
 }
