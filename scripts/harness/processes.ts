@@ -115,25 +115,35 @@ export function teardown(): Promise<void> {
   return tearingDown;
 }
 
-/** Makes Ctrl-C, SIGTERM, SIGHUP and crashes tear everything down before exiting. */
+/**
+ * Makes Ctrl-C, SIGTERM, SIGHUP and crashes tear everything down before exiting.
+ *
+ * Ctrl-C in a terminal signals the whole foreground process group (npm, sh, tsx and this
+ * process), and tsx relays the signal to us once more: a handler that runs only once would leave
+ * the second SIGINT to Node's default action, killing us mid-teardown with every emulator still
+ * running. So every signal is handled for the whole life of the process; after the first, they
+ * only say that teardown is under way. npm may exit before us and close our stdout; output
+ * errors are ignored then, so a broken pipe cannot cut the teardown short either.
+ */
 export function installExitHandlers(): void {
-  const exitAfterTeardown = (code: number) => {
+  let exiting = false;
+  const exitAfterTeardown = (code: number, message?: string) => {
+    if (exiting) return;
+    exiting = true;
+    if (message) say(message);
     void teardown().finally(() => process.exit(code));
   };
-  process.once("SIGINT", () => {
-    process.stdout.write("\nstopping…\n");
-    exitAfterTeardown(130);
-  });
-  process.once("SIGTERM", () => exitAfterTeardown(143));
-  process.once("SIGHUP", () => exitAfterTeardown(129));
-  process.once("uncaughtException", (error) => {
-    process.stderr.write(`harness crashed: ${error.stack ?? error.message}\n`);
-    exitAfterTeardown(1);
-  });
-  process.once("unhandledRejection", (reason) => {
-    process.stderr.write(`harness crashed: ${reason instanceof Error ? reason.stack : String(reason)}\n`);
-    exitAfterTeardown(1);
-  });
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => undefined);
+  const signals: Array<[NodeJS.Signals, number]> = [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+    ["SIGHUP", 129],
+  ];
+  for (const [signal, code] of signals) process.on(signal, () => exitAfterTeardown(code, "\nstopping…\n"));
+  process.on("uncaughtException", (error) => exitAfterTeardown(1, `harness crashed: ${error.stack ?? error.message}\n`));
+  process.on("unhandledRejection", (reason) =>
+    exitAfterTeardown(1, `harness crashed: ${reason instanceof Error ? reason.stack : String(reason)}\n`),
+  );
   // Last resort on a synchronous exit: no waiting possible, so SIGKILL every group.
   process.once("exit", () => {
     for (const managed of children) {
@@ -204,4 +214,13 @@ function prefixLines(name: string, text: string): string {
     .filter((line) => line.length > 0)
     .map((line) => `[${name}] ${line}\n`)
     .join("");
+}
+
+/** Writes to stdout unless it is gone (the terminal or npm exited first); teardown goes on either way. */
+function say(text: string): void {
+  try {
+    process.stdout.write(text);
+  } catch {
+    // Nothing to tell anyone.
+  }
 }
