@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from 
 import { createConnection } from "node:net";
 import path from "node:path";
 import { freePort, http, waitFor } from "./net";
+import { startRtdbSubstituteServer } from "./rtdb-substitute";
 import { onTeardown, rememberTree, startProcess, stopProcess, type Managed } from "./processes";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
@@ -103,22 +104,16 @@ export interface RtdbService {
 }
 
 /**
- * The RTDB substitute (npm firebase-server) in this process. The official
- * emulator is used instead when firebase-tools can run it (see startEmulators).
+ * The RTDB substitute in this process, enforcing database.rules.json (see
+ * rtdb-substitute.ts). The official emulator is used instead when firebase-tools
+ * can run it (see startEmulators).
  */
 export async function startRtdbSubstitute(): Promise<RtdbService> {
   const port = await freePort();
-  const FirebaseServer = require("firebase-server") as new (
-    options: { port: number; address: string },
-    name: string,
-    data: object,
-  ) => { close(callback?: () => void): void; setAuthSecret(secret: string): void };
-  const server = new FirebaseServer({ port, address: "127.0.0.1" }, `127.0.0.1:${port}`, {});
-  // firebase-admin talks to an emulator with the token "owner"; accept it as the admin secret.
-  server.setAuthSecret("owner");
-  onTeardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const substitute = await startRtdbSubstituteServer({ port, projectId: PROJECT_ID, rulesFile: path.join(ROOT, "database.rules.json") });
+  onTeardown(() => substitute.close());
   await waitFor("rtdb substitute", () => portOpen(port), { timeoutMs: 5000, intervalMs: 25 });
-  return { host: `127.0.0.1:${port}`, official: false };
+  return { host: substitute.host, official: false };
 }
 
 /** The official RTDB emulator runs only when firebase-tools has its jar already and Java is new enough. */
