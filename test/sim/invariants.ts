@@ -51,8 +51,8 @@ export async function checkAll(w: World): Promise<string[]> {
   const found = [...w.violations];
   w.violations = [];
   const checkers: Array<[string, () => Promise<void>]> = [
-    ["ledger", () => checkLedgers(w)],
-    ["jobs", () => checkJobs(w)],
+    ["ledger", () => settled(() => checkLedgers(w))],
+    ["jobs", () => settled(() => checkJobs(w))],
     ["queue", () => checkQueueAnswers(w)],
     ["mirror", () => checkMirrors(w)],
     ["audit", () => checkAudit(w)],
@@ -72,6 +72,24 @@ export async function checkAll(w: World): Promise<string[]> {
   w.after.healthChecked = false;
   w.after.lostAndSwept = [];
   return found;
+}
+
+/**
+ * A state check reads documents one after another, so a transaction committed between two reads (the functions
+ * emulator's own triggers, e.g. onUserDeleted, run beside the sim) can tear what it sees. Such a check counts only if
+ * it still fails once those writes have settled (polled, with a deadline); a broken ledger or job stays broken.
+ */
+async function settled(check: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (error) {
+      if (Date.now() >= deadline) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 /** Invariant 1/3: balance = Σ ledger, held = Σ open holds, nothing negative, versions contiguous. */

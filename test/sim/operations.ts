@@ -29,7 +29,7 @@ import { runProviderHealthCheck } from "../../functions/src/scheduled/providerHe
 import { runTtlCleanup } from "../../functions/src/scheduled/ttl";
 import { DomainError } from "../../functions/src/shared/errors";
 import { control, waitFor } from "../support/suite";
-import { DAY, MAX_DELIVERIES, POISON, SWEEP, gate, type EmbeddingMessage, type QueueOp, type World } from "./world";
+import { DAY, MAX_DELIVERIES, POISON, SWEEP, gate, type EmbeddingMessage, type QueueOp, type SimSource, type World } from "./world";
 
 export interface Planned {
   detail: string;
@@ -400,11 +400,12 @@ export const OPERATIONS: Operation[] = [
         detail: user.uid,
         run: () =>
           outcomeOf(async () => {
-            await w.db.collection("users").doc(user.uid).delete();
+            // The event's time is the delete's commit time, comparable with the server-set created_at of jobs and holds.
+            const { writeTime } = await w.db.collection("users").doc(user.uid).delete();
             user.deleted = true;
             user.everDeleted = true;
             w.mirrorDeliveries.push({ uid: user.uid });
-            w.closureDeliveries.push({ uid: user.uid, deletedAt: w.clock.now() });
+            w.closureDeliveries.push({ uid: user.uid, deletedAt: writeTime.toDate() });
             return "deleted";
           }),
       };
@@ -560,26 +561,7 @@ export const OPERATIONS: Operation[] = [
       w.clock.advance(1);
       return {
         detail: `${source.id} "${text}"`,
-        run: () =>
-          outcomeOf(async () => {
-            let published: EmbeddingRequest | undefined;
-            const result = await ingestKnowledge(
-              {
-                db: w.db,
-                publish: async (_topic, message) => {
-                  published = message;
-                  return w.id("msg");
-                },
-                owners: [ADMIN],
-                clock: w.clock,
-              },
-              { source_id: source.id, text },
-              { uid: ADMIN, admin: true },
-            );
-            w.messages.push({ id: result.message_id, sourceId: source.id, text, request: published!, failures: 0 });
-            source.lastText = text;
-            return `message ${result.message_id}`;
-          }),
+        run: () => outcomeOf(async () => `message ${(await ingest(w, source, text)).id}`),
       };
     },
   },
@@ -633,6 +615,31 @@ export const OPERATIONS: Operation[] = [
     racy: false,
   },
   {
+    // A request in flight (embedding) while a newer one for its source is ingested and applied.
+    name: "supersedeDuringEmbed",
+    weight: 1,
+    when: (w) => w.messages.some((message) => !message.text.includes(POISON)),
+    plan: (w) => {
+      const message = w.rng.pick(w.messages.filter((candidate) => !candidate.text.includes(POISON)));
+      const source = w.sources.find((candidate) => candidate.id === message.sourceId)!;
+      const text = `${source.id} ${w.rng.pick(PHRASES.filter((phrase) => !phrase.includes(POISON) && !message.text.endsWith(phrase)))}`;
+      w.clock.advance(1);
+      return {
+        detail: `${message.id} (${message.sourceId}) while "${text}" is ingested`,
+        run: async () => {
+          const { held, meanwhile } = await whileEmbedding(w, message, () =>
+            outcomeOf(async () => {
+              const newer = await ingest(w, source, text);
+              return `${newer.id}: ${await deliverMessage(w, newer)}`;
+            }),
+          );
+          return `newer ${meanwhile}, held: ${held}`;
+        },
+      };
+    },
+    racy: false,
+  },
+  {
     // A request in flight (embedding) while its source is deleted.
     name: "deleteDuringEmbed",
     weight: 1,
@@ -661,6 +668,28 @@ export const OPERATIONS: Operation[] = [
     },
   },
 ];
+
+/** Publishes an ingest request for `source` (the message waits in the world's pool for its delivery). */
+async function ingest(w: World, source: SimSource, text: string): Promise<EmbeddingMessage> {
+  let published: EmbeddingRequest | undefined;
+  const result = await ingestKnowledge(
+    {
+      db: w.db,
+      publish: async (_topic, request) => {
+        published = request;
+        return w.id("msg");
+      },
+      owners: [ADMIN],
+      clock: w.clock,
+    },
+    { source_id: source.id, text },
+    { uid: ADMIN, admin: true },
+  );
+  const message: EmbeddingMessage = { id: result.message_id, sourceId: source.id, text, request: published!, failures: 0 };
+  w.messages.push(message);
+  source.lastText = text;
+  return message;
+}
 
 /**
  * Delivers `message`, holds it at the provider (after it has read its source's record), runs `meanwhile` to the
