@@ -9,7 +9,7 @@
  */
 import { grantCredits, refundCredits, spendCredits } from "../../functions/src/credits/operations";
 import { applyQueuedOperation } from "../../functions/src/credits/queue";
-import { releaseExpiredHold } from "../../functions/src/credits/holds";
+import { closeAccount } from "../../functions/src/credits/closure";
 import { recordAudit } from "../../functions/src/audit/record";
 import { consumeEmbeddingRequest, type ConsumerDeps } from "../../functions/src/embeddings/consume";
 import { deleteKnowledge, ingestKnowledge } from "../../functions/src/embeddings/ingest";
@@ -17,6 +17,7 @@ import type { EmbeddingRequest } from "../../functions/src/embeddings/schemas";
 import { cancelJob } from "../../functions/src/jobs/cancel";
 import { createJob } from "../../functions/src/jobs/create";
 import { dispatchJob } from "../../functions/src/jobs/dispatch";
+import { expireHolds } from "../../functions/src/jobs/expiry";
 import { applyReport } from "../../functions/src/jobs/report";
 import { sweepJobs } from "../../functions/src/jobs/sweep";
 import type { JobReport } from "../../functions/src/jobs/schemas";
@@ -28,7 +29,7 @@ import { runProviderHealthCheck } from "../../functions/src/scheduled/providerHe
 import { runTtlCleanup } from "../../functions/src/scheduled/ttl";
 import { DomainError } from "../../functions/src/shared/errors";
 import { control, waitFor } from "../support/suite";
-import { DAY, MAX_DELIVERIES, POISON, SWEEP, gate, type EmbeddingMessage, type QueueOp, type World } from "./world";
+import { DAY, MAX_DELIVERIES, POISON, SWEEP, gate, type EmbeddingMessage, type QueueOp, type SimSource, type World } from "./world";
 
 export interface Planned {
   detail: string;
@@ -291,7 +292,8 @@ export const OPERATIONS: Operation[] = [
             db: w.db,
             clock: w.clock,
             policies: retentionPolicies(DEFAULT_RETENTION),
-            releaseExpiredHold: (db, holdId) => releaseExpiredHold(db, holdId, w.clock),
+            // As wired in scheduled/run.ts: job holds expire through their job.
+            releaseExpiredHold: expireHolds({ rtdb: w.rtdb, redis: w.redis }),
             rtdb: () => w.rtdb,
             lance: w.lance,
             budgetMs: 60_000,
@@ -384,8 +386,7 @@ export const OPERATIONS: Operation[] = [
     },
   },
   {
-    // Assumption (see the README): deleting a user is deleting users/{uid}, as an operator or an
-    // account-deletion hook would; the ledger and the user's jobs stay.
+    // Deleting users/{uid} (an operator, an account-deletion hook); the onUserDeleted event waits in the pool.
     name: "deleteUser",
     weight: 2,
     // Two users always stay, so a seed keeps jobs from live owners beside the deleted ones.
@@ -399,11 +400,64 @@ export const OPERATIONS: Operation[] = [
         detail: user.uid,
         run: () =>
           outcomeOf(async () => {
-            await w.db.collection("users").doc(user.uid).delete();
+            // The event's time is the delete's commit time, comparable with the server-set created_at of jobs and holds.
+            const { writeTime } = await w.db.collection("users").doc(user.uid).delete();
             user.deleted = true;
             user.everDeleted = true;
             w.mirrorDeliveries.push({ uid: user.uid });
+            w.closureDeliveries.push({ uid: user.uid, deletedAt: writeTime.toDate() });
             return "deleted";
+          }),
+      };
+    },
+    racy: false,
+  },
+  {
+    // The onUserDeleted trigger's delivery (duplicated, late: after the user was re-created by a grant).
+    name: "deliverClosure",
+    weight: 3,
+    when: (w) => w.closureDeliveries.length > 0,
+    plan: (w) => {
+      const delivery = take(w, w.closureDeliveries, 0.3);
+      return {
+        detail: `${delivery.uid} deleted at ${delivery.deletedAt.toISOString()}`,
+        run: () =>
+          outcomeOf(async () => {
+            const result = await closeAccount({ db: w.db, rtdb: w.rtdb }, delivery.uid, delivery.deletedAt);
+            // The trigger throws (and is retried) when something was not settled; a retry is a later delivery.
+            if (result.errors.length > 0) {
+              w.closureDeliveries.push(delivery);
+              return `not fully closed: ${result.errors.join("; ").slice(0, 200)}`;
+            }
+            return `jobs failed ${result.jobsFailed}, holds released ${result.holdsReleased}`;
+          }),
+      };
+    },
+  },
+  {
+    // Hole 6's interleaving, made to happen: a stream job is dispatched, Redis loses it (a flush, a restart without
+    // persistence), then the sweeper runs with Redis up. The check after the step wants the job back on its stream.
+    name: "loseDispatched",
+    weight: 2,
+    when: (w) => w.redisUp && w.jobs.some((job) => job.type === "podcast"),
+    plan: (w) => {
+      const podcasts = w.jobs.filter((job) => job.type === "podcast");
+      // Most often the newest, which is the likeliest to be still queued.
+      const job = w.rng.chance(0.7) ? podcasts.at(-1)! : w.rng.pick(podcasts);
+      return {
+        detail: `job #${w.jobs.indexOf(job)} ${job.id}`,
+        run: () =>
+          outcomeOf(async () => {
+            const dispatched = await dispatchJob(w.jobDeps(), job.id);
+            const before = (await w.db.collection("jobs").doc(job.id).get()).data();
+            await w.redis.run((client) => client.flushall());
+            const result = await sweepJobs(w.jobDeps(), SWEEP);
+            w.after.swept = true;
+            w.after.sweptWithRedis = w.redisUp && result.errors.length === 0;
+            // Only a job that was queued and dispatched (by this step or earlier) before the flush was lost by it.
+            const lost = before?.status === "queued" && (before.dispatch as { state?: string } | undefined)?.state === "dispatched";
+            if (lost && w.after.sweptWithRedis) w.after.lostAndSwept.push(job.id);
+            return `dispatch ${dispatched.outcome}, flushed${lost ? " (lost)" : ""}, swept resent ${result.resent}${result.errors.length > 0 ? ` errors ${result.errors.join("; ").slice(0, 200)}` : ""}`;
           }),
       };
     },
@@ -507,25 +561,7 @@ export const OPERATIONS: Operation[] = [
       w.clock.advance(1);
       return {
         detail: `${source.id} "${text}"`,
-        run: () =>
-          outcomeOf(async () => {
-            let published: EmbeddingRequest | undefined;
-            const result = await ingestKnowledge(
-              {
-                publish: async (_topic, message) => {
-                  published = message;
-                  return w.id("msg");
-                },
-                owners: [ADMIN],
-                clock: w.clock,
-              },
-              { source_id: source.id, text },
-              { uid: ADMIN, admin: true },
-            );
-            w.messages.push({ id: result.message_id, sourceId: source.id, text, request: published!, failures: 0 });
-            source.lastText = text;
-            return `message ${result.message_id}`;
-          }),
+        run: () => outcomeOf(async () => `message ${(await ingest(w, source, text)).id}`),
       };
     },
   },
@@ -579,6 +615,31 @@ export const OPERATIONS: Operation[] = [
     racy: false,
   },
   {
+    // A request in flight (embedding) while a newer one for its source is ingested and applied.
+    name: "supersedeDuringEmbed",
+    weight: 1,
+    when: (w) => w.messages.some((message) => !message.text.includes(POISON)),
+    plan: (w) => {
+      const message = w.rng.pick(w.messages.filter((candidate) => !candidate.text.includes(POISON)));
+      const source = w.sources.find((candidate) => candidate.id === message.sourceId)!;
+      const text = `${source.id} ${w.rng.pick(PHRASES.filter((phrase) => !phrase.includes(POISON) && !message.text.endsWith(phrase)))}`;
+      w.clock.advance(1);
+      return {
+        detail: `${message.id} (${message.sourceId}) while "${text}" is ingested`,
+        run: async () => {
+          const { held, meanwhile } = await whileEmbedding(w, message, () =>
+            outcomeOf(async () => {
+              const newer = await ingest(w, source, text);
+              return `${newer.id}: ${await deliverMessage(w, newer)}`;
+            }),
+          );
+          return `newer ${meanwhile}, held: ${held}`;
+        },
+      };
+    },
+    racy: false,
+  },
+  {
     // A request in flight (embedding) while its source is deleted.
     name: "deleteDuringEmbed",
     weight: 1,
@@ -607,6 +668,28 @@ export const OPERATIONS: Operation[] = [
     },
   },
 ];
+
+/** Publishes an ingest request for `source` (the message waits in the world's pool for its delivery). */
+async function ingest(w: World, source: SimSource, text: string): Promise<EmbeddingMessage> {
+  let published: EmbeddingRequest | undefined;
+  const result = await ingestKnowledge(
+    {
+      db: w.db,
+      publish: async (_topic, request) => {
+        published = request;
+        return w.id("msg");
+      },
+      owners: [ADMIN],
+      clock: w.clock,
+    },
+    { source_id: source.id, text },
+    { uid: ADMIN, admin: true },
+  );
+  const message: EmbeddingMessage = { id: result.message_id, sourceId: source.id, text, request: published!, failures: 0 };
+  w.messages.push(message);
+  source.lastText = text;
+  return message;
+}
 
 /**
  * Delivers `message`, holds it at the provider (after it has read its source's record), runs `meanwhile` to the

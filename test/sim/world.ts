@@ -107,7 +107,7 @@ export class SimEmbedder implements EmbeddingProvider {
 
 export interface SimUser {
   uid: string;
-  /** Deleted at least once: its ledger's meaning across a deletion is another helper's decision (see the README). */
+  /** Deleted at least once (its mirror's deliveries interleave a deletion with versions; see checkMirrors). */
   everDeleted: boolean;
   deleted: boolean;
   spendKeys: Array<{ key: string; feature: string; quantity: number }>;
@@ -119,7 +119,7 @@ export interface SimJob {
   price: number;
   type: string;
   reports: number;
-  /** Sim time of the first sweep (with Redis up) that found this dispatched, queued job missing from its stream. */
+  /** Sim time of the sweep (with Redis up) that first found this dispatched, queued job missing from its stream. */
   missingSince?: number;
 }
 
@@ -154,6 +154,12 @@ export interface MirrorDelivery {
   uid: string;
   /** undefined: the user document's deletion. */
   state?: BalanceState;
+}
+
+/** The onUserDeleted trigger's event: whose document was deleted, and when (the event time the closure judges by). */
+export interface ClosureDelivery {
+  uid: string;
+  deletedAt: Date;
 }
 
 /** An audit trigger's event for users/{uid} (path and time are filled in at delivery), and the actor it must record. */
@@ -195,6 +201,7 @@ export class World {
   queueOps: QueueOp[] = [];
   queueDeliveries: QueueOp[] = [];
   mirrorDeliveries: MirrorDelivery[] = [];
+  closureDeliveries: ClosureDelivery[] = [];
   auditDeliveries: AuditDelivery[] = [];
   deliveredAudits: AuditDelivery[] = [];
   messages: EmbeddingMessage[] = [];
@@ -209,7 +216,14 @@ export class World {
   /** Violations seen while running an operation (checked with the others after the step). */
   violations: string[] = [];
   /** Facts the checks after the step need (e.g. "a sweep just ran"). */
-  after = { swept: false, sweptWithRedis: false, healthChecked: false, lastProbe: new Map<string, boolean>() };
+  after = {
+    swept: false,
+    sweptWithRedis: false,
+    healthChecked: false,
+    lastProbe: new Map<string, boolean>(),
+    /** Jobs this step dispatched, then lost from Redis by a flush, then swept with Redis up: each must be back on its stream. */
+    lostAndSwept: [] as string[],
+  };
   log: StepRecord[] = [];
   counter = 0;
 
