@@ -400,12 +400,17 @@ export const OPERATIONS: Operation[] = [
         detail: user.uid,
         run: () =>
           outcomeOf(async () => {
-            // The event's time is the delete's commit time, comparable with the server-set created_at of jobs and holds.
-            const { writeTime } = await w.db.collection("users").doc(user.uid).delete();
+            // The event carries the deleted document, whose ledger_version tells closeAccount which work was the closed account's.
+            const userDoc = w.db.collection("users").doc(user.uid);
+            const closedAtVersion = await w.db.runTransaction(async (tx) => {
+              const version = Number((await tx.get(userDoc)).get("ledger_version") ?? 0);
+              tx.delete(userDoc);
+              return version;
+            });
             user.deleted = true;
             user.everDeleted = true;
             w.mirrorDeliveries.push({ uid: user.uid });
-            w.closureDeliveries.push({ uid: user.uid, deletedAt: writeTime.toDate() });
+            w.closureDeliveries.push({ uid: user.uid, closedAtVersion });
             return "deleted";
           }),
       };
@@ -420,10 +425,10 @@ export const OPERATIONS: Operation[] = [
     plan: (w) => {
       const delivery = take(w, w.closureDeliveries, 0.3);
       return {
-        detail: `${delivery.uid} deleted at ${delivery.deletedAt.toISOString()}`,
+        detail: `${delivery.uid} deleted at v${delivery.closedAtVersion}`,
         run: () =>
           outcomeOf(async () => {
-            const result = await closeAccount({ db: w.db, rtdb: w.rtdb }, delivery.uid, delivery.deletedAt);
+            const result = await closeAccount({ db: w.db, rtdb: w.rtdb }, delivery.uid, delivery.closedAtVersion);
             // The trigger throws (and is retried) when something was not settled; a retry is a later delivery.
             if (result.errors.length > 0) {
               w.closureDeliveries.push(delivery);

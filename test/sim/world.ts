@@ -156,10 +156,10 @@ export interface MirrorDelivery {
   state?: BalanceState;
 }
 
-/** The onUserDeleted trigger's event: whose document was deleted, and when (the event time the closure judges by). */
+/** The onUserDeleted trigger's event: whose document was deleted, and its ledger_version then (what the closure judges by). */
 export interface ClosureDelivery {
   uid: string;
-  deletedAt: Date;
+  closedAtVersion: number;
 }
 
 /** An audit trigger's event for users/{uid} (path and time are filled in at delivery), and the actor it must record. */
