@@ -101,6 +101,30 @@ describe("integration: jobs outbox and progress mirror", function () {
     await assertJobInvariants(uid);
   });
 
+  it("when a worker reads the job the moment its entry is in the stream, then the routing it was sent with is already on the job", async () => {
+    const uid = newUid("outbox");
+    await fund(uid, 100);
+    const job = await newJob(uid, "podcast");
+    let seenByWorker: unknown = "never read";
+    // The real gateway, whose stream add is followed at once by a worker's read
+    // of the job, before the dispatcher can record anything after the send.
+    const racing = new Proxy(redis, {
+      get(target, property, receiver) {
+        if (property !== "run") return Reflect.get(target, property, receiver) as unknown;
+        return async <T>(command: Parameters<RedisGateway["run"]>[0]): Promise<T> => {
+          const id = (await target.run(command)) as T;
+          seenByWorker = (await jobDoc(job.job_id)).routing;
+          return id;
+        };
+      },
+    });
+    const routing = { provider: "p1", model: "m1" };
+    const outcome = await dispatchJob({ db: db(), redis: racing, router: { route: async () => routing } }, job.job_id);
+    assert.equal(outcome.outcome, "dispatched");
+    assert.deepEqual(seenByWorker, routing, "the worker saw the job without its routing");
+    assert.deepEqual((await jobDoc(job.job_id)).routing, routing);
+  });
+
   it("when a report's mirror write fails after its commit, then its redelivery (deduplicated) still converges the RTDB job_progress mirror", async () => {
     const uid = newUid("mirror");
     await fund(uid, 100);

@@ -90,6 +90,9 @@ export async function dispatchJob(
     // Routing is advice for the worker; a job is dispatched without it rather than held back.
     routing = undefined;
   }
+  // The routing is on the job before the worker can see it: a fast worker may
+  // finish the job before this dispatcher records `dispatched`.
+  if (routing && !(await completeLease(deps, jobId, owner, { routing }))) return { outcome: "skipped" };
   try {
     const messageId = await send(deps, leased, routing);
     await completeLease(deps, jobId, owner, {
@@ -99,7 +102,7 @@ export async function dispatchJob(
       "dispatch.lease_until": null,
       "dispatch.lease_owner": null,
       "dispatch.last_error": null,
-      routing: routing ?? null,
+      ...(routing ? {} : { routing: null }),
     });
     return { outcome: "dispatched" };
   } catch (error) {
