@@ -4,7 +4,7 @@
  * its own before/after pair, delivered in any order.
  */
 import assert from "node:assert/strict";
-import { MongoClient } from "../../functions/node_modules/mongodb";
+import { type Db, MongoClient, MongoNetworkError } from "../../functions/node_modules/mongodb";
 import { adjustCredits, grantCredits } from "../../functions/src/credits/operations";
 import { observeBalance, policyFor, type BalancePoint } from "../../functions/src/mirror/lowbalance";
 import { notify, NOTIFICATIONS } from "../../functions/src/notifications/notify";
@@ -77,6 +77,38 @@ describe("integration: low-balance notifications", function () {
     }
     await Promise.all(deliveries.map((change) => observeBalance(deps(), uid, change.before, change.after, policy)));
     assert.deepEqual(await sent(uid), crossings(uid).sort());
+  });
+
+  it("when the connection drops before or after the server applies the write, then notify retries and the notification is stored once", async () => {
+    const uid = newUid();
+    for (const lostReply of [false, true]) {
+      let dropped = false;
+      // The real database, whose next notification write loses its connection
+      // before the request (lostReply false) or after the server applied it.
+      const flaky = new Proxy(client.db("itest"), {
+        get(target, property, receiver) {
+          if (property !== "collection") return Reflect.get(target, property, receiver) as unknown;
+          return (name: string) => {
+            const collection = target.collection(name);
+            return new Proxy(collection, {
+              get(inner, key, innerReceiver) {
+                if (key !== "updateOne" || dropped) return Reflect.get(inner, key, innerReceiver) as unknown;
+                return async (...args: Parameters<typeof collection.updateOne>) => {
+                  dropped = true;
+                  if (lostReply) await inner.updateOne(...args);
+                  throw new MongoNetworkError("connection reset by peer");
+                };
+              },
+            });
+          };
+        },
+      }) as Db;
+      const dedupeKey = `low_balance:${uid}:lost-${lostReply}`;
+      const input = { userId: uid, type: "low_balance", toastMessage: "Low", urgency: "normal" as const, persistent: false, dedupeKey };
+      await notify({ mongo: flaky }, input);
+      assert.ok(dropped, "the fault was injected");
+      assert.equal(await client.db("itest").collection(NOTIFICATIONS).countDocuments({ dedupeKey }), 1);
+    }
   });
 
   it("when a dip and the recovery arrive recovery first, then the dip still notifies once", async () => {

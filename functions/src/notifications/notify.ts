@@ -86,7 +86,8 @@ export async function notify(deps: NotifyDeps, input: NotificationInput): Promis
     dedupeKey: input.dedupeKey,
   };
   const { _id: _ignored, ...fields } = doc;
-  const result = await deps.mongo.collection<NotificationDoc>(NOTIFICATIONS).updateOne({ _id }, { $setOnInsert: fields }, { upsert: true });
+  const collection = deps.mongo.collection<NotificationDoc>(NOTIFICATIONS);
+  const result = await retryTransient(() => collection.updateOne({ _id }, { $setOnInsert: fields }, { upsert: true }));
   const created = result.upsertedCount === 1;
   if (created && deps.redis) {
     const payload = JSON.stringify({ ...fields, id: _id.toHexString(), createdAt: now.toISOString(), expireAt: doc.expireAt.toISOString() });
@@ -94,4 +95,33 @@ export async function notify(deps: NotifyDeps, input: NotificationInput): Promis
     await deps.redis.run((client) => client.publish(userChannel(input.userId), payload)).catch(() => undefined);
   }
   return { id: _id.toHexString(), created };
+}
+
+const TRANSIENT_ATTEMPTS = 4;
+
+/**
+ * Runs an idempotent MongoDB write again after a transient failure: a dropped
+ * connection or cleared pool (the driver retries writes itself only against a
+ * replica set) and the duplicate-key error two concurrent upserts of one `_id`
+ * can meet. The `_id` is deterministic, so a retry whose first try did land
+ * finds the document and creates nothing (its live publish is then skipped:
+ * the notification is stored and listed all the same).
+ */
+async function retryTransient<T>(write: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (error) {
+      if (attempt >= TRANSIENT_ATTEMPTS || !isTransient(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 25 * 2 ** attempt * (0.5 + Math.random())));
+    }
+  }
+}
+
+function isTransient(error: unknown): boolean {
+  const { MongoNetworkError, MongoServerSelectionError } = require("mongodb") as typeof import("mongodb");
+  // A cleared pool (MongoPoolClearedError) is a MongoNetworkError.
+  if (error instanceof MongoNetworkError || error instanceof MongoServerSelectionError) return true;
+  const { code, hasErrorLabel } = error as { code?: unknown; hasErrorLabel?: (label: string) => boolean };
+  return code === 11000 || hasErrorLabel?.("RetryableWriteError") === true;
 }
