@@ -11,8 +11,9 @@
  *   - an ID token the Auth emulator issued for this project (unsigned, as all
  *     its tokens are) is `auth = {uid, provider, token: claims}`;
  *   - no token is `auth = null`; any other token is refused.
- * Rules are evaluated against the substitute's own data at the moment of the
- * request, so the rules engine never keeps a copy that could drift.
+ * The rules engine's view of the data is firebase-server's own: every accepted
+ * write (WebSocket or REST) yields the engine's next immutable tree, which is
+ * kept, so a rule check costs the path it reads, never a copy of the store.
  */
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -25,11 +26,12 @@ export type RtdbAuth = typeof ADMIN | { uid: string; provider: string; token: Re
 interface RuleResult {
   allowed: boolean;
   info: string;
-  newDatabase?: unknown;
+  newDatabase?: TargaryenDatabase;
 }
 
 interface TargaryenDatabase {
-  with(updates: { data?: unknown; auth?: unknown; now?: number }): TargaryenDatabase;
+  root: unknown;
+  as(auth: unknown): TargaryenDatabase;
   read(path: string): RuleResult;
   write(path: string, value: unknown, now?: number): RuleResult;
   update(path: string, patch: Record<string, unknown>, now?: number): RuleResult;
@@ -37,6 +39,7 @@ interface TargaryenDatabase {
 
 interface DataSnapshot {
   val(): unknown;
+  exportVal(): unknown;
 }
 
 interface Reference {
@@ -47,8 +50,15 @@ interface Reference {
   push(): { key: string | null };
 }
 
+interface Socket {
+  on(event: "message", listener: (data: { toString(): string }) => void): void;
+  emit(event: "message", data: string): boolean;
+  send(data: string): void;
+}
+
 interface FirebaseServerInstance {
   baseRef: Reference;
+  wss: { on(event: "connection", listener: (socket: Socket) => void): void };
   tokenValidator: { decode(token: string): Record<string, unknown> };
   close(callback?: () => void): Promise<void>;
 }
@@ -92,10 +102,16 @@ export interface RtdbSubstitute {
 
 /** Starts the substitute on `port` with `rulesFile` enforced for everyone but admin. */
 export async function startRtdbSubstituteServer(options: { port: number; projectId: string; rulesFile: string }): Promise<RtdbSubstitute> {
-  const targaryen = require("targaryen") as { database(rules: unknown, data: unknown): TargaryenDatabase };
+  const targaryen = require("targaryen") as {
+    database(rules: unknown, data: unknown): TargaryenDatabase;
+    ruleset(rules: unknown): unknown;
+    store(data: unknown): unknown;
+  };
   const rules: unknown = JSON.parse(readFileSync(options.rulesFile, "utf8"));
-  const enforced = targaryen.database(rules, null);
-  const open = targaryen.database({ rules: { ".read": true, ".write": true } }, null);
+  const enforced = targaryen.ruleset(rules);
+  const open = targaryen.ruleset({ rules: { ".read": true, ".write": true } });
+  // The data as the rules engine sees it, advanced by every accepted write.
+  let root: unknown = targaryen.store(null);
 
   // firebase-server attaches its WebSocket server to ours, which also answers REST (it would answer 426).
   let rest: (request: IncomingMessage, response: ServerResponse) => void = (_request, response) => {
@@ -109,26 +125,25 @@ export async function startRtdbSubstituteServer(options: { port: number; project
   const FirebaseServer = require("firebase-server") as new (options: { server: Server }, name: string, data: object) => FirebaseServerInstance;
   const server = new FirebaseServer({ server: http }, `127.0.0.1:${options.port}`, {});
 
-  /** The store's current value; its internal client is offline, so `once` answers synchronously. */
-  const currentData = (): unknown => {
-    let data: unknown;
-    let answered = false;
-    server.baseRef.once("value", (snapshot) => {
-      data = snapshot.val();
-      answered = true;
-    });
-    if (!answered) throw new Error("rtdb substitute: the store did not answer synchronously");
-    return data;
+  // A fresh engine per request (cheap: rules and tree are shared, immutable); `with({auth: null})` would keep a
+  // previous caller's auth.
+  const rulesAs = (auth: RtdbAuth): TargaryenDatabase => {
+    if (auth === ADMIN) return targaryen.database(open, root);
+    const database = targaryen.database(enforced, root);
+    return auth === null ? database : database.as(auth);
   };
-  const rulesAs = (auth: RtdbAuth): TargaryenDatabase =>
-    auth === ADMIN ? open.with({ data: currentData() }) : enforced.with({ data: currentData(), auth: auth ?? undefined });
+  const accept = (result: RuleResult) => {
+    if (result.newDatabase) root = result.newDatabase.root;
+  };
 
   // The WebSocket side: firebase-server asks `tokenValidator.decode` for a connection's identity (a result
   // with `d` becomes `auth`), then `targaryen.as(auth)` for every read, set and update, and stores the
-  // returned database back, which is ignored since rules always read the live data.
+  // returned database back: its tree is the rules' next view of the data. (firebase-server checks a
+  // transaction's write before its hash, so a stale attempt's value can reach that view until the SDK's
+  // retry writes the path again; no rule of ours depends on that window.)
   server.tokenValidator = {
     decode: (token: string) => {
-      const auth = rtdbIdentity(token, options.projectId);
+      const auth = token === SIGNED_OUT ? null : rtdbIdentity(token, options.projectId);
       const claims = auth !== null && "token" in auth ? auth.token : {};
       return { ...claims, d: auth };
     },
@@ -136,11 +151,15 @@ export async function startRtdbSubstituteServer(options: { port: number; project
   Object.defineProperty(server, "targaryen", {
     configurable: true,
     get: () => ({ as: (auth: RtdbAuth | undefined) => rulesAs(auth ?? null) }),
-    set: () => undefined,
+    set: (database: TargaryenDatabase) => {
+      root = database.root;
+    },
   });
 
+  server.wss.on("connection", (socket) => completeProtocol(socket, server, rulesAs, options.projectId));
+
   rest = (request, response) => {
-    handleRest(request, response, server.baseRef, rulesAs, options.projectId).catch((error: unknown) => {
+    handleRest(request, response, server.baseRef, { as: rulesAs, accept }, options.projectId).catch((error: unknown) => {
       if (!response.headersSent) sendJson(response, 500, { error: error instanceof Error ? error.message : String(error) });
     });
   };
@@ -151,6 +170,52 @@ export async function startRtdbSubstituteServer(options: { port: number; project
   };
 }
 
+/** Marks a connection that signed out; firebase-server keeps the last accepted credential otherwise. */
+const SIGNED_OUT = "rtdb-substitute:signed-out";
+
+/**
+ * The two requests of today's client SDKs firebase-server (written for v8)
+ * never answers, so a v12 client would wait on them forever:
+ *   - `g` (the SDK's `get()`): answered here from the store, under the read rules;
+ *   - `unauth` (sign-out): replayed to firebase-server as a sign-in to the
+ *     signed-out identity, so the connection's later requests run as `auth = null`.
+ * Every other request is firebase-server's; this listener runs beside its own.
+ */
+function completeProtocol(socket: Socket, server: FirebaseServerInstance, rulesAs: (auth: RtdbAuth) => TargaryenDatabase, projectId: string): void {
+  let auth: RtdbAuth = null;
+  const reply = (requestId: unknown, body: { s: string; d: unknown }) => {
+    const payload = JSON.stringify({ t: "d", d: { r: requestId, b: body } });
+    // The client's frame limit is 16384 characters; longer payloads go as a count, then the pieces.
+    const pieces = Math.ceil(payload.length / 16384);
+    if (pieces > 1) socket.send(String(pieces));
+    for (let offset = 0; offset < payload.length; offset += 16384) socket.send(payload.slice(offset, offset + 16384));
+  };
+  socket.on("message", (data) => {
+    let message: { t?: string; d?: { r?: unknown; a?: string; b?: { p?: string; cred?: string } } };
+    try {
+      message = JSON.parse(data.toString()) as typeof message;
+    } catch {
+      return; // a piece of a longer message: only firebase-server's requests are that long
+    }
+    if (message?.t !== "d" || !message.d) return;
+    const { r: requestId, a: action, b: body } = message.d;
+    if (action === "auth" || action === "gauth") {
+      try {
+        auth = body?.cred === SIGNED_OUT ? null : rtdbIdentity(body?.cred, projectId);
+      } catch {
+        // firebase-server refuses it too and keeps the connection's previous identity.
+      }
+    } else if (action === "unauth") {
+      socket.emit("message", JSON.stringify({ t: "d", d: { r: requestId, a: "auth", b: { cred: SIGNED_OUT } } }));
+    } else if (action === "g") {
+      const path = `/${(body?.p ?? "").replace(/^\/+|\/+$/g, "")}`;
+      if (!rulesAs(auth).read(path).allowed) return reply(requestId, { s: "permission_denied", d: "Permission denied" });
+      const ref = path === "/" ? server.baseRef : server.baseRef.child(path.slice(1));
+      ref.once("value", (snapshot) => reply(requestId, { s: "ok", d: snapshot.exportVal() }));
+    }
+  });
+}
+
 /**
  * The RTDB REST protocol's core: GET, PUT, PATCH, POST, DELETE on `/<path>.json`,
  * identity from `?auth=` / `?access_token=` / `Authorization: Bearer`, same rules as the WebSocket side.
@@ -159,7 +224,7 @@ async function handleRest(
   request: IncomingMessage,
   response: ServerResponse,
   root: Reference,
-  rulesAs: (auth: RtdbAuth) => TargaryenDatabase,
+  rules: { as(auth: RtdbAuth): TargaryenDatabase; accept(result: RuleResult): void },
   projectId: string,
 ): Promise<void> {
   const url = new URL(request.url ?? "/", "http://localhost");
@@ -178,7 +243,7 @@ async function handleRest(
   const denied = (_result: RuleResult) => sendJson(response, 401, { error: "Permission denied" });
   const method = request.method ?? "GET";
   if (method === "GET") {
-    const verdict = rulesAs(auth).read(rulePath);
+    const verdict = rules.as(auth).read(rulePath);
     if (!verdict.allowed) return denied(verdict);
     return sendJson(response, 200, await valueOf(ref));
   }
@@ -195,21 +260,24 @@ async function handleRest(
   if (method === "PATCH") {
     if (typeof body !== "object" || body === null || Array.isArray(body)) return sendJson(response, 400, { error: "PATCH needs an object" });
     const patch = body as Record<string, unknown>;
-    const verdict = rulesAs(auth).update(rulePath, patch, now);
+    const verdict = rules.as(auth).update(rulePath, patch, now);
     if (!verdict.allowed) return denied(verdict);
+    rules.accept(verdict);
     applyLocally(() => ref.update(patch));
     return sendJson(response, 200, patch);
   }
   if (method === "POST") {
     const key = ref.push().key;
     if (key === null) return sendJson(response, 500, { error: "no push key" });
-    const verdict = rulesAs(auth).write(`${rulePath}/${key}`.replace(/^\/\//, "/"), body, now);
+    const verdict = rules.as(auth).write(`${rulePath}/${key}`.replace(/^\/\//, "/"), body, now);
     if (!verdict.allowed) return denied(verdict);
+    rules.accept(verdict);
     applyLocally(() => ref.child(key).set(body));
     return sendJson(response, 200, { name: key });
   }
-  const verdict = rulesAs(auth).write(rulePath, body, now);
+  const verdict = rules.as(auth).write(rulePath, body, now);
   if (!verdict.allowed) return denied(verdict);
+  rules.accept(verdict);
   applyLocally(() => ref.set(body));
   return sendJson(response, 200, body);
 }
