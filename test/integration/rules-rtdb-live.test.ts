@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { deleteApp, initializeApp, type FirebaseApp } from "firebase/app";
 import { connectAuthEmulator, createUserWithEmailAndPassword, getAuth, signOut, type Auth } from "firebase/auth";
-import { connectDatabaseEmulator, get, getDatabase, ref, set, type Database } from "firebase/database";
+import { connectDatabaseEmulator, get, getDatabase, goOffline, ref, set, type Database } from "firebase/database";
 import { realtimeDb } from "../support/stores";
 import { env, newUid, suite } from "../support/suite";
 
@@ -56,7 +56,11 @@ describe("integration: Realtime Database rules through the client SDK and REST",
   }
 
   after(async () => {
-    for (const client of apps) await deleteApp(client.app);
+    for (const client of apps) {
+      goOffline(client.db);
+      await signOut(client.auth);
+      await deleteApp(client.app);
+    }
   });
 
   it("when a user is signed in, then they read their own balance and nobody else's; signed out, nothing", async () => {

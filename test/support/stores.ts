@@ -56,4 +56,10 @@ after(async () => {
   await closeMongo();
   const { getApps, deleteApp } = functionsRequire<typeof import("firebase-admin/app")>("firebase-admin/app");
   await Promise.all(getApps().map((app) => deleteApp(app)));
+  // A handle left open keeps mocha alive after the last test, and CI would wait until its
+  // time limit. Name what is still open and fail instead (unref'd: a clean exit is not delayed).
+  setTimeout(() => {
+    console.error("mocha has not exited 60 s after the last test; still open:", process.getActiveResourcesInfo());
+    process.exit(1);
+  }, 60_000).unref();
 });
