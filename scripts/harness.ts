@@ -82,6 +82,7 @@ async function main(): Promise<number> {
     logDir: runDir,
     withDatabase: useOfficialRtdb,
     echo: process.env.HARNESS_ECHO === "1",
+    parallel: emulatorParallelism(mode),
   });
   const { ports } = emulators;
   const rtdbHost = rtdb?.host ?? `127.0.0.1:${ports.database}`;
@@ -153,6 +154,12 @@ async function main(): Promise<number> {
       logFile: path.join(runDir, `worker-${type}.log`),
     });
   }
+  const { warmWorkers } = await import("./harness/warm");
+  const warm = (process.env.LOCAL_WARM_FUNCTIONS ?? "getBalance,spendCredits").split(",").map((name) => name.trim()).filter(Boolean);
+  if (warm.length > 0) {
+    step(`warming ${emulatorParallelism(mode)} workers each for ${warm.join(", ")} (LOCAL_WARM_FUNCTIONS)`);
+    await warmWorkers({ functionsBaseUrl: suiteEnv.FUNCTIONS_BASE_URL, names: warm, workers: emulatorParallelism(mode) ?? 1, log: step });
+  }
   process.stdout.write(
     [
       "",
@@ -167,6 +174,17 @@ async function main(): Promise<number> {
   if (isTearingDown()) return 130; // Ctrl-C: the emulators stopped because we asked them to
   step(`the emulators exited unexpectedly (code ${code}); see ${emulators.process.log}`);
   return 1;
+}
+
+/**
+ * Invocations the functions emulator runs at once: FUNCTIONS_EMULATOR_PARALLEL when set, else a small
+ * bound for `npm start` so a client's burst queues on warm workers instead of spawning a process per
+ * call (see docs on local bursts in the README).
+ */
+function emulatorParallelism(mode: Mode): number | undefined {
+  const given = Number(process.env.FUNCTIONS_EMULATOR_PARALLEL);
+  if (Number.isInteger(given) && given > 0) return given;
+  return mode === "start" ? 4 : undefined;
 }
 
 /** Tiers become globs; arguments that name test files are passed as they are (to run one file while working on it). */

@@ -153,6 +153,13 @@ export async function startEmulators(options: {
   logDir: string;
   withDatabase: boolean;
   echo: boolean;
+  /**
+   * How many function invocations the emulator runs at once (its FUNCTIONS_EMULATOR_PARALLEL, 50 by
+   * default). Each invocation without an idle worker for its function spawns a new Node process that
+   * loads the whole package; 35 of them at once on 2 cores do not load within the emulator's limit.
+   * Bounded, a burst queues and reuses the workers it started.
+   */
+  parallel?: number;
 }): Promise<EmulatorSuite> {
   const [hub, logging, functions, auth, firestore, firestoreWs, pubsub, hosting, database] = await uniquePorts(9);
   const ports: EmulatorPorts = { hub, logging, functions, auth, firestore, firestoreWs, pubsub, hosting, database };
@@ -189,7 +196,18 @@ export async function startEmulators(options: {
     ["emulators:start", "--non-interactive", "--only", only.join(","), "--project", PROJECT_ID, "--config", configPath],
     {
       cwd: ROOT,
-      env: { ...process.env, ...options.env, ...binaries, FIREBASE_CLI_EXPERIMENTS: "", CI: "true" },
+      env: {
+        ...process.env,
+        ...options.env,
+        ...binaries,
+        FIREBASE_CLI_EXPERIMENTS: "",
+        CI: "true",
+        ...(options.parallel ? { FUNCTIONS_EMULATOR_PARALLEL: String(options.parallel) } : {}),
+        // Seconds a new worker may take to load the package before the emulator gives up on it (30 by
+        // default). A worker that misses it is dropped together with the request that started it, which
+        // is never answered: on a busy 2-core machine a cold load can take longer than 30 s.
+        FUNCTIONS_DISCOVERY_TIMEOUT: process.env.FUNCTIONS_DISCOVERY_TIMEOUT ?? "180",
+      },
       logFile: path.join(options.logDir, "firebase.log"),
       echo: options.echo,
     },
