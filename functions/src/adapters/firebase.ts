@@ -15,7 +15,8 @@ let rtdb: Database | undefined;
 export function adminApp(): App {
   if (!app) {
     const { getApps, initializeApp } = require("firebase-admin/app") as typeof import("firebase-admin/app");
-    app = getApps()[0] ?? initializeApp();
+    // The default app: a process may hold named apps too (tests do), configured for something else.
+    app = getApps().find((existing) => existing.name === "[DEFAULT]") ?? initializeApp();
   }
   return app;
 }
