@@ -1,18 +1,18 @@
 import assert from "node:assert/strict";
 import { releaseExpiredHold } from "../../functions/src/credits/holds";
-import { acknowledgeAlert, notificationId, notifyAdminsOfAlert } from "../../functions/src/scheduled/alerts";
-import { parseRouterConfig } from "../../functions/src/scheduled/config";
+import { acknowledgeAlert, notificationId, notifyAdminsOfAlert } from "../../functions/src/routing/alerts";
+import { parseRouterConfig } from "../../functions/src/routing/config";
 import {
   httpProbe,
   resetDueQuotas,
   runProviderHealthCheck,
   type ProviderHealthDeps,
   type Probe,
-} from "../../functions/src/scheduled/providerHealth";
-import { retentionPolicies } from "../../functions/src/scheduled/policies";
-import { NoProviderAvailable, routeTask } from "../../functions/src/scheduled/router";
-import type { RouterConfig } from "../../functions/src/scheduled/schemas";
-import { runTtlCleanup } from "../../functions/src/scheduled/ttl";
+} from "../../functions/src/routing/provider-health";
+import { retentionPolicies } from "../../functions/src/retention/policies";
+import { NoProviderAvailable, routeTask } from "../../functions/src/routing/router";
+import type { RouterConfig } from "../../functions/src/routing/schemas";
+import { runTtlCleanup } from "../../functions/src/retention/runner";
 import { startProviderStandin, type ProviderStandin } from "../../scripts/harness/provider-standin";
 import { newUid } from "../support/suite";
 import { closeMongo, firestore, fixedClock, mongo } from "../support/stores";

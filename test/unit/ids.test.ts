@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { adjustInput, grantInput, meterInput, refundInput, spendInput } from "../../functions/src/credits/schemas";
 import { createJobInput, jobIdInput, jobReportInput } from "../../functions/src/jobs/schemas";
-import { AcknowledgeAlertInput, RouteTaskInput } from "../../functions/src/scheduled/schemas";
+import { AcknowledgeAlertInput, RouteTaskInput } from "../../functions/src/routing/schemas";
 import { createSessionInput } from "../../functions/src/sessions/schemas";
 import { rejectPrototypeKeys } from "../../functions/src/shared/callable";
 import { InvalidInput } from "../../functions/src/shared/errors";

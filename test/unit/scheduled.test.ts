@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { parseRouterConfig } from "../../functions/src/scheduled/config";
-import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/scheduled/policies";
-import { nextHealth, type HealthState, type ProbeResult } from "../../functions/src/scheduled/providerHealth";
+import { parseRouterConfig } from "../../functions/src/routing/config";
+import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/retention/policies";
+import { nextHealth, type HealthState, type ProbeResult } from "../../functions/src/routing/provider-health";
 
 const settings = { ewma_alpha: 0.3, error_window: 5, degraded_error_rate: 0.4, failures_to_down: 3, cooldown_ms: 60_000, slow_ms: 500 };
 const ok = (latency = 10): ProbeResult => ({ ok: true, latency_ms: latency, error: null });

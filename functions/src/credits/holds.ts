@@ -164,7 +164,7 @@ export async function settleHold(
   );
 }
 
-/** A job's hold is settled only with its job (jobs/finishJob); credits never expires it on its own. */
+/** A job's hold is settled only with its job (jobs/finish.ts finishJob); credits never expires it on its own. */
 export class HoldOwnedByJob extends DomainError {
   constructor(holdId: string, jobId: string) {
     super("failed-precondition", `Hold ${holdId} belongs to job ${jobId}; the jobs module settles it.`, {

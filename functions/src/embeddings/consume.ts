@@ -24,7 +24,8 @@ import type { Clock } from "../shared/time";
 import { CONSUMER, DEAD_LETTERS, EMBEDDING_TOPIC, KNOWLEDGE_SOURCES } from "./constants";
 import { CHUNKER_VERSION, chunkText, type ChunkSettings } from "./chunking";
 import { metadataTags } from "./filter";
-import { ProviderError, embedAll, type EmbeddingProvider, type RetryPolicy } from "./provider";
+import { PermanentFailure, ProviderError } from "./errors";
+import { embedAll, type EmbeddingProvider, type RetryPolicy } from "./provider";
 import { EmbeddingRequest } from "./schemas";
 import { expects, readInTransaction, sourceRef, sourceState, type SourceState } from "./sources";
 import {
@@ -45,14 +46,6 @@ export { CONSUMER, DEAD_LETTERS, KNOWLEDGE_SOURCES };
 const ATTEMPTS = `${CONSUMER}-attempts`;
 /** Longer than Pub/Sub keeps a message (7 days), so a count is never forgotten while redeliveries may come. */
 const ATTEMPTS_RETAIN_MS = 8 * 86_400_000;
-
-/** A failure that no retry can fix (missing object, bad configuration). */
-export class PermanentFailure extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "PermanentFailure";
-  }
-}
 
 export interface ConsumerDeps {
   db: Firestore;

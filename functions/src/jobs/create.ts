@@ -18,7 +18,7 @@ import { InvalidInput } from "../shared/errors";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
 import type { Firestore } from "firebase-admin/firestore";
-import { holdIdOf, jobRef } from "./model";
+import { holdIdOf, jobRef } from "./job";
 import { jobType } from "./registry";
 import type { CreateJobInput } from "./schemas";
 

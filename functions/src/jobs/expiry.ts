@@ -12,9 +12,10 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { holdRef, readHold, releaseExpiredHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type SettleResult } from "../credits/holds";
 import { readAccount } from "../credits/ledger";
-import type { ReleaseExpiredHold } from "../scheduled/policies";
+import type { ReleaseExpiredHold } from "../retention/policies";
 import type { Clock } from "../shared/time";
-import { finishJob, jobRef, type JobDeps } from "./model";
+import { finishJob } from "./finish";
+import { jobRef, type JobDeps } from "./job";
 
 export const EXPIRY_ACTOR = "system:ttlCleanup";
 

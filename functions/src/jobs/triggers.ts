@@ -10,8 +10,8 @@ import { mongoDb } from "../adapters/mongo";
 import { pubsub } from "../adapters/pubsub";
 import { redis } from "../adapters/redis";
 import { JOBS_MAX_DELIVERIES, JOBS_STREAM_MAX_LENGTH, JOBS_VISIBILITY_TIMEOUT_MS, MODEL_PROVIDERS, WORKER_API_KEY } from "../config";
-import { loadRouterConfig } from "../scheduled/config";
-import { routeTask } from "../scheduled/router";
+import { loadRouterConfig } from "../routing/config";
+import { routeTask } from "../routing/router";
 import { systemClock } from "../shared/time";
 import { callable, parseInput } from "../shared/callable";
 import { DomainError } from "../shared/errors";
@@ -20,7 +20,7 @@ import { logs } from "../shared/logs";
 import { cancelJob as cancel } from "./cancel";
 import { createJob as create } from "./create";
 import { dispatchJob, type Router } from "./dispatch";
-import type { JobDeps } from "./model";
+import type { JobDeps } from "./job";
 import { applyReport, deadLetterReport } from "./report";
 import { createJobInput, jobIdInput, jobReportInput } from "./schemas";
 import { sweepJobs } from "./sweep";
@@ -46,7 +46,7 @@ export const cancelJob = callable({
   handler: (input, caller) => cancel(jobDeps(), caller!.uid, input.job_id),
 });
 
-/** The model router (scheduled/router.ts): provider health, quota headroom and cost; each decision is logged. */
+/** The model router (routing/router.ts): provider health, quota headroom and cost; each decision is logged. */
 function modelRouter(): Router {
   return {
     route: async (request) => {

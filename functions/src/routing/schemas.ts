@@ -1,5 +1,5 @@
 /**
- * Schemas of the scheduled capability: the model router's configuration
+ * Schemas of the routing capability: the model router's configuration
  * (Firestore `config/model_router`, defaults from the MODEL_PROVIDERS param)
  * and the admin callable's input.
  */

@@ -7,8 +7,8 @@ import type { Db, ObjectId } from "mongodb";
 import { firestoreValues } from "../adapters/firebase";
 import { NotFound } from "../shared/errors";
 import type { Clock } from "../shared/time";
-import type { Alert } from "./providerHealth";
-import { ALERTS } from "./providerHealth";
+import type { Alert } from "./provider-health";
+import { ALERTS } from "./provider-health";
 import type { AcknowledgeAlertInput } from "./schemas";
 
 /** The notification audience for operator alerts. */

@@ -13,7 +13,7 @@ import type { Firestore } from "firebase-admin/firestore";
 import { Unavailable } from "../shared/errors";
 import { logs } from "../shared/logs";
 import type { Clock } from "../shared/time";
-import { PROVIDER_HEALTH, QUOTAS } from "./providerHealth";
+import { PROVIDER_HEALTH, QUOTAS } from "./provider-health";
 import { RouteTaskInput, type RouterConfig } from "./schemas";
 
 export const ROUTING_DECISIONS = "routing_decisions";

@@ -1,6 +1,19 @@
-/** Admin callable `acknowledgeAlert({alert_id})`. */
+/**
+ * The routing capability's functions: scheduled `providerHealthCheck` (probes
+ * providers and resets quotas, see provider-health.ts) and the admin callable
+ * `acknowledgeAlert({alert_id})` (see alerts.ts).
+ */
+import { onSchedule } from "firebase-functions/v2/scheduler";
 import { callable } from "../shared/callable";
 import { AcknowledgeAlertInput } from "./schemas";
+
+export const providerHealthCheck = onSchedule(
+  { schedule: "every 5 minutes", timeoutSeconds: 120, retryCount: 0 },
+  async (event) => {
+    const { runScheduledHealthCheck } = await import("./health-runner");
+    await runScheduledHealthCheck(event.scheduleTime);
+  },
+);
 
 export const acknowledgeAlert = callable({
   name: "acknowledgeAlert",
