@@ -47,8 +47,8 @@ const functions: Record<string, Loader> = {
   listSessions: () => require("./sessions/callables").listSessions,
   renameSession: () => require("./sessions/callables").renameSession,
   deleteSession: () => require("./sessions/callables").deleteSession,
-  listNotifications: () => require("./sessions/callables").listNotifications,
-  markNotificationsSeen: () => require("./sessions/callables").markNotificationsSeen,
+  listNotifications: () => require("./notifications/functions").listNotifications,
+  markNotificationsSeen: () => require("./notifications/functions").markNotificationsSeen,
 };
 
 for (const [name, load] of Object.entries(functions)) {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { releaseExpiredHold } from "../../functions/src/credits/holds";
-import { acknowledgeAlert, notificationId, notifyAdminsOfAlert } from "../../functions/src/routing/alerts";
+import { notificationId } from "../../functions/src/notifications/notifications";
+import { acknowledgeAlert, notifyAdminsOfAlert } from "../../functions/src/routing/alerts";
 import { parseRouterConfig } from "../../functions/src/routing/config";
 import {
   httpProbe,
@@ -147,7 +148,7 @@ describe("integration: provider health check and model router", function () {
     for (const alert of raised) {
       const doc = await notifications.findOne({ _id: notificationId(`alert:${alert.id}`) });
       assert.equal(doc?.userId, "admins");
-      assert.equal(doc?.urgency, alert.severity === "critical" ? "high" : "medium");
+      assert.equal(doc?.urgency, alert.severity === "critical" ? "high" : "normal");
     }
   });
 
@@ -167,7 +168,7 @@ describe("integration: provider health check and model router", function () {
     };
     await notifyAdminsOfAlert(await mongo(), alert);
     await notifyAdminsOfAlert(await mongo(), alert);
-    assert.equal(await (await mongo()).collection("notifications").countDocuments({ key: `alert:${id}` }), 1);
+    assert.equal(await (await mongo()).collection("notifications").countDocuments({ dedupeKey: `alert:${id}` }), 1);
   });
 
   it("when a provider is in cooldown, then the router avoids it, picks the next one, and logs the decision with expire_at", async () => {

@@ -4,7 +4,7 @@
  * idempotent, so repeating them (a duplicate report, a retried delivery)
  * converges instead of duplicating.
  */
-import { notify } from "../notifications/notify";
+import { notify } from "../notifications/notifications";
 import { logs } from "../shared/logs";
 import { systemClock } from "../shared/time";
 import { JOB_PROGRESS, TERMINAL, type Job, type JobDeps } from "./job";

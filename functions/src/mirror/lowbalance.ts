@@ -16,7 +16,7 @@
  */
 import type { Firestore } from "firebase-admin/firestore";
 import { entryId, TRANSACTIONS } from "../credits/ledger";
-import type { NotificationInput } from "../notifications/notify";
+import type { NotificationInput } from "../notifications/notifications";
 
 export interface LowBalancePolicy {
   threshold: number;

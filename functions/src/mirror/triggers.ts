@@ -8,7 +8,7 @@ import { firestore, realtimeDb } from "../adapters/firebase";
 import { mongoDb } from "../adapters/mongo";
 import { redis } from "../adapters/redis";
 import { LOW_BALANCE_THRESHOLD } from "../config";
-import { notify } from "../notifications/notify";
+import { notify } from "../notifications/notifications";
 import { logs } from "../shared/logs";
 import { balanceStateOf, mirrorBalance } from "./balance";
 import { BalanceCache } from "./cache";

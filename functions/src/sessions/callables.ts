@@ -1,7 +1,7 @@
-/** Session and notification callables: declarations only; the work is in sessions.ts. */
+/** Session callables: declarations only; the work is in sessions.ts. */
 import { mongoDb } from "../adapters/mongo";
 import { callable } from "../shared/callable";
-import { createSessionInput, listInput, listNotificationsInput, markSeenInput, renameSessionInput, sessionIdInput } from "./schemas";
+import { createSessionInput, listInput, renameSessionInput, sessionIdInput } from "./schemas";
 import * as sessions from "./sessions";
 
 const deps = async () => ({ mongo: await mongoDb() });
@@ -32,18 +32,4 @@ export const deleteSession = callable({
   access: "user",
   schema: sessionIdInput,
   handler: async (input, caller) => sessions.deleteSession(await deps(), caller!.uid, input.session_id),
-});
-
-export const listNotifications = callable({
-  name: "listNotifications",
-  access: "user",
-  schema: listNotificationsInput,
-  handler: async (input, caller) => sessions.listNotifications(await deps(), caller!.uid, input),
-});
-
-export const markNotificationsSeen = callable({
-  name: "markNotificationsSeen",
-  access: "user",
-  schema: markSeenInput,
-  handler: async (input, caller) => sessions.markNotificationsSeen(await deps(), caller!.uid, input.ids),
 });

@@ -1,0 +1,9 @@
+/** Inputs of the notification callables (strict). */
+import { z } from "zod";
+import { objectIdHex } from "../shared/ids";
+import { pageCursor, pageLimit } from "../shared/paging";
+
+export const listNotificationsInput = z.object({ limit: pageLimit, cursor: pageCursor, unseen_only: z.boolean().default(false) }).strict();
+export const markSeenInput = z.object({ ids: z.array(objectIdHex).min(1).max(100) }).strict();
+
+export type ListNotificationsInput = z.infer<typeof listNotificationsInput>;
