@@ -10,8 +10,7 @@
  * or removed) is expired here too, so no hold outlives its expiry.
  */
 import type { Firestore } from "firebase-admin/firestore";
-import { holdRef, readHold, releaseExpiredHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type SettleResult } from "../credits/holds";
-import { readAccount } from "../credits/ledger";
+import { holdRef, readAccount, readHold, releaseExpiredHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type SettleResult } from "../credits";
 import type { ReleaseExpiredHold } from "../retention/policies";
 import type { Clock } from "../shared/time";
 import { finishJob } from "./finish";

@@ -8,8 +8,7 @@
  */
 import type { Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
-import { readHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type Hold, type Settlement } from "../credits/holds";
-import { readAccount } from "../credits/ledger";
+import { readAccount, readHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type Hold, type Settlement } from "../credits";
 import { logs } from "../shared/logs";
 import { afterChange } from "./effects";
 import { readJob, TERMINAL, type Job, type JobDeps } from "./job";

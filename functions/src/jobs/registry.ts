@@ -3,7 +3,7 @@
  * job is dispatched and how long it may take. Adding a type is adding an entry.
  */
 import { z, type ZodType, type ZodTypeDef } from "zod";
-import { priceOf } from "../credits/pricebook";
+import { priceOf } from "../credits";
 
 /** Where a job goes: a Pub/Sub topic, or a Redis stream `jobs:{type}` for workers outside Functions. */
 export type DispatchTarget = { kind: "pubsub"; topic: string } | { kind: "stream"; stream: string };

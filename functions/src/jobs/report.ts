@@ -14,7 +14,7 @@
  */
 import type { Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
-import { TRANSACTION_ATTEMPTS } from "../credits/holds";
+import { TRANSACTION_ATTEMPTS } from "../credits";
 import { claimInTransaction } from "../shared/dedupe";
 import { afterChange } from "./effects";
 import { finishJob } from "./finish";
