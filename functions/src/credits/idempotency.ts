@@ -21,7 +21,7 @@ import { DomainError, type ErrorCode } from "../shared/errors";
 import { systemClock, type Clock } from "../shared/time";
 import { IdempotencyKeyReused } from "./errors";
 import { accountFrom, TRANSACTION_ATTEMPTS, userRef, type Account } from "./ledger";
-import { withUserLock } from "./userlock";
+import { withUserLock } from "./user-lock";
 
 export const IDEMPOTENCY_KEYS = "idempotency_keys";
 /** Kept well past the 24 h a client may retry in. */
@@ -121,7 +121,7 @@ export interface IdempotentOptions {
 
 /**
  * Runs `work` for `uid` exactly once per idempotency key: one user at a time
- * where Redis allows (see userlock.ts), in one transaction that reads the
+ * where Redis allows (see user-lock.ts), in one transaction that reads the
  * key's record and the account together. A replay returns the first response
  * (or throws the recorded refusal) and runs nothing; otherwise `work` does its
  * other reads, then its writes, and returns the response, which is recorded

@@ -23,4 +23,4 @@ export {
   type SettleResult,
 } from "./holds";
 export { idempotentTransaction, type IdempotencyScope } from "./idempotency";
-export { priceOf } from "./pricebook";
+export { priceOf } from "./price-book";

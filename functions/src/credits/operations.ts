@@ -8,7 +8,7 @@ import { DomainError, NotFound } from "../shared/errors";
 import { InsufficientCredits } from "./errors";
 import { idempotentTransaction, type IdempotencyScope, type IdempotentDeps, type IdempotentOptions } from "./idempotency";
 import { TRANSACTIONS, available, postEntry, userRef, type Account, type Change, type Posted } from "./ledger";
-import { priceOf } from "./pricebook";
+import { priceOf } from "./price-book";
 import type { AdjustInput, GrantInput, ListTransactionsInput, RefundInput, SpendInput } from "./schemas";
 
 /** Dependencies of the credit use cases. */

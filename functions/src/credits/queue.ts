@@ -17,7 +17,7 @@ import { DomainError } from "../shared/errors";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
 import { spendCredits } from "./operations";
-import type { RateLimiter } from "./ratelimit";
+import type { RateLimiter } from "./rate-limit";
 import { queuedOperation } from "./schemas";
 
 export const OPERATION_QUEUES = "operation_queues";

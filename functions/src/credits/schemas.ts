@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { documentId, mapKey } from "../shared/ids";
-import { MAX_QUANTITY, PRICE_BOOK, isKnownFeature } from "./pricebook";
+import { MAX_QUANTITY, PRICE_BOOK, isKnownFeature } from "./price-book";
 
 /** Payment-API style idempotency key: 1–255 printable ASCII characters. */
 export const idempotencyKey = z
@@ -101,6 +101,7 @@ export const queuedOperation = z
   .strict();
 
 export type SpendInput = z.infer<typeof spendInput>;
+export type MeterInput = z.infer<typeof meterInput>;
 export type GrantInput = z.infer<typeof grantInput>;
 export type RefundInput = z.infer<typeof refundInput>;
 export type AdjustInput = z.infer<typeof adjustInput>;

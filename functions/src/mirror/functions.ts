@@ -12,7 +12,7 @@ import { notify } from "../notifications/notifications";
 import { logs } from "../shared/logs";
 import { balanceStateOf, mirrorBalance } from "./balance";
 import { BalanceCache } from "./cache";
-import { observeBalance, policyFor } from "./lowbalance";
+import { observeBalance, policyFor } from "./low-balance";
 
 export const mirrorUserBalance = onDocumentWritten({ document: "users/{uid}", retry: true, timeoutSeconds: 60 }, async (event) => {
   const uid = event.params.uid;
