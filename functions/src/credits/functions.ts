@@ -20,13 +20,13 @@ import {
 import { applyQueuedOperation, OPERATION_QUEUES } from "./queue";
 import { spendLimiter } from "./rate-limit";
 import { BalanceCache, readThrough } from "../mirror/cache";
-import { adjustInput, balanceInput, grantInput, listTransactionsInput, meterInput, refundInput, spendInput } from "./schemas";
+import { AdjustInput, BalanceInput, GrantInput, ListTransactionsInput, MeterInput, RefundInput, SpendInput } from "./schemas";
 
 /** Served cache-aside from Redis; see mirror/cache.ts for why a stale value cannot win. */
 export const getBalance = callable({
   name: "getBalance",
   access: "user",
-  schema: balanceInput,
+  schema: BalanceInput,
   handler: (input, caller) =>
     readThrough(new BalanceCache(redis()), caller!.uid, input.min_version ?? 0, () => balanceOf({ db: firestore() }, caller!.uid)),
 });
@@ -34,7 +34,7 @@ export const getBalance = callable({
 export const spendCredits = callable({
   name: "spendCredits",
   access: "user",
-  schema: spendInput,
+  schema: SpendInput,
   handler: async (input, caller) => {
     await spendLimiter().enforce("spend", caller!.uid);
     const result = await spend({ db: firestore(), lock: redis() }, caller!.uid, input);
@@ -48,28 +48,28 @@ export const spendCredits = callable({
 export const listTransactions = callable({
   name: "listTransactions",
   access: "user",
-  schema: listTransactionsInput,
+  schema: ListTransactionsInput,
   handler: (input, caller) => list({ db: firestore(), lock: redis() }, caller!.uid, input),
 });
 
 export const grantCredits = callable({
   name: "grantCredits",
   access: "admin",
-  schema: grantInput,
+  schema: GrantInput,
   handler: (input, caller) => grant({ db: firestore(), lock: redis() }, caller!.uid, input),
 });
 
 export const refundCredits = callable({
   name: "refundCredits",
   access: "admin",
-  schema: refundInput,
+  schema: RefundInput,
   handler: (input, caller) => refund({ db: firestore(), lock: redis() }, caller!.uid, input),
 });
 
 export const adjustCredits = callable({
   name: "adjustCredits",
   access: "admin",
-  schema: adjustInput,
+  schema: AdjustInput,
   handler: (input, caller) => adjust({ db: firestore(), lock: redis() }, caller!.uid, input),
 });
 
@@ -87,7 +87,7 @@ export const adjustCredits = callable({
 export const meterUsage = apiKeyEndpoint({
   name: "meterUsage",
   secret: METERING_API_KEY,
-  schema: meterInput,
+  schema: MeterInput,
   handler: async (input) => {
     const result = await meter({ db: firestore(), lock: redis(), limiter: spendLimiter() }, input);
     return { status: result.replayed ? 200 : 201, body: { result } };

@@ -22,7 +22,7 @@ import { createJob as create } from "./create";
 import { dispatchJob, type Router } from "./dispatch";
 import type { JobDeps } from "./job";
 import { applyReport, deadLetterReport } from "./report";
-import { createJobInput, jobIdInput, jobReportInput } from "./schemas";
+import { CreateJobInput, JobIdInput, JobReport } from "./schemas";
 import { sweepJobs } from "./sweep";
 
 /** The topic workers may publish their reports to. */
@@ -35,14 +35,14 @@ function jobDeps(): JobDeps {
 export const createJob = callable({
   name: "createJob",
   access: "user",
-  schema: createJobInput,
+  schema: CreateJobInput,
   handler: (input, caller) => create({ db: firestore(), lock: redis() }, caller!.uid, input),
 });
 
 export const cancelJob = callable({
   name: "cancelJob",
   access: "user",
-  schema: jobIdInput,
+  schema: JobIdInput,
   handler: (input, caller) => cancel(jobDeps(), caller!.uid, input.job_id),
 });
 
@@ -69,7 +69,7 @@ export const jobResultsConsumer = onMessagePublished({ topic: JOB_RESULTS_TOPIC,
   const delivery = { topic: JOB_RESULTS_TOPIC, messageId: event.data.message.messageId, json: messageJson(event.data.message) };
   let report;
   try {
-    report = parseInput(jobReportInput, delivery.json);
+    report = parseInput(JobReport, delivery.json);
   } catch (error) {
     // A malformed report never becomes valid: dead-letter it with the reason and ack instead of retrying it forever.
     await deadLetterReport(firestore(), delivery, error instanceof Error ? error.message : String(error));
@@ -102,7 +102,7 @@ function messageJson(message: { json: unknown }): unknown {
 export const jobReport = apiKeyEndpoint({
   name: "jobReport",
   secret: WORKER_API_KEY,
-  schema: jobReportInput,
+  schema: JobReport,
   handler: async (report) => {
     const result = await applyReport(jobDeps(), report, "worker:https");
     logs.jobReported(result.job_id, report.kind, result.applied);

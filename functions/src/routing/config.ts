@@ -4,13 +4,13 @@
  */
 import type { Firestore } from "firebase-admin/firestore";
 import { logs } from "../shared/logs";
-import { RouterConfigSchema, type RouterConfig } from "./schemas";
+import { RouterConfig } from "./schemas";
 
 export const ROUTER_CONFIG_PATH = { collection: "config", doc: "model_router" } as const;
 
 /** Parses the configuration; throws a ZodError on an invalid one. */
 export function parseRouterConfig(data: unknown): RouterConfig {
-  return RouterConfigSchema.parse(data);
+  return RouterConfig.parse(data);
 }
 
 /**
@@ -21,7 +21,7 @@ export async function loadRouterConfig(db: Firestore, defaultProvidersJson: stri
   const defaults = parseRouterConfig({ providers: JSON.parse(defaultProvidersJson) as unknown });
   const snapshot = await db.collection(ROUTER_CONFIG_PATH.collection).doc(ROUTER_CONFIG_PATH.doc).get();
   if (!snapshot.exists) return defaults;
-  const parsed = RouterConfigSchema.safeParse({ providers: defaults.providers, ...snapshot.data() });
+  const parsed = RouterConfig.safeParse({ providers: defaults.providers, ...snapshot.data() });
   if (!parsed.success) {
     logs.routerConfigInvalid(parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; "));
     return defaults;

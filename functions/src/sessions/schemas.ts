@@ -5,16 +5,18 @@ import { pageCursor, pageLimit } from "../shared/paging";
 
 const name = z.string().trim().min(1).max(120);
 
-export const createSessionInput = z
+export const CreateSessionInput = z
   .object({
     name,
     session_data: boundedMap({ maxBytes: 16_384 }).optional(),
   })
   .strict();
 
-export const listInput = z.object({ limit: pageLimit, cursor: pageCursor }).strict();
-export const renameSessionInput = z.object({ session_id: objectIdHex, name }).strict();
-export const sessionIdInput = z.object({ session_id: objectIdHex }).strict();
+export const ListSessionsInput = z.object({ limit: pageLimit, cursor: pageCursor }).strict();
+export const RenameSessionInput = z.object({ session_id: objectIdHex, name }).strict();
+export const SessionIdInput = z.object({ session_id: objectIdHex }).strict();
 
-export type CreateSessionInput = z.infer<typeof createSessionInput>;
-export type ListInput = z.infer<typeof listInput>;
+export type CreateSessionInput = z.infer<typeof CreateSessionInput>;
+export type ListSessionsInput = z.infer<typeof ListSessionsInput>;
+export type RenameSessionInput = z.infer<typeof RenameSessionInput>;
+export type SessionIdInput = z.infer<typeof SessionIdInput>;

@@ -10,7 +10,7 @@ import { objectId } from "../shared/ids";
 import { newestFirst, type Page } from "../shared/paging";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
-import type { CreateSessionInput, ListInput } from "./schemas";
+import type { CreateSessionInput, ListSessionsInput } from "./schemas";
 
 export const CONTENT_SESSIONS = "content_sessions";
 
@@ -46,7 +46,7 @@ export async function createSession(deps: SessionDeps, uid: string, input: Creat
   return sessionView(doc);
 }
 
-export async function listSessions(deps: SessionDeps, uid: string, input: ListInput): Promise<Page<SessionView>> {
+export async function listSessions(deps: SessionDeps, uid: string, input: ListSessionsInput): Promise<Page<SessionView>> {
   const docs = await newestFirst<SessionDoc>(deps.mongo, CONTENT_SESSIONS, { userId: uid }, input.limit, input.cursor);
   return { items: docs.items.map(sessionView), next_cursor: docs.next_cursor };
 }
