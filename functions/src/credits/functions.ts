@@ -28,7 +28,7 @@ export const getBalance = callable({
   access: "user",
   schema: BalanceInput,
   handler: (input, caller) =>
-    readThrough(new BalanceCache(redis()), caller!.uid, input.min_version ?? 0, () => balanceOf({ db: firestore() }, caller!.uid)),
+    readThrough(new BalanceCache(redis()), caller.uid, input.min_version ?? 0, () => balanceOf({ db: firestore() }, caller.uid)),
 });
 
 export const spendCredits = callable({
@@ -36,11 +36,11 @@ export const spendCredits = callable({
   access: "user",
   schema: SpendInput,
   handler: async (input, caller) => {
-    await spendLimiter().enforce("spend", caller!.uid);
-    const result = await spend({ db: firestore(), lock: redis() }, caller!.uid, input);
+    await spendLimiter().enforce("spend", caller.uid);
+    const result = await spend({ db: firestore(), lock: redis() }, caller.uid, input);
     // The caller now knows this version; make the cache at least as new (best effort). A replay carries
     // the first answer's (older) state, which must not go back into the cache.
-    if (!result.replayed) await new BalanceCache(redis()).put(caller!.uid, { balance: result.balance, held: result.held, available: result.available, version: result.version });
+    if (!result.replayed) await new BalanceCache(redis()).put(caller.uid, { balance: result.balance, held: result.held, available: result.available, version: result.version });
     return result;
   },
 });
@@ -49,28 +49,28 @@ export const listTransactions = callable({
   name: "listTransactions",
   access: "user",
   schema: ListTransactionsInput,
-  handler: (input, caller) => list({ db: firestore(), lock: redis() }, caller!.uid, input),
+  handler: (input, caller) => list({ db: firestore(), lock: redis() }, caller.uid, input),
 });
 
 export const grantCredits = callable({
   name: "grantCredits",
   access: "admin",
   schema: GrantInput,
-  handler: (input, caller) => grant({ db: firestore(), lock: redis() }, caller!.uid, input),
+  handler: (input, caller) => grant({ db: firestore(), lock: redis() }, caller.uid, input),
 });
 
 export const refundCredits = callable({
   name: "refundCredits",
   access: "admin",
   schema: RefundInput,
-  handler: (input, caller) => refund({ db: firestore(), lock: redis() }, caller!.uid, input),
+  handler: (input, caller) => refund({ db: firestore(), lock: redis() }, caller.uid, input),
 });
 
 export const adjustCredits = callable({
   name: "adjustCredits",
   access: "admin",
   schema: AdjustInput,
-  handler: (input, caller) => adjust({ db: firestore(), lock: redis() }, caller!.uid, input),
+  handler: (input, caller) => adjust({ db: firestore(), lock: redis() }, caller.uid, input),
 });
 
 /**

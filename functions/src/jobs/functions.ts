@@ -36,14 +36,14 @@ export const createJob = callable({
   name: "createJob",
   access: "user",
   schema: CreateJobInput,
-  handler: (input, caller) => create({ db: firestore(), lock: redis() }, caller!.uid, input),
+  handler: (input, caller) => create({ db: firestore(), lock: redis() }, caller.uid, input),
 });
 
 export const cancelJob = callable({
   name: "cancelJob",
   access: "user",
   schema: JobIdInput,
-  handler: (input, caller) => cancel(jobDeps(), caller!.uid, input.job_id),
+  handler: (input, caller) => cancel(jobDeps(), caller.uid, input.job_id),
 });
 
 /** The model router (routing/router.ts): provider health, quota headroom and cost; each decision is logged. */

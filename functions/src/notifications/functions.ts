@@ -8,12 +8,12 @@ export const listNotifications = callable({
   name: "listNotifications",
   access: "user",
   schema: ListNotificationsInput,
-  handler: async (input, caller) => list({ mongo: await mongoDb() }, caller!.uid, input),
+  handler: async (input, caller) => list({ mongo: await mongoDb() }, caller.uid, input),
 });
 
 export const markNotificationsSeen = callable({
   name: "markNotificationsSeen",
   access: "user",
   schema: MarkSeenInput,
-  handler: async (input, caller) => markSeen({ mongo: await mongoDb() }, caller!.uid, input.ids),
+  handler: async (input, caller) => markSeen({ mongo: await mongoDb() }, caller.uid, input.ids),
 });

@@ -26,9 +26,8 @@ export const acknowledgeAlert = callable({
       import("../shared/time"),
       import("../shared/logs"),
     ]);
-    const uid = caller?.uid ?? "";
-    const result = await alerts.acknowledgeAlert({ db: firestore(), clock: systemClock }, input, uid);
-    logs.alertAcknowledged(result.alert_id, uid, result.changed);
+    const result = await alerts.acknowledgeAlert({ db: firestore(), clock: systemClock }, input, caller.uid);
+    logs.alertAcknowledged(result.alert_id, caller.uid, result.changed);
     return result;
   },
 });
