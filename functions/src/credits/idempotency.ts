@@ -18,14 +18,14 @@ import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from
 import { firestoreValues } from "../adapters/firebase";
 import type { RedisGateway } from "../adapters/redis";
 import { DomainError, type ErrorCode } from "../shared/errors";
-import { systemClock, type Clock } from "../shared/time";
+import { HOUR_MS, systemClock, type Clock } from "../shared/time";
 import { IdempotencyKeyReused } from "./errors";
 import { accountFrom, TRANSACTION_ATTEMPTS, userRef, type Account } from "./ledger";
 import { withUserLock } from "./user-lock";
 
 export const IDEMPOTENCY_KEYS = "idempotency_keys";
 /** Kept well past the 24 h a client may retry in. */
-export const IDEMPOTENCY_RETENTION_MS = 72 * 3_600_000;
+export const IDEMPOTENCY_RETENTION_MS = 72 * HOUR_MS;
 
 export interface IdempotencyScope {
   /** Whose key space: the calling user, or the admin/API client for admin and metering calls. */

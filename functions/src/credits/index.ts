@@ -11,7 +11,7 @@
  * - the price book.
  */
 export { InsufficientCredits } from "./errors";
-export { TRANSACTION_ATTEMPTS, availableAfter, readAccount, type Account } from "./ledger";
+export { TRANSACTION_ATTEMPTS, availableAfter, readAccount, type Account, type Balance } from "./ledger";
 export {
   holdRef,
   placeHold,

@@ -59,14 +59,20 @@ export interface Change {
   metadata?: Record<string, string | number | boolean>;
 }
 
-export interface Posted {
-  transaction_id: string;
-  type: EntryType;
-  amount: number;
+/** A user's credits as clients, caches and mirrors see them; `available` = balance − held. */
+export interface Balance {
   balance: number;
   held: number;
   available: number;
+  /** The ledger version this state is at. */
   version: number;
+}
+
+/** A posted entry: what it did and the balance after it. */
+export interface Posted extends Balance {
+  transaction_id: string;
+  type: EntryType;
+  amount: number;
 }
 
 export function userRef(db: Firestore, uid: string): DocumentReference {

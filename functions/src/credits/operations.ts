@@ -7,7 +7,7 @@ import type { Query, Transaction } from "firebase-admin/firestore";
 import { DomainError, NotFound } from "../shared/errors";
 import { InsufficientCredits } from "./errors";
 import { idempotentTransaction, type IdempotencyScope, type IdempotentDeps, type IdempotentOptions } from "./idempotency";
-import { TRANSACTIONS, available, postEntry, userRef, type Account, type Change, type Posted } from "./ledger";
+import { TRANSACTIONS, available, postEntry, userRef, type Account, type Balance, type Change, type Posted } from "./ledger";
 import { priceOf } from "./price-book";
 import type { AdjustInput, GrantInput, ListTransactionsInput, RefundInput, SpendInput } from "./schemas";
 
@@ -17,13 +17,6 @@ export type Deps = IdempotentDeps;
 /** What a caller gets back from any change: the entry and the new state, and whether it was a replay. */
 export interface ChangeResult extends Posted {
   replayed: boolean;
-}
-
-export interface Balance {
-  balance: number;
-  held: number;
-  available: number;
-  version: number;
 }
 
 /**

@@ -17,11 +17,10 @@ import type { RedisGateway } from "../adapters/redis";
 import { objectId } from "../shared/ids";
 import { newestFirst, type Page } from "../shared/paging";
 import type { Clock } from "../shared/time";
-import { systemClock } from "../shared/time";
+import { DAY_MS, systemClock } from "../shared/time";
 import type { ListNotificationsInput } from "./schemas";
 
 export const NOTIFICATIONS = "notifications";
-const DAY_MS = 86_400_000;
 
 export type Urgency = "low" | "normal" | "high";
 

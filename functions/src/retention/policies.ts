@@ -6,10 +6,8 @@
  * table with one strategy per store (stores/); adding a policy is adding a row.
  */
 import type { Firestore } from "firebase-admin/firestore";
-import type { Clock } from "../shared/time";
+import { DAY_MS, HOUR_MS, type Clock } from "../shared/time";
 
-const HOUR_MS = 3_600_000;
-const DAY_MS = 24 * HOUR_MS;
 
 /** An equality condition a Firestore document must also meet. */
 export interface FieldCondition {

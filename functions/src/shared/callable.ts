@@ -6,7 +6,7 @@ import { HttpsError, onCall, type CallableOptions, type CallableRequest, type Re
 import type { Response } from "express";
 import { ZodError, type ZodType, type ZodTypeDef } from "zod";
 import { DomainError, InvalidInput, PermissionDenied, Unauthenticated } from "./errors";
-import { MAX_BODY_DEPTH } from "./ids";
+import { MAX_BODY_DEPTH, PROTOTYPE_KEYS } from "./ids";
 import { logs } from "./logs";
 
 /** Who is calling, from `request.auth` only. */
@@ -84,8 +84,6 @@ export function parseInput<I>(schema: ZodType<I, ZodTypeDef, unknown>, data: unk
     throw error;
   }
 }
-
-const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
 
 /**
  * Refuses input that carries prototype-polluting keys anywhere, before anything reads it, and input nested

@@ -25,8 +25,8 @@ export const MAX_MAP_BYTES = 64 * 1024;
 const RESERVED = /^__.*__$/s;
 /** A lone UTF-16 surrogate cannot be encoded as UTF-8. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-/** Keys that reach an object's prototype when copied. */
-const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+/** Keys that reach an object's prototype when copied; refused in any input. */
+export const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 
 /** Why `id` cannot be a Firestore document id, or undefined when it can. */
 export function documentIdProblem(id: string): string | undefined {
