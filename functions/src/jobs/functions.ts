@@ -6,7 +6,7 @@ import { onDocumentCreated } from "firebase-functions/v2/firestore";
 import { onMessagePublished } from "firebase-functions/v2/pubsub";
 import { onSchedule } from "firebase-functions/v2/scheduler";
 import { firestore, realtimeDb } from "../adapters/firebase";
-import { mongoDb } from "../adapters/mongo";
+import { mongoConfigured, mongoDb } from "../adapters/mongo";
 import { pubsub } from "../adapters/pubsub";
 import { redis } from "../adapters/redis";
 import { JOBS_MAX_DELIVERIES, JOBS_STREAM_MAX_LENGTH, JOBS_VISIBILITY_TIMEOUT_MS, MODEL_PROVIDERS, WORKER_API_KEY } from "../config";
@@ -29,7 +29,8 @@ import { sweepJobs } from "./sweep";
 export const JOB_RESULTS_TOPIC = "job-results";
 
 function jobDeps(): JobDeps {
-  return { db: firestore(), rtdb: realtimeDb(), mongo: mongoDb, redis: redis() };
+  // Without MongoDB a final job notifies nobody; its state and money are unaffected.
+  return { db: firestore(), rtdb: realtimeDb(), mongo: mongoConfigured() ? mongoDb : undefined, redis: redis() };
 }
 
 export const createJob = callable({
@@ -46,12 +47,17 @@ export const cancelJob = callable({
   handler: (input, caller) => cancel(jobDeps(), caller.uid, input.job_id),
 });
 
-/** The model router (routing/router.ts): provider health, quota headroom and cost; each decision is logged. */
+/**
+ * The model router (routing/router.ts): provider health, quota headroom and cost; each decision is logged.
+ * With no providers configured, routing is off and jobs are dispatched without it.
+ */
 function modelRouter(): Router {
   return {
     route: async (request) => {
       const db = firestore();
-      const decision = await routeTask({ db, clock: systemClock, config: await loadRouterConfig(db, MODEL_PROVIDERS.value()) }, request);
+      const config = await loadRouterConfig(db, MODEL_PROVIDERS.value());
+      if (config.providers.length === 0) return undefined;
+      const decision = await routeTask({ db, clock: systemClock, config }, request);
       return { provider: decision.selected_provider, model: decision.selected_model };
     },
   };

@@ -19,7 +19,7 @@ import type { Db } from "mongodb";
 import type { Connection } from "@lancedb/lancedb";
 import { firestore, realtimeDb } from "../adapters/firebase";
 import { lanceDb } from "../adapters/lance";
-import { mongoDb } from "../adapters/mongo";
+import { mongoConfigured, mongoDb } from "../adapters/mongo";
 import { redis } from "../adapters/redis";
 import {
   ALERTS_RETENTION_DAYS,
@@ -169,6 +169,8 @@ async function applyPolicy(
 /** One ttlCleanup tick; a repeated delivery of the same tick is skipped. */
 export async function runScheduledTtlCleanup(scheduleTime: string): Promise<void> {
   const db = firestore();
+  // Without MongoDB its policy has nothing to clean and jobs notify nobody.
+  const mongo = mongoConfigured() ? mongoDb : undefined;
   const outcome = await runOnce(
     db,
     "ttlCleanup",
@@ -183,11 +185,11 @@ export async function runScheduledTtlCleanup(scheduleTime: string): Promise<void
           auditDays: AUDIT_RETENTION_DAYS.value(),
           operationQueueHours: OPERATION_QUEUE_RETENTION_HOURS.value(),
           lanceVersionHours: LANCEDB_VERSION_RETENTION_HOURS.value(),
-        }),
+        }).filter((policy) => policy.store !== "mongodb" || mongo),
         // Job holds expire through their job (the jobs module owns them); others through credits.
-        releaseExpiredHold: expireHolds({ rtdb: realtimeDb(), mongo: mongoDb, redis: redis() }),
+        releaseExpiredHold: expireHolds({ rtdb: realtimeDb(), mongo, redis: redis() }),
         rtdb: realtimeDb,
-        mongo: mongoDb,
+        mongo,
         lance: lanceDb,
         budgetMs: TTL_TIME_BUDGET_SECONDS.value() * 1000,
         pageSize: TTL_PAGE_SIZE.value(),

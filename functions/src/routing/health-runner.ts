@@ -3,7 +3,7 @@
  * loaded by the schedule trigger at run time only.
  */
 import { firestore } from "../adapters/firebase";
-import { mongoDb } from "../adapters/mongo";
+import { mongoConfigured, mongoDb } from "../adapters/mongo";
 import { MODEL_PROVIDERS, PROVIDER_PROBE_TIMEOUT_MS } from "../config";
 import { runOnce } from "../shared/dedupe";
 import { logs } from "../shared/logs";
@@ -26,7 +26,8 @@ export async function runScheduledHealthCheck(scheduleTime: string): Promise<voi
         config: await loadRouterConfig(db, MODEL_PROVIDERS.value()),
         probe: httpProbe,
         probeTimeoutMs: PROVIDER_PROBE_TIMEOUT_MS.value(),
-        notifyAdmins: async (alert) => notifyAdminsOfAlert(await mongoDb(), alert),
+        // Without MongoDB administrators learn of alerts from model_router_alerts alone.
+        notifyAdmins: mongoConfigured() ? async (alert) => notifyAdminsOfAlert(await mongoDb(), alert) : undefined,
       });
       logs.quotasReset(result.quotas_reset);
     },
