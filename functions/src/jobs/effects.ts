@@ -9,11 +9,7 @@ import { logs } from "../shared/logs";
 import { systemClock } from "../shared/time";
 import { JOB_PROGRESS, TERMINAL, type Job, type JobDeps } from "./job";
 
-/**
- * What follows an accepted change (and is repeated harmlessly for a duplicate
- * report of a final job, so a crash after the transaction still converges):
- * the RTDB mirror and, for a final state, the user's notification.
- */
+/** Both effects of an accepted change; a duplicate report of a final job runs them again, so a crash after the transaction still converges. */
 export async function afterChange(deps: JobDeps, job: Job): Promise<void> {
   await mirrorProgress(deps, job);
   if (TERMINAL.has(job.status)) await notifyOutcome(deps, job);
