@@ -10,8 +10,8 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { firestore } from "../functions/src/adapters/firebase";
 import { releaseExpiredHold } from "../functions/src/credits/holds";
-import type { RetentionPolicy } from "../functions/src/scheduled/policies";
-import { runTtlCleanup } from "../functions/src/scheduled/ttl";
+import type { RetentionPolicy } from "../functions/src/retention/policies";
+import { runTtlCleanup } from "../functions/src/retention/runner";
 import { median, type Row } from "./stats";
 
 const WRITER = { throttling: false } as const;

@@ -17,6 +17,7 @@ import os from "node:os";
 import path from "node:path";
 import { startControlServer } from "./harness/control";
 import { startEmbeddingsApi } from "./harness/embeddings-api";
+import { LOCAL_MODEL_PROVIDERS } from "./harness/local-params";
 import { installExitHandlers, isTearingDown, onTeardown, startProcess, teardown } from "./harness/processes";
 import {
   PROJECT_ID,
@@ -59,10 +60,12 @@ async function main(): Promise<number> {
   const useOfficialRtdb = officialRtdbAvailable();
   const rtdb = useOfficialRtdb ? undefined : await startRtdbSubstitute();
 
+  // Every param whose deployed default is empty (the component off) gets its local value here.
   const functionEnv: Record<string, string> = {
     ENVIRONMENT: mode === "start" ? "local" : mode === "sim" ? "test" : mode,
     REDIS_URL: redis.url,
     MONGODB_URI: mongo.uri,
+    MODEL_PROVIDERS: LOCAL_MODEL_PROVIDERS,
     LANCEDB_URI: lanceDir,
   };
   if (mode === "test") {

@@ -17,7 +17,7 @@ import { randomUUID } from "node:crypto";
 import type { Message, Subscription } from "@google-cloud/pubsub";
 import { pubsub } from "../functions/src/adapters/pubsub";
 import { RedisGateway } from "../functions/src/adapters/redis";
-import { priceOf } from "../functions/src/credits/pricebook";
+import { priceOf } from "../functions/src/credits/price-book";
 import { jobType } from "../functions/src/jobs/registry";
 import { GROUP, ensureGroup, heartbeat, parseFields } from "../functions/src/jobs/streams";
 

@@ -1,9 +1,13 @@
 /**
  * Every setting of the suite, as firebase-functions params.
  *
- * Each optional service has an embedded default that works on a developer's
- * machine, so `npm start` needs no configuration. `.value()` is only called at
- * run time, inside handlers, never at import.
+ * No default points at a developer's machine: a deployed function must never
+ * quietly probe 127.0.0.1. The optional services (Redis, MongoDB, the default
+ * model providers) default to empty, which turns that component off with one
+ * log line per instance (`component_disabled`). The local harness writes the
+ * local values to functions/.env.local, so `npm start` and the tests need no
+ * configuration. `.value()` is only called at run time, inside handlers, never
+ * at import.
  */
 import { defineInt, defineSecret, defineString } from "firebase-functions/params";
 
@@ -13,8 +17,8 @@ export const ENVIRONMENT = defineString("ENVIRONMENT", {
 });
 
 export const REDIS_URL = defineString("REDIS_URL", {
-  default: "redis://127.0.0.1:6379",
-  description: "Redis for cache, rate limits, streams and live notifications. Empty disables it.",
+  default: "",
+  description: "Redis for cache, rate limits, streams and live notifications, e.g. redis://10.0.0.3:6379. Empty disables it.",
 });
 
 export const REDIS_COMMAND_TIMEOUT_MS = defineInt("REDIS_COMMAND_TIMEOUT_MS", {
@@ -23,8 +27,8 @@ export const REDIS_COMMAND_TIMEOUT_MS = defineInt("REDIS_COMMAND_TIMEOUT_MS", {
 });
 
 export const MONGODB_URI = defineString("MONGODB_URI", {
-  default: "mongodb://127.0.0.1:27017",
-  description: "MongoDB holding content sessions and notifications.",
+  default: "",
+  description: "MongoDB holding content sessions and notifications. Empty disables them (their callables answer unavailable).",
 });
 
 export const MONGODB_DB = defineString("MONGODB_DB", {
@@ -144,9 +148,9 @@ export const LANCEDB_VERSION_RETENTION_HOURS = defineInt("LANCEDB_VERSION_RETENT
 });
 
 export const MODEL_PROVIDERS = defineString("MODEL_PROVIDERS", {
-  default:
-    '[{"name":"local","probe_url":"http://127.0.0.1:8790/local/health","models":[{"id":"local-small","task_types":["*"],"cost_per_1k_tokens":0}]}]',
-  description: "Default model providers (JSON) when Firestore config/model_router has none: name, probe_url, models.",
+  default: "",
+  description:
+    "Default model providers (JSON array of {name, probe_url, models}) when Firestore config/model_router has none. With neither, model routing and provider probes are off.",
 });
 
 export const PROVIDER_PROBE_TIMEOUT_MS = defineInt("PROVIDER_PROBE_TIMEOUT_MS", {

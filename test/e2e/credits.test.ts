@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { PRICE_BOOK } from "../../functions/src/credits/pricebook";
+import { PRICE_BOOK } from "../../functions/src/credits/price-book";
 import { assertLedgerInvariants, footprint, fund, ledgerOf } from "../support/credits";
 import { callFunction, newUid, suite } from "../support/suite";
 

@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { realtimeDb } from "../../functions/src/adapters/firebase";
 import { pubsub } from "../../functions/src/adapters/pubsub";
 import { RedisGateway } from "../../functions/src/adapters/redis";
-import { notificationId } from "../../functions/src/notifications/notify";
+import { notificationId } from "../../functions/src/notifications/notifications";
 import { startWorker, type Worker } from "../../scripts/worker";
 import { db, fund } from "../support/credits";
 import { assertJobInvariants, jobDoc, postReport } from "../support/jobs";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { notificationId } from "../../functions/src/scheduled/alerts";
+import { notificationId } from "../../functions/src/notifications/notifications";
 import { startProviderStandin, type ProviderStandin } from "../../scripts/harness/provider-standin";
 import { callFunction, fireSchedule, newUid, suite, waitFor } from "../support/suite";
 import { closeMongo, firestore, mongo } from "../support/stores";

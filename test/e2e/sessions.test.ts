@@ -1,7 +1,7 @@
 /** Session and notification callables through the functions emulator: auth, validation, ownership. */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { notify } from "../../functions/src/notifications/notify";
+import { notify } from "../../functions/src/notifications/notifications";
 import { closeTestMongo, testMongo } from "../support/mongo";
 import { callFunction, newUid } from "../support/suite";
 

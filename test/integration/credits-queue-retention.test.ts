@@ -1,7 +1,7 @@
 /** RTDB queue retention against the RTDB substitute: an entry changed after it was read is never removed (invariant 13). */
 import assert from "node:assert/strict";
 import { realtimeDb } from "../../functions/src/adapters/firebase";
-import { removeIfUnchanged } from "../../functions/src/scheduled/ttl";
+import { removeIfUnchanged } from "../../functions/src/retention/stores/rtdb";
 import { newUid } from "../support/suite";
 
 describe("integration: queue retention removes only what it read", function () {

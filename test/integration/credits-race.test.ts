@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { RedisGateway } from "../../functions/src/adapters/redis";
 import { InsufficientCredits } from "../../functions/src/credits/errors";
 import { spendCredits } from "../../functions/src/credits/operations";
-import { PRICE_BOOK } from "../../functions/src/credits/pricebook";
+import { PRICE_BOOK } from "../../functions/src/credits/price-book";
 import { assertLedgerInvariants, db, fund } from "../support/credits";
 import { newUid, suite } from "../support/suite";
 

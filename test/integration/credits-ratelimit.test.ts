@@ -1,7 +1,7 @@
 /** The spend rate limit with and without Redis (real redis-server; a gateway to nowhere for "down"). */
 import assert from "node:assert/strict";
 import { RedisGateway } from "../../functions/src/adapters/redis";
-import { RateLimiter } from "../../functions/src/credits/ratelimit";
+import { RateLimiter } from "../../functions/src/credits/rate-limit";
 import { newUid } from "../support/suite";
 
 function downGateway(): RedisGateway {

@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { type Db, MongoClient, MongoNetworkError } from "../../functions/node_modules/mongodb";
 import { adjustCredits, grantCredits } from "../../functions/src/credits/operations";
-import { observeBalance, policyFor, type BalancePoint } from "../../functions/src/mirror/lowbalance";
-import { notify, NOTIFICATIONS } from "../../functions/src/notifications/notify";
+import { observeBalance, policyFor, type BalancePoint } from "../../functions/src/mirror/low-balance";
+import { notify, NOTIFICATIONS } from "../../functions/src/notifications/notifications";
 import { db, ledgerOf } from "../support/credits";
 import { seededRandom } from "../support/random";
 import "../support/stores"; // its root hook releases the Firebase clients so mocha can exit

@@ -1,18 +1,19 @@
 import assert from "node:assert/strict";
 import { releaseExpiredHold } from "../../functions/src/credits/holds";
-import { acknowledgeAlert, notificationId, notifyAdminsOfAlert } from "../../functions/src/scheduled/alerts";
-import { parseRouterConfig } from "../../functions/src/scheduled/config";
+import { notificationId } from "../../functions/src/notifications/notifications";
+import { acknowledgeAlert, notifyAdminsOfAlert } from "../../functions/src/routing/alerts";
+import { parseRouterConfig } from "../../functions/src/routing/config";
 import {
   httpProbe,
   resetDueQuotas,
   runProviderHealthCheck,
   type ProviderHealthDeps,
   type Probe,
-} from "../../functions/src/scheduled/providerHealth";
-import { retentionPolicies } from "../../functions/src/scheduled/policies";
-import { NoProviderAvailable, routeTask } from "../../functions/src/scheduled/router";
-import type { RouterConfig } from "../../functions/src/scheduled/schemas";
-import { runTtlCleanup } from "../../functions/src/scheduled/ttl";
+} from "../../functions/src/routing/provider-health";
+import { retentionPolicies } from "../../functions/src/retention/policies";
+import { NoProviderAvailable, routeTask } from "../../functions/src/routing/router";
+import type { RouterConfig } from "../../functions/src/routing/schemas";
+import { runTtlCleanup } from "../../functions/src/retention/runner";
 import { startProviderStandin, type ProviderStandin } from "../../scripts/harness/provider-standin";
 import { newUid } from "../support/suite";
 import { closeMongo, firestore, fixedClock, mongo } from "../support/stores";
@@ -147,7 +148,7 @@ describe("integration: provider health check and model router", function () {
     for (const alert of raised) {
       const doc = await notifications.findOne({ _id: notificationId(`alert:${alert.id}`) });
       assert.equal(doc?.userId, "admins");
-      assert.equal(doc?.urgency, alert.severity === "critical" ? "high" : "medium");
+      assert.equal(doc?.urgency, alert.severity === "critical" ? "high" : "normal");
     }
   });
 
@@ -167,7 +168,7 @@ describe("integration: provider health check and model router", function () {
     };
     await notifyAdminsOfAlert(await mongo(), alert);
     await notifyAdminsOfAlert(await mongo(), alert);
-    assert.equal(await (await mongo()).collection("notifications").countDocuments({ key: `alert:${id}` }), 1);
+    assert.equal(await (await mongo()).collection("notifications").countDocuments({ dedupeKey: `alert:${id}` }), 1);
   });
 
   it("when a provider is in cooldown, then the router avoids it, picks the next one, and logs the decision with expire_at", async () => {

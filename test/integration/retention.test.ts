@@ -4,8 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import type { Firestore } from "firebase-admin/firestore";
 import { expireHolds } from "../../functions/src/jobs/expiry";
-import { DEFAULT_RETENTION, retentionPolicies, type RetentionPolicy, type RetentionSettings } from "../../functions/src/scheduled/policies";
-import { runTtlCleanup, type TtlDeps } from "../../functions/src/scheduled/ttl";
+import { DEFAULT_RETENTION, retentionPolicies, type RetentionPolicy, type RetentionSettings } from "../../functions/src/retention/policies";
+import { runTtlCleanup, type TtlDeps } from "../../functions/src/retention/runner";
 import { newUid } from "../support/suite";
 import { closeMongo, firestore, fixedClock, functionsRequire, lanceAt, mongo, realtimeDb } from "../support/stores";
 

@@ -1,16 +1,13 @@
 /**
- * Sessions and notifications against MongoDB through the official driver:
- * the harness's wire server, or a real MongoDB when MONGODB_URI is set
- * (the same tests, unchanged).
+ * Sessions against MongoDB through the official driver: the harness's wire
+ * server, or a real MongoDB when MONGODB_URI is set (the same tests, unchanged).
  */
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
-import { notify } from "../../functions/src/notifications/notify";
 import * as sessions from "../../functions/src/sessions/sessions";
 import { closeTestMongo, testMongo } from "../support/mongo";
 import { newUid } from "../support/suite";
 
-describe("integration: content sessions and notifications in MongoDB", function () {
+describe("integration: content sessions in MongoDB", function () {
   this.timeout(30_000);
   after(() => closeTestMongo());
 
@@ -45,37 +42,6 @@ describe("integration: content sessions and notifications in MongoDB", function 
       cursor = page.next_cursor ?? undefined;
     } while (cursor);
     assert.deepEqual(names, ["s6", "s5", "s4", "s3", "s2", "s1", "s0"]);
-  });
-
-  it("when notifications are listed with the unseen filter and marked seen, then only the caller's change and paging covers all", async () => {
-    const uid = newUid("n");
-    const other = newUid("n");
-    const mongo = await testMongo();
-    const base = Date.now();
-    const ids: string[] = [];
-    for (let i = 0; i < 5; i++) {
-      const { id } = await notify(
-        { mongo, clock: { now: () => new Date(base + i * 1000) } },
-        { userId: uid, type: "job_succeeded", toastMessage: `n${i}`, urgency: "normal", persistent: false, dedupeKey: `test:${randomUUID()}` },
-      );
-      ids.push(id);
-    }
-    const foreign = await notify({ mongo }, { userId: other, type: "low_balance", toastMessage: "x", urgency: "high", persistent: false, dedupeKey: `test:${randomUUID()}` });
-    const seen = await sessions.markNotificationsSeen(await deps(), uid, [ids[0]!, ids[1]!, foreign.id]);
-    assert.deepEqual(seen, { updated: 2 });
-    assert.deepEqual(await sessions.markNotificationsSeen(await deps(), uid, [ids[0]!]), { updated: 0 });
-    const unseen = await sessions.listNotifications(await deps(), uid, { limit: 10, unseen_only: true });
-    assert.deepEqual(unseen.items.map((item) => item.toast_message), ["n4", "n3", "n2"]);
-    const all: string[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await sessions.listNotifications(await deps(), uid, { limit: 2, cursor, unseen_only: false });
-      all.push(...page.items.map((item) => item.toast_message));
-      cursor = page.next_cursor ?? undefined;
-    } while (cursor);
-    assert.deepEqual(all, ["n4", "n3", "n2", "n1", "n0"]);
-    const foreignDoc = await mongo.collection("notifications").findOne({ userId: other });
-    assert.equal(foreignDoc?.seen, false);
   });
 
   it("when a cursor is forged, then invalid-argument", async () => {

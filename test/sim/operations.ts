@@ -22,11 +22,11 @@ import { applyReport } from "../../functions/src/jobs/report";
 import { sweepJobs } from "../../functions/src/jobs/sweep";
 import type { JobReport } from "../../functions/src/jobs/schemas";
 import { mirrorBalance } from "../../functions/src/mirror/balance";
-import { acknowledgeAlert } from "../../functions/src/scheduled/alerts";
-import { parseRouterConfig } from "../../functions/src/scheduled/config";
-import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/scheduled/policies";
-import { runProviderHealthCheck } from "../../functions/src/scheduled/providerHealth";
-import { runTtlCleanup } from "../../functions/src/scheduled/ttl";
+import { acknowledgeAlert } from "../../functions/src/routing/alerts";
+import { parseRouterConfig } from "../../functions/src/routing/config";
+import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/retention/policies";
+import { runProviderHealthCheck } from "../../functions/src/routing/provider-health";
+import { runTtlCleanup } from "../../functions/src/retention/runner";
 import { DomainError } from "../../functions/src/shared/errors";
 import { control, waitFor } from "../support/suite";
 import { DAY, MAX_DELIVERIES, POISON, SWEEP, gate, type EmbeddingMessage, type QueueOp, type SimSource, type World } from "./world";
@@ -292,7 +292,7 @@ export const OPERATIONS: Operation[] = [
             db: w.db,
             clock: w.clock,
             policies: retentionPolicies(DEFAULT_RETENTION),
-            // As wired in scheduled/run.ts: job holds expire through their job.
+            // As wired in retention/runner.ts: job holds expire through their job.
             releaseExpiredHold: expireHolds({ rtdb: w.rtdb, redis: w.redis }),
             rtdb: () => w.rtdb,
             lance: w.lance,

@@ -1,9 +1,9 @@
 /** Pure tests of the id and bounded-map schemas (shared/ids.ts) and of every input schema that uses them. */
 import assert from "node:assert/strict";
-import { adjustInput, grantInput, meterInput, refundInput, spendInput } from "../../functions/src/credits/schemas";
-import { createJobInput, jobIdInput, jobReportInput } from "../../functions/src/jobs/schemas";
-import { AcknowledgeAlertInput, RouteTaskInput } from "../../functions/src/scheduled/schemas";
-import { createSessionInput } from "../../functions/src/sessions/schemas";
+import { AdjustInput, GrantInput, MeterInput, RefundInput, SpendInput } from "../../functions/src/credits/schemas";
+import { CreateJobInput, JobIdInput, JobReport } from "../../functions/src/jobs/schemas";
+import { AcknowledgeAlertInput, RouteTaskInput } from "../../functions/src/routing/schemas";
+import { CreateSessionInput } from "../../functions/src/sessions/schemas";
 import { rejectPrototypeKeys } from "../../functions/src/shared/callable";
 import { InvalidInput } from "../../functions/src/shared/errors";
 import { boundedMap, documentId, MAX_MAP_BYTES } from "../../functions/src/shared/ids";
@@ -45,13 +45,13 @@ describe("unit: id and bounded-map schemas", () => {
 
   it("when every id field of every input gets a bad id, then the input is refused at that field", () => {
     const cases: Array<{ schema: { safeParse(v: unknown): { success: boolean; error?: { issues: Array<{ path: (string | number)[] }> } } }; valid: Record<string, unknown>; field: string }> = [
-      { schema: grantInput, valid: { user_id: "u", amount: 1, reason: "r", idempotency_key: "k" }, field: "user_id" },
-      { schema: adjustInput, valid: { user_id: "u", amount: 1, reason: "r", idempotency_key: "k" }, field: "user_id" },
-      { schema: meterInput, valid: { user_id: "u", feature: "chat.message", quantity: 1, idempotency_key: "k" }, field: "user_id" },
-      { schema: refundInput, valid: { transaction_id: "u_v1", reason: "r", idempotency_key: "k" }, field: "transaction_id" },
-      { schema: jobIdInput, valid: { job_id: "j1" }, field: "job_id" },
-      { schema: jobReportInput, valid: { kind: "failed", job_id: "j1", report_id: "r1", error: "e" }, field: "job_id" },
-      { schema: jobReportInput, valid: { kind: "failed", job_id: "j1", report_id: "r1", error: "e" }, field: "report_id" },
+      { schema: GrantInput, valid: { user_id: "u", amount: 1, reason: "r", idempotency_key: "k" }, field: "user_id" },
+      { schema: AdjustInput, valid: { user_id: "u", amount: 1, reason: "r", idempotency_key: "k" }, field: "user_id" },
+      { schema: MeterInput, valid: { user_id: "u", feature: "chat.message", quantity: 1, idempotency_key: "k" }, field: "user_id" },
+      { schema: RefundInput, valid: { transaction_id: "u_v1", reason: "r", idempotency_key: "k" }, field: "transaction_id" },
+      { schema: JobIdInput, valid: { job_id: "j1" }, field: "job_id" },
+      { schema: JobReport, valid: { kind: "failed", job_id: "j1", report_id: "r1", error: "e" }, field: "job_id" },
+      { schema: JobReport, valid: { kind: "failed", job_id: "j1", report_id: "r1", error: "e" }, field: "report_id" },
       { schema: AcknowledgeAlertInput, valid: { alert_id: "a1" }, field: "alert_id" },
       { schema: RouteTaskInput, valid: { task_type: "t", job_id: "j1" }, field: "job_id" },
     ];
@@ -97,17 +97,17 @@ describe("unit: id and bounded-map schemas", () => {
 
   it("when free-form fields (outputs, metadata, job input, session data) get an empty key or deep nesting, then the input is refused", () => {
     const report = { kind: "succeeded", job_id: "j1", report_id: "r1", cost: 1 };
-    assert.ok(jobReportInput.safeParse({ ...report, outputs: { url: "gs://b/o" } }).success);
-    assert.equal(jobReportInput.safeParse({ ...report, outputs: { "": "x" } }).success, false, "empty output key");
-    assert.equal(jobReportInput.safeParse({ ...report, outputs: { __x__: "x" } }).success, false, "reserved output key");
+    assert.ok(JobReport.safeParse({ ...report, outputs: { url: "gs://b/o" } }).success);
+    assert.equal(JobReport.safeParse({ ...report, outputs: { "": "x" } }).success, false, "empty output key");
+    assert.equal(JobReport.safeParse({ ...report, outputs: { __x__: "x" } }).success, false, "reserved output key");
     const spend = { feature: "chat.message", quantity: 1, idempotency_key: "k" };
-    assert.equal(spendInput.safeParse({ ...spend, metadata: { "": "x" } }).success, false, "empty metadata key");
+    assert.equal(SpendInput.safeParse({ ...spend, metadata: { "": "x" } }).success, false, "empty metadata key");
     const job = { type: "report", idempotency_key: "job-12345" };
-    assert.ok(createJobInput.safeParse({ ...job, input: { subject: "s", pages: 1 } }).success);
-    assert.equal(createJobInput.safeParse({ ...job, input: { "": 1 } }).success, false, "empty job input key");
-    assert.equal(createJobInput.safeParse({ ...job, input: nested(20_000) }).success, false, "deep job input");
-    assert.equal(createSessionInput.safeParse({ name: "n", session_data: nested(20_000) }).success, false, "deep session data");
-    assert.equal(createSessionInput.safeParse({ name: "n", session_data: { "": 1 } }).success, false, "empty session data key");
+    assert.ok(CreateJobInput.safeParse({ ...job, input: { subject: "s", pages: 1 } }).success);
+    assert.equal(CreateJobInput.safeParse({ ...job, input: { "": 1 } }).success, false, "empty job input key");
+    assert.equal(CreateJobInput.safeParse({ ...job, input: nested(20_000) }).success, false, "deep job input");
+    assert.equal(CreateSessionInput.safeParse({ name: "n", session_data: nested(20_000) }).success, false, "deep session data");
+    assert.equal(CreateSessionInput.safeParse({ name: "n", session_data: { "": 1 } }).success, false, "empty session data key");
   });
 
   it("when a raw body is nested 20,000 deep or carries a prototype key, then rejectPrototypeKeys throws InvalidInput, not RangeError", () => {

@@ -1,19 +1,19 @@
 /** Pure parts of jobs: the registry's schemas and prices, report schemas, stream entry encoding. */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { JOB_TYPES, jobType, podcastInput, streamTypes } from "../../functions/src/jobs/registry";
-import { createJobInput, jobReportInput } from "../../functions/src/jobs/schemas";
+import { JOB_TYPES, jobType, PodcastInput, streamTypes } from "../../functions/src/jobs/registry";
+import { CreateJobInput, JobReport } from "../../functions/src/jobs/schemas";
 import { fieldsOf, parseFields } from "../../functions/src/jobs/streams";
 
 describe("unit: job registry and schemas", () => {
   it("when a podcast topic is 1–500 characters and the duration bounded, then it parses; otherwise it is refused", () => {
-    assert.ok(podcastInput.safeParse({ topic: "a", duration_min: 1 }).success);
-    assert.ok(podcastInput.safeParse({ topic: "a".repeat(500), duration_min: 60 }).success);
-    assert.equal(podcastInput.safeParse({ topic: "", duration_min: 5 }).success, false);
-    assert.equal(podcastInput.safeParse({ topic: "a".repeat(501), duration_min: 5 }).success, false);
-    assert.equal(podcastInput.safeParse({ topic: "a", duration_min: 61 }).success, false);
-    assert.equal(podcastInput.safeParse({ topic: "a", duration_min: 2.5 }).success, false);
-    assert.equal(podcastInput.safeParse({ topic: "a", duration_min: 5, price: 0 }).success, false, "unknown fields are refused");
+    assert.ok(PodcastInput.safeParse({ topic: "a", duration_min: 1 }).success);
+    assert.ok(PodcastInput.safeParse({ topic: "a".repeat(500), duration_min: 60 }).success);
+    assert.equal(PodcastInput.safeParse({ topic: "", duration_min: 5 }).success, false);
+    assert.equal(PodcastInput.safeParse({ topic: "a".repeat(501), duration_min: 5 }).success, false);
+    assert.equal(PodcastInput.safeParse({ topic: "a", duration_min: 61 }).success, false);
+    assert.equal(PodcastInput.safeParse({ topic: "a", duration_min: 2.5 }).success, false);
+    assert.equal(PodcastInput.safeParse({ topic: "a", duration_min: 5, price: 0 }).success, false, "unknown fields are refused");
   });
 
   it("when any valid input is priced, then the price is a positive whole number of credits", () => {
@@ -36,12 +36,12 @@ describe("unit: job registry and schemas", () => {
   });
 
   it("when a createJob request or a report has unknown fields or an unknown kind, then it is refused", () => {
-    assert.equal(createJobInput.safeParse({ type: "podcast", input: {}, idempotency_key: "key-12345", user_id: "x" }).success, false);
-    assert.equal(createJobInput.safeParse({ type: "movie", input: {}, idempotency_key: "key-12345" }).success, false);
-    assert.ok(jobReportInput.safeParse({ kind: "progress", job_id: "j1", report_id: "p1", stage: "s", pct: 10 }).success);
-    assert.equal(jobReportInput.safeParse({ kind: "progress", job_id: "j1", report_id: "p1", stage: "s", pct: 101 }).success, false);
-    assert.equal(jobReportInput.safeParse({ kind: "succeeded", job_id: "j1", report_id: "f", cost: 1.5, outputs: {} }).success, false);
-    assert.equal(jobReportInput.safeParse({ kind: "refund", job_id: "j1", report_id: "f" }).success, false);
+    assert.equal(CreateJobInput.safeParse({ type: "podcast", input: {}, idempotency_key: "key-12345", user_id: "x" }).success, false);
+    assert.equal(CreateJobInput.safeParse({ type: "movie", input: {}, idempotency_key: "key-12345" }).success, false);
+    assert.ok(JobReport.safeParse({ kind: "progress", job_id: "j1", report_id: "p1", stage: "s", pct: 10 }).success);
+    assert.equal(JobReport.safeParse({ kind: "progress", job_id: "j1", report_id: "p1", stage: "s", pct: 101 }).success, false);
+    assert.equal(JobReport.safeParse({ kind: "succeeded", job_id: "j1", report_id: "f", cost: 1.5, outputs: {} }).success, false);
+    assert.equal(JobReport.safeParse({ kind: "refund", job_id: "j1", report_id: "f" }).success, false);
   });
 
   it("when a stream entry is encoded and decoded, then the job comes back unchanged", () => {

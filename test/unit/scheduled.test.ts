@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { parseRouterConfig } from "../../functions/src/scheduled/config";
-import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/scheduled/policies";
-import { nextHealth, type HealthState, type ProbeResult } from "../../functions/src/scheduled/providerHealth";
+import { parseRouterConfig } from "../../functions/src/routing/config";
+import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/retention/policies";
+import { nextHealth, type HealthState, type ProbeResult } from "../../functions/src/routing/provider-health";
+import { LOCAL_MODEL_PROVIDERS } from "../../scripts/harness/local-params";
 
 const settings = { ewma_alpha: 0.3, error_window: 5, degraded_error_rate: 0.4, failures_to_down: 3, cooldown_ms: 60_000, slow_ms: 500 };
 const ok = (latency = 10): ProbeResult => ({ ok: true, latency_ms: latency, error: null });
@@ -116,11 +117,8 @@ describe("unit: scheduled", () => {
       assert.throws(() => parseRouterConfig({ providers: [{ ...provider, name: "a/b" }] }), { name: "ZodError" });
     });
 
-    it("when the MODEL_PROVIDERS default is parsed, then it is a valid configuration", () => {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { MODEL_PROVIDERS } = require("../../functions/src/config") as typeof import("../../functions/src/config");
-      const json = (MODEL_PROVIDERS as unknown as { options: { default: string } }).options.default;
-      assert.ok(parseRouterConfig({ providers: JSON.parse(json) }).providers.length >= 1);
+    it("when the harness's local MODEL_PROVIDERS is parsed, then it is a valid configuration", () => {
+      assert.ok(parseRouterConfig({ providers: JSON.parse(LOCAL_MODEL_PROVIDERS) }).providers.length >= 1);
     });
   });
 });

@@ -146,8 +146,11 @@ let gateway: RedisGateway | undefined;
 export function redis(): RedisGateway {
   if (!gateway) {
     const commandTimeoutMs = REDIS_COMMAND_TIMEOUT_MS.value();
+    const url = REDIS_URL.value();
+    // Everything Redis does is an accelerator, so the suite runs without it (callers see RedisUnavailable).
+    if (url === "") logs.componentDisabled("redis", "REDIS_URL is empty");
     gateway = new RedisGateway({
-      url: REDIS_URL.value(),
+      url,
       commandTimeoutMs,
       // A cold instance's first connection may take longer than a command; a refused one fails at once.
       connectWaitMs: Math.max(commandTimeoutMs, 1000),

@@ -6,10 +6,10 @@
  * per distinct event, whatever the delivery.
  */
 import type { Firestore } from "firebase-admin/firestore";
+import { DAY_MS } from "../shared/time";
 import { changedFields, redact } from "./redact";
 
 export const AUDIT_LOGS = "audit_logs";
-const DAY_MS = 86_400_000;
 
 export interface AuditEvent {
   eventId: string;

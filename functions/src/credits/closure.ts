@@ -13,7 +13,7 @@
  */
 import type { Database } from "firebase-admin/database";
 import type { Firestore } from "firebase-admin/firestore";
-import { finishJob } from "../jobs/model";
+import { finishJob } from "../jobs/finish";
 import { HOLDS, settleHold } from "./holds";
 
 export interface ClosureDeps {

@@ -17,7 +17,7 @@ import { firestoreValues } from "../adapters/firebase";
 import { DomainError, NotFound } from "../shared/errors";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
-import { postEntry, readAccount, type Account, type Posted } from "./ledger";
+import { postEntry, readAccount, TRANSACTION_ATTEMPTS, type Account, type Posted } from "./ledger";
 
 export const HOLDS = "credit_holds";
 
@@ -164,7 +164,7 @@ export async function settleHold(
   );
 }
 
-/** A job's hold is settled only with its job (jobs/finishJob); credits never expires it on its own. */
+/** A job's hold is settled only with its job (jobs/finish.ts finishJob); credits never expires it on its own. */
 export class HoldOwnedByJob extends DomainError {
   constructor(holdId: string, jobId: string) {
     super("failed-precondition", `Hold ${holdId} belongs to job ${jobId}; the jobs module settles it.`, {
@@ -195,9 +195,3 @@ export async function releaseExpiredHold(db: Firestore, holdId: string, clock: C
     { maxAttempts: TRANSACTION_ATTEMPTS },
   );
 }
-
-/**
- * Contended users (many concurrent spends) retry their transactions; the
- * default of 5 attempts is too few for a burst, so every credit transaction uses this.
- */
-export const TRANSACTION_ATTEMPTS = 25;

@@ -9,16 +9,23 @@
  * stored: a request that failed wrote nothing, so it may be retried with its
  * key. Where an answer must be final (a queued op: invariant 11), the use case
  * also records a refusal (`rejection`), and every later delivery gets it back.
+ *
+ * `idempotentTransaction` is the one protocol every keyed change follows
+ * (credit operations and createJob): user lock → transaction → record.
  */
 import { createHash } from "node:crypto";
 import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
+import type { RedisGateway } from "../adapters/redis";
 import { DomainError, type ErrorCode } from "../shared/errors";
+import { HOUR_MS, systemClock, type Clock } from "../shared/time";
 import { IdempotencyKeyReused } from "./errors";
+import { accountFrom, TRANSACTION_ATTEMPTS, userRef, type Account } from "./ledger";
+import { withUserLock } from "./user-lock";
 
 export const IDEMPOTENCY_KEYS = "idempotency_keys";
 /** Kept well past the 24 h a client may retry in. */
-export const IDEMPOTENCY_RETENTION_MS = 72 * 3_600_000;
+export const IDEMPOTENCY_RETENTION_MS = 72 * HOUR_MS;
 
 export interface IdempotencyScope {
   /** Whose key space: the calling user, or the admin/API client for admin and metering calls. */
@@ -52,12 +59,6 @@ export function rejectionError(rejection: RecordedRejection): DomainError {
 
 export function fingerprintOf(operation: string, params: unknown): string {
   return createHash("sha256").update(`${operation}\n${canonicalJson(params)}`).digest("hex");
-}
-
-/** Reads the key's record inside `tx`; throws IdempotencyKeyReused on a parameter mismatch. */
-export async function checkIdempotency<R>(tx: Transaction, db: Firestore, scope: IdempotencyScope): Promise<IdempotencyCheck<R>> {
-  const ref = idempotencyRef(db, scope);
-  return idempotencyFrom<R>(ref, scope, await tx.get(ref));
 }
 
 export function idempotencyRef(db: Firestore, scope: Pick<IdempotencyScope, "owner" | "key">): DocumentReference {
@@ -98,6 +99,69 @@ function writeRecord<R>(tx: Transaction, check: IdempotencyCheck<R>, scope: Idem
     created_at: FieldValue.serverTimestamp(),
     expire_at: new Date(now.getTime() + IDEMPOTENCY_RETENTION_MS),
   });
+}
+
+export interface IdempotentDeps {
+  db: Firestore;
+  clock?: Clock;
+  /** Redis for per-user serialisation of bursts; optional, never needed for correctness. */
+  lock?: RedisGateway;
+}
+
+export interface IdempotentOptions {
+  /**
+   * Record a refusal (a DomainError thrown by the work) as the key's final
+   * answer, in the same transaction, so a later delivery of the same request
+   * is refused again even if it could now succeed. For answers that must never
+   * change (queued ops, invariant 11); callers that may simply retry a refused
+   * request leave it off.
+   */
+  finalRejections?: boolean;
+}
+
+/**
+ * Runs `work` for `uid` exactly once per idempotency key: one user at a time
+ * where Redis allows (see user-lock.ts), in one transaction that reads the
+ * key's record and the account together. A replay returns the first response
+ * (or throws the recorded refusal) and runs nothing; otherwise `work` does its
+ * other reads, then its writes, and returns the response, which is recorded
+ * with them. `work` must check everything before it writes, so a refusal has
+ * written nothing.
+ */
+export async function idempotentTransaction<R extends object>(
+  deps: IdempotentDeps,
+  uid: string,
+  scope: IdempotencyScope,
+  work: (tx: Transaction, account: Account) => Promise<R> | R,
+  options: IdempotentOptions = {},
+): Promise<R & { replayed: boolean }> {
+  const clock = deps.clock ?? systemClock;
+  const answer = await withUserLock(deps.lock, uid, () =>
+    deps.db.runTransaction(
+      async (tx): Promise<(R & { replayed: boolean }) | { rejection: RecordedRejection }> => {
+        // The idempotency record and the account in one round trip.
+        const keyRef = idempotencyRef(deps.db, scope);
+        const accountRef = userRef(deps.db, uid);
+        const [keySnapshot, accountSnapshot] = await tx.getAll(keyRef, accountRef);
+        const check = idempotencyFrom<R>(keyRef, scope, keySnapshot);
+        if (check.rejection) return { rejection: check.rejection };
+        if (check.replay) return { ...check.replay, replayed: true };
+        const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
+        let response: R;
+        try {
+          response = await work(tx, account);
+        } catch (error) {
+          if (!options.finalRejections || !(error instanceof DomainError)) throw error;
+          return { rejection: recordRejection(tx, check, scope, error, clock.now()) };
+        }
+        recordIdempotency(tx, check, scope, response, clock.now());
+        return { ...response, replayed: false };
+      },
+      { maxAttempts: TRANSACTION_ATTEMPTS },
+    ),
+  );
+  if ("rejection" in answer) throw rejectionError(answer.rejection);
+  return answer;
 }
 
 /** JSON with sorted object keys, so equal parameters give equal fingerprints. */

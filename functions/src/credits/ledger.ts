@@ -21,6 +21,12 @@ import { InsufficientCredits, LedgerConflict } from "./errors";
 export const USERS = "users";
 export const TRANSACTIONS = "credit_transactions";
 
+/**
+ * Contended users (many concurrent spends) retry their transactions; the
+ * default of 5 attempts is too few for a burst, so every credit transaction uses this.
+ */
+export const TRANSACTION_ATTEMPTS = 25;
+
 export type EntryType = "grant" | "purchase" | "spend" | "hold" | "capture" | "release" | "refund" | "expire" | "adjust";
 
 /** A user's credit state as read inside a transaction. */
@@ -53,14 +59,20 @@ export interface Change {
   metadata?: Record<string, string | number | boolean>;
 }
 
-export interface Posted {
-  transaction_id: string;
-  type: EntryType;
-  amount: number;
+/** A user's credits as clients, caches and mirrors see them; `available` = balance − held. */
+export interface Balance {
   balance: number;
   held: number;
   available: number;
+  /** The ledger version this state is at. */
   version: number;
+}
+
+/** A posted entry: what it did and the balance after it. */
+export interface Posted extends Balance {
+  transaction_id: string;
+  type: EntryType;
+  amount: number;
 }
 
 export function userRef(db: Firestore, uid: string): DocumentReference {
@@ -177,6 +189,22 @@ export function postEntry(tx: Transaction, db: Firestore, account: Account, chan
   account.held = held;
   account.version = version;
   return { transaction_id: transactionId, type: change.type, amount: change.amount, balance, held, available: balance - held, version };
+}
+
+/**
+ * Available credits right after each of the ledger `versions` of `uid`, read
+ * from the immutable entries `{uid}_v{n}` (so it does not depend on when it is
+ * asked); undefined for version 0 or an entry that does not exist.
+ */
+export async function availableAfter(db: Firestore, uid: string, versions: number[]): Promise<Array<number | undefined>> {
+  const wanted = versions.filter((version) => version >= 1);
+  const snapshots = wanted.length > 0 ? await db.getAll(...wanted.map((version) => db.collection(TRANSACTIONS).doc(entryId(uid, version)))) : [];
+  const byVersion = new Map(wanted.map((version, index) => [version, snapshots[index]]));
+  return versions.map((version) => {
+    const entry = byVersion.get(version);
+    if (!entry?.exists) return undefined;
+    return Number(entry.get("balance_after") ?? 0) - Number(entry.get("held_after") ?? 0);
+  });
 }
 
 function numberOr0(value: unknown): number {

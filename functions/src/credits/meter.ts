@@ -1,29 +1,17 @@
 /**
- * HTTPS `meterUsage`: the app's own servers meter a user's usage.
- *
- *   POST /meterUsage
- *   Authorization: Bearer <METERING_API_KEY>
- *   {"user_id": "...", "feature": "chat.message", "quantity": 3, "idempotency_key": "...", "metadata": {...}}
- *
- * Same pricing, idempotency, rate limits and errors as spendCredits; errors
- * come back as {error: {status, message, details}} with the matching HTTP status.
+ * Metering by the app's own servers (the `meterUsage` endpoint): a spend on
+ * the user the request names, acting as the API client, with the same
+ * pricing, idempotency and rate limits as a user's own spendCredits.
  */
-import { firestore } from "../adapters/firebase";
-import { redis } from "../adapters/redis";
-import { METERING_API_KEY } from "../config";
-import { apiKeyEndpoint } from "../shared/http";
-import { spendCredits } from "./operations";
-import { spendLimiter } from "./ratelimit";
-import { meterInput } from "./schemas";
+import { spendCredits, type ChangeResult, type Deps } from "./operations";
+import type { RateLimiter } from "./rate-limit";
+import type { MeterInput } from "./schemas";
 
-export const meterUsage = apiKeyEndpoint({
-  name: "meterUsage",
-  secret: METERING_API_KEY,
-  schema: meterInput,
-  handler: async (input) => {
-    await spendLimiter().enforce("spend", input.user_id);
-    const { user_id: uid, ...spend } = input;
-    const result = await spendCredits({ db: firestore(), lock: redis() }, uid, spend, "api:metering");
-    return { status: result.replayed ? 200 : 201, body: { result } };
-  },
-});
+/** The actor of metered spends; their idempotency keys live in its key space for the user. */
+export const METERING_ACTOR = "api:metering";
+
+export async function meterUsage(deps: Deps & { limiter: RateLimiter }, input: MeterInput): Promise<ChangeResult> {
+  await deps.limiter.enforce("spend", input.user_id);
+  const { user_id: uid, ...spend } = input;
+  return spendCredits(deps, uid, spend, METERING_ACTOR);
+}

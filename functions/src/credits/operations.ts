@@ -3,104 +3,50 @@
  * user document and ledger entry together, so an acknowledged change is never
  * half-applied and a retried request never applies twice.
  */
-import type { Firestore, Query, Transaction } from "firebase-admin/firestore";
+import type { Query, Transaction } from "firebase-admin/firestore";
 import { DomainError, NotFound } from "../shared/errors";
-import type { Clock } from "../shared/time";
-import { systemClock } from "../shared/time";
 import { InsufficientCredits } from "./errors";
-import { TRANSACTION_ATTEMPTS } from "./holds";
-import { withUserLock } from "./userlock";
-import type { RedisGateway } from "../adapters/redis";
-import {
-  idempotencyFrom,
-  idempotencyRef,
-  recordIdempotency,
-  recordRejection,
-  rejectionError,
-  type IdempotencyScope,
-  type RecordedRejection,
-} from "./idempotency";
-import { TRANSACTIONS, accountFrom, available, postEntry, userRef, type Change, type Posted } from "./ledger";
-import { priceOf } from "./pricebook";
+import { idempotentTransaction, type IdempotencyScope, type IdempotentDeps, type IdempotentOptions } from "./idempotency";
+import { TRANSACTIONS, available, postEntry, userRef, type Account, type Balance, type Change, type Posted } from "./ledger";
+import { priceOf } from "./price-book";
 import type { AdjustInput, GrantInput, ListTransactionsInput, RefundInput, SpendInput } from "./schemas";
 
-export interface Deps {
-  db: Firestore;
-  clock?: Clock;
-  /** Redis for per-user serialisation of bursts; optional, never needed for correctness. */
-  lock?: RedisGateway;
-}
+/** Dependencies of the credit use cases. */
+export type Deps = IdempotentDeps;
 
 /** What a caller gets back from any change: the entry and the new state, and whether it was a replay. */
 export interface ChangeResult extends Posted {
   replayed: boolean;
 }
 
-export interface Balance {
-  balance: number;
-  held: number;
-  available: number;
-  version: number;
-}
-
-/** How a use case answers a refusal decided inside its transaction. */
-export interface ChangeOptions {
-  /**
-   * Record the refusal as the key's final answer (same transaction), so a later
-   * delivery of the same request is refused again even if it could now succeed.
-   * For answers that must never change (queued ops, invariant 11); callers that
-   * may simply retry a refused request leave it off.
-   */
-  finalRejections?: boolean;
-}
-
 /**
- * Runs an idempotent ledger change for `uid`, one user at a time where Redis
- * allows (see userlock.ts): replay → stored response (or stored refusal);
- * otherwise `extraReads` (more reads the change depends on), then
- * `build(account)` gives the change to post.
+ * Runs an idempotent ledger change for `uid` (see idempotentTransaction):
+ * `extraReads` (more reads the change depends on), then `build(account)`
+ * gives the change to post.
  */
-async function idempotentChange(
+function idempotentChange(
   deps: Deps,
   scope: IdempotencyScope,
   uid: string,
-  build: (account: { balance: number; held: number; exists: boolean }, tx: Transaction) => Change,
+  build: (account: Account, tx: Transaction) => Change,
   extraReads?: (tx: Transaction) => Promise<void>,
-  options: ChangeOptions = {},
+  options: IdempotentOptions = {},
 ): Promise<ChangeResult> {
-  const clock = deps.clock ?? systemClock;
-  const answer = await withUserLock(deps.lock, uid, () =>
-    deps.db.runTransaction(
-      async (tx): Promise<ChangeResult | { rejection: RecordedRejection }> => {
-        // The idempotency record and the account in one round trip.
-        const keyRef = idempotencyRef(deps.db, scope);
-        const accountRef = userRef(deps.db, uid);
-        const [keySnapshot, accountSnapshot] = await tx.getAll(keyRef, accountRef);
-        const check = idempotencyFrom<Posted>(keyRef, scope, keySnapshot);
-        if (check.rejection) return { rejection: check.rejection };
-        if (check.replay) return { ...check.replay, replayed: true };
-        if (extraReads) await extraReads(tx);
-        const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
-        let posted: Posted;
-        try {
-          // build and postEntry check everything before they write, so a refusal here has written nothing.
-          posted = postEntry(tx, deps.db, account, build(account, tx));
-        } catch (error) {
-          if (!options.finalRejections || !(error instanceof DomainError)) throw error;
-          return { rejection: recordRejection(tx, check, scope, error, clock.now()) };
-        }
-        recordIdempotency(tx, check, scope, posted, clock.now());
-        return { ...posted, replayed: false };
-      },
-      { maxAttempts: TRANSACTION_ATTEMPTS },
-    ),
+  return idempotentTransaction(
+    deps,
+    uid,
+    scope,
+    async (tx, account) => {
+      if (extraReads) await extraReads(tx);
+      // build and postEntry check everything before they write, so a refusal here has written nothing.
+      return postEntry(tx, deps.db, account, build(account, tx));
+    },
+    options,
   );
-  if ("rejection" in answer) throw rejectionError(answer.rejection);
-  return answer;
 }
 
 /** Spends credits for metered usage, priced from the server's price book. */
-export function spendCredits(deps: Deps, uid: string, input: SpendInput, actor = `user:${uid}`, options: ChangeOptions = {}): Promise<ChangeResult> {
+export function spendCredits(deps: Deps, uid: string, input: SpendInput, actor = `user:${uid}`, options: IdempotentOptions = {}): Promise<ChangeResult> {
   const cost = priceOf(input.feature, input.quantity);
   const scope: IdempotencyScope = {
     owner: actor === `user:${uid}` ? `user:${uid}` : `${actor}>${uid}`,

@@ -17,8 +17,8 @@ import { DomainError } from "../shared/errors";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
 import { spendCredits } from "./operations";
-import type { RateLimiter } from "./ratelimit";
-import { queuedOperation } from "./schemas";
+import type { RateLimiter } from "./rate-limit";
+import { QueuedOperation } from "./schemas";
 
 export const OPERATION_QUEUES = "operation_queues";
 
@@ -42,7 +42,7 @@ export async function applyQueuedOperation(deps: QueueDeps, uid: string, opId: s
   let outcome: QueueOutcome;
   try {
     rejectPrototypeKeys(value);
-    const operation = parseInput(queuedOperation, value);
+    const operation = parseInput(QueuedOperation, value);
     if (deps.limiter) await deps.limiter.enforce("spend", uid);
     const result = await spendCredits(
       { db: deps.db, clock, lock: deps.lock },

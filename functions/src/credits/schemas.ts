@@ -4,10 +4,10 @@
  */
 import { z } from "zod";
 import { documentId, mapKey } from "../shared/ids";
-import { MAX_QUANTITY, PRICE_BOOK, isKnownFeature } from "./pricebook";
+import { MAX_QUANTITY, PRICE_BOOK, isKnownFeature } from "./price-book";
 
 /** Payment-API style idempotency key: 1–255 printable ASCII characters. */
-export const idempotencyKey = z
+const idempotencyKey = z
   .string()
   .min(1)
   .max(255)
@@ -16,7 +16,7 @@ export const idempotencyKey = z
 const credits = (max: number) => z.number().int().positive().max(max);
 
 /** Small free-form metadata: at most 20 string/number/boolean values with short keys; no prototype or reserved keys. */
-export const metadata = z
+const metadata = z
   .record(
     z
       .string()
@@ -28,32 +28,32 @@ export const metadata = z
   )
   .refine((value) => Object.keys(value).length <= 20, "at most 20 entries");
 
-export const feature = z
+const feature = z
   .string()
   .min(1)
   .max(64)
   .refine(isKnownFeature, { message: `unknown feature; known: ${Object.keys(PRICE_BOOK).join(", ")}` });
 
-export const quantity = z.number().int().positive().max(MAX_QUANTITY);
+const quantity = z.number().int().positive().max(MAX_QUANTITY);
 
-export const userId = documentId({ max: 128 });
+const userId = documentId({ max: 128 });
 
-export const reason = z.string().trim().min(1).max(500);
+const reason = z.string().trim().min(1).max(500);
 
-export const spendInput = z
+export const SpendInput = z
   .object({ feature, quantity, idempotency_key: idempotencyKey, metadata: metadata.optional() })
   .strict();
 
-export const meterInput = spendInput.extend({ user_id: userId }).strict();
+export const MeterInput = SpendInput.extend({ user_id: userId }).strict();
 
-export const listTransactionsInput = z
+export const ListTransactionsInput = z
   .object({
     limit: z.number().int().min(1).max(100).default(20),
     cursor: z.string().max(200).optional(),
   })
   .strict();
 
-export const grantInput = z
+export const GrantInput = z
   .object({
     user_id: userId,
     amount: credits(10_000_000),
@@ -63,7 +63,7 @@ export const grantInput = z
   })
   .strict();
 
-export const refundInput = z
+export const RefundInput = z
   .object({
     transaction_id: documentId({ max: 200 }),
     amount: credits(10_000_000).optional(),
@@ -72,7 +72,7 @@ export const refundInput = z
   })
   .strict();
 
-export const adjustInput = z
+export const AdjustInput = z
   .object({
     user_id: userId,
     amount: z
@@ -87,10 +87,10 @@ export const adjustInput = z
   .strict();
 
 /** `min_version`: the newest ledger version the client has seen; an older cached balance is never served. */
-export const balanceInput = z.object({ min_version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional() }).strict();
+export const BalanceInput = z.object({ min_version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional() }).strict();
 
 /** A client-queued operation in RTDB `operation_queues/{uid}/{opId}`. */
-export const queuedOperation = z
+export const QueuedOperation = z
   .object({
     type: z.literal("spend"),
     feature,
@@ -100,8 +100,11 @@ export const queuedOperation = z
   })
   .strict();
 
-export type SpendInput = z.infer<typeof spendInput>;
-export type GrantInput = z.infer<typeof grantInput>;
-export type RefundInput = z.infer<typeof refundInput>;
-export type AdjustInput = z.infer<typeof adjustInput>;
-export type ListTransactionsInput = z.infer<typeof listTransactionsInput>;
+export type SpendInput = z.infer<typeof SpendInput>;
+export type MeterInput = z.infer<typeof MeterInput>;
+export type GrantInput = z.infer<typeof GrantInput>;
+export type RefundInput = z.infer<typeof RefundInput>;
+export type AdjustInput = z.infer<typeof AdjustInput>;
+export type ListTransactionsInput = z.infer<typeof ListTransactionsInput>;
+export type BalanceInput = z.infer<typeof BalanceInput>;
+export type QueuedOperation = z.infer<typeof QueuedOperation>;

@@ -3,12 +3,18 @@
  * where possible. Deterministic: the same text and settings give the same
  * chunks, so re-deliveries produce the same chunk ids and rows.
  */
+import { EMBEDDING_CHUNK_OVERLAP, EMBEDDING_CHUNK_SIZE } from "../config";
 
 export interface ChunkSettings {
   /** Maximum length in characters; sentences longer than that are split on words. */
   size: number;
   /** Characters of the previous chunk's tail repeated at the start of the next. */
   overlap: number;
+}
+
+/** The settings the params give (read at run time, inside handlers). */
+export function chunkSettings(): ChunkSettings {
+  return { size: EMBEDDING_CHUNK_SIZE.value(), overlap: EMBEDDING_CHUNK_OVERLAP.value() };
 }
 
 /** Bumped whenever the algorithm changes, so content hashes (and so re-indexing) follow. */

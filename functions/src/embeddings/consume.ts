@@ -20,11 +20,12 @@ import type { Connection, Table } from "@lancedb/lancedb";
 import { FieldValue, type Firestore } from "firebase-admin/firestore";
 import { markerRef, runOnce } from "../shared/dedupe";
 import { logs } from "../shared/logs";
-import type { Clock } from "../shared/time";
+import { DAY_MS, type Clock } from "../shared/time";
 import { CONSUMER, DEAD_LETTERS, EMBEDDING_TOPIC, KNOWLEDGE_SOURCES } from "./constants";
 import { CHUNKER_VERSION, chunkText, type ChunkSettings } from "./chunking";
 import { metadataTags } from "./filter";
-import { ProviderError, embedAll, type EmbeddingProvider, type RetryPolicy } from "./provider";
+import { PermanentFailure, ProviderError } from "./errors";
+import { embedAll, type EmbeddingProvider, type RetryPolicy } from "./provider";
 import { EmbeddingRequest } from "./schemas";
 import { expects, readInTransaction, sourceRef, sourceState, type SourceState } from "./sources";
 import {
@@ -44,15 +45,7 @@ export { CONSUMER, DEAD_LETTERS, KNOWLEDGE_SOURCES };
 /** Delivery counts live in `processed_events/{ATTEMPTS}:{message_id}`, swept by retention like the markers. */
 const ATTEMPTS = `${CONSUMER}-attempts`;
 /** Longer than Pub/Sub keeps a message (7 days), so a count is never forgotten while redeliveries may come. */
-const ATTEMPTS_RETAIN_MS = 8 * 86_400_000;
-
-/** A failure that no retry can fix (missing object, bad configuration). */
-export class PermanentFailure extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "PermanentFailure";
-  }
-}
+const ATTEMPTS_RETAIN_MS = 8 * DAY_MS;
 
 export interface ConsumerDeps {
   db: Firestore;

@@ -8,7 +8,7 @@
  * besides. Column names come from constants only.
  */
 import { createHash } from "node:crypto";
-import { SOURCE_ID_PATTERN, type MetadataValue } from "./schemas";
+import { SOURCE_ID_PATTERN, type MetadataValue, type SearchFilter } from "./schemas";
 
 /** The tag a row carries for one metadata pair. */
 export function metadataTag(key: string, value: MetadataValue): string {
@@ -29,13 +29,8 @@ export function quoteLiteral(value: string, pattern: RegExp): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
-export interface KnowledgeFilter {
-  source_ids?: string[];
-  metadata?: Record<string, MetadataValue>;
-}
-
 /** The `where` clause for a search filter, or undefined for no filter. */
-export function whereClause(filter: KnowledgeFilter | undefined): string | undefined {
+export function whereClause(filter: SearchFilter | undefined): string | undefined {
   const parts: string[] = [];
   if (filter?.source_ids && filter.source_ids.length > 0) {
     parts.push(`source IN (${filter.source_ids.map((id) => quoteLiteral(id, SOURCE_ID_PATTERN)).join(", ")})`);

@@ -3,7 +3,8 @@
  * any OpenAI-compatible `/embeddings` endpoint (OpenAI, Ollama, vLLM,
  * text-embeddings-inference) and Vertex AI text embeddings.
  */
-import { ProviderError, type EmbedPurpose, type EmbeddingProvider } from "./provider";
+import { ProviderError } from "./errors";
+import type { EmbedPurpose, EmbeddingProvider } from "./provider";
 
 export interface HttpProviderOptions {
   baseUrl: string;

@@ -1,7 +1,8 @@
 /**
- * The one interface every embedding provider implements, and the errors that
- * tell the consumer whether to retry.
+ * The one interface every embedding provider implements, and the batching and
+ * retries every caller embeds through (errors.ts says what may be retried).
  */
+import { ProviderError } from "./errors";
 
 /** What the texts are for; retrieval models embed queries and documents differently. */
 export type EmbedPurpose = "document" | "query";
@@ -14,41 +15,6 @@ export interface EmbeddingProvider {
   readonly batchSize: number;
   /** One vector per text, in order, each of length `dimension`. */
   embed(texts: string[], purpose: EmbedPurpose): Promise<number[][]>;
-}
-
-/**
- * A provider failure. `transient` ones (429, 5xx, timeouts, network) are worth
- * retrying later; the others (other 4xx, malformed answers) never succeed on retry.
- */
-export class ProviderError extends Error {
-  constructor(
-    message: string,
-    readonly transient: boolean,
-    readonly status?: number,
-    /** Server-suggested wait (Retry-After), in ms. */
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-    this.name = "ProviderError";
-  }
-
-  static fromStatus(provider: string, status: number, body: string, retryAfter: string | null): ProviderError {
-    const transient = status === 408 || status === 429 || status >= 500;
-    return new ProviderError(
-      `${provider} answered HTTP ${status}: ${body.replace(/\s+/g, " ").slice(0, 200)}`,
-      transient,
-      status,
-      parseRetryAfter(retryAfter),
-    );
-  }
-}
-
-function parseRetryAfter(value: string | null): number | undefined {
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
 export interface RetryPolicy {

@@ -52,6 +52,7 @@ export const SearchFilter = z
     ).optional(),
   })
   .strict();
+export type SearchFilter = z.infer<typeof SearchFilter>;
 
 export const SearchInput = z
   .object({

@@ -1,6 +1,7 @@
 /** cancelJob: the owner ends a job that is not final; its hold is released in the same transaction. */
 import { DomainError, NotFound } from "../shared/errors";
-import { finishJob, type JobDeps, type JobStatus } from "./model";
+import { finishJob } from "./finish";
+import type { JobDeps, JobStatus } from "./job";
 
 export async function cancelJob(deps: JobDeps, uid: string, jobId: string): Promise<{ job_id: string; status: JobStatus; cancelled: boolean }> {
   const { changed, job } = await finishJob(

@@ -1,24 +1,21 @@
 /**
  * createJob: validate, price, hold and create the job in one transaction.
  *
- * Idempotent like spending: the key's record, the hold's ledger entry, the
- * hold and the job commit together; a replay returns the first response; the
- * same key for another job is refused; refused requests write nothing.
+ * Idempotent like spending, through the same protocol (credits'
+ * idempotentTransaction): the key's record, the hold's ledger entry, the hold
+ * and the job commit together; a replay returns the first response; the same
+ * key for another job is refused; refused requests write nothing.
  */
 import { randomUUID } from "node:crypto";
+import type { Firestore } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import type { RedisGateway } from "../adapters/redis";
-import { InsufficientCredits } from "../credits/errors";
-import { placeHold, TRANSACTION_ATTEMPTS } from "../credits/holds";
-import { checkIdempotency, recordIdempotency, type IdempotencyScope } from "../credits/idempotency";
-import { readAccount } from "../credits/ledger";
-import { withUserLock } from "../credits/userlock";
+import { idempotentTransaction, InsufficientCredits, placeHold, type IdempotencyScope } from "../credits";
 import { parseInput } from "../shared/callable";
 import { InvalidInput } from "../shared/errors";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
-import type { Firestore } from "firebase-admin/firestore";
-import { holdIdOf, jobRef } from "./model";
+import { holdIdOf, jobRef } from "./job";
 import { jobType } from "./registry";
 import type { CreateJobInput } from "./schemas";
 
@@ -56,60 +53,50 @@ export async function createJob(deps: CreateDeps, uid: string, request: CreateJo
   const jobId = randomUUID().replace(/-/g, "");
   const holdId = holdIdOf(jobId);
   const { db } = deps;
-  return withUserLock(deps.lock, uid, () =>
-    db.runTransaction(
-      async (tx): Promise<CreatedJob> => {
-        const check = await checkIdempotency<Omit<CreatedJob, "replayed">>(tx, db, scope);
-        if (check.replay) return { ...check.replay, replayed: true };
-        const account = await readAccount(tx, db, uid);
-        if (!account.exists) throw new InsufficientCredits(0, price);
-        const now = clock.now();
-        const deadline = new Date(now.getTime() + type.deadlineMs);
-        placeHold(tx, db, account, {
-          holdId,
-          amount: price,
-          expiresAt: new Date(deadline.getTime() + HOLD_GRACE_MS),
-          actor: `user:${uid}`,
-          reason: `job ${type.name}`,
-          idempotencyKey: request.idempotency_key,
-          jobId,
-        });
-        const { FieldValue, Timestamp } = firestoreValues();
-        tx.create(jobRef(db, jobId), {
-          user_id: uid,
-          type: type.name,
-          input,
-          status: "queued",
-          price,
-          hold_id: holdId,
-          idempotency_key: request.idempotency_key,
-          deadline_at: Timestamp.fromDate(deadline),
-          progress: { stage: null, pct: 0 },
-          outputs: null,
-          cost: null,
-          error: null,
-          version: 1,
-          dispatch: {
-            target: type.dispatch.kind,
-            destination: type.dispatch.kind === "pubsub" ? type.dispatch.topic : type.dispatch.stream,
-            state: "pending",
-            attempts: 0,
-            lease_until: null,
-            message_id: null,
-            last_error: null,
-          },
-          routing: null,
-          created_at: FieldValue.serverTimestamp(),
-          updated_at: FieldValue.serverTimestamp(),
-          finished_at: null,
-        });
-        const response = { job_id: jobId, type: type.name, status: "queued" as const, price, hold_id: holdId, deadline_at: deadline.toISOString() };
-        recordIdempotency(tx, check, scope, response, now);
-        return { ...response, replayed: false };
+  return idempotentTransaction(deps, uid, scope, (tx, account): Omit<CreatedJob, "replayed"> => {
+    if (!account.exists) throw new InsufficientCredits(0, price);
+    const now = clock.now();
+    const deadline = new Date(now.getTime() + type.deadlineMs);
+    placeHold(tx, db, account, {
+      holdId,
+      amount: price,
+      expiresAt: new Date(deadline.getTime() + HOLD_GRACE_MS),
+      actor: `user:${uid}`,
+      reason: `job ${type.name}`,
+      idempotencyKey: request.idempotency_key,
+      jobId,
+    });
+    const { FieldValue, Timestamp } = firestoreValues();
+    tx.create(jobRef(db, jobId), {
+      user_id: uid,
+      type: type.name,
+      input,
+      status: "queued",
+      price,
+      hold_id: holdId,
+      idempotency_key: request.idempotency_key,
+      deadline_at: Timestamp.fromDate(deadline),
+      progress: { stage: null, pct: 0 },
+      outputs: null,
+      cost: null,
+      error: null,
+      version: 1,
+      dispatch: {
+        target: type.dispatch.kind,
+        destination: type.dispatch.kind === "pubsub" ? type.dispatch.topic : type.dispatch.stream,
+        state: "pending",
+        attempts: 0,
+        lease_until: null,
+        message_id: null,
+        last_error: null,
       },
-      { maxAttempts: TRANSACTION_ATTEMPTS },
-    ),
-  );
+      routing: null,
+      created_at: FieldValue.serverTimestamp(),
+      updated_at: FieldValue.serverTimestamp(),
+      finished_at: null,
+    });
+    return { job_id: jobId, type: type.name, status: "queued", price, hold_id: holdId, deadline_at: deadline.toISOString() };
+  });
 }
 
 /** Field issues of the type's schema, reported under `input.`. */

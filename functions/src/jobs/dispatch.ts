@@ -22,7 +22,7 @@ import type { RedisGateway } from "../adapters/redis";
 import type { PubSub } from "@google-cloud/pubsub";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
-import { readJob, TERMINAL, type Job } from "./model";
+import { readJob, TERMINAL, type Job } from "./job";
 import { jobType } from "./registry";
 import { addToStream } from "./streams";
 

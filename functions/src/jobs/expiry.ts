@@ -10,11 +10,11 @@
  * or removed) is expired here too, so no hold outlives its expiry.
  */
 import type { Firestore } from "firebase-admin/firestore";
-import { holdRef, readHold, releaseExpiredHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type SettleResult } from "../credits/holds";
-import { readAccount } from "../credits/ledger";
-import type { ReleaseExpiredHold } from "../scheduled/policies";
+import { holdRef, readAccount, readHold, releaseExpiredHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type SettleResult } from "../credits";
+import type { ReleaseExpiredHold } from "../retention/policies";
 import type { Clock } from "../shared/time";
-import { finishJob, jobRef, type JobDeps } from "./model";
+import { finishJob } from "./finish";
+import { jobRef, type JobDeps } from "./job";
 
 export const EXPIRY_ACTOR = "system:ttlCleanup";
 

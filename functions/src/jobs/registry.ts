@@ -3,7 +3,7 @@
  * job is dispatched and how long it may take. Adding a type is adding an entry.
  */
 import { z, type ZodType, type ZodTypeDef } from "zod";
-import { priceOf } from "../credits/pricebook";
+import { priceOf } from "../credits";
 
 /** Where a job goes: a Pub/Sub topic, or a Redis stream `jobs:{type}` for workers outside Functions. */
 export type DispatchTarget = { kind: "pubsub"; topic: string } | { kind: "stream"; stream: string };
@@ -18,7 +18,7 @@ export interface JobType<I = unknown> {
   deadlineMs: number;
 }
 
-export const podcastInput = z
+export const PodcastInput = z
   .object({
     topic: z.string().trim().min(1).max(500),
     duration_min: z.number().int().min(1).max(60),
@@ -26,15 +26,15 @@ export const podcastInput = z
   })
   .strict();
 
-export const reportInput = z
+export const ReportInput = z
   .object({
     subject: z.string().trim().min(1).max(200),
     pages: z.number().int().min(1).max(20),
   })
   .strict();
 
-export type PodcastInput = z.infer<typeof podcastInput>;
-export type ReportInput = z.infer<typeof reportInput>;
+export type PodcastInput = z.infer<typeof PodcastInput>;
+export type ReportInput = z.infer<typeof ReportInput>;
 
 export function streamOf(type: string): string {
   return `jobs:${type}`;
@@ -51,7 +51,7 @@ function defineJobType<I>(type: JobType<I>): JobType<unknown> {
 
 const podcast = defineJobType<PodcastInput>({
   name: "podcast",
-  input: podcastInput,
+  input: PodcastInput,
   price: (input) => priceOf("podcast.minute", input.duration_min),
   dispatch: { kind: "stream", stream: streamOf("podcast") },
   deadlineMs: 30 * 60_000,
@@ -59,7 +59,7 @@ const podcast = defineJobType<PodcastInput>({
 
 const report = defineJobType<ReportInput>({
   name: "report",
-  input: reportInput,
+  input: ReportInput,
   price: (input) => priceOf("report.page", input.pages),
   dispatch: { kind: "pubsub", topic: "jobs-report" },
   deadlineMs: 10 * 60_000,

@@ -14,9 +14,11 @@
  */
 import type { Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
-import { TRANSACTION_ATTEMPTS } from "../credits/holds";
+import { TRANSACTION_ATTEMPTS } from "../credits";
 import { claimInTransaction } from "../shared/dedupe";
-import { afterChange, finishJob, readJob, TERMINAL, type Job, type JobDeps, type JobStatus } from "./model";
+import { afterChange } from "./effects";
+import { finishJob } from "./finish";
+import { readJob, TERMINAL, type Job, type JobDeps, type JobStatus } from "./job";
 import { logs } from "../shared/logs";
 import type { JobReport } from "./schemas";
 

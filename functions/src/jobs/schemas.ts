@@ -9,7 +9,7 @@ const jobId = documentId({ max: 128, pattern: { regex: /^[A-Za-z0-9_-]+$/, messa
 const reportId = documentId({ max: 64 });
 
 /** The job's own input is validated against its type's schema after this. */
-export const createJobInput = z
+export const CreateJobInput = z
   .object({
     type: z.enum(JOB_TYPE_NAMES),
     input: boundedMap(),
@@ -17,13 +17,13 @@ export const createJobInput = z
   })
   .strict();
 
-export const jobIdInput = z.object({ job_id: jobId }).strict();
+export const JobIdInput = z.object({ job_id: jobId }).strict();
 
 /** Stored as the job's `outputs` map: keys must be valid Firestore field names. */
 const outputs = z.record(mapKey, z.union([z.string().max(2000), z.number().finite(), z.boolean()])).refine((value) => Object.keys(value).length <= 20, "at most 20 outputs");
 
 /** What a worker reports: progress, or an outcome. `report_id` is unique per job and report (e.g. `{seq}`). */
-export const jobReportInput = z.discriminatedUnion("kind", [
+export const JobReport = z.discriminatedUnion("kind", [
   z
     .object({
       kind: z.literal("progress"),
@@ -52,5 +52,6 @@ export const jobReportInput = z.discriminatedUnion("kind", [
     .strict(),
 ]);
 
-export type CreateJobInput = z.infer<typeof createJobInput>;
-export type JobReport = z.infer<typeof jobReportInput>;
+export type CreateJobInput = z.infer<typeof CreateJobInput>;
+export type JobIdInput = z.infer<typeof JobIdInput>;
+export type JobReport = z.infer<typeof JobReport>;

@@ -17,7 +17,8 @@ import { DomainError } from "../shared/errors";
 import { logs } from "../shared/logs";
 import { systemClock } from "../shared/time";
 import { dispatchJob, type DispatchDeps } from "./dispatch";
-import { finishJob, JOBS, readJob, TERMINAL, toJob, type Job, type JobDeps } from "./model";
+import { finishJob } from "./finish";
+import { JOBS, readJob, TERMINAL, toJob, type Job, type JobDeps } from "./job";
 import { streamTypes } from "./registry";
 import { missingEntries, reclaimIdle } from "./streams";
 

@@ -11,14 +11,12 @@
  */
 import type { Database } from "firebase-admin/database";
 import type { Firestore } from "firebase-admin/firestore";
+import type { Balance } from "../credits";
 
 export const USER_BALANCES = "user_balances";
 
-export interface BalanceState {
-  balance: number;
-  held: number;
-  available: number;
-  version: number;
+/** What `user_balances/{uid}` holds: the balance and when the user document was written (ms). */
+export interface BalanceState extends Balance {
   updated_at: number;
 }
 

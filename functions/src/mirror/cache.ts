@@ -9,13 +9,7 @@
  * go to Firestore.
  */
 import type { RedisGateway } from "../adapters/redis";
-
-export interface CachedBalance {
-  balance: number;
-  held: number;
-  available: number;
-  version: number;
-}
+import type { Balance } from "../credits";
 
 /** KEYS[1] key; ARGV[1] version, ARGV[2] json, ARGV[3] ttl ms → 1 stored, 0 kept the newer one. */
 const SET_IF_NEWER = `
@@ -38,12 +32,12 @@ export class BalanceCache {
   constructor(private readonly redis: RedisGateway | undefined, private readonly ttlMs = BALANCE_CACHE_TTL_MS) {}
 
   /** The cached balance if present and not older than `minVersion`; undefined on a miss or when Redis is down. */
-  async get(uid: string, minVersion = 0): Promise<CachedBalance | undefined> {
+  async get(uid: string, minVersion = 0): Promise<Balance | undefined> {
     if (!this.redis) return undefined;
     try {
       const raw = await this.redis.run((client) => client.get(balanceKey(uid)));
       if (!raw) return undefined;
-      const cached = JSON.parse(raw) as CachedBalance;
+      const cached = JSON.parse(raw) as Balance;
       return cached.version >= minVersion ? cached : undefined;
     } catch {
       return undefined;
@@ -51,7 +45,7 @@ export class BalanceCache {
   }
 
   /** Stores `value` unless a newer version is cached; best effort. Returns whether it was stored. */
-  async put(uid: string, value: CachedBalance): Promise<boolean> {
+  async put(uid: string, value: Balance): Promise<boolean> {
     if (!this.redis) return false;
     try {
       const stored = await this.redis.run((client) =>
@@ -70,7 +64,7 @@ export class BalanceCache {
 }
 
 /** Cache-aside read: the cache when it is fresh enough, else `load` (and the cache is filled). */
-export async function readThrough(cache: BalanceCache, uid: string, minVersion: number, load: () => Promise<CachedBalance>): Promise<CachedBalance & { cached: boolean }> {
+export async function readThrough(cache: BalanceCache, uid: string, minVersion: number, load: () => Promise<Balance>): Promise<Balance & { cached: boolean }> {
   const hit = await cache.get(uid, minVersion);
   if (hit) return { ...hit, cached: true };
   const fresh = await load();

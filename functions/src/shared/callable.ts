@@ -6,7 +6,7 @@ import { HttpsError, onCall, type CallableOptions, type CallableRequest, type Re
 import type { Response } from "express";
 import { ZodError, type ZodType, type ZodTypeDef } from "zod";
 import { DomainError, InvalidInput, PermissionDenied, Unauthenticated } from "./errors";
-import { MAX_BODY_DEPTH } from "./ids";
+import { MAX_BODY_DEPTH, PROTOTYPE_KEYS } from "./ids";
 import { logs } from "./logs";
 
 /** Who is calling, from `request.auth` only. */
@@ -18,23 +18,27 @@ export interface Caller {
 
 export type Access = "user" | "admin" | "public";
 
-export interface CallableSpec<I, O> {
+/** What a handler is given: a signed-in caller unless the function is public. */
+export type CallerFor<A extends Access> = A extends "public" ? Caller | undefined : Caller;
+
+export interface CallableSpec<I, O, A extends Access> {
   /** Stable name used in logs. */
   name: string;
-  access: Access;
+  access: A;
   schema: ZodType<I, ZodTypeDef, unknown>;
-  handler: (input: I, caller: Caller | undefined) => Promise<O>;
+  handler: (input: I, caller: CallerFor<A>) => Promise<O>;
   options?: CallableOptions;
 }
 
-export function callable<I, O>(spec: CallableSpec<I, O>) {
+export function callable<I, O, A extends Access>(spec: CallableSpec<I, O, A>) {
   const handler = onCall(spec.options ?? {}, async (request: CallableRequest<unknown>) => {
     try {
       const caller = callerOf(request);
       if (spec.access !== "public" && !caller) throw new Unauthenticated();
       if (spec.access === "admin" && !caller?.admin) throw new PermissionDenied("This function is for administrators.");
       const input = parseInput(spec.schema, request.data);
-      return await spec.handler(input, caller);
+      // The checks above are what CallerFor<A> states; TypeScript cannot narrow a generic conditional type itself.
+      return await spec.handler(input, caller as CallerFor<A>);
     } catch (error) {
       throw toHttpsError(error, spec.name);
     }
@@ -80,8 +84,6 @@ export function parseInput<I>(schema: ZodType<I, ZodTypeDef, unknown>, data: unk
     throw error;
   }
 }
-
-const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
 
 /**
  * Refuses input that carries prototype-polluting keys anywhere, before anything reads it, and input nested

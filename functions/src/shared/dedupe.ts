@@ -14,10 +14,9 @@
  */
 import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
 import type { Clock } from "./time";
-import { systemClock } from "./time";
+import { DAY_MS, systemClock } from "./time";
 
 export const PROCESSED_EVENTS = "processed_events";
-const DAY_MS = 86_400_000;
 
 export interface DedupeOptions {
   /** How long the marker is kept (and so how late a duplicate is still caught). */

@@ -1,11 +1,13 @@
 /**
- * The schemas every input uses for what ends up as a Firestore document id or
- * as a key of a stored map, and the depth/size bound on free-form input.
+ * The schemas every input uses for what ends up as a Firestore document id,
+ * a MongoDB ObjectId or a key of a stored map, and the depth/size bound on
+ * free-form input.
  *
  * Firestore refuses some ids and field names inside the transaction (the
  * client then saw `internal`); checking the same rules here turns them into
  * `invalid-argument` with the field named, before anything is written.
  */
+import type { ObjectId } from "mongodb";
 import { z } from "zod";
 
 /** Firestore's limit on a document id, in UTF-8 bytes. */
@@ -23,8 +25,8 @@ export const MAX_MAP_BYTES = 64 * 1024;
 const RESERVED = /^__.*__$/s;
 /** A lone UTF-16 surrogate cannot be encoded as UTF-8. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-/** Keys that reach an object's prototype when copied. */
-const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+/** Keys that reach an object's prototype when copied; refused in any input. */
+export const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 
 /** Why `id` cannot be a Firestore document id, or undefined when it can. */
 export function documentIdProblem(id: string): string | undefined {
@@ -51,6 +53,15 @@ export interface DocumentIdOptions {
   max?: number;
   /** A narrower alphabet, with the message shown when it does not match. */
   pattern?: { regex: RegExp; message: string };
+}
+
+/** A MongoDB ObjectId as clients see it: 24 lowercase hex characters. */
+export const objectIdHex = z.string().regex(/^[0-9a-f]{24}$/, "a 24-character hex id");
+
+/** The ObjectId for a hex id checked by `objectIdHex` (the driver is loaded on first use, not at import). */
+export function objectId(hex: string): ObjectId {
+  const { ObjectId: Id } = require("mongodb") as typeof import("mongodb");
+  return new Id(hex);
 }
 
 /** A string Firestore accepts as a document id (optionally narrower). */

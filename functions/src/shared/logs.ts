@@ -8,9 +8,18 @@ import * as logger from "firebase-functions/logger";
 
 type Fields = Record<string, string | number | boolean | null | undefined>;
 
+/** Components already reported disabled by this instance: the line is worth reading once, not per call. */
+const reportedDisabled = new Set<string>();
+
 export const logs = {
   healthChecked: (fields: Fields) => logger.info("health_checked", fields),
   componentDown: (component: string, error: string) => logger.warn("component_down", { component, error }),
+  /** Once per instance: an optional component is off because nothing configures it. */
+  componentDisabled: (component: string, reason: string) => {
+    if (reportedDisabled.has(component)) return;
+    reportedDisabled.add(component);
+    logger.warn("component_disabled", { component, reason });
+  },
   redisCircuitOpened: (failures: number, cooldownMs: number) =>
     logger.warn("redis_circuit_opened", { failures, cooldown_ms: cooldownMs }),
   redisCircuitClosed: () => logger.info("redis_circuit_closed"),

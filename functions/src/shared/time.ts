@@ -1,4 +1,7 @@
-/** Clock and timeout helpers shared by use cases. */
+/** Clock, durations and timeout helpers shared by use cases. */
+
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
 
 /** A clock that use cases take as a dependency, so tests can fix the time. */
 export interface Clock {

@@ -1,19 +1,21 @@
 /**
  * Alerts of the model router: acknowledging them (admin callable) and telling
- * administrators about new ones through a MongoDB notification.
+ * administrators about new ones through a notification.
  */
 import type { Firestore } from "firebase-admin/firestore";
-import type { Db, ObjectId } from "mongodb";
+import type { Db } from "mongodb";
 import { firestoreValues } from "../adapters/firebase";
+import { notify } from "../notifications/notifications";
 import { NotFound } from "../shared/errors";
 import type { Clock } from "../shared/time";
-import type { Alert } from "./providerHealth";
-import { ALERTS } from "./providerHealth";
+import type { Alert } from "./provider-health";
+import { ALERTS } from "./provider-health";
 import type { AcknowledgeAlertInput } from "./schemas";
 
 /** The notification audience for operator alerts. */
 export const ADMINS_USER_ID = "admins";
-const NOTIFICATION_RETENTION_MS = 30 * 86_400_000;
+/** Admin alert notifications are kept 30 days (persistent user notifications, 365). */
+const NOTIFICATION_RETENTION_DAYS = 30;
 
 export interface AcknowledgeResult {
   alert_id: string;
@@ -46,42 +48,28 @@ export async function acknowledgeAlert(
 }
 
 /**
- * The notification's `_id` for a key such as `alert:{alertId}`: an ObjectId
- * made from the key's hash, so it is deterministic and still an ObjectId (the
- * local MongoDB wire server accepts no other `_id` type).
- */
-export function notificationId(key: string): ObjectId {
-  const { ObjectId: Id } = require("mongodb") as typeof import("mongodb");
-  const { createHash } = require("node:crypto") as typeof import("node:crypto");
-  return new Id(createHash("sha256").update(key).digest("hex").slice(0, 24));
-}
-
-/**
- * Writes the admins' notification for an alert. The id is derived from the
- * alert, and it is only inserted when absent, so a repeat changes nothing.
+ * Tells the administrators about an alert through the notifications module
+ * (the collection's one writer). The dedupe key `alert:{alertId}` makes a
+ * repeat change nothing.
+ *
+ * Urgency: a critical alert (a provider down) is `high`. A warning (a provider
+ * degraded) is `normal`: the router already routes around it and nothing is
+ * lost meanwhile, but an administrator should look at it, so not `low`.
+ * The notification's `messageId` is the alert id, what an admin acknowledges.
  */
 export async function notifyAdminsOfAlert(mongo: Db, alert: Alert): Promise<void> {
-  const key = `alert:${alert.id}`;
-  await mongo.collection("notifications").updateOne(
-    { _id: notificationId(key) },
+  await notify(
+    // Dated by the alert, not by when the notification is written, as the alert's other records are.
+    { mongo, clock: { now: () => alert.created_at } },
     {
-      $setOnInsert: {
-        key,
-        userId: ADMINS_USER_ID,
-        contentSessionId: null,
-        messageId: null,
-        createdAt: alert.created_at,
-        type: "provider_alert",
-        toastMessage: alert.message,
-        urgency: alert.severity === "critical" ? "high" : "medium",
-        persistent: true,
-        seen: false,
-        seenAt: null,
-        alertId: alert.id,
-        provider: alert.provider,
-        expireAt: new Date(alert.created_at.getTime() + NOTIFICATION_RETENTION_MS),
-      },
+      userId: ADMINS_USER_ID,
+      type: "provider_alert",
+      toastMessage: alert.message,
+      urgency: alert.severity === "critical" ? "high" : "normal",
+      persistent: true,
+      dedupeKey: `alert:${alert.id}`,
+      messageId: alert.id,
+      retainDays: NOTIFICATION_RETENTION_DAYS,
     },
-    { upsert: true },
   );
 }

@@ -5,14 +5,14 @@
  */
 import { onDocumentWritten } from "firebase-functions/v2/firestore";
 import { firestore, realtimeDb } from "../adapters/firebase";
-import { mongoDb } from "../adapters/mongo";
+import { mongoConfigured, mongoDb } from "../adapters/mongo";
 import { redis } from "../adapters/redis";
 import { LOW_BALANCE_THRESHOLD } from "../config";
-import { notify } from "../notifications/notify";
+import { notify } from "../notifications/notifications";
 import { logs } from "../shared/logs";
 import { balanceStateOf, mirrorBalance } from "./balance";
 import { BalanceCache } from "./cache";
-import { observeBalance, policyFor } from "./lowbalance";
+import { observeBalance, policyFor } from "./low-balance";
 
 export const mirrorUserBalance = onDocumentWritten({ document: "users/{uid}", retry: true, timeoutSeconds: 60 }, async (event) => {
   const uid = event.params.uid;
@@ -24,7 +24,8 @@ export const mirrorUserBalance = onDocumentWritten({ document: "users/{uid}", re
   // Only a state that was actually mirrored (newest) refreshes the cache; a stale redelivery must not.
   if (state && outcome === "written") await cache.put(uid, { balance: state.balance, held: state.held, available: state.available, version: state.version });
   else if (outcome === "removed") await cache.remove(uid);
-  if (state && state.version > 0) {
+  // Without MongoDB there is nowhere to notify (logged once by mongoConfigured).
+  if (state && state.version > 0 && mongoConfigured()) {
     // The alarm judges this event's own change (before → after), whatever order events arrive in.
     const before = event.data?.before;
     const previous = balanceStateOf(before?.exists ? before.data() : undefined, 0);

@@ -1,12 +1,12 @@
 /**
- * Schemas of the scheduled capability: the model router's configuration
+ * Schemas of the routing capability: the model router's configuration
  * (Firestore `config/model_router`, defaults from the MODEL_PROVIDERS param)
  * and the admin callable's input.
  */
 import { z } from "zod";
 import { documentId } from "../shared/ids";
 
-export const ModelSchema = z
+export const ModelConfig = z
   .object({
     id: z.string().min(1).max(200),
     /** Task types this model serves; "*" serves every task type. */
@@ -15,18 +15,18 @@ export const ModelSchema = z
   })
   .strict();
 
-export const ProviderSchema = z
+export const ProviderConfig = z
   .object({
     /** Also the id of `model_provider_health/{name}`, so restricted to id-safe characters. */
     name: documentId({ max: 100, pattern: { regex: /^[A-Za-z0-9_.-]+$/, message: "letters, digits, '_', '.', '-' (1-100)" } }),
     probe_url: z.string().url(),
-    models: z.array(ModelSchema).min(1),
+    models: z.array(ModelConfig).min(1),
   })
   .strict();
 
-export const RouterConfigSchema = z
+export const RouterConfig = z
   .object({
-    providers: z.array(ProviderSchema),
+    providers: z.array(ProviderConfig),
     /** Provider names in the order the router falls back through on equal scores; unnamed providers come last. */
     fallback_order: z.array(z.string()).default([]),
     probe_timeout_ms: z.number().int().positive().optional(),
@@ -47,9 +47,9 @@ export const RouterConfigSchema = z
   })
   .strict();
 
-export type ModelConfig = z.infer<typeof ModelSchema>;
-export type ProviderConfig = z.infer<typeof ProviderSchema>;
-export type RouterConfig = z.infer<typeof RouterConfigSchema>;
+export type ModelConfig = z.infer<typeof ModelConfig>;
+export type ProviderConfig = z.infer<typeof ProviderConfig>;
+export type RouterConfig = z.infer<typeof RouterConfig>;
 
 export const AcknowledgeAlertInput = z
   .object({

@@ -15,8 +15,8 @@
  * version, so a redelivery, or a retry after a failed send, notifies once.
  */
 import type { Firestore } from "firebase-admin/firestore";
-import { entryId, TRANSACTIONS } from "../credits/ledger";
-import type { NotificationInput } from "../notifications/notify";
+import { availableAfter } from "../credits";
+import type { NotificationInput } from "../notifications/notifications";
 
 export interface LowBalancePolicy {
   threshold: number;
@@ -90,7 +90,7 @@ async function armedBefore(db: Firestore, uid: string, version: number, availabl
   const oldest = Math.max(1, version - LOOKBACK_LIMIT);
   for (let newest = version - 1; newest >= oldest; newest -= LOOKBACK_CHUNK) {
     const versions = Array.from({ length: Math.min(LOOKBACK_CHUNK, newest - oldest + 1) }, (_, index) => newest - index);
-    const points = await availableAtAll(db, uid, versions);
+    const points = await availableAfter(db, uid, versions);
     for (const point of points) {
       if (point === undefined || point >= rearmAt) return true;
       if (point < policy.threshold) return false;
@@ -105,16 +105,5 @@ async function armedBefore(db: Firestore, uid: string, version: number, availabl
  * the threshold and armed, so a first change below it notifies).
  */
 async function availableAt(db: Firestore, uid: string, version: number): Promise<number | undefined> {
-  return (await availableAtAll(db, uid, [version]))[0];
-}
-
-async function availableAtAll(db: Firestore, uid: string, versions: number[]): Promise<Array<number | undefined>> {
-  const wanted = versions.filter((version) => version >= 1);
-  const snapshots = wanted.length > 0 ? await db.getAll(...wanted.map((version) => db.collection(TRANSACTIONS).doc(entryId(uid, version)))) : [];
-  const byVersion = new Map(wanted.map((version, index) => [version, snapshots[index]]));
-  return versions.map((version) => {
-    const entry = byVersion.get(version);
-    if (!entry?.exists) return undefined;
-    return Number(entry.get("balance_after") ?? 0) - Number(entry.get("held_after") ?? 0);
-  });
+  return (await availableAfter(db, uid, [version]))[0];
 }

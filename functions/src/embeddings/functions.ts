@@ -53,13 +53,13 @@ export const searchKnowledge = callable({
   schema: SearchInput,
   options: SEARCH_OPTIONS,
   handler: async (input: SearchInput) => {
-    const [{ searchKnowledge: search }, runtime, { lanceDb }, { firestore }] = await Promise.all([
+    const [{ searchKnowledge: search }, factory, { lanceDb }, { firestore }] = await Promise.all([
       import("./search"),
-      import("./runtime"),
+      import("./provider-factory"),
       import("../adapters/lance"),
       import("../adapters/firebase"),
     ]);
-    return search({ db: firestore(), lance: lanceDb, provider: runtime.configuredProvider(), retry: runtime.retryPolicy() }, input);
+    return search({ db: firestore(), lance: lanceDb, provider: factory.configuredProvider(), retry: factory.retryPolicy() }, input);
   },
 });
 
@@ -69,13 +69,13 @@ export const selectTools = callable({
   schema: SelectToolsInput,
   options: SEARCH_OPTIONS,
   handler: async (input: SelectToolsInput) => {
-    const [{ selectTools: select }, runtime, { lanceDb }, { TOOLS }] = await Promise.all([
+    const [{ selectTools: select }, factory, { lanceDb }, { TOOLS }] = await Promise.all([
       import("./search"),
-      import("./runtime"),
+      import("./provider-factory"),
       import("../adapters/lance"),
       import("./tools"),
     ]);
-    return select({ lance: lanceDb, provider: runtime.configuredProvider(), retry: runtime.retryPolicy(), tools: TOOLS, clock: systemClock }, input);
+    return select({ lance: lanceDb, provider: factory.configuredProvider(), retry: factory.retryPolicy(), tools: TOOLS, clock: systemClock }, input);
   },
 });
 
@@ -83,9 +83,11 @@ export const selectTools = callable({
 export const embeddingConsumer = onMessagePublished(
   { topic: EMBEDDING_TOPIC, retry: true, secrets: [EMBEDDING_API_KEY], memory: "1GiB", timeoutSeconds: 540 },
   async (event) => {
-    const [{ consumeEmbeddingRequest }, runtime, { firestore }, { lanceDb }] = await Promise.all([
+    const [{ consumeEmbeddingRequest }, factory, { chunkSettings }, { readStorageText }, { firestore }, { lanceDb }] = await Promise.all([
       import("./consume"),
-      import("./runtime"),
+      import("./provider-factory"),
+      import("./chunking"),
+      import("./read-object"),
       import("../adapters/firebase"),
       import("../adapters/lance"),
     ]);
@@ -94,10 +96,10 @@ export const embeddingConsumer = onMessagePublished(
       {
         db: firestore(),
         lance: lanceDb,
-        provider: runtime.configuredProvider(),
-        chunking: runtime.chunkSettings(),
-        readObject: runtime.readStorageText,
-        retry: runtime.retryPolicy(),
+        provider: factory.configuredProvider(),
+        chunking: chunkSettings(),
+        readObject: readStorageText,
+        retry: factory.retryPolicy(),
         maxDeliveries: EMBEDDING_MAX_DELIVERIES.value(),
         // The local emulator acks a message whatever the function does (firebase-tools' PubsubEmulator).
         platformRedelivers: process.env.FUNCTIONS_EMULATOR !== "true",

@@ -12,12 +12,12 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { Unavailable } from "../shared/errors";
 import { logs } from "../shared/logs";
-import type { Clock } from "../shared/time";
-import { PROVIDER_HEALTH, QUOTAS } from "./providerHealth";
+import { DAY_MS, type Clock } from "../shared/time";
+import { PROVIDER_HEALTH, QUOTAS } from "./provider-health";
 import { RouteTaskInput, type RouterConfig } from "./schemas";
 
 export const ROUTING_DECISIONS = "routing_decisions";
-const DECISION_RETENTION_MS = 30 * 86_400_000;
+const DECISION_RETENTION_MS = 30 * DAY_MS;
 
 export interface RouteDeps {
   db: Firestore;

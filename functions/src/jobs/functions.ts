@@ -6,12 +6,12 @@ import { onDocumentCreated } from "firebase-functions/v2/firestore";
 import { onMessagePublished } from "firebase-functions/v2/pubsub";
 import { onSchedule } from "firebase-functions/v2/scheduler";
 import { firestore, realtimeDb } from "../adapters/firebase";
-import { mongoDb } from "../adapters/mongo";
+import { mongoConfigured, mongoDb } from "../adapters/mongo";
 import { pubsub } from "../adapters/pubsub";
 import { redis } from "../adapters/redis";
 import { JOBS_MAX_DELIVERIES, JOBS_STREAM_MAX_LENGTH, JOBS_VISIBILITY_TIMEOUT_MS, MODEL_PROVIDERS, WORKER_API_KEY } from "../config";
-import { loadRouterConfig } from "../scheduled/config";
-import { routeTask } from "../scheduled/router";
+import { loadRouterConfig } from "../routing/config";
+import { routeTask } from "../routing/router";
 import { systemClock } from "../shared/time";
 import { callable, parseInput } from "../shared/callable";
 import { DomainError } from "../shared/errors";
@@ -20,38 +20,44 @@ import { logs } from "../shared/logs";
 import { cancelJob as cancel } from "./cancel";
 import { createJob as create } from "./create";
 import { dispatchJob, type Router } from "./dispatch";
-import type { JobDeps } from "./model";
+import type { JobDeps } from "./job";
 import { applyReport, deadLetterReport } from "./report";
-import { createJobInput, jobIdInput, jobReportInput } from "./schemas";
+import { CreateJobInput, JobIdInput, JobReport } from "./schemas";
 import { sweepJobs } from "./sweep";
 
 /** The topic workers may publish their reports to. */
 export const JOB_RESULTS_TOPIC = "job-results";
 
 function jobDeps(): JobDeps {
-  return { db: firestore(), rtdb: realtimeDb(), mongo: mongoDb, redis: redis() };
+  // Without MongoDB a final job notifies nobody; its state and money are unaffected.
+  return { db: firestore(), rtdb: realtimeDb(), mongo: mongoConfigured() ? mongoDb : undefined, redis: redis() };
 }
 
 export const createJob = callable({
   name: "createJob",
   access: "user",
-  schema: createJobInput,
-  handler: (input, caller) => create({ db: firestore(), lock: redis() }, caller!.uid, input),
+  schema: CreateJobInput,
+  handler: (input, caller) => create({ db: firestore(), lock: redis() }, caller.uid, input),
 });
 
 export const cancelJob = callable({
   name: "cancelJob",
   access: "user",
-  schema: jobIdInput,
-  handler: (input, caller) => cancel(jobDeps(), caller!.uid, input.job_id),
+  schema: JobIdInput,
+  handler: (input, caller) => cancel(jobDeps(), caller.uid, input.job_id),
 });
 
-/** The model router (scheduled/router.ts): provider health, quota headroom and cost; each decision is logged. */
+/**
+ * The model router (routing/router.ts): provider health, quota headroom and cost; each decision is logged.
+ * With no providers configured, routing is off and jobs are dispatched without it.
+ */
 function modelRouter(): Router {
   return {
     route: async (request) => {
       const db = firestore();
-      const decision = await routeTask({ db, clock: systemClock, config: await loadRouterConfig(db, MODEL_PROVIDERS.value()) }, request);
+      const config = await loadRouterConfig(db, MODEL_PROVIDERS.value());
+      if (config.providers.length === 0) return undefined;
+      const decision = await routeTask({ db, clock: systemClock, config }, request);
       return { provider: decision.selected_provider, model: decision.selected_model };
     },
   };
@@ -69,7 +75,7 @@ export const jobResultsConsumer = onMessagePublished({ topic: JOB_RESULTS_TOPIC,
   const delivery = { topic: JOB_RESULTS_TOPIC, messageId: event.data.message.messageId, json: messageJson(event.data.message) };
   let report;
   try {
-    report = parseInput(jobReportInput, delivery.json);
+    report = parseInput(JobReport, delivery.json);
   } catch (error) {
     // A malformed report never becomes valid: dead-letter it with the reason and ack instead of retrying it forever.
     await deadLetterReport(firestore(), delivery, error instanceof Error ? error.message : String(error));
@@ -102,7 +108,7 @@ function messageJson(message: { json: unknown }): unknown {
 export const jobReport = apiKeyEndpoint({
   name: "jobReport",
   secret: WORKER_API_KEY,
-  schema: jobReportInput,
+  schema: JobReport,
   handler: async (report) => {
     const result = await applyReport(jobDeps(), report, "worker:https");
     logs.jobReported(result.job_id, report.kind, result.applied);

@@ -1,21 +1,26 @@
 /**
- * Notifications (MongoDB `notifications`, the Living Content seed shape) and
- * their live delivery on Redis `user_channel:{uid}`.
+ * The one owner of MongoDB `notifications` (the Living Content seed shape):
+ * creating a notification, publishing it live on Redis `user_channel:{uid}`,
+ * listing a user's notifications and marking them seen. Every other module
+ * (jobs, low balance, provider alerts) notifies through `notify`.
  *
  * Every notification has a deterministic `_id` derived from a dedupe key
- * (e.g. `job:{jobId}:succeeded`), so a retried trigger finds it already there
- * and neither stores nor publishes it twice. The id is an ObjectId (the first
- * 12 bytes of a SHA-256 of the key): real MongoDB takes any `_id`, but some
- * wire-compatible servers accept only ObjectIds, and this works on both.
+ * (e.g. `job:{jobId}:succeeded`, `alert:{alertId}`), so a retried trigger
+ * finds it already there and neither stores nor publishes it twice. The id is
+ * an ObjectId (the first 12 bytes of a SHA-256 of the key): real MongoDB takes
+ * any `_id`, but some wire-compatible servers accept only ObjectIds, and this
+ * works on both.
  */
 import { createHash } from "node:crypto";
-import type { Db, ObjectId } from "mongodb";
+import type { Db, Filter, ObjectId } from "mongodb";
 import type { RedisGateway } from "../adapters/redis";
+import { objectId } from "../shared/ids";
+import { newestFirst, type Page } from "../shared/paging";
 import type { Clock } from "../shared/time";
-import { systemClock } from "../shared/time";
+import { DAY_MS, systemClock } from "../shared/time";
+import type { ListNotificationsInput } from "./schemas";
 
 export const NOTIFICATIONS = "notifications";
-const DAY_MS = 86_400_000;
 
 export type Urgency = "low" | "normal" | "high";
 
@@ -29,6 +34,7 @@ export interface NotificationInput {
   /** Identifies the event this notification is about; the same key never notifies twice. */
   dedupeKey: string;
   contentSessionId?: string | null;
+  /** What the notification is about, for the client to open: a job id, an alert id. */
   messageId?: string | null;
   /** Kept this long, then removed by retention (default 30 days; persistent ones 365). */
   retainDays?: number;
@@ -52,8 +58,23 @@ export interface NotificationDoc {
 
 export interface NotifyDeps {
   mongo: Db;
+  /** For live delivery; without it a notification is only stored (and listed). */
   redis?: RedisGateway;
   clock?: Clock;
+}
+
+/** A notification as the list callable returns it. */
+export interface NotificationView {
+  id: string;
+  type: string;
+  toast_message: string;
+  urgency: string;
+  persistent: boolean;
+  seen: boolean;
+  seen_at: string | null;
+  created_at: string;
+  content_session_id: string | null;
+  message_id: string | null;
 }
 
 /** The ObjectId for a dedupe key. */
@@ -95,6 +116,37 @@ export async function notify(deps: NotifyDeps, input: NotificationInput): Promis
     await deps.redis.run((client) => client.publish(userChannel(input.userId), payload)).catch(() => undefined);
   }
   return { id: _id.toHexString(), created };
+}
+
+/** The caller's notifications, newest first; `unseen_only` leaves out those already seen. */
+export async function listNotifications(deps: NotifyDeps, uid: string, input: ListNotificationsInput): Promise<Page<NotificationView>> {
+  const filter: Filter<NotificationDoc> = input.unseen_only ? { userId: uid, seen: false } : { userId: uid };
+  const docs = await newestFirst<NotificationDoc>(deps.mongo, NOTIFICATIONS, filter, input.limit, input.cursor);
+  return { items: docs.items.map(notificationView), next_cursor: docs.next_cursor };
+}
+
+/** Marks the caller's notifications seen; ids that are not theirs or already seen are left alone. */
+export async function markNotificationsSeen(deps: NotifyDeps, uid: string, ids: string[]): Promise<{ updated: number }> {
+  const now = (deps.clock ?? systemClock).now();
+  const result = await deps.mongo
+    .collection<NotificationDoc>(NOTIFICATIONS)
+    .updateMany({ _id: { $in: ids.map(objectId) }, userId: uid, seen: false }, { $set: { seen: true, seenAt: now } });
+  return { updated: result.modifiedCount };
+}
+
+function notificationView(doc: NotificationDoc): NotificationView {
+  return {
+    id: doc._id.toHexString(),
+    type: doc.type,
+    toast_message: doc.toastMessage,
+    urgency: doc.urgency,
+    persistent: doc.persistent,
+    seen: doc.seen,
+    seen_at: doc.seenAt ? doc.seenAt.toISOString() : null,
+    created_at: doc.createdAt.toISOString(),
+    content_session_id: doc.contentSessionId,
+    message_id: doc.messageId,
+  };
 }
 
 const TRANSIENT_ATTEMPTS = 4;

@@ -12,7 +12,7 @@
 import type { DocumentReference, FieldValue, Firestore, QueryDocumentSnapshot } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { logs } from "../shared/logs";
-import { TimeoutError, type Clock, withTimeout } from "../shared/time";
+import { DAY_MS, TimeoutError, type Clock, withTimeout } from "../shared/time";
 import type { ProviderConfig, RouterConfig } from "./schemas";
 
 export const PROVIDER_HEALTH = "model_provider_health";
@@ -20,7 +20,6 @@ export const PROVIDER_CHECKS = "model_provider_checks";
 export const ALERTS = "model_router_alerts";
 export const QUOTAS = "model_quotas";
 
-const DAY_MS = 86_400_000;
 const HEALTH_ACTOR = "system:providerHealthCheck";
 
 export type ProviderStatus = "healthy" | "degraded" | "down";

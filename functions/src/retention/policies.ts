@@ -2,14 +2,12 @@
  * Retention policies as data: what `ttlCleanup` may remove, and nothing else.
  *
  * Each policy names a store, where to look, the timestamp it ages by, an
- * optional extra condition and an action. The runner (ttl.ts) interprets the
- * table; adding a policy is adding a row.
+ * optional extra condition and an action. The runner (runner.ts) interprets the
+ * table with one strategy per store (stores/); adding a policy is adding a row.
  */
 import type { Firestore } from "firebase-admin/firestore";
-import type { Clock } from "../shared/time";
+import { DAY_MS, HOUR_MS, type Clock } from "../shared/time";
 
-const HOUR_MS = 3_600_000;
-const DAY_MS = 24 * HOUR_MS;
 
 /** An equality condition a Firestore document must also meet. */
 export interface FieldCondition {
@@ -66,6 +64,11 @@ export interface LancePolicy {
 }
 
 export type RetentionPolicy = FirestorePolicy | RtdbQueuePolicy | MongoPolicy | LancePolicy;
+
+/** The moment before which a timestamp is older than `ageMs`. */
+export function cutoff(now: Date, ageMs: number): Date {
+  return new Date(now.getTime() - ageMs);
+}
 
 /** Settings the table is built from (params in production, fixed values in tests). */
 export interface RetentionSettings {

@@ -1,0 +1,140 @@
+/**
+ * The credits capability's functions: declarations only; the work is in
+ * operations.ts, meter.ts, queue.ts and closure.ts.
+ */
+import { firestore, realtimeDb } from "../adapters/firebase";
+import { redis } from "../adapters/redis";
+import { METERING_API_KEY } from "../config";
+import { callable } from "../shared/callable";
+import { apiKeyEndpoint } from "../shared/http";
+import { logs } from "../shared/logs";
+import { meterUsage as meter } from "./meter";
+import {
+  adjustCredits as adjust,
+  getBalance as balanceOf,
+  grantCredits as grant,
+  listTransactions as list,
+  refundCredits as refund,
+  spendCredits as spend,
+} from "./operations";
+import { applyQueuedOperation, OPERATION_QUEUES } from "./queue";
+import { spendLimiter } from "./rate-limit";
+import { BalanceCache, readThrough } from "../mirror/cache";
+import { AdjustInput, BalanceInput, GrantInput, ListTransactionsInput, MeterInput, RefundInput, SpendInput } from "./schemas";
+
+/** Served cache-aside from Redis; see mirror/cache.ts for why a stale value cannot win. */
+export const getBalance = callable({
+  name: "getBalance",
+  access: "user",
+  schema: BalanceInput,
+  handler: (input, caller) =>
+    readThrough(new BalanceCache(redis()), caller.uid, input.min_version ?? 0, () => balanceOf({ db: firestore() }, caller.uid)),
+});
+
+export const spendCredits = callable({
+  name: "spendCredits",
+  access: "user",
+  schema: SpendInput,
+  handler: async (input, caller) => {
+    await spendLimiter().enforce("spend", caller.uid);
+    const result = await spend({ db: firestore(), lock: redis() }, caller.uid, input);
+    // The caller now knows this version; make the cache at least as new (best effort). A replay carries
+    // the first answer's (older) state, which must not go back into the cache.
+    if (!result.replayed) await new BalanceCache(redis()).put(caller.uid, { balance: result.balance, held: result.held, available: result.available, version: result.version });
+    return result;
+  },
+});
+
+export const listTransactions = callable({
+  name: "listTransactions",
+  access: "user",
+  schema: ListTransactionsInput,
+  handler: (input, caller) => list({ db: firestore(), lock: redis() }, caller.uid, input),
+});
+
+export const grantCredits = callable({
+  name: "grantCredits",
+  access: "admin",
+  schema: GrantInput,
+  handler: (input, caller) => grant({ db: firestore(), lock: redis() }, caller.uid, input),
+});
+
+export const refundCredits = callable({
+  name: "refundCredits",
+  access: "admin",
+  schema: RefundInput,
+  handler: (input, caller) => refund({ db: firestore(), lock: redis() }, caller.uid, input),
+});
+
+export const adjustCredits = callable({
+  name: "adjustCredits",
+  access: "admin",
+  schema: AdjustInput,
+  handler: (input, caller) => adjust({ db: firestore(), lock: redis() }, caller.uid, input),
+});
+
+/**
+ * HTTPS `meterUsage`: the app's own servers meter a user's usage.
+ *
+ *   POST /meterUsage
+ *   Authorization: Bearer <METERING_API_KEY>
+ *   {"user_id": "...", "feature": "chat.message", "quantity": 3, "idempotency_key": "...", "metadata": {...}}
+ *
+ * Same pricing, idempotency, rate limits and errors as spendCredits; errors
+ * come back as {error: {status, message, details}} with the matching HTTP
+ * status. 201 for a new spend, 200 for a replay.
+ */
+export const meterUsage = apiKeyEndpoint({
+  name: "meterUsage",
+  secret: METERING_API_KEY,
+  schema: MeterInput,
+  handler: async (input) => {
+    const result = await meter({ db: firestore(), lock: redis(), limiter: spendLimiter() }, input);
+    return { status: result.replayed ? 200 : 201, body: { result } };
+  },
+});
+
+/**
+ * Declares an event trigger when it is first read. firebase-functions' event
+ * providers load heavy SDKs at import (v2/firestore the Firestore SDK,
+ * v2/database the RTDB client); an instance serving one of the callables above
+ * loads this module and must not pay for them at cold start. index.ts reads
+ * the export (for deploy discovery, or in the trigger's own instance), and it
+ * is built once.
+ */
+function declareOnFirstRead(name: string, declare: () => unknown): void {
+  let declared: unknown;
+  Object.defineProperty(exports, name, { enumerable: true, get: () => (declared ??= declare()) });
+}
+
+/** RTDB trigger for operation_queues/{uid}/{opId}: applies each queued operation once (see queue.ts). */
+declareOnFirstRead("applyOperationQueue", () => {
+  const { onValueWritten } = require("firebase-functions/v2/database") as typeof import("firebase-functions/v2/database");
+  return onValueWritten({ ref: `${OPERATION_QUEUES}/{uid}/{opId}`, retry: true, timeoutSeconds: 60 }, async (event) => {
+    const outcome = await applyQueuedOperation(
+      { db: firestore(), rtdb: realtimeDb(), limiter: spendLimiter(), lock: redis() },
+      event.params.uid,
+      event.params.opId,
+      event.data.after.val(),
+    );
+    logs.queuedOperation(event.params.uid, event.params.opId, outcome);
+  });
+});
+
+/** Firestore trigger for a deleted `users/{uid}`: closes the credit account (see closure.ts). */
+declareOnFirstRead("onUserDeleted", () => {
+  const { onDocumentDeleted } = require("firebase-functions/v2/firestore") as typeof import("firebase-functions/v2/firestore");
+  return onDocumentDeleted({ document: "users/{uid}", retry: true, timeoutSeconds: 120 }, async (event) => {
+    // Loaded here: closing an account fails its jobs, so it brings the jobs module the callables never need.
+    const { closeAccount } = await import("./closure");
+    const result = await closeAccount({ db: firestore(), rtdb: realtimeDb() }, event.params.uid, deletedVersion(event.data?.get("ledger_version")));
+    logs.accountClosed(event.params.uid, event.id, result.jobsFailed, result.holdsReleased, result.errors.length);
+    // What settled stays settled; a retry settles the rest and skips what is done.
+    if (result.errors.length > 0) throw new Error(`account ${event.params.uid} not fully closed: ${result.errors.join("; ")}`);
+  });
+});
+
+/** The deleted document's ledger version; a document without one never had credits work to settle. */
+function deletedVersion(value: unknown): number {
+  return typeof value === "number" && Number.isSafeInteger(value) ? value : 0;
+}

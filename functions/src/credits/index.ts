@@ -1,0 +1,26 @@
+/**
+ * The credits capability as other domains use it. Jobs, mirrors, retention
+ * and the rest import from here only; everything else in credits/ is its own.
+ *
+ * - errors a caller may catch or throw for a credit refusal;
+ * - account reads (inside a transaction, or of past ledger versions);
+ * - holds: placing one, and settling it inside the caller's transaction
+ *   (a job's state and its hold change together) or on its own;
+ * - `idempotentTransaction`, the lock → transaction → idempotency-record
+ *   protocol of every keyed change;
+ * - the price book.
+ */
+export { InsufficientCredits } from "./errors";
+export { TRANSACTION_ATTEMPTS, availableAfter, readAccount, type Account, type Balance } from "./ledger";
+export {
+  holdRef,
+  placeHold,
+  readHold,
+  releaseExpiredHold,
+  settleHoldInTransaction,
+  type Hold,
+  type Settlement,
+  type SettleResult,
+} from "./holds";
+export { idempotentTransaction, type IdempotencyScope } from "./idempotency";
+export { priceOf } from "./price-book";

@@ -1,0 +1,33 @@
+/**
+ * The routing capability's functions: scheduled `providerHealthCheck` (probes
+ * providers and resets quotas, see provider-health.ts) and the admin callable
+ * `acknowledgeAlert({alert_id})` (see alerts.ts).
+ */
+import { onSchedule } from "firebase-functions/v2/scheduler";
+import { callable } from "../shared/callable";
+import { AcknowledgeAlertInput } from "./schemas";
+
+export const providerHealthCheck = onSchedule(
+  { schedule: "every 5 minutes", timeoutSeconds: 120, retryCount: 0 },
+  async (event) => {
+    const { runScheduledHealthCheck } = await import("./health-runner");
+    await runScheduledHealthCheck(event.scheduleTime);
+  },
+);
+
+export const acknowledgeAlert = callable({
+  name: "acknowledgeAlert",
+  access: "admin",
+  schema: AcknowledgeAlertInput,
+  handler: async (input, caller) => {
+    const [{ firestore }, alerts, { systemClock }, { logs }] = await Promise.all([
+      import("../adapters/firebase"),
+      import("./alerts"),
+      import("../shared/time"),
+      import("../shared/logs"),
+    ]);
+    const result = await alerts.acknowledgeAlert({ db: firestore(), clock: systemClock }, input, caller.uid);
+    logs.alertAcknowledged(result.alert_id, caller.uid, result.changed);
+    return result;
+  },
+});
