@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { parseRouterConfig } from "../../functions/src/routing/config";
-import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/retention/policies";
 import { nextHealth, type HealthState, type ProbeResult } from "../../functions/src/routing/provider-health";
 import { LOCAL_MODEL_PROVIDERS } from "../../scripts/harness/local-params";
 
@@ -9,59 +8,7 @@ const settings = { ewma_alpha: 0.3, error_window: 5, degraded_error_rate: 0.4, f
 const ok = (latency = 10): ProbeResult => ({ ok: true, latency_ms: latency, error: null });
 const fail = (error = "HTTP 503"): ProbeResult => ({ ok: false, latency_ms: 20, error });
 
-describe("unit: scheduled", () => {
-  describe("retention table", () => {
-    it("when built with defaults, then it covers every store and releases holds rather than deleting them", () => {
-      const policies = retentionPolicies();
-      const names = policies.map((p) => p.name);
-      assert.deepEqual(names, [
-        "expired_holds",
-        "routing_decisions",
-        "acknowledged_alerts",
-        "processed_events",
-        "idempotency_keys",
-        "provider_checks",
-        "operation_queues",
-        "notifications",
-        "lancedb_versions",
-      ]);
-      assert.equal(new Set(names).size, names.length, "names are unique (they key the resume point)");
-      const holds = policies.find((p) => p.name === "expired_holds");
-      assert.equal(holds?.action, "release_hold");
-      const alerts = policies.find((p) => p.name === "acknowledged_alerts");
-      assert.ok(alerts?.store === "firestore" && alerts.where.some((w) => w.field === "acknowledged" && w.value === true));
-    });
-
-    it("when the audit retention is set, then an audit policy with that age is added", () => {
-      const audit = retentionPolicies({ ...DEFAULT_RETENTION, auditDays: 400 }).find((p) => p.name === "audit_logs");
-      assert.equal(audit?.ageMs, 400 * 86_400_000);
-    });
-  });
-
-  describe("firestore.indexes.json", () => {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const file = require("../../firestore.indexes.json") as {
-      indexes: Array<{ collectionGroup: string; fields: Array<{ fieldPath: string; order: string }> }>;
-      fieldOverrides: Array<{ collectionGroup: string; fieldPath: string; ttl?: boolean }>;
-    };
-
-    it("when a retention policy filters on a condition, then a composite index (condition fields, then the timestamp) is declared", () => {
-      for (const policy of retentionPolicies({ ...DEFAULT_RETENTION, auditDays: 1 })) {
-        if (policy.store !== "firestore" || policy.where.length === 0) continue;
-        const wanted = [...policy.where.map((w) => w.field), policy.timestampField];
-        const found = file.indexes.some(
-          (index) => index.collectionGroup === policy.collection && index.fields.map((f) => f.fieldPath).join() === wanted.join() && index.fields.at(-1)?.order === "ASCENDING",
-        );
-        assert.ok(found, `${policy.name}: index on ${policy.collection} (${wanted.join(", ")})`);
-      }
-    });
-
-    it("when a day's lag is acceptable, then native TTL is declared on expire_at; holds and alerts never get native TTL", () => {
-      const ttl = file.fieldOverrides.filter((o) => o.ttl).map((o) => `${o.collectionGroup}.${o.fieldPath}`).sort();
-      assert.deepEqual(ttl, ["idempotency_keys.expire_at", "model_provider_checks.expire_at", "processed_events.expire_at", "routing_decisions.expire_at"]);
-    });
-  });
-
+describe("unit: routing", () => {
   describe("nextHealth", () => {
     const now = new Date("2026-01-01T00:00:00Z");
 
