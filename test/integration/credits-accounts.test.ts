@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { placeHold } from "../../functions/src/credits/holds";
 import { closeAccount } from "../../functions/src/credits/closure";
+import { jobFailer } from "../../functions/src/jobs/finish";
 import { readAccount } from "../../functions/src/credits/ledger";
 import { grantCredits, spendCredits } from "../../functions/src/credits/operations";
 import { createJob } from "../../functions/src/jobs/create";
@@ -38,10 +39,10 @@ describe("integration: closed and re-opened credit accounts", function () {
 
     const closedAtVersion = Number((await db().collection("users").doc(uid).get()).get("ledger_version"));
     await db().collection("users").doc(uid).delete();
-    const first = await closeAccount({ db: db() }, uid, closedAtVersion);
+    const first = await closeAccount({ db: db(), failJob: jobFailer({ db: db() }) }, uid, closedAtVersion);
     assert.deepEqual(first, { jobsFailed: 1, holdsReleased: 1, errors: [] });
     // A redelivered trigger finds everything settled.
-    const again = await closeAccount({ db: db() }, uid, closedAtVersion);
+    const again = await closeAccount({ db: db(), failJob: jobFailer({ db: db() }) }, uid, closedAtVersion);
     assert.deepEqual(again, { jobsFailed: 0, holdsReleased: 0, errors: [] });
 
     assert.equal((await jobDoc(job.job_id)).status, "failed");
@@ -96,7 +97,7 @@ describe("integration: closed and re-opened credit accounts", function () {
     const fresh = await createJob({ db: db() }, uid, { type: "report", input: { subject: "new", pages: 1 }, idempotency_key: `j-${randomUUID()}` });
     await looseHold(uid, `${uid}-fresh`, 5);
 
-    const result = await closeAccount({ db: db() }, uid, closedAtVersion);
+    const result = await closeAccount({ db: db(), failJob: jobFailer({ db: db() }) }, uid, closedAtVersion);
     assert.deepEqual(result, { jobsFailed: 1, holdsReleased: 0, errors: [] });
     assert.equal((await jobDoc(old.job_id)).status, "failed");
     assert.equal((await jobDoc(fresh.job_id)).status, "queued");

@@ -10,6 +10,7 @@
 import { grantCredits, refundCredits, spendCredits } from "../../functions/src/credits/operations";
 import { applyQueuedOperation } from "../../functions/src/credits/queue";
 import { closeAccount } from "../../functions/src/credits/closure";
+import { jobFailer } from "../../functions/src/jobs/finish";
 import { recordAudit } from "../../functions/src/audit/record";
 import { consumeEmbeddingRequest, type ConsumerDeps } from "../../functions/src/embeddings/consume";
 import { deleteKnowledge, ingestKnowledge } from "../../functions/src/embeddings/ingest";
@@ -428,7 +429,7 @@ export const OPERATIONS: Operation[] = [
         detail: `${delivery.uid} deleted at v${delivery.closedAtVersion}`,
         run: () =>
           outcomeOf(async () => {
-            const result = await closeAccount({ db: w.db, rtdb: w.rtdb }, delivery.uid, delivery.closedAtVersion);
+            const result = await closeAccount({ db: w.db, failJob: jobFailer({ db: w.db, rtdb: w.rtdb }) }, delivery.uid, delivery.closedAtVersion);
             // The trigger throws (and is retried) when something was not settled; a retry is a later delivery.
             if (result.errors.length > 0) {
               w.closureDeliveries.push(delivery);

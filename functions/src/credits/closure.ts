@@ -2,24 +2,23 @@
  * What deleting `users/{uid}` means for money: the account is closed, not erased.
  *
  * The ledger is kept (it is the record of what happened). The user's open jobs
- * fail through the jobs module's `finishJob`, which releases each job's hold in
- * the job's own transaction (invariant 10); holds without a job are released
- * here. Every settlement is a ledger entry on the closed account, which does
+ * fail through `deps.failJob` (the jobs module's `finishJob`, wired in by
+ * functions.ts), which releases each job's hold in the job's own transaction
+ * (invariant 10): credits decide nothing about jobs. Holds without a job are
+ * released here. Every settlement is a ledger entry on the closed account, which does
  * not bring the user document back (see ledger.ts); a later grant re-opens the
  * account and its versions and balance continue. Running this again (a
  * redelivered trigger) finds everything settled and writes nothing. Only work
  * placed before the deletion (by ledger version) is settled: a late or
  * redelivered event must not fail the work of an account re-opened since.
  */
-import type { Database } from "firebase-admin/database";
 import type { Firestore } from "firebase-admin/firestore";
-import { finishJob } from "../jobs/finish";
 import { HOLDS, settleHold } from "./holds";
 
 export interface ClosureDeps {
   db: Firestore;
-  /** For the jobs' live progress mirror; optional. */
-  rtdb?: Database;
+  /** Fails a job and settles its hold in the job's transaction; `changed` is false when it was already final. */
+  failJob: (jobId: string, actor: string, reason: string) => Promise<{ changed: boolean }>;
 }
 
 export interface ClosureResult {
@@ -48,9 +47,8 @@ export async function closeAccount(deps: ClosureDeps, uid: string, closedAtVersi
     const jobId = doc.get("job_id") as string | null | undefined;
     try {
       if (jobId) {
-        // A job's hold is the job's to settle: finishJob fails it and releases the hold in one transaction.
-        // No Mongo in the deps: a deleted user gets no notification.
-        const { changed } = await finishJob({ db: deps.db, rtdb: deps.rtdb }, jobId, { status: "failed", error: REASON, actor: ACTOR, reason: REASON });
+        // A job's hold is the job's to settle: the jobs module fails it and releases the hold in one transaction.
+        const { changed } = await deps.failJob(jobId, ACTOR, REASON);
         if (changed) result.jobsFailed += 1;
       } else {
         const { settled } = await settleHold(deps.db, doc.id, { kind: "release" }, ACTOR, REASON);

@@ -127,7 +127,9 @@ declareOnFirstRead("onUserDeleted", () => {
   return onDocumentDeleted({ document: "users/{uid}", retry: true, timeoutSeconds: 120 }, async (event) => {
     // Loaded here: closing an account fails its jobs, so it brings the jobs module the callables never need.
     const { closeAccount } = await import("./closure");
-    const result = await closeAccount({ db: firestore(), rtdb: realtimeDb() }, event.params.uid, deletedVersion(event.data?.get("ledger_version")));
+    const { jobFailer } = await import("../jobs/finish");
+    const db = firestore();
+    const result = await closeAccount({ db, failJob: jobFailer({ db, rtdb: realtimeDb() }) }, event.params.uid, deletedVersion(event.data?.get("ledger_version")));
     logs.accountClosed(event.params.uid, event.id, result.jobsFailed, result.holdsReleased, result.errors.length);
     // What settled stays settled; a retry settles the rest and skips what is done.
     if (result.errors.length > 0) throw new Error(`account ${event.params.uid} not fully closed: ${result.errors.join("; ")}`);

@@ -100,3 +100,11 @@ export async function finishJob(
   await afterChange(deps, result.job);
   return result;
 }
+
+/**
+ * `finishJob` as the account closure asks for it (credits/closure.ts `failJob`): fail the job for a reason.
+ * Without Mongo in `deps` no notification is sent, as for a deleted user.
+ */
+export function jobFailer(deps: JobDeps): (jobId: string, actor: string, reason: string) => Promise<{ changed: boolean }> {
+  return (jobId, actor, reason) => finishJob(deps, jobId, { status: "failed", error: reason, actor, reason });
+}
