@@ -61,9 +61,9 @@ describe("integration: content sessions and notifications in MongoDB", function 
       ids.push(id);
     }
     const foreign = await notify({ mongo }, { userId: other, type: "low_balance", toastMessage: "x", urgency: "high", persistent: false, dedupeKey: `test:${randomUUID()}` });
-    const seen = await sessions.markNotificationsSeen(await deps(), uid, [ids[0]!, ids[1]!, foreign.id]);
+    const seen = await sessions.markNotificationsSeen(await deps(), uid, [ids[0], ids[1], foreign.id]);
     assert.deepEqual(seen, { updated: 2 });
-    assert.deepEqual(await sessions.markNotificationsSeen(await deps(), uid, [ids[0]!]), { updated: 0 });
+    assert.deepEqual(await sessions.markNotificationsSeen(await deps(), uid, [ids[0]]), { updated: 0 });
     const unseen = await sessions.listNotifications(await deps(), uid, { limit: 10, unseen_only: true });
     assert.deepEqual(unseen.items.map((item) => item.toast_message), ["n4", "n3", "n2"]);
     const all: string[] = [];
