@@ -135,7 +135,7 @@ async function main(): Promise<number> {
   }
   if (mode === "sim") {
     const seeds = rest.indexOf("--seeds");
-    const simEnv: Record<string, string> = seeds >= 0 && rest[seeds + 1] ? { SIM_SEEDS: rest[seeds + 1]! } : {};
+    const simEnv: Record<string, string> = seeds >= 0 && rest[seeds + 1] ? { SIM_SEEDS: rest[seeds + 1] } : {};
     return runChild("mocha", ["test/sim/**/*.test.ts"], { ...suiteEnv, ...simEnv }, runDir);
   }
   if (mode === "bench") {
@@ -236,10 +236,13 @@ export const DEV_SECRETS: Record<string, string> = {
   WORKER_API_KEY: "dev-worker-key",
 };
 
-function declaredParams(): Array<{ name: string; default?: unknown; secret: boolean }> {
+/** A param default as firebase-functions accepts it (config.ts uses no CEL expressions). */
+type ParamDefault = string | number | boolean | string[];
+
+function declaredParams(): Array<{ name: string; default?: ParamDefault; secret: boolean }> {
   const functionsDir = path.join(ROOT, "functions");
   const params = require(require.resolve("firebase-functions/params", { paths: [functionsDir] })) as {
-    declaredParams: Array<{ name: string; constructor: { name: string }; options?: { default?: unknown } }>;
+    declaredParams: Array<{ name: string; constructor: { name: string }; options?: { default?: ParamDefault } }>;
   };
   require(path.join(functionsDir, "lib", "config.js"));
   return params.declaredParams.map((param) => ({

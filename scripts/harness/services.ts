@@ -6,7 +6,7 @@
  * a teardown step.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, readdirSync } from "node:fs";
 import { createConnection } from "node:net";
 import path from "node:path";
 import { freePort, http, waitFor } from "./net";
@@ -163,7 +163,7 @@ export async function startEmulators(options: {
 }): Promise<EmulatorSuite> {
   const [hub, logging, functions, auth, firestore, firestoreWs, pubsub, hosting, database] = await uniquePorts(9);
   const ports: EmulatorPorts = { hub, logging, functions, auth, firestore, firestoreWs, pubsub, hosting, database };
-  const base = JSON.parse(require("node:fs").readFileSync(path.join(ROOT, "firebase.json"), "utf8")) as {
+  const base = JSON.parse(readFileSync(path.join(ROOT, "firebase.json"), "utf8")) as {
     emulators: Record<string, unknown>;
   };
   const local = (port: number) => ({ host: "127.0.0.1", port });
@@ -185,7 +185,7 @@ export async function startEmulators(options: {
   // firebase-tools takes the project directory from the config file's folder, so it lives at the root.
   const configPath = path.join(ROOT, `.firebase.harness-${process.pid}.json`);
   writeFileSync(configPath, JSON.stringify(config, null, 2));
-  onTeardown(() => require("node:fs").rmSync(configPath, { force: true }));
+  onTeardown(() => rmSync(configPath, { force: true }));
 
   const only = ["functions", "firestore", "pubsub", "auth", "hosting", ...(options.withDatabase ? ["database"] : [])];
   const binaries = localEmulatorBinaries();

@@ -42,7 +42,7 @@ export async function startRtdbWatcher(options: {
   const functionsDir = path.join(ROOT, "functions");
   const { initializeApp } = require(require.resolve("firebase-admin/app", { paths: [functionsDir] })) as typeof import("firebase-admin/app");
   const { getDatabase } = require(require.resolve("firebase-admin/database", { paths: [functionsDir] })) as typeof import("firebase-admin/database");
-  const app = initializeApp({ projectId: options.env.GCLOUD_PROJECT, databaseURL: JSON.parse(options.env.FIREBASE_CONFIG).databaseURL }, "harness-rtdb-watcher");
+  const app = initializeApp({ projectId: options.env.GCLOUD_PROJECT, databaseURL: (JSON.parse(options.env.FIREBASE_CONFIG) as { databaseURL: string }).databaseURL }, "harness-rtdb-watcher");
   const db = getDatabase(app);
 
   for (const trigger of triggers) {

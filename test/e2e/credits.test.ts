@@ -125,7 +125,7 @@ describe("e2e: credits through the functions emulator", function () {
     assert.equal(granted.result?.balance, 50);
     const spent = await spend(uid, { feature: "image.generate", quantity: 2, idempotency_key: "s1" });
     assert.equal(spent.result?.balance, 30);
-    const txId = spent.result!.transaction_id;
+    const txId = spent.result.transaction_id;
     const partial = await callFunction<Change>("refundCredits", { transaction_id: txId, amount: 5, reason: "bad image", idempotency_key: "r1" }, admin);
     assert.equal(partial.result?.balance, 35);
     const tooMuch = await callFunction("refundCredits", { transaction_id: txId, amount: 16, reason: "x", idempotency_key: "r2" }, admin);
@@ -135,7 +135,7 @@ describe("e2e: credits through the functions emulator", function () {
     assert.equal(rest.result?.amount, 15);
     const again = await callFunction("refundCredits", { transaction_id: txId, reason: "again", idempotency_key: "r4" }, admin);
     assert.equal(again.error?.status, "FAILED_PRECONDITION");
-    const notSpend = await callFunction("refundCredits", { transaction_id: granted.result!.transaction_id, reason: "x", idempotency_key: "r5" }, admin);
+    const notSpend = await callFunction("refundCredits", { transaction_id: granted.result.transaction_id, reason: "x", idempotency_key: "r5" }, admin);
     assert.equal(notSpend.error?.status, "FAILED_PRECONDITION");
     const down = await callFunction("adjustCredits", { user_id: uid, amount: -51, reason: "too far", idempotency_key: "a1" }, admin);
     assert.equal(down.error?.status, "FAILED_PRECONDITION");
@@ -153,7 +153,7 @@ describe("e2e: credits through the functions emulator", function () {
     type Page = { items: Array<{ version: number; type: string }>; next_cursor: string | null };
     const first = await callFunction<Page>("listTransactions", { limit: 4 }, { uid });
     assert.deepEqual(first.result?.items.map((i) => i.version), [7, 6, 5, 4]);
-    const second = await callFunction<Page>("listTransactions", { limit: 4, cursor: first.result!.next_cursor }, { uid });
+    const second = await callFunction<Page>("listTransactions", { limit: 4, cursor: first.result.next_cursor }, { uid });
     assert.deepEqual(second.result?.items.map((i) => i.version), [3, 2, 1]);
     assert.equal(second.result?.next_cursor, null);
     const tooMany = await callFunction("listTransactions", { limit: 101 }, { uid });

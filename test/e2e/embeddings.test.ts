@@ -77,7 +77,7 @@ async function rowsOf(sourceId: string): Promise<string[]> {
 async function deadLetter(messageId: string): Promise<Record<string, unknown>> {
   return waitFor(`dead letter for ${messageId}`, async () => {
     const snapshot = await testFirestore().collection("dead_letters").doc(`embeddings:${messageId}`).get();
-    return snapshot.exists ? (snapshot.data() as Record<string, unknown>) : undefined;
+    return snapshot.exists ? snapshot.data() : undefined;
   }, { timeoutMs: 60_000, intervalMs: 200 });
 }
 

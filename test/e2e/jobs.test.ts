@@ -89,7 +89,7 @@ describe("e2e: jobs", function () {
       const uid = await newFundedUser(10);
       const answer = await createJob(uid, "podcast", { topic: "Tides", duration_min: 5 });
       assert.equal(answer.error?.status, "FAILED_PRECONDITION");
-      assert.deepEqual((answer.error?.details as { available: number; required: number }), { reason: "insufficient-credits", available: 10, required: 25 });
+      assert.deepEqual(answer.error?.details, { reason: "insufficient-credits", available: 10, required: 25 });
       const jobs = await db().collection("jobs").where("user_id", "==", uid).get();
       assert.equal(jobs.size, 0);
       assert.deepEqual(await balanceOf(uid), { balance: 10, held: 0 });
@@ -193,7 +193,7 @@ describe("e2e: jobs", function () {
       const mongo = await testMongo();
       const notes = await mongo.collection("notifications").find({ userId: uid }).toArray();
       assert.equal(notes.length, 1, "one notification for one outcome, however many reports");
-      assert.equal(notes[0]!._id.toHexString(), notificationId(`job:${job.job_id}:succeeded`).toHexString());
+      assert.equal(notes[0]._id.toHexString(), notificationId(`job:${job.job_id}:succeeded`).toHexString());
     });
 
     it("when a worker reports a cost above the hold, then only the hold is captured", async () => {
@@ -344,7 +344,7 @@ describe("e2e: jobs", function () {
       } finally {
         await control("redis/start");
       }
-      const podcastJob = (await db().collection("jobs").where("user_id", "==", uid).where("type", "==", "podcast").get()).docs[0]!;
+      const podcastJob = (await db().collection("jobs").where("user_id", "==", uid).where("type", "==", "podcast").get()).docs[0];
       await waitFor(
         "the sweeper dispatches the waiting job and the worker completes it",
         async () => {

@@ -90,7 +90,7 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
 
     // 3. Converged: the mirror equals Firestore, and audit has the real events plus one per distinct replayed event.
     for (const uid of users) {
-      const user = (await db().collection("users").doc(uid).get()).data()!;
+      const user = (await db().collection("users").doc(uid).get()).data() as { credits_balance: number; credits_held: number; ledger_version: number };
       const expected: Mirror = {
         balance: user.credits_balance,
         held: user.credits_held,
@@ -117,7 +117,7 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
   it("when a user document is deleted, then the mirror is removed and a late older event does not bring it back", async () => {
     const uid = newUid("mirror");
     await grantCredits({ db: db() }, "t", { user_id: uid, amount: 10, type: "grant", reason: "x", idempotency_key: "g" });
-    await waitFor("mirror built", async () => (await realtimeDb().ref(`user_balances/${uid}`).once("value")).val());
+    await waitFor("mirror built", async () => (await realtimeDb().ref(`user_balances/${uid}`).once("value")).exists() || undefined);
     await db().collection("users").doc(uid).delete();
     await waitFor("mirror removed", async () => (await realtimeDb().ref(`user_balances/${uid}`).once("value")).val() === null);
     const late = firestoreWrittenEvent(
@@ -176,7 +176,7 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
       assert.ok(status < 300, `HTTP ${status} ${text.slice(0, 200)}`);
     }
 
-    const notifications = (await testMongo()).collection("notifications");
+    const notifications = (await testMongo()).collection<{ userId: string; type: string; dedupeKey: string }>("notifications");
     assert.deepEqual(
       (await notifications.find({ userId: uid, type: "low_balance" }).toArray()).map((doc) => doc.dedupeKey),
       [`low_balance:${uid}:v2`],

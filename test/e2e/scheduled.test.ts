@@ -42,7 +42,7 @@ describe("e2e: scheduled functions through the functions emulator", function () 
     assert.equal(user.credits_held, 0);
     assert.equal(user.ledger_version, 2);
     const ledger = await db.collection("credit_transactions").where("user_id", "==", uid).get();
-    assert.deepEqual(ledger.docs.map((doc) => [doc.get("type"), doc.get("idempotency_key")]), [["expire", `expire:${uid}-hold`]]);
+    assert.deepEqual(ledger.docs.map((doc): unknown[] => [doc.get("type"), doc.get("idempotency_key")]), [["expire", `expire:${uid}-hold`]]);
   });
 
   it("when providerHealthCheck fires and a configured provider fails, then its health is down, one critical alert is raised, and admins are notified", async () => {

@@ -49,7 +49,7 @@ describe("integration: closed and re-opened credit accounts", function () {
     assert.equal((await db().collection("users").doc(uid).get()).exists, false, "closing must not resurrect the user document");
     const ledger = await ledgerOf(uid);
     assert.deepEqual(ledger.map((e) => e.type), ["grant", "hold", "hold", "release", "release"]);
-    assert.deepEqual([ledger[4]!.balance_after, ledger[4]!.held_after], [100, 0]);
+    assert.deepEqual([ledger[4].balance_after, ledger[4].held_after], [100, 0]);
     await assertJobInvariants(uid);
 
     const reopened = await grant(uid, 5);

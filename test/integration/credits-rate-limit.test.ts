@@ -26,7 +26,7 @@ describe("integration: spend rate limit without Redis", function () {
       const instances = gateways.map((gateway) => new RateLimiter(gateway, window));
       const allowed = await Promise.all(instances.map((limiter) => allowedOf(limiter, uid, 10)));
       assert.deepEqual(allowed, [4, 4]);
-      const decision = await instances[0]!.check("spend", uid);
+      const decision = await instances[0].check("spend", uid);
       assert.deepEqual([decision.allowed, decision.source], [false, "fallback"]);
     } finally {
       // A client left reconnecting to nowhere would keep mocha alive.

@@ -145,7 +145,7 @@ describe("integration: Vertex AI provider against a local server speaking :predi
       let raw = "";
       request.on("data", (chunk: Buffer) => (raw += chunk.toString()));
       request.on("end", () => {
-        const body = JSON.parse(raw);
+        const body = JSON.parse(raw) as (typeof seen)[number]["body"];
         seen.push({ url: request.url ?? "", headers: request.headers, body });
         response.writeHead(200, { "content-type": "application/json" });
         response.end(JSON.stringify({ predictions: body.instances.map((_: unknown, i: number) => ({ embeddings: { values: [i, 1, 0], statistics: { token_count: 1, truncated: false } } })) }));

@@ -49,7 +49,7 @@ async function assertNoWorkDeliveredFree(uid: string): Promise<void> {
     if (job.get("status") !== "succeeded") continue;
     const captures = ledger.filter((entry) => entry.type === "capture" && entry.hold_id === job.get("hold_id"));
     assert.equal(captures.length, 1, `succeeded job ${job.id}: exactly one capture`);
-    assert.equal(-Number(captures[0]!.amount), Number(job.get("cost")), `succeeded job ${job.id}: capture = recorded cost`);
+    assert.equal(-Number(captures[0].amount), Number(job.get("cost")), `succeeded job ${job.id}: capture = recorded cost`);
   }
 }
 
@@ -61,7 +61,7 @@ describe("integration: jobs own their holds (final state and settlement are one 
     await fund(uid, 100);
     const job = await jobCreatedAgo(uid, 60 * MINUTE);
     const retention = await runHoldRetention();
-    assert.equal(retention.policies[0]!.error, undefined);
+    assert.equal(retention.policies[0].error, undefined);
 
     const failed = await jobDoc(job.job_id);
     assert.equal(failed.status, "failed", "retention fails the job rather than settling its hold behind its back");

@@ -21,7 +21,7 @@ describe("integration: mirror backfill", function () {
     assert.ok(first.scanned >= 5);
     assert.ok(progress.length >= 3, "progress is reported per page");
     for (const [index, uid] of uids.entries()) {
-      const mirror = (await realtimeDb().ref(`user_balances/${uid}`).once("value")).val();
+      const mirror = (await realtimeDb().ref(`user_balances/${uid}`).once("value")).val() as { balance: number; held: number; available: number; version: number };
       if (index === 1) assert.equal(mirror.version, 9, "a newer mirror is never replaced by an older state");
       else assert.deepEqual([mirror.balance, mirror.held, mirror.available, mirror.version], [100 + index, index, 100, 3]);
     }

@@ -4,7 +4,7 @@
  * its own before/after pair, delivered in any order.
  */
 import assert from "node:assert/strict";
-import { type Db, MongoClient, MongoNetworkError } from "../../functions/node_modules/mongodb";
+import { MongoClient, MongoNetworkError } from "../../functions/node_modules/mongodb";
 import { adjustCredits, grantCredits } from "../../functions/src/credits/operations";
 import { observeBalance, policyFor, type BalancePoint } from "../../functions/src/mirror/low-balance";
 import { notify, NOTIFICATIONS } from "../../functions/src/notifications/notifications";
@@ -102,7 +102,7 @@ describe("integration: low-balance notifications", function () {
             });
           };
         },
-      }) as Db;
+      });
       const dedupeKey = `low_balance:${uid}:lost-${lostReply}`;
       const input = { userId: uid, type: "low_balance", toastMessage: "Low", urgency: "normal" as const, persistent: false, dedupeKey };
       await notify({ mongo: flaky }, input);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { Timestamp } from "firebase-admin/firestore";
 import { releaseExpiredHold } from "../../functions/src/credits/holds";
 import { notificationId } from "../../functions/src/notifications/notifications";
 import { acknowledgeAlert, notifyAdminsOfAlert } from "../../functions/src/routing/alerts";
@@ -58,7 +59,7 @@ describe("integration: provider health check and model router", function () {
 
   async function alerts(provider: string) {
     const snapshot = await db.collection("model_router_alerts").where("provider", "==", provider).get();
-    return snapshot.docs.map((doc) => ({ id: doc.id, ...doc.data() }) as Record<string, unknown> & { id: string }).sort(
+    return snapshot.docs.map((doc): Record<string, unknown> & { id: string } => ({ id: doc.id, ...doc.data() })).sort(
       (a, b) => (a.created_at as { toMillis(): number }).toMillis() - (b.created_at as { toMillis(): number }).toMillis(),
     );
   }
@@ -115,14 +116,14 @@ describe("integration: provider health check and model router", function () {
 
     // The EWMA is the stored checks folded with alpha = 0.5 (each step rounds to 0.1 ms).
     const checks = (await db.collection("model_provider_checks").where("provider", "==", name).get()).docs
-      .map((doc) => doc.data())
+      .map((doc) => doc.data() as { checked_at: Timestamp; expire_at: Timestamp; latency_ms: number })
       .sort((a, b) => a.checked_at.toMillis() - b.checked_at.toMillis());
     assert.equal(checks.length, 5, "each check is stored");
     assert.ok(checks.every((c) => c.expire_at.toMillis() > c.checked_at.toMillis()), "stored checks expire");
     assert.ok(checks[1].latency_ms >= 500, "the slow answer's latency is measured");
     assert.equal(checks[3].latency_ms, PROBE_TIMEOUT_MS, "a timeout counts as the timeout");
     const ewma = checks.reduce((value: number | undefined, c) => (value === undefined ? c.latency_ms : 0.5 * c.latency_ms + 0.5 * value), undefined);
-    assert.ok(Math.abs((state.latency_ms as number) - (ewma ?? 0)) < 0.5, `EWMA ${state.latency_ms} vs ${ewma}`);
+    assert.ok(Math.abs((state.latency_ms as number) - (ewma ?? 0)) < 0.5, `EWMA ${String(state.latency_ms)} vs ${ewma}`);
 
     // Recovery: the first success leaves down (degraded by error rate), resolving the critical alert with one warning.
     assert.equal((await check("ok")).status, "degraded");
@@ -205,8 +206,8 @@ describe("integration: provider health check and model router", function () {
     assert.equal(logged.get("task_type"), "chat");
     assert.equal(logged.get("selected_provider"), steady);
     assert.equal(logged.get("score"), decision.score);
-    assert.equal(logged.get("timestamp").toMillis(), clock.now().getTime());
-    assert.equal(logged.get("expire_at").toMillis(), clock.now().getTime() + 30 * 24 * 60 * MINUTE);
+    assert.equal((logged.get("timestamp") as Timestamp).toMillis(), clock.now().getTime());
+    assert.equal((logged.get("expire_at") as Timestamp).toMillis(), clock.now().getTime() + 30 * 24 * 60 * MINUTE);
 
     // Once the cooldown has run out, the cheaper provider is chosen again.
     clock.advance(21 * MINUTE);
@@ -242,7 +243,7 @@ describe("integration: provider health check and model router", function () {
 
     const reset = (await db.collection("model_quotas").doc(due).get()).data() ?? {};
     assert.equal(reset.tokens_used, 0);
-    assert.equal(reset.reset_at.toMillis(), now - MINUTE + 60 * MINUTE);
+    assert.equal((reset.reset_at as Timestamp).toMillis(), now - MINUTE + 60 * MINUTE);
     const untouched = (await db.collection("model_quotas").doc(notDue).get()).data() ?? {};
     assert.equal(untouched.tokens_used, 900);
   });

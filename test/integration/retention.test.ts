@@ -155,7 +155,7 @@ describe("integration: ttlCleanup retention policies", function () {
     assert.equal(user.credits_held, 15);
     assert.equal(user.ledger_version, 6);
     assert.equal(user.credits_balance - user.credits_held, 85, "the 20 credits are available again");
-    const status = async (id: string) => (await db.collection("credit_holds").doc(id).get()).get("status");
+    const status = async (id: string): Promise<unknown> => (await db.collection("credit_holds").doc(id).get()).get("status");
     assert.equal(await status(`${uid}-expired`), "expired");
     assert.equal(await status(`${uid}-live`), "open");
     assert.equal(await status(`${uid}-captured`), "captured");

@@ -64,7 +64,7 @@ export async function checkAll(w: World): Promise<string[]> {
   results.forEach((result, index) => {
     if (result.status === "rejected") {
       const reason = result.reason instanceof AssertionError ? result.reason.message : `checker failed: ${String(result.reason instanceof Error ? result.reason.stack : result.reason)}`;
-      found.push(`[${checkers[index]![0]}] ${reason}`);
+      found.push(`[${checkers[index][0]}] ${reason}`);
     }
   });
   w.after.swept = false;
@@ -115,15 +115,15 @@ async function checkJobs(w: World): Promise<void> {
     const status = String(job.status);
     assert.equal(placed.length, 1, `job ${snapshot.id}: one hold entry`);
     assert.ok(settled.length <= 1, `job ${snapshot.id} (${status}): hold settled ${settled.length} times`);
-    const hold = holds[index]!.data() ?? {};
+    const hold = holds[index].data() ?? {};
     if (status === "succeeded") {
       assert.equal(settled.length, 1, `job ${snapshot.id} succeeded with cost ${String(job.cost)} but its hold was never settled`);
-      assert.equal(settled[0]!.type, "capture", `job ${snapshot.id} succeeded with cost ${String(job.cost)} but its hold was settled by ${String(settled[0]!.type)}, nothing captured`);
-      assert.equal(0 - Number(settled[0]!.amount), Number(job.cost), `job ${snapshot.id}: captured = job cost`);
+      assert.equal(settled[0].type, "capture", `job ${snapshot.id} succeeded with cost ${String(job.cost)} but its hold was settled by ${String(settled[0].type)}, nothing captured`);
+      assert.equal(0 - Number(settled[0].amount), Number(job.cost), `job ${snapshot.id}: captured = job cost`);
       assert.equal(hold.status, "captured", `job ${snapshot.id}: hold captured`);
     } else if (status === "failed" || status === "cancelled") {
       assert.equal(settled.length, 1, `job ${snapshot.id} (${status}): hold settled exactly once`);
-      assert.ok(["release", "expire"].includes(String(settled[0]!.type)), `job ${snapshot.id} (${status}): hold returned, not ${String(settled[0]!.type)}`);
+      assert.ok(["release", "expire"].includes(String(settled[0].type)), `job ${snapshot.id} (${status}): hold returned, not ${String(settled[0].type)}`);
     }
   });
 }
@@ -135,9 +135,9 @@ async function checkQueueAnswers(w: World): Promise<void> {
   for (const op of w.queueOps) {
     const node = queues[op.uid]?.[op.opId];
     if (!node || typeof node.status !== "string") continue;
-    const result = node.result as Data | null | undefined;
-    const error = node.error as Data | null | undefined;
-    const answer = `${node.status} ${String(result?.transaction_id ?? error?.code ?? "")}`;
+    const result = node.result as { transaction_id?: string } | null | undefined;
+    const error = node.error as { code?: string } | null | undefined;
+    const answer = `${node.status} ${result?.transaction_id ?? error?.code ?? ""}`;
     op.answer ??= answer;
     assert.equal(answer, op.answer, `queued op ${op.opId} of ${op.uid} was answered "${op.answer}" and is now "${answer}"`);
   }
@@ -148,7 +148,9 @@ async function checkMirrors(w: World): Promise<void> {
   const mirrors = ((await w.rtdb.ref("user_balances").once("value")).val() ?? {}) as Record<string, Data>;
   for (const user of w.users) {
     if (user.everDeleted || w.mirrorDeliveries.some((delivery) => delivery.uid === user.uid)) continue;
-    const doc = (await w.db.collection("users").doc(user.uid).get()).data();
+    const doc = (await w.db.collection("users").doc(user.uid).get()).data() as
+      | { ledger_version: number; credits_balance: number; credits_held: number }
+      | undefined;
     if (!doc || Number(doc.ledger_version) !== (w.seenVersions.get(user.uid) ?? 0)) continue;
     const mirror = mirrors[user.uid];
     assert.ok(mirror, `mirror of ${user.uid} missing after every delivery arrived`);
@@ -165,7 +167,7 @@ async function checkAudit(w: World): Promise<void> {
   if (w.deliveredAudits.length === 0) return;
   const snapshots = await w.db.getAll(...w.deliveredAudits.map((delivery) => w.db.collection("audit_logs").doc(delivery.eventId)));
   snapshots.forEach((snapshot, index) => {
-    const delivery = w.deliveredAudits[index]!;
+    const delivery = w.deliveredAudits[index];
     assert.ok(snapshot.exists, `audit entry for ${delivery.eventId} exists`);
     assert.equal(snapshot.get("actor"), delivery.actor, `audit entry ${delivery.eventId}: actor`);
   });
@@ -207,7 +209,7 @@ async function checkProviders(w: World): Promise<void> {
   const now = w.clock.now().getTime();
   for (const provider of w.providers) {
     const health = (await w.db.collection("model_provider_health").doc(provider.name).get()).data();
-    const openAlert = health?.open_alert_id;
+    const openAlert: unknown = health?.open_alert_id;
     if (typeof openAlert === "string") {
       const alert = await w.db.collection("model_router_alerts").doc(openAlert).get();
       assert.ok(alert.exists, `provider ${provider.name} (${String(health?.status)}) points at open alert ${openAlert}, which is gone (deleted by retention?)`);
@@ -246,7 +248,7 @@ async function checkSweep(w: World): Promise<void> {
       const quarantine = job.quarantine as Data | undefined;
       assert.fail(`job #${index} ${snapshot.id} is past its deadline and still ${String(job.status)} after a sweep${quarantine ? ` (quarantined: ${String(quarantine.error)})` : ""}`);
     }
-    const model = w.jobs[index]!;
+    const model = w.jobs[index];
     const dispatched = (job.dispatch as Data | undefined)?.state === "dispatched";
     if (!inStream || job.status !== "queued" || !dispatched || model.type !== "podcast") continue;
     if (inStream.has(snapshot.id)) {
@@ -269,7 +271,7 @@ async function streamJobIds(w: World): Promise<Set<string>> {
   const ids = new Set<string>();
   for (const [, fields] of entries) {
     const at = fields.indexOf("job_id");
-    if (at >= 0 && fields[at + 1]) ids.add(fields[at + 1]!);
+    if (at >= 0 && fields[at + 1]) ids.add(fields[at + 1]);
   }
   return ids;
 }

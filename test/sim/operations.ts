@@ -63,7 +63,7 @@ async function outcomeOf(work: () => Promise<string>): Promise<string> {
 
 function take<T>(w: World, pool: T[], keep: number): T {
   const index = w.rng.int(0, pool.length - 1);
-  const item = pool[index]!;
+  const item = pool[index];
   // Kept items are delivered again later: duplicates, and late ones.
   if (!w.rng.chance(keep)) pool.splice(index, 1);
   return item;
@@ -209,7 +209,7 @@ export const OPERATIONS: Operation[] = [
     when: (w) => w.jobs.length > 0,
     plan: (w) => {
       const index = w.rng.int(0, w.jobs.length - 1);
-      return { detail: `job #${index}`, run: () => outcomeOf(async () => (await dispatchJob(w.jobDeps(), w.jobs[index]!.id)).outcome) };
+      return { detail: `job #${index}`, run: () => outcomeOf(async () => (await dispatchJob(w.jobDeps(), w.jobs[index].id)).outcome) };
     },
   },
   {
@@ -219,7 +219,7 @@ export const OPERATIONS: Operation[] = [
     when: (w) => w.jobs.length > 0,
     plan: (w) => {
       const index = w.rng.int(0, w.jobs.length - 1);
-      const job = w.jobs[index]!;
+      const job = w.jobs[index];
       job.reports += 1;
       const base = { job_id: job.id, report_id: `r${job.reports}` };
       const roll = w.rng.float();
@@ -260,7 +260,7 @@ export const OPERATIONS: Operation[] = [
     when: (w) => w.jobs.length > 0,
     plan: (w) => {
       const index = w.rng.int(0, w.jobs.length - 1);
-      const job = w.jobs[index]!;
+      const job = w.jobs[index];
       return { detail: `job #${index}`, run: () => outcomeOf(async () => (await cancelJob(w.jobDeps(), job.uid, job.id)).status) };
     },
   },
@@ -311,7 +311,7 @@ export const OPERATIONS: Operation[] = [
     when: () => true,
     plan: (w) => {
       const kind = w.rng.weighted([6, 4, 2, 1]);
-      const ms = [w.rng.int(1, 60) * 1000, w.rng.int(5, 40) * 60_000, w.rng.int(1, 8) * DAY, w.rng.int(91, 100) * DAY][kind]!;
+      const ms = [w.rng.int(1, 60) * 1000, w.rng.int(5, 40) * 60_000, w.rng.int(1, 8) * DAY, w.rng.int(91, 100) * DAY][kind];
       return {
         detail: `+${Math.round(ms / 1000)} s`,
         run: async () => {
@@ -591,7 +591,7 @@ export const OPERATIONS: Operation[] = [
       const order = [...pendingMessages(w)];
       for (let index = order.length - 1; index > 0; index -= 1) {
         const other = w.rng.int(0, index);
-        [order[index], order[other]] = [order[other]!, order[index]!];
+        [order[index], order[other]] = [order[other], order[index]];
       }
       return {
         detail: order.map((message) => message.id).join(" "),

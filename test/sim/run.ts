@@ -59,7 +59,7 @@ async function runStep(w: World, step: number): Promise<StepRecord> {
   const racy = ready.filter((operation) => operation.racy !== false);
   const choice = w.rng.weighted([...ready.map((operation) => operation.weight), racy.length >= 2 ? RACE_WEIGHT : 0]);
   if (choice < ready.length) {
-    const operation = ready[choice]!;
+    const operation = ready[choice];
     const planned = operation.plan(w);
     return { step, op: operation.name, detail: planned.detail, outcome: await planned.run() };
   }
@@ -75,7 +75,7 @@ async function runStep(w: World, step: number): Promise<StepRecord> {
 }
 
 function pick(w: World, operations: Operation[]): Operation {
-  return operations[w.rng.weighted(operations.map((operation) => operation.weight))]!;
+  return operations[w.rng.weighted(operations.map((operation) => operation.weight))];
 }
 
 /** The failure as the developer needs it: how to replay, what broke, what led there. */

@@ -62,8 +62,11 @@ export async function footprint(uid: string): Promise<string> {
     db().collection("credit_holds").where("user_id", "==", uid).get(),
     db().collection("idempotency_keys").where("owner", "==", `user:${uid}`).get(),
   ]);
+  const account: Record<"b" | "h" | "v", unknown> | null = user.exists
+    ? { b: user.get("credits_balance"), h: user.get("credits_held"), v: user.get("ledger_version") }
+    : null;
   return JSON.stringify({
-    user: user.exists ? { b: user.get("credits_balance"), h: user.get("credits_held"), v: user.get("ledger_version") } : null,
+    user: account,
     ledger: ledger.size,
     holds: holds.size,
     keys: keys.size,

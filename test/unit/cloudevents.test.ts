@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
 import { deltaBetween } from "../../scripts/harness/cloudevents";
 import { changedPaths } from "../../scripts/harness/triggers";
-
 /** firebase-functions' own merge, to check our deltas round-trip through it. */
-const { applyChange } = require(
-  require("node:path").join(__dirname, "..", "..", "functions", "node_modules", "firebase-functions", "lib", "common", "utilities", "utils.js"),
-) as { applyChange(src: unknown, dest: unknown): unknown };
+import { applyChange } from "../../functions/node_modules/firebase-functions/lib/common/utilities/utils";
 
 describe("unit: CloudEvent deltas for RTDB triggers", () => {
   const cases: Array<[string, unknown, unknown]> = [

@@ -31,7 +31,6 @@ describe("unit: retention", () => {
   });
 
   describe("firestore.indexes.json", () => {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const file = require("../../firestore.indexes.json") as {
       indexes: Array<{ collectionGroup: string; fields: Array<{ fieldPath: string; order: string }> }>;
       fieldOverrides: Array<{ collectionGroup: string; fieldPath: string; ttl?: boolean }>;

@@ -1,9 +1,8 @@
 /** Realtime Database rules, evaluated offline with targaryen (the same rules file the emulator and deploy use). */
 import assert from "node:assert/strict";
-import path from "node:path";
 import targaryen from "targaryen";
 
-const rules = require(path.join(__dirname, "..", "..", "database.rules.json")) as object;
+const rules = require("../../database.rules.json") as object;
 const alice = { uid: "alice" };
 const mallory = { uid: "mallory" };
 const op = { type: "spend", feature: "chat.message", quantity: 2, created_at: 1_700_000_000_000 };

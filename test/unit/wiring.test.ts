@@ -87,7 +87,6 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
 
 describe("unit: deploy manifest of every exported function", () => {
   const lib = path.join(__dirname, "..", "..", "functions", "lib", "index.js");
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const exported = require(lib) as Record<string, { __endpoint?: Endpoint }>;
 
   it("exports exactly the functions in the table", () => {
