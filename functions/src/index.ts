@@ -13,42 +13,58 @@ setGlobalOptions({ region: REGION, maxInstances: 20 });
 
 type Loader = () => unknown;
 
-/** Function name → its domain's `functions.ts`. Names are the deployed function names. */
+/** A domain's `functions.ts`, required on first read; `(name)` is one of its exports, read lazily. */
+function domain(load: () => Record<string, unknown>): (name: string) => Loader {
+  return (name) => () => load()[name];
+}
+
+const health = domain(() => require("./health/functions") as Record<string, unknown>);
+const credits = domain(() => require("./credits/functions") as Record<string, unknown>);
+const mirror = domain(() => require("./mirror/functions") as Record<string, unknown>);
+const audit = domain(() => require("./audit/functions") as Record<string, unknown>);
+const embeddings = domain(() => require("./embeddings/functions") as Record<string, unknown>);
+const retention = domain(() => require("./retention/functions") as Record<string, unknown>);
+const routing = domain(() => require("./routing/functions") as Record<string, unknown>);
+const jobs = domain(() => require("./jobs/functions") as Record<string, unknown>);
+const sessions = domain(() => require("./sessions/functions") as Record<string, unknown>);
+const notifications = domain(() => require("./notifications/functions") as Record<string, unknown>);
+
+/** Deployed function name → its domain's `functions.ts`. */
 const functions: Record<string, Loader> = {
-  health: () => require("./health/functions").health,
-  getBalance: () => require("./credits/functions").getBalance,
-  spendCredits: () => require("./credits/functions").spendCredits,
-  listTransactions: () => require("./credits/functions").listTransactions,
-  grantCredits: () => require("./credits/functions").grantCredits,
-  refundCredits: () => require("./credits/functions").refundCredits,
-  adjustCredits: () => require("./credits/functions").adjustCredits,
-  meterUsage: () => require("./credits/functions").meterUsage,
-  applyOperationQueue: () => require("./credits/functions").applyOperationQueue,
-  onUserDeleted: () => require("./credits/functions").onUserDeleted,
-  mirrorUserBalance: () => require("./mirror/functions").mirrorUserBalance,
-  auditUsers: () => require("./audit/functions").auditUsers,
-  auditRouterAlerts: () => require("./audit/functions").auditRouterAlerts,
-  auditConfig: () => require("./audit/functions").auditConfig,
-  ingestKnowledge: () => require("./embeddings/functions").ingestKnowledge,
-  deleteKnowledge: () => require("./embeddings/functions").deleteKnowledge,
-  searchKnowledge: () => require("./embeddings/functions").searchKnowledge,
-  selectTools: () => require("./embeddings/functions").selectTools,
-  embeddingConsumer: () => require("./embeddings/functions").embeddingConsumer,
-  ttlCleanup: () => require("./retention/functions").ttlCleanup,
-  providerHealthCheck: () => require("./routing/functions").providerHealthCheck,
-  acknowledgeAlert: () => require("./routing/functions").acknowledgeAlert,
-  createJob: () => require("./jobs/functions").createJob,
-  cancelJob: () => require("./jobs/functions").cancelJob,
-  jobDispatcher: () => require("./jobs/functions").jobDispatcher,
-  jobResultsConsumer: () => require("./jobs/functions").jobResultsConsumer,
-  jobReport: () => require("./jobs/functions").jobReport,
-  jobsSweeper: () => require("./jobs/functions").jobsSweeper,
-  createSession: () => require("./sessions/functions").createSession,
-  listSessions: () => require("./sessions/functions").listSessions,
-  renameSession: () => require("./sessions/functions").renameSession,
-  deleteSession: () => require("./sessions/functions").deleteSession,
-  listNotifications: () => require("./notifications/functions").listNotifications,
-  markNotificationsSeen: () => require("./notifications/functions").markNotificationsSeen,
+  health: health("health"),
+  getBalance: credits("getBalance"),
+  spendCredits: credits("spendCredits"),
+  listTransactions: credits("listTransactions"),
+  grantCredits: credits("grantCredits"),
+  refundCredits: credits("refundCredits"),
+  adjustCredits: credits("adjustCredits"),
+  meterUsage: credits("meterUsage"),
+  applyOperationQueue: credits("applyOperationQueue"),
+  onUserDeleted: credits("onUserDeleted"),
+  mirrorUserBalance: mirror("mirrorUserBalance"),
+  auditUsers: audit("auditUsers"),
+  auditRouterAlerts: audit("auditRouterAlerts"),
+  auditConfig: audit("auditConfig"),
+  ingestKnowledge: embeddings("ingestKnowledge"),
+  deleteKnowledge: embeddings("deleteKnowledge"),
+  searchKnowledge: embeddings("searchKnowledge"),
+  selectTools: embeddings("selectTools"),
+  embeddingConsumer: embeddings("embeddingConsumer"),
+  ttlCleanup: retention("ttlCleanup"),
+  providerHealthCheck: routing("providerHealthCheck"),
+  acknowledgeAlert: routing("acknowledgeAlert"),
+  createJob: jobs("createJob"),
+  cancelJob: jobs("cancelJob"),
+  jobDispatcher: jobs("jobDispatcher"),
+  jobResultsConsumer: jobs("jobResultsConsumer"),
+  jobReport: jobs("jobReport"),
+  jobsSweeper: jobs("jobsSweeper"),
+  createSession: sessions("createSession"),
+  listSessions: sessions("listSessions"),
+  renameSession: sessions("renameSession"),
+  deleteSession: sessions("deleteSession"),
+  listNotifications: notifications("listNotifications"),
+  markNotificationsSeen: notifications("markNotificationsSeen"),
 };
 
 for (const [name, load] of Object.entries(functions)) {

@@ -31,9 +31,9 @@ describe("integration: notifications in MongoDB", function () {
       ids.push(id);
     }
     const foreign = await notifications.notify({ mongo }, { userId: other, type: "low_balance", toastMessage: "x", urgency: "high", persistent: false, dedupeKey: `test:${randomUUID()}` });
-    const seen = await notifications.markNotificationsSeen(await deps(), uid, [ids[0]!, ids[1]!, foreign.id]);
+    const seen = await notifications.markNotificationsSeen(await deps(), uid, [ids[0], ids[1], foreign.id]);
     assert.deepEqual(seen, { updated: 2 });
-    assert.deepEqual(await notifications.markNotificationsSeen(await deps(), uid, [ids[0]!]), { updated: 0 });
+    assert.deepEqual(await notifications.markNotificationsSeen(await deps(), uid, [ids[0]]), { updated: 0 });
     const unseen = await notifications.listNotifications(await deps(), uid, { limit: 10, unseen_only: true });
     assert.deepEqual(unseen.items.map((item) => item.toast_message), ["n4", "n3", "n2"]);
     const all: string[] = [];
@@ -70,15 +70,16 @@ describe("integration: notifications in MongoDB", function () {
     const alertDoc = await collection.findOne({ _id: notifications.notificationId(`alert:${alert.id}`) });
     const jobDoc = await collection.findOne({ _id: notifications.notificationId(jobKey) });
     assert.ok(alertDoc && jobDoc);
-    const shape = (doc: Record<string, unknown>) =>
-      Object.fromEntries(Object.entries(doc).map(([key, value]) => [key, value === null ? "null" : value instanceof Date ? "date" : typeof value]).sort());
+    const shape = (doc: Record<string, unknown>): Record<string, string> =>
+      Object.fromEntries(Object.entries(doc).map(([key, value]): [string, string] => [key, value === null ? "null" : value instanceof Date ? "date" : typeof value]).sort());
     const { messageId: alertMessageId, ...alertRest } = shape(alertDoc);
     const { messageId: jobMessageId, ...jobRest } = shape(jobDoc);
     assert.deepEqual(alertRest, jobRest, "the same fields with the same types");
     assert.equal(alertMessageId, "string", "an alert's notification points at the alert");
     assert.equal(jobMessageId, "null");
+    const alertFields = alertDoc as Record<string, unknown>;
     assert.deepEqual(
-      { userId: alertDoc.userId, type: alertDoc.type, urgency: alertDoc.urgency, dedupeKey: alertDoc.dedupeKey, messageId: alertDoc.messageId },
+      { userId: alertFields.userId, type: alertFields.type, urgency: alertFields.urgency, dedupeKey: alertFields.dedupeKey, messageId: alertFields.messageId },
       { userId: "admins", type: "provider_alert", urgency: "normal", dedupeKey: `alert:${alert.id}`, messageId: alert.id },
     );
     assert.ok((["low", "normal", "high"] as unknown[]).includes(alertDoc.urgency));

@@ -17,7 +17,7 @@ describe("unit: deploy params", () => {
 
   it("when a function is deployed without configuration, then no default points at this machine", () => {
     for (const param of declaredDefaults()) {
-      assert.doesNotMatch(String(param.default ?? ""), /127\.0\.0\.1|localhost|\[::1\]|0\.0\.0\.0/i, `${param.name} defaults to a loopback address`);
+      assert.doesNotMatch(JSON.stringify(param.default ?? ""), /127\.0\.0\.1|localhost|\[::1\]|0\.0\.0\.0/i, `${param.name} defaults to a loopback address`);
     }
   });
 

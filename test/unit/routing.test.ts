@@ -65,7 +65,7 @@ describe("unit: routing", () => {
     });
 
     it("when the harness's local MODEL_PROVIDERS is parsed, then it is a valid configuration", () => {
-      assert.ok(parseRouterConfig({ providers: JSON.parse(LOCAL_MODEL_PROVIDERS) }).providers.length >= 1);
+      assert.ok(parseRouterConfig({ providers: JSON.parse(LOCAL_MODEL_PROVIDERS) as unknown }).providers.length >= 1);
     });
   });
 });

@@ -67,7 +67,7 @@ export class OpenAiCompatibleProvider implements EmbeddingProvider {
     const answer = await postJson("openai-compatible", url, headers, { model: this.modelId, input: texts }, this.options.timeoutMs ?? 30_000);
     const data = (answer as { data?: unknown }).data;
     if (!Array.isArray(data)) throw malformed("openai-compatible", "no data array");
-    const vectors: number[][] = new Array(texts.length);
+    const vectors = new Array<number[]>(texts.length);
     data.forEach((item: unknown, position: number) => {
       const entry = item as { index?: unknown; embedding?: unknown };
       const index = typeof entry.index === "number" ? entry.index : position;

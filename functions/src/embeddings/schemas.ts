@@ -80,7 +80,7 @@ export const EmbeddingRequest = z
     source_id: sourceId,
     text: z.string().max(MAX_INLINE_TEXT).optional(),
     uri: z.string().max(1024).optional(),
-    metadata: metadata,
+    metadata,
     requested_by: z.string().max(128),
     /** Milliseconds since the epoch, when the request was made (informational). */
     requested_at: z.number().int().nonnegative(),

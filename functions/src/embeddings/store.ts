@@ -104,7 +104,7 @@ const handles = new WeakMap<Connection, Map<string, Table>>();
 
 function cached(db: Connection): Map<string, Table> {
   let map = handles.get(db);
-  if (!map) handles.set(db, (map = new Map()));
+  if (!map) handles.set(db, (map = new Map<string, Table>()));
   return map;
 }
 
@@ -182,10 +182,13 @@ export function chunkBatch(rows: ChunkRow[], dimension: number): ArrowTable {
   const schema = schemaFor("knowledge_text", dimension);
   const flat = new Float32Array(rows.length * dimension);
   rows.forEach((row, i) => flat.set(row.embedding, i * dimension));
-  const vectorType = schema.fields.find((field) => field.name === "embedding")!.type;
-  const tagsType = schema.fields.find((field) => field.name === "metadata_tags")!.type;
-  const strings = (pick: (row: ChunkRow) => string) => arrow.vectorFromArray(rows.map(pick), new arrow.Utf8()).data[0];
-  const columns: Record<string, import("apache-arrow").Data> = {
+  type Arrow = typeof import("apache-arrow");
+  type Data = import("apache-arrow").Data;
+  const typeOf = (name: string): unknown => schema.fields.find((field) => field.name === name)!.type;
+  const vectorType = typeOf("embedding") as InstanceType<Arrow["FixedSizeList"]>;
+  const tagsType = typeOf("metadata_tags") as InstanceType<Arrow["List"]>;
+  const strings = (pick: (row: ChunkRow) => string): Data => arrow.vectorFromArray(rows.map(pick), new arrow.Utf8()).data[0] as Data;
+  const columns: Record<string, Data> = {
     chunk_id: strings((row) => row.chunk_id),
     source: strings((row) => row.source),
     chunk_index: arrow.makeData({ type: new arrow.Int32(), length: rows.length, data: Int32Array.from(rows, (row) => row.chunk_index) }),
@@ -197,7 +200,7 @@ export function chunkBatch(rows: ChunkRow[], dimension: number): ArrowTable {
       child: arrow.makeData({ type: new arrow.Float32(), length: flat.length, data: flat }),
     }),
     metadata: strings((row) => row.metadata),
-    metadata_tags: arrow.vectorFromArray(rows.map((row) => row.metadata_tags), tagsType).data[0],
+    metadata_tags: arrow.vectorFromArray(rows.map((row) => row.metadata_tags), tagsType).data[0] as Data,
     content_hash: strings((row) => row.content_hash),
     requested_at: arrow.makeData({ type: new arrow.Float64(), length: rows.length, data: Float64Array.from(rows, (row) => row.requested_at) }),
     generation: arrow.makeData({ type: new arrow.Float64(), length: rows.length, data: Float64Array.from(rows, (row) => row.generation) }),

@@ -23,7 +23,7 @@ export function liveProbes(): Probes {
     redis: () =>
       cache.run(async (client) => {
         const answer = await client.ping();
-        if (answer !== "PONG") throw new Error(`unexpected PING answer ${answer}`);
+        if (answer !== "PONG") throw new Error(`unexpected PING answer ${JSON.stringify(answer)}`);
       }),
     mongodb: async () => (await mongoDb()).command({ ping: 1 }),
     lancedb: async () => (await lanceDb()).tableNames(),

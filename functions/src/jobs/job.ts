@@ -96,7 +96,7 @@ export function toJob(ref: DocumentReference, data: Record<string, unknown>): Jo
 function quarantineOf(value: unknown): Job["quarantine"] {
   if (!value || typeof value !== "object") return null;
   const record = value as Record<string, unknown>;
-  return { reason: String(record.reason ?? "unknown"), attempts: Number(record.attempts ?? 1), retryAt: toDate(record.retry_at) };
+  return { reason: typeof record.reason === "string" ? record.reason : "unknown", attempts: Number(record.attempts ?? 1), retryAt: toDate(record.retry_at) };
 }
 
 export async function readJob(tx: Transaction, db: Firestore, jobId: string): Promise<Job> {

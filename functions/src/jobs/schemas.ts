@@ -3,7 +3,7 @@ import { z } from "zod";
 import { boundedMap, documentId, mapKey } from "../shared/ids";
 import { JOB_TYPE_NAMES } from "./registry";
 
-const idempotencyKey = z.string().min(8).max(128).regex(/^[A-Za-z0-9_:.\-]+$/, "letters, digits and _ : . - only");
+const idempotencyKey = z.string().min(8).max(128).regex(/^[A-Za-z0-9_:.-]+$/, "letters, digits and _ : . - only");
 const jobId = documentId({ max: 128, pattern: { regex: /^[A-Za-z0-9_-]+$/, message: "letters, digits, _ and - only" } });
 /** Part of the report's dedupe document id (`{job_id}:{report_id}`). */
 const reportId = documentId({ max: 64 });

@@ -40,7 +40,7 @@ export function fieldsOf(job: StreamJob): string[] {
 
 export function parseFields(fields: string[]): Partial<StreamJob> {
   const map: Record<string, string> = {};
-  for (let index = 0; index + 1 < fields.length; index += 2) map[fields[index]!] = fields[index + 1]!;
+  for (let index = 0; index + 1 < fields.length; index += 2) map[fields[index]] = fields[index + 1];
   return { job_id: map.job_id, type: map.type, user_id: map.user_id, input: map.input, attempt: map.attempt ? Number(map.attempt) : undefined };
 }
 
@@ -70,7 +70,7 @@ export async function missingEntries(redis: RedisGateway, stream: string, entryI
   const missing = new Set<string>();
   replies.forEach(([error, reply], index) => {
     if (error) throw error;
-    if (!Array.isArray(reply) || reply.length === 0) missing.add(entryIds[index]!);
+    if (!Array.isArray(reply) || reply.length === 0) missing.add(entryIds[index]);
   });
   return missing;
 }
@@ -134,7 +134,8 @@ export async function reclaimIdle(
       const replies = await redis.run((client) =>
         client.multi().xadd(stream, "MAXLEN", "~", maxLength, "*", ...next).xack(stream, GROUP, entryId).xdel(stream, entryId).exec(),
       );
-      result.requeued.push({ entryId, jobId: job.job_id, newEntryId: String(replies?.[0]?.[1] ?? "") });
+      const added: unknown = replies?.[0]?.[1];
+      result.requeued.push({ entryId, jobId: job.job_id, newEntryId: typeof added === "string" ? added : "" });
     }
   }
   return result;

@@ -18,7 +18,7 @@ import { logs } from "../shared/logs";
 import { systemClock } from "../shared/time";
 import { dispatchJob, type DispatchDeps } from "./dispatch";
 import { finishJob } from "./finish";
-import { JOBS, readJob, TERMINAL, toJob, type Job, type JobDeps } from "./job";
+import { JOBS, readJob, TERMINAL, toJob, type Job, type JobDeps, type JobStatus } from "./job";
 import { streamTypes } from "./registry";
 import { missingEntries, reclaimIdle } from "./streams";
 
@@ -103,7 +103,7 @@ async function reclaim(deps: JobDeps & DispatchDeps, options: SweepOptions, stre
     async (jobId) => {
       const snapshot = await deps.db.collection(JOBS).doc(jobId).get();
       // An entry for an unknown job is poison too: it goes around until the DLQ takes it.
-      return snapshot.exists && TERMINAL.has(snapshot.get("status"));
+      return snapshot.exists && TERMINAL.has(snapshot.get("status") as JobStatus);
     },
     deps.streamMaxLength,
   );
@@ -196,7 +196,7 @@ async function isolated(result: SweepResult, job: Job, now: Date, work: () => Pr
     await work();
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const reason = error instanceof DomainError ? String(error.details?.reason ?? error.code) : "unexpected-error";
+    const reason = error instanceof DomainError ? (typeof error.details?.reason === "string" ? error.details.reason : error.code) : "unexpected-error";
     const attempts = (job.quarantine?.attempts ?? 0) + 1;
     const backoff = Math.min(QUARANTINE_MAX_BACKOFF_MS, QUARANTINE_BACKOFF_MS * 2 ** (attempts - 1));
     result.quarantined += 1;

@@ -37,7 +37,8 @@ export async function deleteMatching(
   const redoOneByOne = async (docs: QueryDocumentSnapshot[]) => {
     if (!fallback) {
       fallback = deps.db.bulkWriter(deps.writerOptions);
-      fallback.onWriteError((error) => error.code !== 9 && error.failedAttempts < 5);
+      // gRPC 9 = FAILED_PRECONDITION: the document changed since it was read, so it is not retried.
+      fallback.onWriteError((error) => (error.code as number) !== 9 && error.failedAttempts < 5);
     }
     const writer = fallback;
     const results = docs.map((doc) =>

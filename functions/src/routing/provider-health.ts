@@ -244,7 +244,7 @@ function alertMessage(provider: string, from: ProviderStatus, next: HealthState)
 function fromFirestore(data: Record<string, unknown>): HealthState {
   const date = (value: unknown) => (value && typeof value === "object" && "toDate" in value ? (value as { toDate(): Date }).toDate() : null);
   return {
-    provider: String(data.provider ?? ""),
+    provider: typeof data.provider === "string" ? data.provider : "",
     status: (data.status as ProviderStatus) ?? "healthy",
     latency_ms: Number(data.latency_ms ?? 0),
     error_rate: Number(data.error_rate ?? 0),
