@@ -9,7 +9,15 @@ import path from "node:path";
 import { median, type Row } from "./stats";
 
 const FUNCTIONS_DIR = path.resolve(__dirname, "..", "functions");
-const HEAVY = ["@google-cloud/firestore", "@google-cloud/pubsub", "@lancedb/lancedb", "mongodb", "ioredis", "@grpc/grpc-js", "firebase-admin/lib/database"];
+const HEAVY = [
+  "@google-cloud/firestore",
+  "@google-cloud/pubsub",
+  "@lancedb/lancedb",
+  "mongodb",
+  "ioredis",
+  "@grpc/grpc-js",
+  "firebase-admin/lib/database",
+];
 
 /** Runs inside the child: load, measure, list heavy SDKs present in require.cache. */
 const PROBE = `
@@ -53,7 +61,15 @@ export function coldStart(rounds = 7): Row[] {
     }
   }
   const floor = median(floorRuns);
-  const rows: Row[] = [{ scenario: "cold start", name: "floor (firebase-functions + firebase-admin/app)", value: floor, unit: "ms", ratio: 1 }];
+  const rows: Row[] = [
+    {
+      scenario: "cold start",
+      name: "floor (firebase-functions + firebase-admin/app)",
+      value: floor,
+      unit: "ms",
+      ratio: 1,
+    },
+  ];
   for (const [name, { ms, heavy }] of runs) {
     const value = median(ms);
     const ratio = value / floor;

@@ -68,7 +68,11 @@ interface Indexed {
  * `searchableMs` is when its rows became visible in LanceDB (polled every 5 ms on a separate handle): one
  * commit writes all of a message's rows, so the first row seen means all are searchable.
  */
-async function ingestAndWait(sourceId: string, text: string, watch?: Table): Promise<{ ms: number; searchableMs?: number; doc: Indexed }> {
+async function ingestAndWait(
+  sourceId: string,
+  text: string,
+  watch?: Table,
+): Promise<{ ms: number; searchableMs?: number; doc: Indexed }> {
   const ref = testFirestore().collection("knowledge_sources").doc(sourceId);
   let messageId: string | undefined;
   let resolveDone: (doc: Indexed) => void = () => undefined;
@@ -96,7 +100,15 @@ async function ingestAndWait(sourceId: string, text: string, watch?: Table): Pro
     const generation = await stampIngest(testFirestore(), sourceId);
     messageId = await publishRaw(
       "embedding-requests",
-      JSON.stringify({ op: "ingest", source_id: sourceId, text, metadata: {}, requested_by: "bench", requested_at: Date.now(), generation }),
+      JSON.stringify({
+        op: "ingest",
+        source_id: sourceId,
+        text,
+        metadata: {},
+        requested_by: "bench",
+        requested_at: Date.now(),
+        generation,
+      }),
     );
     check();
     let searchableMs: number | undefined;
@@ -124,7 +136,9 @@ async function knowledgeTable(): Promise<Table> {
   return (await testLance()).openTable(tableName("knowledge_text", MODEL, DIMS));
 }
 
-export async function embeddingsBench(options: { messages?: number; chars?: number; queries?: number } = {}): Promise<Row[]> {
+export async function embeddingsBench(
+  options: { messages?: number; chars?: number; queries?: number } = {},
+): Promise<Row[]> {
   const messages = options.messages ?? Number(process.env.BENCH_EMBED_MESSAGES ?? 6);
   const chars = options.chars ?? Number(process.env.BENCH_EMBED_CHARS ?? 990_000);
   const queries = options.queries ?? 40;
@@ -166,7 +180,13 @@ export async function embeddingsBench(options: { messages?: number; chars?: numb
   // ordinary add) and as a prebuilt Arrow table (its fastest path, conversion excluded).
   const table = await knowledgeTable();
   const inList = sources.map((id) => `'${id}'`).join(", ");
-  const sameRows = (await table.query().where(`source IN (${inList})`).limit(chunks + 1).toArray()).map((row: Record<string, unknown>) => ({
+  const sameRows = (
+    await table
+      .query()
+      .where(`source IN (${inList})`)
+      .limit(chunks + 1)
+      .toArray()
+  ).map((row: Record<string, unknown>) => ({
     ...(row as unknown as ChunkRow),
     embedding: Array.from(row.embedding as Iterable<number>),
     metadata_tags: Array.from(row.metadata_tags as Iterable<string>),
@@ -196,8 +216,21 @@ export async function embeddingsBench(options: { messages?: number; chars?: numb
   const pipelineRate = (chunks / Math.max(1, totalMs - embedMs)) * 1000;
   const overallRate = (chunks / totalMs) * 1000;
   rows.push(
-    { scenario, name: `floor: LanceDB add() of the same ${sameRows.length} rows, one batch`, value: floorRate, unit: "chunks/s", ratio: 1 },
-    { scenario, name: "LanceDB add() of the same rows as a prebuilt Arrow table", value: arrowRate, unit: "chunks/s", ratio: arrowRate / floorRate, note: "row→Arrow conversion excluded" },
+    {
+      scenario,
+      name: `floor: LanceDB add() of the same ${sameRows.length} rows, one batch`,
+      value: floorRate,
+      unit: "chunks/s",
+      ratio: 1,
+    },
+    {
+      scenario,
+      name: "LanceDB add() of the same rows as a prebuilt Arrow table",
+      value: arrowRate,
+      unit: "chunks/s",
+      ratio: arrowRate / floorRate,
+      note: "row→Arrow conversion excluded",
+    },
     {
       scenario,
       name: `ingest publish→searchable, embedder excluded (${messages} msgs, ${chunks} chunks)`,
@@ -208,9 +241,28 @@ export async function embeddingsBench(options: { messages?: number; chars?: numb
       pass: pipelineRate / floorRate >= 0.5,
       note: `${(pipelineRate / arrowRate).toFixed(2)}× the Arrow add`,
     },
-    { scenario, name: "ingest publish→searchable, embedder included", value: overallRate, unit: "chunks/s", ratio: overallRate / floorRate, note: "local embedder" },
-    { scenario, name: "embedder time (local hashed n-grams)", value: (embedMs / chunks) * 1000, unit: "ms/1k chunks", note: `${Math.round(embedMs)} ms of ${Math.round(totalMs)} ms` },
-    { scenario, name: "consumer's LanceDB write time", value: (writeMs / chunks) * 1000, unit: "ms/1k chunks", note: "mergeInsert incl. Arrow build + index check" },
+    {
+      scenario,
+      name: "ingest publish→searchable, embedder included",
+      value: overallRate,
+      unit: "chunks/s",
+      ratio: overallRate / floorRate,
+      note: "local embedder",
+    },
+    {
+      scenario,
+      name: "embedder time (local hashed n-grams)",
+      value: (embedMs / chunks) * 1000,
+      unit: "ms/1k chunks",
+      note: `${Math.round(embedMs)} ms of ${Math.round(totalMs)} ms`,
+    },
+    {
+      scenario,
+      name: "consumer's LanceDB write time",
+      value: (writeMs / chunks) * 1000,
+      unit: "ms/1k chunks",
+      note: "mergeInsert incl. Arrow build + index check",
+    },
     {
       scenario,
       name: "where the rest of a message's time went",
@@ -218,9 +270,28 @@ export async function embeddingsBench(options: { messages?: number; chars?: numb
       unit: "ms/msg",
       note: `Pub/Sub lag ${Math.round(queueMs / messages)}, parse+hash+chunk ${Math.round(prepareMs / messages)}, publish call + dedupe + detection ${Math.round((totalMs - embedMs - writeMs - queueMs - prepareMs) / messages)}`,
     },
-    { scenario, name: "…then the knowledge_sources record written (seen by a listener)", value: (recordedMs - totalMs) / messages, unit: "ms/msg later" },
-    { scenario, name: "LanceDB versions per message", value: versions / messages, unit: "versions", target: "= 1", pass: versions === messages },
-    { scenario, name: "LanceDB versions for an unchanged re-ingest", value: unchangedVersions, unit: "versions", target: "= 0", pass: unchangedVersions === 0 },
+    {
+      scenario,
+      name: "…then the knowledge_sources record written (seen by a listener)",
+      value: (recordedMs - totalMs) / messages,
+      unit: "ms/msg later",
+    },
+    {
+      scenario,
+      name: "LanceDB versions per message",
+      value: versions / messages,
+      unit: "versions",
+      target: "= 1",
+      pass: versions === messages,
+    },
+    {
+      scenario,
+      name: "LanceDB versions for an unchanged re-ingest",
+      value: unchangedVersions,
+      unit: "versions",
+      target: "= 0",
+      pass: unchangedVersions === 0,
+    },
   );
 
   // ---- search at 100,000 chunks
@@ -228,7 +299,7 @@ export async function embeddingsBench(options: { messages?: number; chars?: numb
   const present = await table.countRows();
   const next = random(7);
   const fillStart = performance.now();
-  for (let added = present; added < SEARCH_ROWS - 1; ) {
+  for (let added = present; added < SEARCH_ROWS - 1;) {
     const batch: ChunkRow[] = [];
     for (let i = 0; i < 20_000 && added < SEARCH_ROWS - 1; i++, added++) {
       const content = `${sentence(next)} ${sentence(next)}`;
@@ -251,17 +322,31 @@ export async function embeddingsBench(options: { messages?: number; chars?: numb
   const fillSources = Math.ceil(SEARCH_ROWS / 1000);
   const records = testFirestore().batch();
   for (let i = 0; i < fillSources; i++) {
-    records.set(testFirestore().collection("knowledge_sources").doc(`bench-fill-${i}`), { status: "indexed", table: table.name, live_generation: 1, applied_generation: 1, generation: 1 });
+    records.set(testFirestore().collection("knowledge_sources").doc(`bench-fill-${i}`), {
+      status: "indexed",
+      table: table.name,
+      live_generation: 1,
+      applied_generation: 1,
+      generation: 1,
+    });
   }
   await records.commit();
-  process.stdout.write(`[bench] embeddings: filled to ${await table.countRows()} rows in ${Math.round(performance.now() - fillStart)} ms; one more message builds the index\n`);
+  process.stdout.write(
+    `[bench] embeddings: filled to ${await table.countRows()} rows in ${Math.round(performance.now() - fillStart)} ms; one more message builds the index\n`,
+  );
   const indexStart = performance.now();
   await ingestAndWait(newUid("bench-index"), documentText(3, 3000));
   const indexMs = performance.now() - indexStart;
   const indices = await table.listIndices();
   const indexed = indices.some((index) => index.columns.includes("embedding"));
   const total = await table.countRows();
-  rows.push({ scenario, name: `table size for the search rows (${indexed ? "IVF_PQ index" : "no index: flat"})`, value: total, unit: "chunks", note: indexed ? `index built by the consumer in ${Math.round(indexMs)} ms` : undefined });
+  rows.push({
+    scenario,
+    name: `table size for the search rows (${indexed ? "IVF_PQ index" : "no index: flat"})`,
+    value: total,
+    unit: "chunks",
+    note: indexed ? `index built by the consumer in ${Math.round(indexMs)} ms` : undefined,
+  });
 
   const embedder = new LocalEmbedder(DIMS);
   const queryTexts = Array.from({ length: queries }, (_, i) => sentence(random(1000 + i)));
@@ -274,7 +359,15 @@ export async function embeddingsBench(options: { messages?: number; chars?: numb
   };
   const useCase = async (text: string) => {
     const start = performance.now();
-    await searchKnowledge({ db: testFirestore(), lance: () => testLance(), provider: embedder, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } }, { query: text, k: 10 });
+    await searchKnowledge(
+      {
+        db: testFirestore(),
+        lance: () => testLance(),
+        provider: embedder,
+        retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+      },
+      { query: text, k: 10 },
+    );
     return performance.now() - start;
   };
   const viaCallable = async (text: string) => {

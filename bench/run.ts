@@ -24,7 +24,8 @@ const SCENARIOS: Record<string, () => Promise<Row[]> | Row[]> = {
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2);
   const unknown = wanted.filter((name) => !(name in SCENARIOS));
-  if (unknown.length > 0) throw new Error(`unknown scenario(s) ${unknown.join(", ")}; known: ${Object.keys(SCENARIOS).join(", ")}`);
+  if (unknown.length > 0)
+    throw new Error(`unknown scenario(s) ${unknown.join(", ")}; known: ${Object.keys(SCENARIOS).join(", ")}`);
   const rows: Row[] = [];
   for (const [name, run] of Object.entries(SCENARIOS)) {
     if (wanted.length > 0 && !wanted.includes(name)) continue;
@@ -34,7 +35,10 @@ async function main(): Promise<void> {
   process.stdout.write("\n");
   printRows(rows);
   const missed = rows.filter((row) => row.pass === false);
-  if (missed.length > 0) process.stdout.write(`\n${missed.length} target(s) missed: ${missed.map((row) => `${row.scenario}/${row.name}`).join(", ")}\n`);
+  if (missed.length > 0)
+    process.stdout.write(
+      `\n${missed.length} target(s) missed: ${missed.map((row) => `${row.scenario}/${row.name}`).join(", ")}\n`,
+    );
 }
 
 main().catch((error: unknown) => {

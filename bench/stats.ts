@@ -36,7 +36,11 @@ export function printRows(rows: Row[]): void {
   ]);
   const header = ["scenario", "name", "value", "ratio", "target", "", "note"];
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column].length)));
-  const render = (cells: string[]) => cells.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd();
+  const render = (cells: string[]) =>
+    cells
+      .map((cell, column) => cell.padEnd(widths[column]))
+      .join("  ")
+      .trimEnd();
   process.stdout.write(`${render(header)}\n${widths.map((width) => "-".repeat(width)).join("  ")}\n`);
   for (const line of lines) process.stdout.write(`${render(line)}\n`);
 }

@@ -41,7 +41,15 @@ async function floorRun(db: Firestore, count: number, tag: string): Promise<numb
 async function cleanupRun(db: Firestore, count: number, tag: string): Promise<number> {
   const collection = `bench_ttl_cleanup_${tag}`;
   await seed(db, collection, count, new Date(Date.now() - 60_000));
-  const policy: RetentionPolicy = { name: "bench", store: "firestore", collection, timestampField: "expire_at", ageMs: 0, where: [], action: "delete" };
+  const policy: RetentionPolicy = {
+    name: "bench",
+    store: "firestore",
+    collection,
+    timestampField: "expire_at",
+    ageMs: 0,
+    where: [],
+    action: "delete",
+  };
   const start = performance.now();
   const outcome = await runTtlCleanup({
     db,
@@ -55,7 +63,8 @@ async function cleanupRun(db: Firestore, count: number, tag: string): Promise<nu
   });
   const seconds = (performance.now() - start) / 1000;
   const deleted = outcome.policies[0]?.applied ?? 0;
-  if (!outcome.complete || deleted !== count) throw new Error(`ttlCleanup deleted ${deleted} of ${count} (complete: ${outcome.complete})`);
+  if (!outcome.complete || deleted !== count)
+    throw new Error(`ttlCleanup deleted ${deleted} of ${count} (complete: ${outcome.complete})`);
   const left = await db.collection(collection).count().get();
   if (left.data().count !== 0) throw new Error(`${left.data().count} documents left`);
   return deleted / seconds;
@@ -79,7 +88,13 @@ export async function ttlBench(count = 20_000, rounds = 5): Promise<Row[]> {
   const value = median(cleanups);
   const ratio = value / floor;
   return [
-    { scenario: "ttl", name: `floor: BulkWriter delete by reference (${count})`, value: floor, unit: "deletes/s", ratio: 1 },
+    {
+      scenario: "ttl",
+      name: `floor: BulkWriter delete by reference (${count})`,
+      value: floor,
+      unit: "deletes/s",
+      ratio: 1,
+    },
     {
       scenario: "ttl",
       name: `ttlCleanup on ${count} expired docs`,

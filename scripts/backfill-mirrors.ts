@@ -18,10 +18,14 @@ async function main(): Promise<void> {
     {
       pageSize,
       onProgress: (progress) =>
-        process.stdout.write(`[backfill] ${progress.scanned} users scanned, ${progress.written} mirrors written, ${progress.current} already current (last ${progress.lastUid})\n`),
+        process.stdout.write(
+          `[backfill] ${progress.scanned} users scanned, ${progress.written} mirrors written, ${progress.current} already current (last ${progress.lastUid})\n`,
+        ),
     },
   );
-  process.stdout.write(`[backfill] done in ${((Date.now() - started) / 1000).toFixed(1)} s: ${result.scanned} users, ${result.written} written, ${result.current} already current\n`);
+  process.stdout.write(
+    `[backfill] done in ${((Date.now() - started) / 1000).toFixed(1)} s: ${result.scanned} users, ${result.written} written, ${result.current} already current\n`,
+  );
   await realtimeDb().app.delete();
 }
 

@@ -50,7 +50,8 @@ for (const file of markdownFiles(root)) {
     const resolved = pathPart ? path.resolve(path.dirname(file), decodeURIComponent(pathPart)) : file;
     const where = `${path.relative(root, file)}: ${target}`;
     if (!existsSync(resolved)) broken.push(`${where} (no such file)`);
-    else if (anchor && resolved.endsWith(".md") && !anchorsOf(resolved).has(anchor)) broken.push(`${where} (no such heading)`);
+    else if (anchor && resolved.endsWith(".md") && !anchorsOf(resolved).has(anchor))
+      broken.push(`${where} (no such heading)`);
   }
 }
 for (const line of broken) process.stdout.write(`broken link: ${line}\n`);

@@ -43,7 +43,8 @@ async function main(): Promise<number> {
   const mode: Mode = modeArg;
   installExitHandlers();
   const started = Date.now();
-  const step = (text: string) => process.stdout.write(`[harness +${((Date.now() - started) / 1000).toFixed(1)}s] ${text}\n`);
+  const step = (text: string) =>
+    process.stdout.write(`[harness +${((Date.now() - started) / 1000).toFixed(1)}s] ${text}\n`);
 
   const runDir = path.join(STATE_DIR, `run-${process.pid}`);
   mkdirSync(runDir, { recursive: true });
@@ -73,13 +74,21 @@ async function main(): Promise<number> {
     // be told to fail; `start` and `bench` use the offline local embedder (the default).
     const embeddingsApi = await startEmbeddingsApi({ dimension: 384, apiKey: DEV_SECRETS.EMBEDDING_API_KEY });
     onTeardown(() => embeddingsApi.close());
-    Object.assign(functionEnv, { EMBEDDING_PROVIDER: "openai", EMBEDDING_BASE_URL: embeddingsApi.url, EMBEDDING_MODEL: "fake-openai-hash", EMBEDDING_DIMS: "384" });
+    Object.assign(functionEnv, {
+      EMBEDDING_PROVIDER: "openai",
+      EMBEDDING_BASE_URL: embeddingsApi.url,
+      EMBEDDING_MODEL: "fake-openai-hash",
+      EMBEDDING_DIMS: "384",
+    });
     // Jobs: re-claim idle stream entries after 1 s and dead-letter on the 3rd delivery, so the poison test runs in seconds.
     Object.assign(functionEnv, { JOBS_VISIBILITY_TIMEOUT_MS: "1000", JOBS_MAX_DELIVERIES: "3" });
   }
   writeFunctionsEnvLocal(functionEnv);
 
-  step("starting the Firebase emulators (functions, auth, hosting, firestore, pubsub" + (useOfficialRtdb ? ", database)" : ")"));
+  step(
+    "starting the Firebase emulators (functions, auth, hosting, firestore, pubsub" +
+      (useOfficialRtdb ? ", database)" : ")"),
+  );
   const emulators = await startEmulators({
     env: rtdb ? { FIREBASE_DATABASE_EMULATOR_HOST: rtdb.host } : {},
     logDir: runDir,
@@ -93,7 +102,10 @@ async function main(): Promise<number> {
   const suiteEnv: Record<string, string> = {
     GCLOUD_PROJECT: PROJECT_ID,
     GOOGLE_CLOUD_PROJECT: PROJECT_ID,
-    FIREBASE_CONFIG: JSON.stringify({ projectId: PROJECT_ID, databaseURL: `http://${rtdbHost}?ns=${PROJECT_ID}-default-rtdb` }),
+    FIREBASE_CONFIG: JSON.stringify({
+      projectId: PROJECT_ID,
+      databaseURL: `http://${rtdbHost}?ns=${PROJECT_ID}-default-rtdb`,
+    }),
     FIRESTORE_EMULATOR_HOST: `127.0.0.1:${ports.firestore}`,
     PUBSUB_EMULATOR_HOST: `127.0.0.1:${ports.pubsub}`,
     FIREBASE_AUTH_EMULATOR_HOST: `127.0.0.1:${ports.auth}`,
@@ -111,8 +123,10 @@ async function main(): Promise<number> {
   };
 
   // The simulation delivers queue events itself (duplicated, late); a second deliverer would make its runs unrepeatable.
-  const simOnly = mode === "sim" || (rest.length > 0 && rest.every((tier) => tier === "sim" || tier.startsWith("test/sim/")));
-  if (rtdb && !simOnly) await startRtdbWatcher({ functionsOrigin: emulators.functionsOrigin, env: suiteEnv, log: step });
+  const simOnly =
+    mode === "sim" || (rest.length > 0 && rest.every((tier) => tier === "sim" || tier.startsWith("test/sim/")));
+  if (rtdb && !simOnly)
+    await startRtdbWatcher({ functionsOrigin: emulators.functionsOrigin, env: suiteEnv, log: step });
   const control = await startControlServer({ redis });
   suiteEnv.HARNESS_CONTROL_URL = control.url;
 
@@ -144,24 +158,42 @@ async function main(): Promise<number> {
 
   // Scripts run beside the suite (backfill, worker) can `source .harness/env` (removed at teardown).
   const envFile = path.join(STATE_DIR, "env");
-  writeFileSync(envFile, Object.entries(suiteEnv).map(([key, value]) => `export ${key}='${value.replace(/'/g, "'\\''")}'`).join("\n") + "\n");
+  writeFileSync(
+    envFile,
+    Object.entries(suiteEnv)
+      .map(([key, value]) => `export ${key}='${value.replace(/'/g, "'\\''")}'`)
+      .join("\n") + "\n",
+  );
   onTeardown(() => rmSync(envFile, { force: true }));
   const { seedDemo } = await import("./harness/demo");
   await seedDemo(suiteEnv, step);
   startScheduleTicker({ functionsOrigin: emulators.functionsOrigin, log: step });
   // The reference workers, so jobs created in the demo run to completion (logs in the run folder).
   for (const type of ["podcast", "report"]) {
-    startProcess(`worker-${type}`, path.join(ROOT, "node_modules", ".bin", "tsx"), [path.join(ROOT, "scripts", "worker.ts"), "--type", type], {
-      cwd: ROOT,
-      env: { ...process.env, ...suiteEnv },
-      logFile: path.join(runDir, `worker-${type}.log`),
-    });
+    startProcess(
+      `worker-${type}`,
+      path.join(ROOT, "node_modules", ".bin", "tsx"),
+      [path.join(ROOT, "scripts", "worker.ts"), "--type", type],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...suiteEnv },
+        logFile: path.join(runDir, `worker-${type}.log`),
+      },
+    );
   }
   const { warmWorkers } = await import("./harness/warm");
-  const warm = (process.env.LOCAL_WARM_FUNCTIONS ?? "getBalance,spendCredits").split(",").map((name) => name.trim()).filter(Boolean);
+  const warm = (process.env.LOCAL_WARM_FUNCTIONS ?? "getBalance,spendCredits")
+    .split(",")
+    .map((name) => name.trim())
+    .filter(Boolean);
   if (warm.length > 0) {
     step(`warming ${emulatorParallelism(mode)} workers each for ${warm.join(", ")} (LOCAL_WARM_FUNCTIONS)`);
-    await warmWorkers({ functionsBaseUrl: suiteEnv.FUNCTIONS_BASE_URL, names: warm, workers: emulatorParallelism(mode) ?? 1, log: step });
+    await warmWorkers({
+      functionsBaseUrl: suiteEnv.FUNCTIONS_BASE_URL,
+      names: warm,
+      workers: emulatorParallelism(mode) ?? 1,
+      log: step,
+    });
   }
   process.stdout.write(
     [

@@ -98,9 +98,15 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     if (active.has(job.job_id) || finished.has(job.job_id)) return;
     active.add(job.job_id);
     try {
-      const stages = options.noop ? [] : STAGES[job.type] ?? [["work", 50] as [string, number]];
+      const stages = options.noop ? [] : (STAGES[job.type] ?? [["work", 50] as [string, number]]);
       let seq = 0;
-      const first = await report({ kind: "progress", job_id: job.job_id, report_id: `p${seq++}`, stage: "started", pct: 0 });
+      const first = await report({
+        kind: "progress",
+        job_id: job.job_id,
+        report_id: `p${seq++}`,
+        stage: "started",
+        pct: 0,
+      });
       if (first.final) return;
       for (const [stage, pct] of stages) {
         if (options.stageDelayMs) await new Promise((resolve) => setTimeout(resolve, options.stageDelayMs));
@@ -110,7 +116,13 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       if (verdict.kind === "failed") {
         await report({ kind: "failed", job_id: job.job_id, report_id: "final", error: verdict.error });
       } else {
-        await report({ kind: "succeeded", job_id: job.job_id, report_id: "final", cost: costOf(job), outputs: outputsOf(job) });
+        await report({
+          kind: "succeeded",
+          job_id: job.job_id,
+          report_id: "final",
+          cost: costOf(job),
+          outputs: outputsOf(job),
+        });
       }
       finished.add(job.job_id);
       log(`job ${job.job_id} ${verdict.kind}`);
@@ -144,7 +156,9 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
               const payload = JSON.parse(parsed.input ?? "{}") as DispatchedJob;
               // While working, keep the entry ours; a lost heartbeat only risks a duplicate, which reports tolerate.
               const beat = setInterval(() => {
-                heartbeat(redis, stream, consumer, entryId).catch((error: unknown) => log(`heartbeat ${entryId}: ${String(error)}`));
+                heartbeat(redis, stream, consumer, entryId).catch((error: unknown) =>
+                  log(`heartbeat ${entryId}: ${String(error)}`),
+                );
               }, heartbeatMs);
               try {
                 await work(payload);
@@ -206,13 +220,15 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
 
 /** What the work really cost: a podcast's audio comes out about a fifth shorter than asked; a report costs its pages. */
 function costOf(job: DispatchedJob): number {
-  if (job.type === "podcast") return priceOf("podcast.minute", Math.max(1, Math.ceil(Number(job.input.duration_min) * 0.8)));
+  if (job.type === "podcast")
+    return priceOf("podcast.minute", Math.max(1, Math.ceil(Number(job.input.duration_min) * 0.8)));
   if (job.type === "report") return priceOf("report.page", Number(job.input.pages));
   return 0;
 }
 
 function outputsOf(job: DispatchedJob): Record<string, string | number> {
-  if (job.type === "podcast") return { audio_url: `memory://podcasts/${job.job_id}.mp3`, transcript_chars: String(job.input.topic).length * 40 };
+  if (job.type === "podcast")
+    return { audio_url: `memory://podcasts/${job.job_id}.mp3`, transcript_chars: String(job.input.topic).length * 40 };
   return { document_url: `memory://reports/${job.job_id}.md`, pages: Number(job.input.pages ?? 0) };
 }
 
@@ -227,7 +243,9 @@ if (require.main === module) {
     process.stderr.write("usage: npm run worker -- --type podcast|report [--report https|pubsub] [--noop]\n");
     process.exit(2);
   }
-  const baseUrl = process.env.FUNCTIONS_BASE_URL ?? `http://127.0.0.1:5001/${process.env.GCLOUD_PROJECT ?? "demo-metered-ai"}/us-central1`;
+  const baseUrl =
+    process.env.FUNCTIONS_BASE_URL ??
+    `http://127.0.0.1:5001/${process.env.GCLOUD_PROJECT ?? "demo-metered-ai"}/us-central1`;
   startWorker({
     type,
     functionsBaseUrl: baseUrl,

@@ -18,7 +18,8 @@ export const ENVIRONMENT = defineString("ENVIRONMENT", {
 
 export const REDIS_URL = defineString("REDIS_URL", {
   default: "",
-  description: "Redis for cache, rate limits, streams and live notifications, e.g. redis://10.0.0.3:6379. Empty disables it.",
+  description:
+    "Redis for cache, rate limits, streams and live notifications, e.g. redis://10.0.0.3:6379. Empty disables it.",
 });
 
 export const REDIS_COMMAND_TIMEOUT_MS = defineInt("REDIS_COMMAND_TIMEOUT_MS", {
@@ -28,7 +29,8 @@ export const REDIS_COMMAND_TIMEOUT_MS = defineInt("REDIS_COMMAND_TIMEOUT_MS", {
 
 export const MONGODB_URI = defineString("MONGODB_URI", {
   default: "",
-  description: "MongoDB holding content sessions and notifications. Empty disables them (their callables answer unavailable).",
+  description:
+    "MongoDB holding content sessions and notifications. Empty disables them (their callables answer unavailable).",
 });
 
 export const MONGODB_DB = defineString("MONGODB_DB", {
@@ -50,17 +52,20 @@ export const HEALTH_TIMEOUT_MS = defineInt("HEALTH_TIMEOUT_MS", {
 
 export const EMBEDDING_PROVIDER = defineString("EMBEDDING_PROVIDER", {
   default: "local",
-  description: "Embedding provider: local (deterministic hashed n-grams, offline), openai (any OpenAI-compatible endpoint) or vertex.",
+  description:
+    "Embedding provider: local (deterministic hashed n-grams, offline), openai (any OpenAI-compatible endpoint) or vertex.",
 });
 
 export const EMBEDDING_MODEL = defineString("EMBEDDING_MODEL", {
   default: "",
-  description: "Model id; empty picks the provider's default (local-hash-v1, text-embedding-3-small, text-embedding-005).",
+  description:
+    "Model id; empty picks the provider's default (local-hash-v1, text-embedding-3-small, text-embedding-005).",
 });
 
 export const EMBEDDING_DIMS = defineInt("EMBEDDING_DIMS", {
   default: 384,
-  description: "Vector dimension; must match what the model returns. Each model/dimension pair gets its own LanceDB table.",
+  description:
+    "Vector dimension; must match what the model returns. Each model/dimension pair gets its own LanceDB table.",
 });
 
 export const EMBEDDING_BATCH_SIZE = defineInt("EMBEDDING_BATCH_SIZE", {
@@ -70,7 +75,8 @@ export const EMBEDDING_BATCH_SIZE = defineInt("EMBEDDING_BATCH_SIZE", {
 
 export const EMBEDDING_BASE_URL = defineString("EMBEDDING_BASE_URL", {
   default: "",
-  description: "Provider endpoint; empty picks the default (https://api.openai.com/v1, or the Vertex AI regional endpoint).",
+  description:
+    "Provider endpoint; empty picks the default (https://api.openai.com/v1, or the Vertex AI regional endpoint).",
 });
 
 export const EMBEDDING_API_KEY = defineSecret("EMBEDDING_API_KEY");
@@ -92,12 +98,14 @@ export const EMBEDDING_CHUNK_OVERLAP = defineInt("EMBEDDING_CHUNK_OVERLAP", {
 
 export const EMBEDDING_MAX_DELIVERIES = defineInt("EMBEDDING_MAX_DELIVERIES", {
   default: 5,
-  description: "Deliveries of one message with transient failures before it is dead-lettered (where the platform redelivers).",
+  description:
+    "Deliveries of one message with transient failures before it is dead-lettered (where the platform redelivers).",
 });
 
 export const EMBEDDING_PROVIDER_ATTEMPTS = defineInt("EMBEDDING_PROVIDER_ATTEMPTS", {
   default: 4,
-  description: "Attempts per provider request within one delivery, with exponential backoff, for 429, 5xx and timeouts.",
+  description:
+    "Attempts per provider request within one delivery, with exponential backoff, for 429, 5xx and timeouts.",
 });
 
 export const VECTOR_INDEX_THRESHOLD = defineInt("VECTOR_INDEX_THRESHOLD", {
@@ -114,7 +122,8 @@ export const KNOWLEDGE_OWNER_UIDS = defineString("KNOWLEDGE_OWNER_UIDS", {
 
 export const TTL_TIME_BUDGET_SECONDS = defineInt("TTL_TIME_BUDGET_SECONDS", {
   default: 240,
-  description: "How long one ttlCleanup run works before it saves its place and stops (the function's timeout is 540 s).",
+  description:
+    "How long one ttlCleanup run works before it saves its place and stops (the function's timeout is 540 s).",
 });
 
 export const TTL_PAGE_SIZE = defineInt("TTL_PAGE_SIZE", {
@@ -192,10 +201,12 @@ export const JOBS_VISIBILITY_TIMEOUT_MS = defineInt("JOBS_VISIBILITY_TIMEOUT_MS"
 
 export const JOBS_STREAM_MAX_LENGTH = defineInt("JOBS_STREAM_MAX_LENGTH", {
   default: 10000,
-  description: "Approximate cap of each jobs:{type} stream and its DLQ (XADD MAXLEN ~); an unread entry lost to it is sent again by jobsSweeper.",
+  description:
+    "Approximate cap of each jobs:{type} stream and its DLQ (XADD MAXLEN ~); an unread entry lost to it is sent again by jobsSweeper.",
 });
 
 export const JOBS_MAX_DELIVERIES = defineInt("JOBS_MAX_DELIVERIES", {
   default: 5,
-  description: "Deliveries of one stream entry after which it moves to jobs:{type}:dlq and its job fails (hold released).",
+  description:
+    "Deliveries of one stream entry after which it moves to jobs:{type}:dlq and its job fails (hold released).",
 });

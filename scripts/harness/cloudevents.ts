@@ -118,7 +118,8 @@ export function fireSchedule(functionsOrigin: string, name: string): Promise<{ s
 export function firestoreValue(value: unknown): Record<string, unknown> {
   if (value === null || value === undefined) return { nullValue: null };
   if (typeof value === "boolean") return { booleanValue: value };
-  if (typeof value === "number") return Number.isInteger(value) ? { integerValue: String(value) } : { doubleValue: value };
+  if (typeof value === "number")
+    return Number.isInteger(value) ? { integerValue: String(value) } : { doubleValue: value };
   if (typeof value === "string") return { stringValue: value };
   if (value instanceof Date) return { timestampValue: value.toISOString() };
   if (Array.isArray(value)) return { arrayValue: { values: value.map(firestoreValue) } };
@@ -142,7 +143,14 @@ export function firestoreWrittenEvent(
 ): CloudEvent {
   const name = `projects/${PROJECT_ID}/databases/(default)/documents/${path}`;
   const encode = (doc: { data: Record<string, unknown>; updateTime: Date } | undefined) =>
-    doc ? { name, fields: firestoreFields(doc.data), createTime: doc.updateTime.toISOString(), updateTime: doc.updateTime.toISOString() } : undefined;
+    doc
+      ? {
+          name,
+          fields: firestoreFields(doc.data),
+          createTime: doc.updateTime.toISOString(),
+          updateTime: doc.updateTime.toISOString(),
+        }
+      : undefined;
   return {
     specversion: "1.0",
     id,

@@ -13,8 +13,12 @@ export const DEMO_ADMIN = "demo-admin";
 export async function seedDemo(env: Record<string, string>, step: (text: string) => void): Promise<void> {
   Object.assign(process.env, env);
   const functionsSrc = path.join(ROOT, "functions", "src");
-  const { firestore } = (await import(path.join(functionsSrc, "adapters", "firebase"))) as typeof import("../../functions/src/adapters/firebase");
-  const { grantCredits } = (await import(path.join(functionsSrc, "credits", "operations"))) as typeof import("../../functions/src/credits/operations");
+  const { firestore } = (await import(
+    path.join(functionsSrc, "adapters", "firebase")
+  )) as typeof import("../../functions/src/adapters/firebase");
+  const { grantCredits } = (await import(
+    path.join(functionsSrc, "credits", "operations")
+  )) as typeof import("../../functions/src/credits/operations");
   const db = firestore();
   const granted = await grantCredits({ db }, DEMO_ADMIN, {
     user_id: DEMO_USER,

@@ -21,7 +21,11 @@ export interface EmbeddingsApi {
   close(): Promise<void>;
 }
 
-export async function startEmbeddingsApi(options: { dimension: number; apiKey?: string; port?: number }): Promise<EmbeddingsApi> {
+export async function startEmbeddingsApi(options: {
+  dimension: number;
+  apiKey?: string;
+  port?: number;
+}): Promise<EmbeddingsApi> {
   const seen = new Map<string, number>();
   const count = (marker: string) => {
     const hits = (seen.get(marker) ?? 0) + 1;
@@ -34,16 +38,25 @@ export async function startEmbeddingsApi(options: { dimension: number; apiKey?: 
       response.end(JSON.stringify(body));
     };
     if (request.method === "GET" && request.url === "/_stats") return reply(200, Object.fromEntries(seen));
-    if (request.method !== "POST" || !/\/embeddings$/.test(request.url ?? "")) return reply(404, { error: { message: "not found" } });
+    if (request.method !== "POST" || !/\/embeddings$/.test(request.url ?? ""))
+      return reply(404, { error: { message: "not found" } });
     if (options.apiKey && request.headers.authorization !== `Bearer ${options.apiKey}`) {
-      return reply(401, { error: { message: "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key" } });
+      return reply(401, {
+        error: { message: "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key" },
+      });
     }
     readBody(request)
       .then((raw) => {
         const body = JSON.parse(raw) as { model?: unknown; input?: unknown };
         const inputs = typeof body.input === "string" ? [body.input] : body.input;
-        if (typeof body.model !== "string" || !Array.isArray(inputs) || inputs.some((input) => typeof input !== "string")) {
-          return reply(400, { error: { message: "'model' and 'input' (string or string[]) are required", type: "invalid_request_error" } });
+        if (
+          typeof body.model !== "string" ||
+          !Array.isArray(inputs) ||
+          inputs.some((input) => typeof input !== "string")
+        ) {
+          return reply(400, {
+            error: { message: "'model' and 'input' (string or string[]) are required", type: "invalid_request_error" },
+          });
         }
         const texts = inputs as string[];
         const all = texts.join("\n");
@@ -57,7 +70,11 @@ export async function startEmbeddingsApi(options: { dimension: number; apiKey?: 
         }
         for (const match of all.matchAll(/\[\[flaky:([A-Za-z0-9_-]+)\]\]/g)) {
           if (count(`flaky:${match[1]}`) === 1) {
-            return reply(429, { error: { message: "Rate limit reached.", type: "rate_limit_error" } }, { "retry-after": "0" });
+            return reply(
+              429,
+              { error: { message: "Rate limit reached.", type: "rate_limit_error" } },
+              { "retry-after": "0" },
+            );
           }
         }
         count("ok");
@@ -65,7 +82,9 @@ export async function startEmbeddingsApi(options: { dimension: number; apiKey?: 
           object: "list",
           model: body.model,
           // Reversed on purpose: clients must order by `index`, as the API allows any order.
-          data: texts.map((text, index) => ({ object: "embedding", index, embedding: embedText(text, options.dimension) })).reverse(),
+          data: texts
+            .map((text, index) => ({ object: "embedding", index, embedding: embedText(text, options.dimension) }))
+            .reverse(),
           usage: { prompt_tokens: 0, total_tokens: 0 },
         });
       })

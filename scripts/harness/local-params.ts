@@ -6,5 +6,9 @@
 
 /** One provider, `local`, serving every task type for free; nothing answers its probe, as before. */
 export const LOCAL_MODEL_PROVIDERS = JSON.stringify([
-  { name: "local", probe_url: "http://127.0.0.1:8790/local/health", models: [{ id: "local-small", task_types: ["*"], cost_per_1k_tokens: 0 }] },
+  {
+    name: "local",
+    probe_url: "http://127.0.0.1:8790/local/health",
+    models: [{ id: "local-small", task_types: ["*"], cost_per_1k_tokens: 0 }],
+  },
 ]);

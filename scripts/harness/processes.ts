@@ -66,7 +66,11 @@ export function onTeardown(cleanup: Cleanup): void {
 }
 
 /** Stops one managed process group: `signal`, then SIGKILL after `graceMs`. */
-export async function stopProcess(managed: Managed, signal: NodeJS.Signals = "SIGTERM", graceMs = 15_000): Promise<void> {
+export async function stopProcess(
+  managed: Managed,
+  signal: NodeJS.Signals = "SIGTERM",
+  graceMs = 15_000,
+): Promise<void> {
   const pid = managed.child.pid;
   if (pid === undefined || managed.child.exitCode !== null || managed.child.signalCode !== null) {
     // Its own children may still be alive.
@@ -102,7 +106,9 @@ export function teardown(): Promise<void> {
   tearingDown ??= (async () => {
     // firebase-tools shuts its emulators down cleanly on SIGINT; others take SIGTERM.
     await Promise.all(
-      [...children].reverse().map((managed) => stopProcess(managed, managed.name === "firebase" ? "SIGINT" : "SIGTERM")),
+      [...children]
+        .reverse()
+        .map((managed) => stopProcess(managed, managed.name === "firebase" ? "SIGINT" : "SIGTERM")),
     );
     for (const cleanup of [...cleanups].reverse()) {
       try {
@@ -140,7 +146,9 @@ export function installExitHandlers(): void {
     ["SIGHUP", 129],
   ];
   for (const [signal, code] of signals) process.on(signal, () => exitAfterTeardown(code, "\nstopping…\n"));
-  process.on("uncaughtException", (error) => exitAfterTeardown(1, `harness crashed: ${error.stack ?? error.message}\n`));
+  process.on("uncaughtException", (error) =>
+    exitAfterTeardown(1, `harness crashed: ${error.stack ?? error.message}\n`),
+  );
   process.on("unhandledRejection", (reason) =>
     exitAfterTeardown(1, `harness crashed: ${reason instanceof Error ? reason.stack : String(reason)}\n`),
   );

@@ -56,7 +56,8 @@ export async function startProviderStandin(options: { port?: number; host?: stri
       request.on("end", () => {
         try {
           const body = JSON.parse(raw || "{}") as { mode?: StandinMode; delay_ms?: number; status_code?: number };
-          if (!body.mode || !["ok", "slow", "error", "timeout"].includes(body.mode)) throw new Error("mode must be ok, slow, error or timeout");
+          if (!body.mode || !["ok", "slow", "error", "timeout"].includes(body.mode))
+            throw new Error("mode must be ok, slow, error or timeout");
           behaviours.set(provider, { mode: body.mode, delayMs: body.delay_ms, statusCode: body.status_code });
           answer(response, 200, { provider, mode: body.mode });
         } catch (error) {
@@ -100,7 +101,8 @@ export async function startProviderStandin(options: { port?: number; host?: stri
   return {
     url,
     probeUrl: (provider) => `${url}/${encodeURIComponent(provider)}/health`,
-    set: (provider, behaviour) => behaviours.set(provider, typeof behaviour === "string" ? { mode: behaviour } : behaviour),
+    set: (provider, behaviour) =>
+      behaviours.set(provider, typeof behaviour === "string" ? { mode: behaviour } : behaviour),
     hits: (provider) => counts.get(provider) ?? 0,
     close: async () => {
       for (const timer of timers) clearTimeout(timer);

@@ -69,7 +69,11 @@ export class InvalidRtdbToken extends Error {}
  * Decodes a credential into the identity rules see. Throws InvalidRtdbToken for
  * tokens that are neither admin nor the Auth emulator's for `projectId`, or expired.
  */
-export function rtdbIdentity(credential: string | undefined, projectId: string, nowSeconds = Math.floor(Date.now() / 1000)): RtdbAuth {
+export function rtdbIdentity(
+  credential: string | undefined,
+  projectId: string,
+  nowSeconds = Math.floor(Date.now() / 1000),
+): RtdbAuth {
   if (credential === undefined || credential === "") return null;
   if (credential === "owner") return ADMIN;
   const parts = credential.split(".");
@@ -101,7 +105,11 @@ export interface RtdbSubstitute {
 }
 
 /** Starts the substitute on `port` with `rulesFile` enforced for everyone but admin. */
-export async function startRtdbSubstituteServer(options: { port: number; projectId: string; rulesFile: string }): Promise<RtdbSubstitute> {
+export async function startRtdbSubstituteServer(options: {
+  port: number;
+  projectId: string;
+  rulesFile: string;
+}): Promise<RtdbSubstitute> {
   const targaryen = require("targaryen") as {
     database(rules: unknown, data: unknown): TargaryenDatabase;
     ruleset(rules: unknown): unknown;
@@ -122,7 +130,11 @@ export async function startRtdbSubstituteServer(options: { port: number; project
     http.once("error", reject);
     http.listen(options.port, "127.0.0.1", () => resolve());
   });
-  const FirebaseServer = require("firebase-server") as new (options: { server: Server }, name: string, data: object) => FirebaseServerInstance;
+  const FirebaseServer = require("firebase-server") as new (
+    options: { server: Server },
+    name: string,
+    data: object,
+  ) => FirebaseServerInstance;
   const server = new FirebaseServer({ server: http }, `127.0.0.1:${options.port}`, {});
 
   // A fresh engine per request (cheap: rules and tree are shared, immutable); `with({auth: null})` would keep a
@@ -159,9 +171,12 @@ export async function startRtdbSubstituteServer(options: { port: number; project
   server.wss.on("connection", (socket) => completeProtocol(socket, server, rulesAs, options.projectId));
 
   rest = (request, response) => {
-    handleRest(request, response, server.baseRef, { as: rulesAs, accept }, options.projectId).catch((error: unknown) => {
-      if (!response.headersSent) sendJson(response, 500, { error: error instanceof Error ? error.message : String(error) });
-    });
+    handleRest(request, response, server.baseRef, { as: rulesAs, accept }, options.projectId).catch(
+      (error: unknown) => {
+        if (!response.headersSent)
+          sendJson(response, 500, { error: error instanceof Error ? error.message : String(error) });
+      },
+    );
   };
 
   return {
@@ -181,7 +196,12 @@ const SIGNED_OUT = "rtdb-substitute:signed-out";
  *     signed-out identity, so the connection's later requests run as `auth = null`.
  * Every other request is firebase-server's; this listener runs beside its own.
  */
-function completeProtocol(socket: Socket, server: FirebaseServerInstance, rulesAs: (auth: RtdbAuth) => TargaryenDatabase, projectId: string): void {
+function completeProtocol(
+  socket: Socket,
+  server: FirebaseServerInstance,
+  rulesAs: (auth: RtdbAuth) => TargaryenDatabase,
+  projectId: string,
+): void {
   let auth: RtdbAuth = null;
   const reply = (requestId: unknown, body: { s: string; d: unknown }) => {
     const payload = JSON.stringify({ t: "d", d: { r: requestId, b: body } });
@@ -209,7 +229,8 @@ function completeProtocol(socket: Socket, server: FirebaseServerInstance, rulesA
       socket.emit("message", JSON.stringify({ t: "d", d: { r: requestId, a: "auth", b: { cred: SIGNED_OUT } } }));
     } else if (action === "g") {
       const path = `/${(body?.p ?? "").replace(/^\/+|\/+$/g, "")}`;
-      if (!rulesAs(auth).read(path).allowed) return reply(requestId, { s: "permission_denied", d: "Permission denied" });
+      if (!rulesAs(auth).read(path).allowed)
+        return reply(requestId, { s: "permission_denied", d: "Permission denied" });
       const ref = path === "/" ? server.baseRef : server.baseRef.child(path.slice(1));
       ref.once("value", (snapshot) => reply(requestId, { s: "ok", d: snapshot.exportVal() }));
     }
@@ -247,7 +268,8 @@ async function handleRest(
     if (!verdict.allowed) return denied(verdict);
     return sendJson(response, 200, await valueOf(ref));
   }
-  if (!["PUT", "PATCH", "POST", "DELETE"].includes(method)) return sendJson(response, 405, { error: `${method} is not supported` });
+  if (!["PUT", "PATCH", "POST", "DELETE"].includes(method))
+    return sendJson(response, 405, { error: `${method} is not supported` });
   let body: unknown = null;
   if (method !== "DELETE") {
     try {
@@ -258,7 +280,8 @@ async function handleRest(
   }
   const now = Date.now();
   if (method === "PATCH") {
-    if (typeof body !== "object" || body === null || Array.isArray(body)) return sendJson(response, 400, { error: "PATCH needs an object" });
+    if (typeof body !== "object" || body === null || Array.isArray(body))
+      return sendJson(response, 400, { error: "PATCH needs an object" });
     const patch = body as Record<string, unknown>;
     const verdict = rules.as(auth).update(rulePath, patch, now);
     if (!verdict.allowed) return denied(verdict);
@@ -311,4 +334,3 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
   response.writeHead(status, { "content-type": "application/json; charset=utf-8" });
   response.end(JSON.stringify(body));
 }
-

@@ -47,9 +47,14 @@ export async function startRedis(logDir: string): Promise<RedisService> {
   const port = await freePort();
   let managed: Managed | undefined;
   const launch = async () => {
-    managed = startProcess("redis", binary, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      logFile: path.join(logDir, "redis.log"),
-    });
+    managed = startProcess(
+      "redis",
+      binary,
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      {
+        logFile: path.join(logDir, "redis.log"),
+      },
+    );
     await waitFor("redis-server", () => portOpen(port), { timeoutMs: 10_000, intervalMs: 25 });
   };
   await launch();
@@ -110,7 +115,11 @@ export interface RtdbService {
  */
 export async function startRtdbSubstitute(): Promise<RtdbService> {
   const port = await freePort();
-  const substitute = await startRtdbSubstituteServer({ port, projectId: PROJECT_ID, rulesFile: path.join(ROOT, "database.rules.json") });
+  const substitute = await startRtdbSubstituteServer({
+    port,
+    projectId: PROJECT_ID,
+    rulesFile: path.join(ROOT, "database.rules.json"),
+  });
   onTeardown(() => substitute.close());
   await waitFor("rtdb substitute", () => portOpen(port), { timeoutMs: 5000, intervalMs: 25 });
   return { host: substitute.host, official: false };
@@ -268,7 +277,8 @@ function localEmulatorBinaries(): Record<string, string> {
   const sdk = gcloudSdkRoot();
   if (!sdk) return out;
   const firestoreJar = path.join(sdk, "platform", "cloud-firestore-emulator", "cloud-firestore-emulator.jar");
-  if (existsSync(firestoreJar) && findBinary("jar")) out.FIRESTORE_EMULATOR_BINARY_PATH = firestoreWrapperJar(firestoreJar);
+  if (existsSync(firestoreJar) && findBinary("jar"))
+    out.FIRESTORE_EMULATOR_BINARY_PATH = firestoreWrapperJar(firestoreJar);
   const pubsub = path.join(sdk, "platform", "pubsub-emulator", "bin", "cloud-pubsub-emulator");
   if (existsSync(pubsub)) out.PUBSUB_EMULATOR_BINARY_PATH = pubsub;
   return out;

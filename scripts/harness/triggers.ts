@@ -40,9 +40,19 @@ export async function startRtdbWatcher(options: {
   if (triggers.length === 0) return;
   process.env.FIREBASE_DATABASE_EMULATOR_HOST = options.env.FIREBASE_DATABASE_EMULATOR_HOST;
   const functionsDir = path.join(ROOT, "functions");
-  const { initializeApp } = require(require.resolve("firebase-admin/app", { paths: [functionsDir] })) as typeof import("firebase-admin/app");
-  const { getDatabase } = require(require.resolve("firebase-admin/database", { paths: [functionsDir] })) as typeof import("firebase-admin/database");
-  const app = initializeApp({ projectId: options.env.GCLOUD_PROJECT, databaseURL: (JSON.parse(options.env.FIREBASE_CONFIG) as { databaseURL: string }).databaseURL }, "harness-rtdb-watcher");
+  const { initializeApp } = require(
+    require.resolve("firebase-admin/app", { paths: [functionsDir] }),
+  ) as typeof import("firebase-admin/app");
+  const { getDatabase } = require(
+    require.resolve("firebase-admin/database", { paths: [functionsDir] }),
+  ) as typeof import("firebase-admin/database");
+  const app = initializeApp(
+    {
+      projectId: options.env.GCLOUD_PROJECT,
+      databaseURL: (JSON.parse(options.env.FIREBASE_CONFIG) as { databaseURL: string }).databaseURL,
+    },
+    "harness-rtdb-watcher",
+  );
   const db = getDatabase(app);
 
   for (const trigger of triggers) {
@@ -62,9 +72,12 @@ export async function startRtdbWatcher(options: {
         const ref = [prefix, ...change.path].filter(Boolean).join("/");
         // One delivery at a time per trigger, in the order the writes were seen.
         queue = queue
-          .then(() => deliver(options.functionsOrigin, trigger.name, rtdbWrittenEvent(ref, change.before, change.after)))
+          .then(() =>
+            deliver(options.functionsOrigin, trigger.name, rtdbWrittenEvent(ref, change.before, change.after)),
+          )
           .then(({ status, text }) => {
-            if (status >= 300) options.log(`rtdb trigger ${trigger.name} on ${ref}: HTTP ${status} ${text.slice(0, 200)}`);
+            if (status >= 300)
+              options.log(`rtdb trigger ${trigger.name} on ${ref}: HTTP ${status} ${text.slice(0, 200)}`);
           })
           .catch((error: unknown) => options.log(`rtdb trigger ${trigger.name} on ${ref} failed: ${String(error)}`));
       }
@@ -89,9 +102,12 @@ interface Change {
 /** Concrete child paths `depth` levels below the root whose JSON differs between two trees. */
 export function changedPaths(before: unknown, after: unknown, depth: number, path: string[] = []): Change[] {
   if (depth === 0) {
-    return JSON.stringify(before ?? null) === JSON.stringify(after ?? null) ? [] : [{ path, before: before ?? null, after: after ?? null }];
+    return JSON.stringify(before ?? null) === JSON.stringify(after ?? null)
+      ? []
+      : [{ path, before: before ?? null, after: after ?? null }];
   }
-  const asObject = (value: unknown) => (typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {});
+  const asObject = (value: unknown) =>
+    typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
   const b = asObject(before);
   const a = asObject(after);
   return [...new Set([...Object.keys(b), ...Object.keys(a)])].flatMap((key) =>

@@ -31,6 +31,8 @@ export async function warmWorkers(options: WarmOptions): Promise<void> {
       ),
     );
     const loaded = answers.filter((status) => status > 0).length;
-    options.log(`warmed ${name}: ${loaded}/${options.workers} workers (${((Date.now() - started) / 1000).toFixed(1)}s)`);
+    options.log(
+      `warmed ${name}: ${loaded}/${options.workers} workers (${((Date.now() - started) / 1000).toFixed(1)}s)`,
+    );
   }
 }

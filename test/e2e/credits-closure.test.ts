@@ -16,13 +16,26 @@ describe("e2e: deleting a user closes the credit account (Firestore trigger)", f
   it("when users/{uid} is deleted with an open job, then the job fails, its hold is released once, and an admin grant re-opens the account at v(n+1)", async () => {
     const uid = newUid("deleted");
     await fund(uid, 80);
-    const job = await createJob({ db: db() }, uid, { type: "report", input: { subject: "Gone", pages: 2 }, idempotency_key: `j-${randomUUID()}` });
+    const job = await createJob({ db: db() }, uid, {
+      type: "report",
+      input: { subject: "Gone", pages: 2 },
+      idempotency_key: `j-${randomUUID()}`,
+    });
     await db().collection("users").doc(uid).delete();
 
-    await waitFor("job failed by onUserDeleted", async () => ((await jobDoc(job.job_id)).status === "failed" ? true : undefined));
+    await waitFor("job failed by onUserDeleted", async () =>
+      (await jobDoc(job.job_id)).status === "failed" ? true : undefined,
+    );
     const ledger = await ledgerOf(uid);
-    assert.deepEqual(ledger.map((e) => e.type), ["grant", "hold", "release"]);
-    assert.equal((await db().collection("users").doc(uid).get()).exists, false, "the trigger must not resurrect the user");
+    assert.deepEqual(
+      ledger.map((e) => e.type),
+      ["grant", "hold", "release"],
+    );
+    assert.equal(
+      (await db().collection("users").doc(uid).get()).exists,
+      false,
+      "the trigger must not resurrect the user",
+    );
     await assertJobInvariants(uid);
 
     const granted = await callFunction<{ transaction_id: string; balance: number }>(

@@ -10,20 +10,46 @@ import { callFunction, newUid } from "../support/suite";
 
 /** Numbers no amount or quantity may be. */
 const badNumber = fc.oneof(
-  fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -1, 0, 0.5, -0.0001, 1e300, 2 ** 53, -(2 ** 53)),
+  fc.constantFrom(
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    Number.NEGATIVE_INFINITY,
+    -1,
+    0,
+    0.5,
+    -0.0001,
+    1e300,
+    2 ** 53,
+    -(2 ** 53),
+  ),
   fc.double({ noInteger: true }),
   fc.integer({ max: 0 }),
   fc.integer({ min: 10_000_001 }),
 );
 /** Values of the wrong type where a number belongs. */
-const notANumber = fc.oneof(fc.string(), fc.constant(null), fc.boolean(), fc.array(fc.nat()), fc.constant("10"), fc.object());
+const notANumber = fc.oneof(
+  fc.string(),
+  fc.constant(null),
+  fc.boolean(),
+  fc.array(fc.nat()),
+  fc.constant("10"),
+  fc.object(),
+);
 /** Strings Firestore refuses as document ids: with '/', '.', '..', `__…__`, empty, or over 1,500 bytes. */
 const badId = fc.oneof(
   fc.constantFrom(".", "..", "", "x".repeat(1501)),
   fc.tuple(fc.string({ maxLength: 20 }), fc.string({ maxLength: 20 })).map(([a, b]) => `${a}/${b}`),
   fc.string({ maxLength: 40 }).map((middle) => `__${middle}__`),
 );
-const extraField = fc.constantFrom("credits_balance", "credits_held", "ledger_version", "__proto__", "constructor", "price", "user_id");
+const extraField = fc.constantFrom(
+  "credits_balance",
+  "credits_held",
+  "ledger_version",
+  "__proto__",
+  "constructor",
+  "price",
+  "user_id",
+);
 
 /** JSON as the wire carries it: NaN/Infinity become null, which must be refused too. */
 async function call(name: string, data: unknown, auth: { uid: string; claims?: Record<string, unknown> }) {
@@ -43,9 +69,13 @@ describe("e2e: fuzzing credit callables with fast-check", function () {
       notANumber.map((quantity) => ({ feature: "chat.message", quantity, idempotency_key: "f" })),
       extraField.map((field) => ({ feature: "chat.message", quantity: 1, idempotency_key: "f", [field]: 5 })),
       fc.string().map((feature) => ({ feature: `x${feature}`, quantity: 1, idempotency_key: "f" })),
-      fc.dictionary(fc.constantFrom("__proto__", "constructor", "prototype"), fc.string()).filter((m) => Object.keys(m).length > 0)
+      fc
+        .dictionary(fc.constantFrom("__proto__", "constructor", "prototype"), fc.string())
+        .filter((m) => Object.keys(m).length > 0)
         .map((metadata) => ({ feature: "chat.message", quantity: 1, idempotency_key: "f", metadata })),
-      fc.constant(JSON.parse('{"feature":"chat.message","quantity":1,"idempotency_key":"f","__proto__":{"admin":true}}')),
+      fc.constant(
+        JSON.parse('{"feature":"chat.message","quantity":1,"idempotency_key":"f","__proto__":{"admin":true}}'),
+      ),
     );
     await fc.assert(
       fc.asyncProperty(spendCase, async (data) => {
@@ -67,9 +97,13 @@ describe("e2e: fuzzing credit callables with fast-check", function () {
         data: { user_id: uid, amount, reason: "fuzz", idempotency_key: "a" },
       })),
       // Adjustments may be negative; only non-integers, zero, out-of-range values and wrong types are bad.
-      fc.oneof(badNumber, notANumber)
+      fc
+        .oneof(badNumber, notANumber)
         .filter((amount) => !(Number.isSafeInteger(amount) && amount !== 0 && Math.abs(amount as number) <= 10_000_000))
-        .map((amount) => ({ name: "adjustCredits", data: { user_id: uid, amount, reason: "fuzz", idempotency_key: "a" } })),
+        .map((amount) => ({
+          name: "adjustCredits",
+          data: { user_id: uid, amount, reason: "fuzz", idempotency_key: "a" },
+        })),
       fc.tuple(fc.constantFrom("grantCredits", "adjustCredits"), extraField).map(([name, field]) => ({
         name,
         data: { user_id: uid, amount: 5, reason: "fuzz", idempotency_key: "a", [field]: 1 },
@@ -78,12 +112,17 @@ describe("e2e: fuzzing credit callables with fast-check", function () {
         name: "refundCredits",
         data: { transaction_id: `${uid}_v1`, amount, reason: "fuzz", idempotency_key: "a" },
       })),
-      fc.oneof(fc.integer({ min: 101 }), fc.integer({ max: 0 }), notANumber).map((limit) => ({ name: "listTransactions", data: { limit } })),
+      fc
+        .oneof(fc.integer({ min: 101 }), fc.integer({ max: 0 }), notANumber)
+        .map((limit) => ({ name: "listTransactions", data: { limit } })),
       fc.tuple(fc.constantFrom("grantCredits", "adjustCredits"), badId).map(([name, id]) => ({
         name,
         data: { user_id: id, amount: 5, reason: "fuzz", idempotency_key: "a" },
       })),
-      badId.map((id) => ({ name: "refundCredits", data: { transaction_id: id, reason: "fuzz", idempotency_key: "a" } })),
+      badId.map((id) => ({
+        name: "refundCredits",
+        data: { transaction_id: id, reason: "fuzz", idempotency_key: "a" },
+      })),
     );
     await fc.assert(
       fc.asyncProperty(adminCase, async ({ name, data }) => {

@@ -49,11 +49,19 @@ describe("e2e: offline operation queue (RTDB trigger)", function () {
   it("when a queued spend cannot be paid or is malformed, then it is rejected with the error and nothing is charged", async () => {
     const uid = newUid();
     await fund(uid, 5);
-    await realtimeDb().ref(`operation_queues/${uid}/big`).set({ type: "spend", feature: "image.generate", quantity: 1, created_at: Date.now() });
+    await realtimeDb()
+      .ref(`operation_queues/${uid}/big`)
+      .set({ type: "spend", feature: "image.generate", quantity: 1, created_at: Date.now() });
     // Written by the Admin SDK, so rules do not stop it: the function must.
-    await realtimeDb().ref(`operation_queues/${uid}/bad`).set({ type: "spend", feature: "chat.message", quantity: -3, created_at: Date.now() });
-    const big = await waitFor("rejected", async () => ((await entry(uid, "big"))?.status ? entry(uid, "big") : undefined));
-    const bad = await waitFor("rejected", async () => ((await entry(uid, "bad"))?.status ? entry(uid, "bad") : undefined));
+    await realtimeDb()
+      .ref(`operation_queues/${uid}/bad`)
+      .set({ type: "spend", feature: "chat.message", quantity: -3, created_at: Date.now() });
+    const big = await waitFor("rejected", async () =>
+      (await entry(uid, "big"))?.status ? entry(uid, "big") : undefined,
+    );
+    const bad = await waitFor("rejected", async () =>
+      (await entry(uid, "bad"))?.status ? entry(uid, "bad") : undefined,
+    );
     assert.equal(big?.status, "rejected");
     assert.equal(big?.error?.code, "failed-precondition");
     assert.equal(bad?.status, "rejected");
@@ -68,10 +76,16 @@ describe("e2e: offline operation queue (RTDB trigger)", function () {
     await fund(uid, 5);
     const op = { type: "spend", feature: "image.generate", quantity: 1, created_at: Date.now() };
     await realtimeDb().ref(`operation_queues/${uid}/late`).set(op);
-    const rejected = await waitFor("rejected", async () => ((await entry(uid, "late"))?.status ? entry(uid, "late") : undefined));
+    const rejected = await waitFor("rejected", async () =>
+      (await entry(uid, "late"))?.status ? entry(uid, "late") : undefined,
+    );
     assert.equal(rejected?.status, "rejected");
     await fund(uid, 100);
-    const { status } = await deliver(suite.functionsOrigin, "applyOperationQueue", rtdbWrittenEvent(`operation_queues/${uid}/late`, null, op));
+    const { status } = await deliver(
+      suite.functionsOrigin,
+      "applyOperationQueue",
+      rtdbWrittenEvent(`operation_queues/${uid}/late`, null, op),
+    );
     assert.ok(status < 300, `delivery answered ${status}`);
     assert.deepEqual(await entry(uid, "late"), rejected);
     assert.equal((await ledgerOf(uid)).filter((e) => e.type === "spend").length, 0);

@@ -28,12 +28,19 @@ describe("e2e: credits through the functions emulator", function () {
     await fund(uid, unit * 2);
     // The functions emulator starts one worker process per concurrent request; start them with requests that write nothing.
     const warm = await Promise.all(
-      Array.from({ length: 5 }, () => callFunction("spendCredits", { feature: "warm-up" }, { uid }, { timeoutMs: 180_000 })),
+      Array.from({ length: 5 }, () =>
+        callFunction("spendCredits", { feature: "warm-up" }, { uid }, { timeoutMs: 180_000 }),
+      ),
     );
     assert.ok(warm.every((answer) => answer.error?.status === "INVALID_ARGUMENT"));
     const results = await Promise.all(
       Array.from({ length: 5 }, (_, i) =>
-        callFunction<Change>("spendCredits", { feature: "image.generate", quantity: 1, idempotency_key: `race-${i}` }, { uid }, { timeoutMs: 180_000 }),
+        callFunction<Change>(
+          "spendCredits",
+          { feature: "image.generate", quantity: 1, idempotency_key: `race-${i}` },
+          { uid },
+          { timeoutMs: 180_000 },
+        ),
       ),
     );
     const ok = results.filter((r) => r.result);
@@ -53,7 +60,12 @@ describe("e2e: credits through the functions emulator", function () {
   it("when a spend is replayed with its key, then the first result comes back and nothing is charged twice", async () => {
     const uid = newUid();
     await fund(uid, 100);
-    const request = { feature: "chat.message", quantity: 3, idempotency_key: "replay-1", metadata: { conversation: "c1" } };
+    const request = {
+      feature: "chat.message",
+      quantity: 3,
+      idempotency_key: "replay-1",
+      metadata: { conversation: "c1" },
+    };
     const first = await spend(uid, request);
     const second = await spend(uid, request);
     assert.equal(first.result?.replayed, false);
@@ -70,7 +82,10 @@ describe("e2e: credits through the functions emulator", function () {
     await fund(uid, 100);
     const request = { feature: "report.page", quantity: 2, idempotency_key: `dup-${randomUUID()}` };
     const results = await Promise.all(Array.from({ length: 10 }, () => spend(uid, request)));
-    assert.ok(results.every((r) => r.result), JSON.stringify(results.map((r) => r.error)));
+    assert.ok(
+      results.every((r) => r.result),
+      JSON.stringify(results.map((r) => r.error)),
+    );
     assert.equal(new Set(results.map((r) => r.result!.transaction_id)).size, 1);
     assert.equal(results.filter((r) => !r.result!.replayed).length, 1);
     const state = await assertLedgerInvariants(uid);
@@ -111,39 +126,82 @@ describe("e2e: credits through the functions emulator", function () {
   });
 
   it("when unauthenticated or not an admin, then unauthenticated / permission-denied", async () => {
-    const anonymous = await callFunction("spendCredits", { feature: "chat.message", quantity: 1, idempotency_key: "a" });
+    const anonymous = await callFunction("spendCredits", {
+      feature: "chat.message",
+      quantity: 1,
+      idempotency_key: "a",
+    });
     assert.equal(anonymous.error?.status, "UNAUTHENTICATED");
     const uid = newUid();
-    const grant = await callFunction("grantCredits", { user_id: uid, amount: 5, reason: "x", idempotency_key: "g" }, { uid });
+    const grant = await callFunction(
+      "grantCredits",
+      { user_id: uid, amount: 5, reason: "x", idempotency_key: "g" },
+      { uid },
+    );
     assert.equal(grant.error?.status, "PERMISSION_DENIED");
     assert.equal(await footprint(uid), JSON.stringify({ user: null, ledger: 0, holds: 0, keys: 0 }));
   });
 
   it("when an admin grants, refunds and adjusts, then each is one ledger entry and refunds never exceed the spend", async () => {
     const uid = newUid();
-    const granted = await callFunction<Change>("grantCredits", { user_id: uid, amount: 50, reason: "welcome", idempotency_key: "g1" }, admin);
+    const granted = await callFunction<Change>(
+      "grantCredits",
+      { user_id: uid, amount: 50, reason: "welcome", idempotency_key: "g1" },
+      admin,
+    );
     assert.equal(granted.result?.balance, 50);
     const spent = await spend(uid, { feature: "image.generate", quantity: 2, idempotency_key: "s1" });
     assert.equal(spent.result?.balance, 30);
     const txId = spent.result.transaction_id;
-    const partial = await callFunction<Change>("refundCredits", { transaction_id: txId, amount: 5, reason: "bad image", idempotency_key: "r1" }, admin);
+    const partial = await callFunction<Change>(
+      "refundCredits",
+      { transaction_id: txId, amount: 5, reason: "bad image", idempotency_key: "r1" },
+      admin,
+    );
     assert.equal(partial.result?.balance, 35);
-    const tooMuch = await callFunction("refundCredits", { transaction_id: txId, amount: 16, reason: "x", idempotency_key: "r2" }, admin);
+    const tooMuch = await callFunction(
+      "refundCredits",
+      { transaction_id: txId, amount: 16, reason: "x", idempotency_key: "r2" },
+      admin,
+    );
     assert.equal(tooMuch.error?.status, "FAILED_PRECONDITION");
     assert.equal((tooMuch.error?.details as { refundable: number }).refundable, 15);
-    const rest = await callFunction<Change>("refundCredits", { transaction_id: txId, reason: "rest", idempotency_key: "r3" }, admin);
+    const rest = await callFunction<Change>(
+      "refundCredits",
+      { transaction_id: txId, reason: "rest", idempotency_key: "r3" },
+      admin,
+    );
     assert.equal(rest.result?.amount, 15);
-    const again = await callFunction("refundCredits", { transaction_id: txId, reason: "again", idempotency_key: "r4" }, admin);
+    const again = await callFunction(
+      "refundCredits",
+      { transaction_id: txId, reason: "again", idempotency_key: "r4" },
+      admin,
+    );
     assert.equal(again.error?.status, "FAILED_PRECONDITION");
-    const notSpend = await callFunction("refundCredits", { transaction_id: granted.result.transaction_id, reason: "x", idempotency_key: "r5" }, admin);
+    const notSpend = await callFunction(
+      "refundCredits",
+      { transaction_id: granted.result.transaction_id, reason: "x", idempotency_key: "r5" },
+      admin,
+    );
     assert.equal(notSpend.error?.status, "FAILED_PRECONDITION");
-    const down = await callFunction("adjustCredits", { user_id: uid, amount: -51, reason: "too far", idempotency_key: "a1" }, admin);
+    const down = await callFunction(
+      "adjustCredits",
+      { user_id: uid, amount: -51, reason: "too far", idempotency_key: "a1" },
+      admin,
+    );
     assert.equal(down.error?.status, "FAILED_PRECONDITION");
-    const fix = await callFunction<Change>("adjustCredits", { user_id: uid, amount: -10, reason: "correction", idempotency_key: "a2" }, admin);
+    const fix = await callFunction<Change>(
+      "adjustCredits",
+      { user_id: uid, amount: -10, reason: "correction", idempotency_key: "a2" },
+      admin,
+    );
     assert.equal(fix.result?.balance, 40);
     const state = await assertLedgerInvariants(uid);
     assert.equal(state.entries, 5);
-    assert.deepEqual((await ledgerOf(uid)).map((e) => e.type), ["grant", "spend", "refund", "refund", "adjust"]);
+    assert.deepEqual(
+      (await ledgerOf(uid)).map((e) => e.type),
+      ["grant", "spend", "refund", "refund", "adjust"],
+    );
   });
 
   it("when the ledger is listed, then pages are newest first, bounded and chained by cursor", async () => {
@@ -152,9 +210,19 @@ describe("e2e: credits through the functions emulator", function () {
     for (let i = 0; i < 6; i++) await spend(uid, { feature: "chat.message", quantity: 1, idempotency_key: `p${i}` });
     type Page = { items: Array<{ version: number; type: string }>; next_cursor: string | null };
     const first = await callFunction<Page>("listTransactions", { limit: 4 }, { uid });
-    assert.deepEqual(first.result?.items.map((i) => i.version), [7, 6, 5, 4]);
-    const second = await callFunction<Page>("listTransactions", { limit: 4, cursor: first.result.next_cursor }, { uid });
-    assert.deepEqual(second.result?.items.map((i) => i.version), [3, 2, 1]);
+    assert.deepEqual(
+      first.result?.items.map((i) => i.version),
+      [7, 6, 5, 4],
+    );
+    const second = await callFunction<Page>(
+      "listTransactions",
+      { limit: 4, cursor: first.result.next_cursor },
+      { uid },
+    );
+    assert.deepEqual(
+      second.result?.items.map((i) => i.version),
+      [3, 2, 1],
+    );
     assert.equal(second.result?.next_cursor, null);
     const tooMany = await callFunction("listTransactions", { limit: 101 }, { uid });
     assert.equal(tooMany.error?.status, "INVALID_ARGUMENT");
@@ -170,7 +238,11 @@ describe("e2e: credits through the functions emulator", function () {
     const url = `${suite.functionsBaseUrl}/meterUsage`;
     const body = JSON.stringify({ user_id: uid, feature: "tts.1k_chars", quantity: 3, idempotency_key: "m1" });
     const post = (key: string) =>
-      fetch(url, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${key}` }, body });
+      fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+        body,
+      });
     const before = await footprint(uid);
     const denied = await post("wrong-key");
     assert.equal(denied.status, 401);

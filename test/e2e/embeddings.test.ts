@@ -33,7 +33,13 @@ interface SourceDoc {
 interface SearchAnswer {
   model: string;
   dims: number;
-  results: Array<{ chunk_id: string; source_id: string; content: string; metadata: Record<string, unknown>; score: number }>;
+  results: Array<{
+    chunk_id: string;
+    source_id: string;
+    content: string;
+    metadata: Record<string, unknown>;
+    score: number;
+  }>;
 }
 
 const knowledgeTable = () => tableName("knowledge_text", env("EMBEDDING_MODEL"), Number(env("EMBEDDING_DIMS")));
@@ -44,15 +50,30 @@ async function sourceDoc(sourceId: string): Promise<SourceDoc | undefined> {
 }
 
 /** Ingests through the callable and waits until the consumer has handled that very message. */
-async function ingest(sourceId: string, text: string, metadata: Record<string, unknown> = {}): Promise<{ messageId: string; doc: SourceDoc }> {
-  const answer = await callFunction<{ message_id: string; generation: number }>("ingestKnowledge", { source_id: sourceId, text, metadata }, ADMIN);
+async function ingest(
+  sourceId: string,
+  text: string,
+  metadata: Record<string, unknown> = {},
+): Promise<{ messageId: string; doc: SourceDoc }> {
+  const answer = await callFunction<{ message_id: string; generation: number }>(
+    "ingestKnowledge",
+    { source_id: sourceId, text, metadata },
+    ADMIN,
+  );
   assert.equal(answer.status, 200, JSON.stringify(answer.error));
-  assert.ok(Number.isInteger(answer.result!.generation) && answer.result!.generation >= 1, "the answer names the request's generation");
+  assert.ok(
+    Number.isInteger(answer.result!.generation) && answer.result!.generation >= 1,
+    "the answer names the request's generation",
+  );
   const messageId = answer.result!.message_id;
-  const doc = await waitFor(`${sourceId} handled ${messageId}`, async () => {
-    const current = await sourceDoc(sourceId);
-    return current?.last_message_id === messageId ? current : undefined;
-  }, { timeoutMs: 60_000, intervalMs: 200 });
+  const doc = await waitFor(
+    `${sourceId} handled ${messageId}`,
+    async () => {
+      const current = await sourceDoc(sourceId);
+      return current?.last_message_id === messageId ? current : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
   return { messageId, doc };
 }
 
@@ -68,17 +89,28 @@ async function table(): Promise<Table> {
 
 /** The source's rows as comparable strings (id, text, vector digest). */
 async function rowsOf(sourceId: string): Promise<string[]> {
-  const rows = (await (await table()).query().where(`source = '${sourceId}'`).toArray()) as Array<{ chunk_id: string; content: string; embedding: Iterable<number> }>;
+  const rows = (await (await table()).query().where(`source = '${sourceId}'`).toArray()) as Array<{
+    chunk_id: string;
+    content: string;
+    embedding: Iterable<number>;
+  }>;
   return rows
-    .map((row) => `${row.chunk_id}|${row.content}|${createHash("sha1").update(Array.from(row.embedding).join(",")).digest("hex")}`)
+    .map(
+      (row) =>
+        `${row.chunk_id}|${row.content}|${createHash("sha1").update(Array.from(row.embedding).join(",")).digest("hex")}`,
+    )
     .sort();
 }
 
 async function deadLetter(messageId: string): Promise<Record<string, unknown>> {
-  return waitFor(`dead letter for ${messageId}`, async () => {
-    const snapshot = await testFirestore().collection("dead_letters").doc(`embeddings:${messageId}`).get();
-    return snapshot.exists ? snapshot.data() : undefined;
-  }, { timeoutMs: 60_000, intervalMs: 200 });
+  return waitFor(
+    `dead letter for ${messageId}`,
+    async () => {
+      const snapshot = await testFirestore().collection("dead_letters").doc(`embeddings:${messageId}`).get();
+      return snapshot.exists ? snapshot.data() : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
 }
 
 /** A Pub/Sub CloudEvent as the emulator delivers it, for a message id of our choosing. */
@@ -91,7 +123,14 @@ function pubsubEvent(messageId: string, payload: Buffer): unknown {
     type: "google.cloud.pubsub.topic.v1.messagePublished",
     source: `//pubsub.googleapis.com/projects/${suite.projectId}/topics/${TOPIC}`,
     data: {
-      message: { messageId, message_id: messageId, publishTime: time, publish_time: time, attributes: {}, data: payload.toString("base64") },
+      message: {
+        messageId,
+        message_id: messageId,
+        publishTime: time,
+        publish_time: time,
+        attributes: {},
+        data: payload.toString("base64"),
+      },
       subscription: `projects/${suite.projectId}/subscriptions/test-${TOPIC}`,
     },
   };
@@ -100,11 +139,23 @@ function pubsubEvent(messageId: string, payload: Buffer): unknown {
 /** An ingest request as ingestKnowledge publishes it, under the source's next generation taken as ingest takes it. */
 async function request(sourceId: string, text: string): Promise<Buffer> {
   const generation = await stampIngest(testFirestore(), sourceId);
-  return Buffer.from(JSON.stringify({ op: "ingest", source_id: sourceId, text, metadata: {}, requested_by: "test", requested_at: Date.now(), generation }));
+  return Buffer.from(
+    JSON.stringify({
+      op: "ingest",
+      source_id: sourceId,
+      text,
+      metadata: {},
+      requested_by: "test",
+      requested_at: Date.now(),
+      generation,
+    }),
+  );
 }
 
-const GARDEN = "Tomatoes need six hours of direct sunlight every day. Water them deeply at the roots twice a week. Stake the plants so the fruit stays off the soil.";
-const RAILWAY = "The night train leaves the central station at eleven. Sleeper cabins have two bunks and a washbasin. Tickets can be exchanged until departure.";
+const GARDEN =
+  "Tomatoes need six hours of direct sunlight every day. Water them deeply at the roots twice a week. Stake the plants so the fruit stays off the soil.";
+const RAILWAY =
+  "The night train leaves the central station at eleven. Sleeper cabins have two bunks and a washbasin. Tickets can be exchanged until departure.";
 
 describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
   this.timeout(180_000);
@@ -143,7 +194,11 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
     // A value that would break out of a SQL literal is just a value that matches nothing.
     const injected = await search("tomato", { filter: { metadata: { batch: `${tag}' OR '1'='1` } } });
     assert.deepEqual(injected.results, []);
-    const badId = await callFunction("searchKnowledge", { query: "x", filter: { source_ids: ["a' OR 1=1 --"] } }, { uid: newUid() });
+    const badId = await callFunction(
+      "searchKnowledge",
+      { query: "x", filter: { source_ids: ["a' OR 1=1 --"] } },
+      { uid: newUid() },
+    );
     assert.equal(badId.error?.status, "INVALID_ARGUMENT");
   });
 
@@ -160,19 +215,29 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
 
   it("when a source's text changes, then its old chunks are gone and the new ones are found", async () => {
     const id = newUid("doc");
-    const long = Array.from({ length: 12 }, (_, i) => `Chapter ${i} of the ledger explains how credits are held for running jobs and released afterwards.`).join(" ");
+    const long = Array.from(
+      { length: 12 },
+      (_, i) => `Chapter ${i} of the ledger explains how credits are held for running jobs and released afterwards.`,
+    ).join(" ");
     const first = await ingest(id, long);
     assert.ok((first.doc.chunk_count ?? 0) > 1, "the first text spans several chunks");
     const { doc } = await ingest(id, RAILWAY);
     assert.equal(doc.chunk_count, 1);
     // The record names the new rows first; the old generation's rows go right after (not searchable meanwhile).
-    const rows = await waitFor("exactly the new chunk remains", async () => {
-      const current = await rowsOf(id);
-      return current.length === 1 ? current : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 200 });
+    const rows = await waitFor(
+      "exactly the new chunk remains",
+      async () => {
+        const current = await rowsOf(id);
+        return current.length === 1 ? current : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
     assert.match(rows[0], /night train/);
     const old = await search("credits held for running jobs", { filter: { source_ids: [id] } });
-    assert.ok(old.results.every((hit) => !hit.content.includes("ledger")), "no old chunk is returned");
+    assert.ok(
+      old.results.every((hit) => !hit.content.includes("ledger")),
+      "no old chunk is returned",
+    );
     const fresh = await search("sleeper cabins on the night train", { filter: { source_ids: [id] } });
     assert.match(fresh.results[0]?.content ?? "", /Sleeper cabins/);
   });
@@ -190,7 +255,10 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
     const again = await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, payload));
     assert.ok(again.status < 300, again.text);
     const republished = await publishRaw(TOPIC, payload);
-    await waitFor("the republished copy handled", async () => (await sourceDoc(id))?.last_message_id === republished, { timeoutMs: 60_000, intervalMs: 200 });
+    await waitFor("the republished copy handled", async () => (await sourceDoc(id))?.last_message_id === republished, {
+      timeoutMs: 60_000,
+      intervalMs: 200,
+    });
 
     assert.deepEqual(await rowsOf(id), rows);
     assert.equal(await (await table()).version(), version, "duplicates wrote nothing to LanceDB");
@@ -205,7 +273,11 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
 
     // Delivered directly, the function's answer is what Pub/Sub sees: success, so the message is acked.
     const messageId = `poison-${randomUUID()}`;
-    const delivered = await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, Buffer.from(JSON.stringify({ op: "ingest", source_id: "../etc" }))));
+    const delivered = await deliver(
+      suite.functionsOrigin,
+      "embeddingConsumer",
+      pubsubEvent(messageId, Buffer.from(JSON.stringify({ op: "ingest", source_id: "../etc" }))),
+    );
     assert.ok(delivered.status < 300, `acked: HTTP ${delivered.status} ${delivered.text}`);
     const second = await deadLetter(messageId);
     assert.match(String(second.error), /malformed message: source_id/);
@@ -214,7 +286,11 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
   it("when the provider answers 400, then the message is dead-lettered at once and acked, and the source is marked failed", async () => {
     const id = newUid("doc");
     const messageId = `reject-${randomUUID()}`;
-    const delivered = await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, await request(id, "Please embed this. [[reject]]")));
+    const delivered = await deliver(
+      suite.functionsOrigin,
+      "embeddingConsumer",
+      pubsubEvent(messageId, await request(id, "Please embed this. [[reject]]")),
+    );
     assert.ok(delivered.status < 300, `acked: HTTP ${delivered.status} ${delivered.text}`);
     const letter = await deadLetter(messageId);
     assert.equal(letter.source_id, id);
@@ -232,7 +308,10 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
     const { doc } = await ingest(id, `${GARDEN} [[flaky:${token}]]`);
     assert.equal(doc.status, "indexed");
     const stats = await embeddingsApiStats();
-    assert.ok((stats[`flaky:${token}`] ?? 0) >= 2, `the 429 was served and then retried: ${JSON.stringify(stats[`flaky:${token}`])}`);
+    assert.ok(
+      (stats[`flaky:${token}`] ?? 0) >= 2,
+      `the 429 was served and then retried: ${JSON.stringify(stats[`flaky:${token}`])}`,
+    );
     const found = await search("tomato sunlight", { filter: { source_ids: [id] } });
     assert.equal(found.results[0]?.source_id, id);
   });
@@ -241,7 +320,11 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
     const id = newUid("doc");
     const before = (await embeddingsApiStats()).down ?? 0;
     const messageId = `down-${randomUUID()}`;
-    const delivered = await deliver(suite.functionsOrigin, "embeddingConsumer", pubsubEvent(messageId, await request(id, "Always failing. [[down]]")));
+    const delivered = await deliver(
+      suite.functionsOrigin,
+      "embeddingConsumer",
+      pubsubEvent(messageId, await request(id, "Always failing. [[down]]")),
+    );
     assert.ok(delivered.status < 300, `acked: HTTP ${delivered.status} ${delivered.text}`);
     const letter = await deadLetter(messageId);
     assert.equal(letter.transient, true);
@@ -277,7 +360,11 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
     assert.equal(denied.error?.status, "PERMISSION_DENIED");
     const anonymous = await callFunction("ingestKnowledge", { source_id: id, text: GARDEN });
     assert.equal(anonymous.error?.status, "UNAUTHENTICATED");
-    const both = await callFunction<unknown>("ingestKnowledge", { source_id: id, text: "a", uri: "gs://bucket/a.txt" }, ADMIN);
+    const both = await callFunction<unknown>(
+      "ingestKnowledge",
+      { source_id: id, text: "a", uri: "gs://bucket/a.txt" },
+      ADMIN,
+    );
     assert.equal(both.error?.status, "INVALID_ARGUMENT");
     const unknownField = await callFunction("ingestKnowledge", { source_id: id, text: "a", credits_balance: 5 }, ADMIN);
     assert.equal(unknownField.error?.status, "INVALID_ARGUMENT");
@@ -300,7 +387,11 @@ describe("e2e: knowledge ingestion and search through Pub/Sub", function () {
     assert.equal(answer.status, 200, JSON.stringify(answer.error));
     assert.equal(answer.result!.tools.length, 3);
     assert.equal(answer.result!.tools[0].function_name, "cancelJob");
-    const balance = await callFunction<{ tools: Array<{ function_name: string }> }>("selectTools", { query: "what is my credit balance" }, { uid: newUid() });
+    const balance = await callFunction<{ tools: Array<{ function_name: string }> }>(
+      "selectTools",
+      { query: "what is my credit balance" },
+      { uid: newUid() },
+    );
     assert.equal(balance.result!.tools[0].function_name, "getBalance");
   });
 });

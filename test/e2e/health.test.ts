@@ -24,10 +24,14 @@ describe("e2e: /api/health through the hosting rewrite", function () {
 
   it("when every component is up, then it answers 200 ok in the seed shape", async () => {
     // The first call of a cold instance loads every SDK; poll until all are up.
-    const { status, body } = await waitFor("health ok", async () => {
-      const answer = await health();
-      return answer.body.status === "ok" ? answer : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 500 });
+    const { status, body } = await waitFor(
+      "health ok",
+      async () => {
+        const answer = await health();
+        return answer.body.status === "ok" ? answer : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    );
     assert.equal(status, 200);
     assert.deepEqual(Object.keys(body).sort(), ["components", "details", "environment", "status", "version"]);
     assert.deepEqual(Object.keys(body.components).sort(), [...COMPONENTS].sort());
@@ -57,10 +61,14 @@ describe("e2e: /api/health through the hosting rewrite", function () {
 
   it("when Redis comes back, then health returns to ok", async () => {
     await control("redis/start");
-    const { body } = await waitFor("health ok again", async () => {
-      const answer = await health();
-      return answer.body.status === "ok" ? answer : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 500 });
+    const { body } = await waitFor(
+      "health ok again",
+      async () => {
+        const answer = await health();
+        return answer.body.status === "ok" ? answer : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    );
     assert.equal(body.components.redis, "up");
   });
 });

@@ -44,10 +44,14 @@ async function created(uid: string, type: string, input: Record<string, unknown>
 }
 
 function waitForStatus(jobId: string, status: string, timeoutMs = 30_000): Promise<Record<string, unknown>> {
-  return waitFor(`job ${jobId} ${status}`, async () => {
-    const data = await jobDoc(jobId);
-    return data.status === status ? data : undefined;
-  }, { timeoutMs });
+  return waitFor(
+    `job ${jobId} ${status}`,
+    async () => {
+      const data = await jobDoc(jobId);
+      return data.status === status ? data : undefined;
+    },
+    { timeoutMs },
+  );
 }
 
 function waitForDispatched(jobId: string): Promise<Record<string, unknown>> {
@@ -63,7 +67,12 @@ async function balanceOf(uid: string): Promise<{ balance: number; held: number }
 }
 
 function redisGateway(): RedisGateway {
-  return new RedisGateway({ url: suite.redisUrl, commandTimeoutMs: 2000, connectWaitMs: 2000, breaker: { failureThreshold: 1000, cooldownMs: 10 } });
+  return new RedisGateway({
+    url: suite.redisUrl,
+    commandTimeoutMs: 2000,
+    connectWaitMs: 2000,
+    breaker: { failureThreshold: 1000, cooldownMs: 10 },
+  });
 }
 
 async function streamEntriesOf(redis: RedisGateway, stream: string, jobId: string): Promise<number> {
@@ -131,11 +140,21 @@ describe("e2e: jobs", function () {
       assert.deepEqual(await balanceOf(uid), { balance: 100, held: 20 });
       const stranger = await callFunction("cancelJob", { job_id: job.job_id }, { uid: newUid("mallory") });
       assert.equal(stranger.error?.status, "NOT_FOUND");
-      const cancel = await callFunction<{ status: string; cancelled: boolean }>("cancelJob", { job_id: job.job_id }, { uid });
+      const cancel = await callFunction<{ status: string; cancelled: boolean }>(
+        "cancelJob",
+        { job_id: job.job_id },
+        { uid },
+      );
       assert.deepEqual(cancel.result, { job_id: job.job_id, status: "cancelled", cancelled: true });
       const again = await callFunction<{ cancelled: boolean }>("cancelJob", { job_id: job.job_id }, { uid });
       assert.equal(again.result?.cancelled, false);
-      const late = await postReport({ kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 5, outputs: {} });
+      const late = await postReport({
+        kind: "succeeded",
+        job_id: job.job_id,
+        report_id: "final",
+        cost: 5,
+        outputs: {},
+      });
       assert.equal(late.json.result?.applied, false);
       assert.equal(late.json.result?.final, true);
       assert.equal((await jobDoc(job.job_id)).status, "cancelled");
@@ -146,12 +165,18 @@ describe("e2e: jobs", function () {
       const uid = await newFundedUser(100);
       const job = await created(uid, "report", { subject: "Overdue", pages: 5 });
       // The emulator's clock cannot be moved; moving the deadline is the same to the sweeper.
-      await db().collection("jobs").doc(job.job_id).update({ deadline_at: new Date(Date.now() - 1000) });
+      await db()
+        .collection("jobs")
+        .doc(job.job_id)
+        .update({ deadline_at: new Date(Date.now() - 1000) });
       assert.equal((await fireSchedule(suite.functionsOrigin, "jobsSweeper")).status, 200);
       const data = await waitForStatus(job.job_id, "failed");
       assert.equal(data.error, "deadline exceeded");
       assert.deepEqual(await balanceOf(uid), { balance: 100, held: 0 });
-      const progress = (await realtimeDb().ref(`job_progress/${job.job_id}`).once("value")).val() as { status: string; user_id: string };
+      const progress = (await realtimeDb().ref(`job_progress/${job.job_id}`).once("value")).val() as {
+        status: string;
+        user_id: string;
+      };
       assert.equal(progress.status, "failed");
       assert.equal(progress.user_id, uid);
     });
@@ -161,7 +186,11 @@ describe("e2e: jobs", function () {
       const job = await created(uid, "podcast", { topic: "Duplicates", duration_min: 2 });
       const data = await waitForDispatched(job.job_id);
       const event = createdEvent(job.job_id, data);
-      for (let i = 0; i < 2; i++) assert.equal((await deliver(suite.functionsOrigin, "jobDispatcher", { ...event, id: randomUUID() })).status, 200);
+      for (let i = 0; i < 2; i++)
+        assert.equal(
+          (await deliver(suite.functionsOrigin, "jobDispatcher", { ...event, id: randomUUID() })).status,
+          200,
+        );
       assert.equal(await streamEntriesOf(redis, "jobs:podcast", job.job_id), 1);
       assert.equal(((await jobDoc(job.job_id)).dispatch as { attempts: number }).attempts, 1);
       await callFunction("cancelJob", { job_id: job.job_id }, { uid });
@@ -170,20 +199,38 @@ describe("e2e: jobs", function () {
     it("when reports come twice, out of order and after the end, then progress only moves forward and the capture happens once", async () => {
       const uid = await newFundedUser(100);
       const job = await created(uid, "podcast", { topic: "Out of order", duration_min: 4 });
-      const progress = (reportId: string, pct: number) => postReport({ kind: "progress", job_id: job.job_id, report_id: reportId, stage: `s${pct}`, pct });
+      const progress = (reportId: string, pct: number) =>
+        postReport({ kind: "progress", job_id: job.job_id, report_id: reportId, stage: `s${pct}`, pct });
       assert.equal((await progress("p1", 50)).json.result?.applied, true);
       assert.equal((await progress("p2", 30)).json.result?.applied, false);
       assert.equal((await progress("p1", 50)).json.result?.applied, false);
       let data = await jobDoc(job.job_id);
       assert.equal(data.status, "running");
       assert.deepEqual(data.progress, { stage: "s50", pct: 50 });
-      const mirror = (await realtimeDb().ref(`job_progress/${job.job_id}`).once("value")).val() as { pct: number; user_id: string };
+      const mirror = (await realtimeDb().ref(`job_progress/${job.job_id}`).once("value")).val() as {
+        pct: number;
+        user_id: string;
+      };
       assert.equal(mirror.pct, 50);
       assert.equal(mirror.user_id, uid);
-      const success = { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 12, outputs: { audio_url: "memory://x" } };
-      const results = await Promise.all([postReport(success), postReport(success), postReport({ ...success, report_id: "final-2", cost: 3 })]);
+      const success = {
+        kind: "succeeded",
+        job_id: job.job_id,
+        report_id: "final",
+        cost: 12,
+        outputs: { audio_url: "memory://x" },
+      };
+      const results = await Promise.all([
+        postReport(success),
+        postReport(success),
+        postReport({ ...success, report_id: "final-2", cost: 3 }),
+      ]);
       assert.equal(results.filter((result) => result.json.result?.applied).length, 1);
-      assert.equal((await postReport({ kind: "failed", job_id: job.job_id, report_id: "late", error: "boom" })).json.result?.applied, false);
+      assert.equal(
+        (await postReport({ kind: "failed", job_id: job.job_id, report_id: "late", error: "boom" })).json.result
+          ?.applied,
+        false,
+      );
       assert.equal((await progress("p9", 99)).json.result?.applied, false);
       data = await jobDoc(job.job_id);
       assert.equal(data.status, "succeeded");
@@ -199,7 +246,13 @@ describe("e2e: jobs", function () {
     it("when a worker reports a cost above the hold, then only the hold is captured", async () => {
       const uid = await newFundedUser(100);
       const job = await created(uid, "report", { subject: "Expensive", pages: 1 });
-      const answer = await postReport({ kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 1000, outputs: {} });
+      const answer = await postReport({
+        kind: "succeeded",
+        job_id: job.job_id,
+        report_id: "final",
+        cost: 1000,
+        outputs: {},
+      });
       assert.equal(answer.json.result?.applied, true);
       const data = await jobDoc(job.job_id);
       assert.equal(data.cost, 4);
@@ -222,9 +275,16 @@ describe("e2e: jobs", function () {
     it("when workers report over the job-results topic, then the consumer applies the reports", async () => {
       const uid = await newFundedUser(100);
       const job = await created(uid, "report", { subject: "Via Pub/Sub", pages: 2 });
-      await pubsub().topic("job-results").publishMessage({ json: { kind: "progress", job_id: job.job_id, report_id: "p1", stage: "outline", pct: 40 } });
-      await waitFor("progress via pubsub", async () => ((await jobDoc(job.job_id)).progress as { pct: number }).pct === 40);
-      await pubsub().topic("job-results").publishMessage({ json: { kind: "failed", job_id: job.job_id, report_id: "final", error: "model refused" } });
+      await pubsub()
+        .topic("job-results")
+        .publishMessage({ json: { kind: "progress", job_id: job.job_id, report_id: "p1", stage: "outline", pct: 40 } });
+      await waitFor(
+        "progress via pubsub",
+        async () => ((await jobDoc(job.job_id)).progress as { pct: number }).pct === 40,
+      );
+      await pubsub()
+        .topic("job-results")
+        .publishMessage({ json: { kind: "failed", job_id: job.job_id, report_id: "final", error: "model refused" } });
       await waitForStatus(job.job_id, "failed");
       assert.deepEqual(await balanceOf(uid), { balance: 100, held: 0 });
     });
@@ -237,7 +297,9 @@ describe("e2e: jobs", function () {
       const data = await waitFor(
         "poison entry dead-lettered",
         async () => {
-          await redis.run((client) => client.xreadgroup("GROUP", "workers", "crashy", "COUNT", 100, "STREAMS", "jobs:podcast", ">"));
+          await redis.run((client) =>
+            client.xreadgroup("GROUP", "workers", "crashy", "COUNT", 100, "STREAMS", "jobs:podcast", ">"),
+          );
           await fireSchedule(suite.functionsOrigin, "jobsSweeper");
           const current = await jobDoc(job.job_id);
           return current.status === "failed" ? current : undefined;
@@ -245,7 +307,9 @@ describe("e2e: jobs", function () {
         { timeoutMs: 60_000, intervalMs: 500 },
       );
       assert.match(String(data.error), /dead-lettered/);
-      const dlq = (await redis.run((client) => client.xrange("jobs:podcast:dlq", "-", "+"))) as Array<[string, string[]]>;
+      const dlq = (await redis.run((client) => client.xrange("jobs:podcast:dlq", "-", "+"))) as Array<
+        [string, string[]]
+      >;
       const entry = dlq.find(([, fields]) => fields[fields.indexOf("job_id") + 1] === job.job_id);
       assert.ok(entry, "the entry is in jobs:podcast:dlq");
       assert.equal(entry[1][entry[1].indexOf("deliveries") + 1], "3");
@@ -264,7 +328,9 @@ describe("e2e: jobs", function () {
         apiKey: env("WORKER_API_KEY"),
         redisUrl: suite.redisUrl,
         decide: (job: { input: Record<string, unknown> }) =>
-          job.input.topic === failTopic ? ({ kind: "failed", error: "voice model unavailable" } as const) : ({ kind: "succeeded" } as const),
+          job.input.topic === failTopic
+            ? ({ kind: "failed", error: "voice model unavailable" } as const)
+            : ({ kind: "succeeded" } as const),
       };
       podcastWorker = await startWorker({ ...common, type: "podcast" });
       reportWorker = await startWorker({ ...common, type: "report" });
@@ -299,7 +365,10 @@ describe("e2e: jobs", function () {
       assert.equal(mirror.pct, 100);
       assert.ok([...seen].every((pct) => pct >= 0 && pct <= 100));
       const note = await waitFor("notification", async () =>
-        (await testMongo()).collection("notifications").findOne({ _id: notificationId(`job:${job.job_id}:succeeded`) }).then((doc) => doc ?? undefined),
+        (await testMongo())
+          .collection("notifications")
+          .findOne({ _id: notificationId(`job:${job.job_id}:succeeded`) })
+          .then((doc) => doc ?? undefined),
       );
       assert.equal(note.userId, uid);
       assert.equal(note.type, "job_succeeded");
@@ -344,7 +413,9 @@ describe("e2e: jobs", function () {
       } finally {
         await control("redis/start");
       }
-      const podcastJob = (await db().collection("jobs").where("user_id", "==", uid).where("type", "==", "podcast").get()).docs[0];
+      const podcastJob = (
+        await db().collection("jobs").where("user_id", "==", uid).where("type", "==", "podcast").get()
+      ).docs[0];
       await waitFor(
         "the sweeper dispatches the waiting job and the worker completes it",
         async () => {

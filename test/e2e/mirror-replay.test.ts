@@ -13,7 +13,6 @@ import { deliver, firestoreWrittenEvent, newUid, suite, waitFor } from "../suppo
 import { closeTestMongo, testMongo } from "../support/mongo";
 import { seededRandom as prng } from "../support/random";
 
-
 interface Mirror {
   balance: number;
   held: number;
@@ -38,15 +37,39 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
 
     // 1. A random history per user, through the real use cases (the emulator fires the real triggers too).
     for (const uid of users) {
-      await grantCredits(deps, "replay", { user_id: uid, amount: 50 + Math.floor(random() * 100), type: "grant", reason: "seed", idempotency_key: `g-${uid}` });
+      await grantCredits(deps, "replay", {
+        user_id: uid,
+        amount: 50 + Math.floor(random() * 100),
+        type: "grant",
+        reason: "seed",
+        idempotency_key: `g-${uid}`,
+      });
       const steps = 4 + Math.floor(random() * 6);
       for (let step = 0; step < steps; step++) {
         const roll = random();
         const key = `${uid}-${step}`;
         try {
-          if (roll < 0.6) await spendCredits(deps, uid, { feature: "chat.message", quantity: 1 + Math.floor(random() * 20), idempotency_key: key });
-          else if (roll < 0.85) await grantCredits(deps, "replay", { user_id: uid, amount: 1 + Math.floor(random() * 30), type: "purchase", reason: "top-up", idempotency_key: key });
-          else await adjustCredits(deps, "replay", { user_id: uid, amount: -1 - Math.floor(random() * 5), reason: "fix", idempotency_key: key });
+          if (roll < 0.6)
+            await spendCredits(deps, uid, {
+              feature: "chat.message",
+              quantity: 1 + Math.floor(random() * 20),
+              idempotency_key: key,
+            });
+          else if (roll < 0.85)
+            await grantCredits(deps, "replay", {
+              user_id: uid,
+              amount: 1 + Math.floor(random() * 30),
+              type: "purchase",
+              reason: "top-up",
+              idempotency_key: key,
+            });
+          else
+            await adjustCredits(deps, "replay", {
+              user_id: uid,
+              amount: -1 - Math.floor(random() * 5),
+              reason: "fix",
+              idempotency_key: key,
+            });
         } catch (error) {
           // Refused changes (insufficient credits) write nothing; that is part of the history too.
           assert.equal((error as { code?: string }).code, "failed-precondition");
@@ -60,7 +83,12 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
     for (const uid of users) {
       const ledger = await ledgerOf(uid);
       const states = ledger.map((entry, index) => ({
-        data: { credits_balance: entry.balance_after, credits_held: entry.held_after, ledger_version: entry.ledger_version, updated_by: "replay" },
+        data: {
+          credits_balance: entry.balance_after,
+          credits_held: entry.held_after,
+          ledger_version: entry.ledger_version,
+          updated_by: "replay",
+        },
         updateTime: new Date(Date.UTC(2030, 0, 1) + index * 1000),
       }));
       distinct.set(uid, new Set());
@@ -76,7 +104,9 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
       const j = Math.floor(random() * (i + 1));
       [events[i], events[j]] = [events[j], events[i]];
     }
-    process.stdout.write(`      delivering ${events.length} events (${[...distinct.values()].reduce((n, s) => n + s.size, 0)} distinct) to mirror and audit\n`);
+    process.stdout.write(
+      `      delivering ${events.length} events (${[...distinct.values()].reduce((n, s) => n + s.size, 0)} distinct) to mirror and audit\n`,
+    );
     for (let i = 0; i < events.length; i += 6) {
       await Promise.all(
         events.slice(i, i + 6).flatMap(({ event }) =>
@@ -90,7 +120,11 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
 
     // 3. Converged: the mirror equals Firestore, and audit has the real events plus one per distinct replayed event.
     for (const uid of users) {
-      const user = (await db().collection("users").doc(uid).get()).data() as { credits_balance: number; credits_held: number; ledger_version: number };
+      const user = (await db().collection("users").doc(uid).get()).data() as {
+        credits_balance: number;
+        credits_held: number;
+        ledger_version: number;
+      };
       const expected: Mirror = {
         balance: user.credits_balance,
         held: user.credits_held,
@@ -101,7 +135,11 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
         const value = (await realtimeDb().ref(`user_balances/${uid}`).once("value")).val() as Mirror | null;
         return value && value.version === expected.version ? value : undefined;
       });
-      assert.deepEqual({ balance: mirror.balance, held: mirror.held, available: mirror.available, version: mirror.version }, expected, `seed ${seed}`);
+      assert.deepEqual(
+        { balance: mirror.balance, held: mirror.held, available: mirror.available, version: mirror.version },
+        expected,
+        `seed ${seed}`,
+      );
       // Real writes to users/{uid} (one per ledger change) each fired auditUsers once, plus the replayed events.
       const wanted = user.ledger_version + distinct.get(uid)!.size;
       await waitFor(`audit entries of ${uid}`, async () => (await auditCount(`users/${uid}`)) >= wanted);
@@ -116,10 +154,22 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
 
   it("when a user document is deleted, then the mirror is removed and a late older event does not bring it back", async () => {
     const uid = newUid("mirror");
-    await grantCredits({ db: db() }, "t", { user_id: uid, amount: 10, type: "grant", reason: "x", idempotency_key: "g" });
-    await waitFor("mirror built", async () => (await realtimeDb().ref(`user_balances/${uid}`).once("value")).exists() || undefined);
+    await grantCredits({ db: db() }, "t", {
+      user_id: uid,
+      amount: 10,
+      type: "grant",
+      reason: "x",
+      idempotency_key: "g",
+    });
+    await waitFor(
+      "mirror built",
+      async () => (await realtimeDb().ref(`user_balances/${uid}`).once("value")).exists() || undefined,
+    );
     await db().collection("users").doc(uid).delete();
-    await waitFor("mirror removed", async () => (await realtimeDb().ref(`user_balances/${uid}`).once("value")).val() === null);
+    await waitFor(
+      "mirror removed",
+      async () => (await realtimeDb().ref(`user_balances/${uid}`).once("value")).val() === null,
+    );
     const late = firestoreWrittenEvent(
       `users/${uid}`,
       { data: { credits_balance: 10, credits_held: 0, ledger_version: 1 }, updateTime: new Date(Date.UTC(2030, 0, 1)) },
@@ -133,7 +183,13 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
   it("when an admin grant is followed by a console edit of credits_balance, then the edit's audit entry names no actor (unknown), the grant's names the admin", async () => {
     const uid = newUid("audited");
     const path = `users/${uid}`;
-    await grantCredits({ db: db() }, "root", { user_id: uid, amount: 40, type: "grant", reason: "seed", idempotency_key: "g" });
+    await grantCredits({ db: db() }, "root", {
+      user_id: uid,
+      amount: 40,
+      type: "grant",
+      reason: "seed",
+      idempotency_key: "g",
+    });
     // A console-style edit: the Admin SDK writes the balance alone, without updated_by / updated_at.
     await db().collection("users").doc(uid).update({ credits_balance: 1_000_000 });
 
@@ -155,28 +211,35 @@ describe("e2e: mirrors and audit under duplicate and out-of-order delivery", fun
     const available = [100, 10, 100];
     await Promise.all(
       available.map((credits, index) =>
-        db().collection("credit_transactions").doc(`${uid}_v${index + 1}`).set({
-          user_id: uid,
-          type: index === 1 ? "spend" : "grant",
-          amount: index === 0 ? credits : credits - available[index - 1],
-          balance_after: credits,
-          held_after: 0,
-          ledger_version: index + 1,
-        }),
+        db()
+          .collection("credit_transactions")
+          .doc(`${uid}_v${index + 1}`)
+          .set({
+            user_id: uid,
+            type: index === 1 ? "spend" : "grant",
+            amount: index === 0 ? credits : credits - available[index - 1],
+            balance_after: credits,
+            held_after: 0,
+            ledger_version: index + 1,
+          }),
       ),
     );
     const state = (index: number) => ({
       data: { credits_balance: available[index], credits_held: 0, ledger_version: index + 1, updated_by: "test" },
       updateTime: new Date(Date.UTC(2030, 0, 1) + index * 1000),
     });
-    const events = available.map((_, index) => firestoreWrittenEvent(`users/${uid}`, index === 0 ? undefined : state(index - 1), state(index)));
+    const events = available.map((_, index) =>
+      firestoreWrittenEvent(`users/${uid}`, index === 0 ? undefined : state(index - 1), state(index)),
+    );
 
     for (const event of [events[0], events[2], events[1], events[1]]) {
       const { status, text } = await deliver(suite.functionsOrigin, "mirrorUserBalance", event);
       assert.ok(status < 300, `HTTP ${status} ${text.slice(0, 200)}`);
     }
 
-    const notifications = (await testMongo()).collection<{ userId: string; type: string; dedupeKey: string }>("notifications");
+    const notifications = (await testMongo()).collection<{ userId: string; type: string; dedupeKey: string }>(
+      "notifications",
+    );
     assert.deepEqual(
       (await notifications.find({ userId: uid, type: "low_balance" }).toArray()).map((doc) => doc.dedupeKey),
       [`low_balance:${uid}:v2`],

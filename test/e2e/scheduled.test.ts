@@ -30,7 +30,14 @@ describe("e2e: scheduled functions through the functions emulator", function () 
     await freshDecision.set({ job_id: uid, timestamp: new Date(now - 29 * DAY) });
     await db.collection("users").doc(uid).set({ credits_balance: 50, credits_held: 10, ledger_version: 1 });
     const hold = db.collection("credit_holds").doc(`${uid}-hold`);
-    await hold.set({ user_id: uid, amount: 10, status: "open", expires_at: new Date(now - MINUTE), job_id: "j", created_at: new Date(now - DAY) });
+    await hold.set({
+      user_id: uid,
+      amount: 10,
+      status: "open",
+      expires_at: new Date(now - MINUTE),
+      job_id: "j",
+      created_at: new Date(now - DAY),
+    });
 
     const { status } = await fireSchedule(suite.functionsOrigin, "ttlCleanup");
     assert.equal(status, 200);
@@ -42,16 +49,28 @@ describe("e2e: scheduled functions through the functions emulator", function () 
     assert.equal(user.credits_held, 0);
     assert.equal(user.ledger_version, 2);
     const ledger = await db.collection("credit_transactions").where("user_id", "==", uid).get();
-    assert.deepEqual(ledger.docs.map((doc): unknown[] => [doc.get("type"), doc.get("idempotency_key")]), [["expire", `expire:${uid}-hold`]]);
+    assert.deepEqual(
+      ledger.docs.map((doc): unknown[] => [doc.get("type"), doc.get("idempotency_key")]),
+      [["expire", `expire:${uid}-hold`]],
+    );
   });
 
   it("when providerHealthCheck fires and a configured provider fails, then its health is down, one critical alert is raised, and admins are notified", async () => {
     const provider = newUid("e2e-prov");
-    await db.collection("config").doc("model_router").set({
-      providers: [{ name: provider, probe_url: standin.probeUrl(provider), models: [{ id: "m", task_types: ["*"], cost_per_1k_tokens: 1 }] }],
-      failures_to_down: 1,
-      probe_timeout_ms: 2000,
-    });
+    await db
+      .collection("config")
+      .doc("model_router")
+      .set({
+        providers: [
+          {
+            name: provider,
+            probe_url: standin.probeUrl(provider),
+            models: [{ id: "m", task_types: ["*"], cost_per_1k_tokens: 1 }],
+          },
+        ],
+        failures_to_down: 1,
+        probe_timeout_ms: 2000,
+      });
     standin.set(provider, "error");
 
     const { status } = await fireSchedule(suite.functionsOrigin, "providerHealthCheck");
@@ -65,9 +84,9 @@ describe("e2e: scheduled functions through the functions emulator", function () 
     assert.equal(alerts.size, 1);
     assert.equal(alerts.docs[0].get("severity"), "critical");
     const alertId = alerts.docs[0].id;
-    const notification = await waitFor("admin notification", async () =>
+    const notification = (await waitFor("admin notification", async () =>
       (await mongo()).collection("notifications").findOne({ _id: notificationId(`alert:${alertId}`) }),
-    ) as unknown as { userId: string };
+    )) as unknown as { userId: string };
     assert.equal(notification.userId, "admins");
 
     // A second tick while it stays down raises no further alert.
@@ -82,9 +101,17 @@ describe("e2e: scheduled functions through the functions emulator", function () 
     assert.equal(invalid.error?.status, "INVALID_ARGUMENT");
     const missing = await callFunction("acknowledgeAlert", { alert_id: newUid("nope") }, admin);
     assert.equal(missing.error?.status, "NOT_FOUND");
-    assert.equal((await db.collection("model_router_alerts").doc(alertId).get()).get("acknowledged"), false, "refused calls wrote nothing");
+    assert.equal(
+      (await db.collection("model_router_alerts").doc(alertId).get()).get("acknowledged"),
+      false,
+      "refused calls wrote nothing",
+    );
 
-    const done = await callFunction<{ acknowledged: boolean; changed: boolean }>("acknowledgeAlert", { alert_id: alertId }, admin);
+    const done = await callFunction<{ acknowledged: boolean; changed: boolean }>(
+      "acknowledgeAlert",
+      { alert_id: alertId },
+      admin,
+    );
     assert.deepEqual(done.result, { alert_id: alertId, acknowledged: true, changed: true });
     const acknowledged = (await db.collection("model_router_alerts").doc(alertId).get()).data() ?? {};
     assert.equal(acknowledged.acknowledged, true);

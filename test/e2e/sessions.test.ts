@@ -13,8 +13,14 @@ describe("e2e: session and notification callables", function () {
     assert.equal((await callFunction("listSessions", {})).error?.status, "UNAUTHENTICATED");
     const uid = newUid("e");
     assert.equal((await callFunction("createSession", { name: "" }, { uid })).error?.status, "INVALID_ARGUMENT");
-    assert.equal((await callFunction("renameSession", { session_id: "nope", name: "x" }, { uid })).error?.status, "INVALID_ARGUMENT");
-    assert.equal((await callFunction("createSession", { name: "x", userId: "someone" }, { uid })).error?.status, "INVALID_ARGUMENT");
+    assert.equal(
+      (await callFunction("renameSession", { session_id: "nope", name: "x" }, { uid })).error?.status,
+      "INVALID_ARGUMENT",
+    );
+    assert.equal(
+      (await callFunction("createSession", { name: "x", userId: "someone" }, { uid })).error?.status,
+      "INVALID_ARGUMENT",
+    );
   });
 
   it("when a user manages sessions and notifications, then they see and change only their own", async () => {
@@ -22,20 +28,58 @@ describe("e2e: session and notification callables", function () {
     const mallory = newUid("e");
     const created = await callFunction<{ id: string; name: string }>("createSession", { name: "My show" }, { uid });
     assert.ok(created.result, JSON.stringify(created.error));
-    const stolen = await callFunction("renameSession", { session_id: created.result.id, name: "Mine now" }, { uid: mallory });
+    const stolen = await callFunction(
+      "renameSession",
+      { session_id: created.result.id, name: "Mine now" },
+      { uid: mallory },
+    );
     assert.equal(stolen.error?.status, "NOT_FOUND");
-    const renamed = await callFunction<{ name: string }>("renameSession", { session_id: created.result.id, name: "My show, v2" }, { uid });
+    const renamed = await callFunction<{ name: string }>(
+      "renameSession",
+      { session_id: created.result.id, name: "My show, v2" },
+      { uid },
+    );
     assert.equal(renamed.result?.name, "My show, v2");
     const mine = await callFunction<{ items: Array<{ id: string }> }>("listSessions", { limit: 5 }, { uid });
-    assert.deepEqual(mine.result?.items.map((item) => item.id), [created.result.id]);
-    assert.deepEqual((await callFunction<{ items: unknown[] }>("listSessions", {}, { uid: mallory })).result?.items, []);
-    assert.deepEqual((await callFunction("deleteSession", { session_id: created.result.id }, { uid })).result, { deleted: true });
+    assert.deepEqual(
+      mine.result?.items.map((item) => item.id),
+      [created.result.id],
+    );
+    assert.deepEqual(
+      (await callFunction<{ items: unknown[] }>("listSessions", {}, { uid: mallory })).result?.items,
+      [],
+    );
+    assert.deepEqual((await callFunction("deleteSession", { session_id: created.result.id }, { uid })).result, {
+      deleted: true,
+    });
 
-    const { id } = await notify({ mongo: await testMongo() }, { userId: uid, type: "job_succeeded", toastMessage: "ready", urgency: "normal", persistent: false, dedupeKey: `e2e:${randomUUID()}` });
-    assert.deepEqual((await callFunction("markNotificationsSeen", { ids: [id] }, { uid: mallory })).result, { updated: 0 });
-    const unseen = await callFunction<{ items: Array<{ id: string }> }>("listNotifications", { unseen_only: true }, { uid });
-    assert.deepEqual(unseen.result?.items.map((item) => item.id), [id]);
+    const { id } = await notify(
+      { mongo: await testMongo() },
+      {
+        userId: uid,
+        type: "job_succeeded",
+        toastMessage: "ready",
+        urgency: "normal",
+        persistent: false,
+        dedupeKey: `e2e:${randomUUID()}`,
+      },
+    );
+    assert.deepEqual((await callFunction("markNotificationsSeen", { ids: [id] }, { uid: mallory })).result, {
+      updated: 0,
+    });
+    const unseen = await callFunction<{ items: Array<{ id: string }> }>(
+      "listNotifications",
+      { unseen_only: true },
+      { uid },
+    );
+    assert.deepEqual(
+      unseen.result?.items.map((item) => item.id),
+      [id],
+    );
     assert.deepEqual((await callFunction("markNotificationsSeen", { ids: [id] }, { uid })).result, { updated: 1 });
-    assert.deepEqual((await callFunction<{ items: unknown[] }>("listNotifications", { unseen_only: true }, { uid })).result?.items, []);
+    assert.deepEqual(
+      (await callFunction<{ items: unknown[] }>("listNotifications", { unseen_only: true }, { uid })).result?.items,
+      [],
+    );
   });
 });

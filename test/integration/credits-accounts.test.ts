@@ -18,12 +18,25 @@ import { newUid } from "../support/suite";
 async function looseHold(uid: string, holdId: string, amount: number): Promise<void> {
   await db().runTransaction(async (tx) => {
     const account = await readAccount(tx, db(), uid);
-    placeHold(tx, db(), account, { holdId, amount, expiresAt: new Date(Date.now() + 3_600_000), actor: "test", reason: "no job", idempotencyKey: `hold:${holdId}` });
+    placeHold(tx, db(), account, {
+      holdId,
+      amount,
+      expiresAt: new Date(Date.now() + 3_600_000),
+      actor: "test",
+      reason: "no job",
+      idempotencyKey: `hold:${holdId}`,
+    });
   });
 }
 
 function grant(uid: string, amount: number, admin = "test-admin", key = `g-${randomUUID()}`) {
-  return grantCredits({ db: db() }, admin, { user_id: uid, amount, type: "grant", reason: "test", idempotency_key: key });
+  return grantCredits({ db: db() }, admin, {
+    user_id: uid,
+    amount,
+    type: "grant",
+    reason: "test",
+    idempotency_key: key,
+  });
 }
 
 describe("integration: closed and re-opened credit accounts", function () {
@@ -32,7 +45,11 @@ describe("integration: closed and re-opened credit accounts", function () {
   it("when a user is deleted with an open job and a hold, then closing fails the job and releases both holds once, without bringing the user back; a grant re-opens it at v(n+1)", async () => {
     const uid = newUid("closed");
     await fund(uid, 100);
-    const job = await createJob({ db: db() }, uid, { type: "report", input: { subject: "Gone", pages: 2 }, idempotency_key: `j-${randomUUID()}` });
+    const job = await createJob({ db: db() }, uid, {
+      type: "report",
+      input: { subject: "Gone", pages: 2 },
+      idempotency_key: `j-${randomUUID()}`,
+    });
     await looseHold(uid, `${uid}-loose`, 10);
     const before = (await ledgerOf(uid)).length; // grant, hold (job), hold (loose)
     assert.equal(before, 3);
@@ -46,9 +63,16 @@ describe("integration: closed and re-opened credit accounts", function () {
     assert.deepEqual(again, { jobsFailed: 0, holdsReleased: 0, errors: [] });
 
     assert.equal((await jobDoc(job.job_id)).status, "failed");
-    assert.equal((await db().collection("users").doc(uid).get()).exists, false, "closing must not resurrect the user document");
+    assert.equal(
+      (await db().collection("users").doc(uid).get()).exists,
+      false,
+      "closing must not resurrect the user document",
+    );
     const ledger = await ledgerOf(uid);
-    assert.deepEqual(ledger.map((e) => e.type), ["grant", "hold", "hold", "release", "release"]);
+    assert.deepEqual(
+      ledger.map((e) => e.type),
+      ["grant", "hold", "hold", "release", "release"],
+    );
     assert.deepEqual([ledger[4].balance_after, ledger[4].held_after], [100, 0]);
     await assertJobInvariants(uid);
 
@@ -67,10 +91,13 @@ describe("integration: closed and re-opened credit accounts", function () {
     await db().collection("users").doc(uid).delete();
 
     // A closed account cannot spend or reserve; the refusal is a domain error with details.
-    await assert.rejects(spendCredits({ db: db() }, uid, { feature: "chat.message", quantity: 1, idempotency_key: "s2" }), (error: Error & { code?: string }) => {
-      assert.equal(error.code, "failed-precondition");
-      return true;
-    });
+    await assert.rejects(
+      spendCredits({ db: db() }, uid, { feature: "chat.message", quantity: 1, idempotency_key: "s2" }),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, "failed-precondition");
+        return true;
+      },
+    );
     await assert.rejects(
       createJob({ db: db() }, uid, { type: "report", input: { subject: "x", pages: 1 }, idempotency_key: "j1" }),
       (error: Error & { code?: string }) => {
@@ -81,7 +108,11 @@ describe("integration: closed and re-opened credit accounts", function () {
     const granted = await grant(uid, 10);
     assert.equal(granted.transaction_id, `${uid}_v3`);
     assert.equal(granted.balance, 57);
-    const spent = await spendCredits({ db: db() }, uid, { feature: "chat.message", quantity: 1, idempotency_key: "s3" });
+    const spent = await spendCredits({ db: db() }, uid, {
+      feature: "chat.message",
+      quantity: 1,
+      idempotency_key: "s3",
+    });
     assert.equal(spent.version, 4);
     await createJob({ db: db() }, uid, { type: "report", input: { subject: "back", pages: 1 }, idempotency_key: "j2" });
     await assertJobInvariants(uid);
@@ -90,11 +121,19 @@ describe("integration: closed and re-opened credit accounts", function () {
   it("when the deletion event arrives after the account was re-opened, then only work from before the deletion is settled", async () => {
     const uid = newUid("late-delete");
     await fund(uid, 100);
-    const old = await createJob({ db: db() }, uid, { type: "report", input: { subject: "old", pages: 1 }, idempotency_key: `j-${randomUUID()}` });
+    const old = await createJob({ db: db() }, uid, {
+      type: "report",
+      input: { subject: "old", pages: 1 },
+      idempotency_key: `j-${randomUUID()}`,
+    });
     const closedAtVersion = Number((await db().collection("users").doc(uid).get()).get("ledger_version"));
     await db().collection("users").doc(uid).delete();
     await grant(uid, 10);
-    const fresh = await createJob({ db: db() }, uid, { type: "report", input: { subject: "new", pages: 1 }, idempotency_key: `j-${randomUUID()}` });
+    const fresh = await createJob({ db: db() }, uid, {
+      type: "report",
+      input: { subject: "new", pages: 1 },
+      idempotency_key: `j-${randomUUID()}`,
+    });
     await looseHold(uid, `${uid}-fresh`, 5);
 
     const result = await closeAccount({ db: db(), failJob: jobFailer({ db: db() }) }, uid, closedAtVersion);

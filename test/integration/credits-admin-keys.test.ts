@@ -6,7 +6,13 @@ import { assertLedgerInvariants, db } from "../support/credits";
 import { newUid } from "../support/suite";
 
 function grant(uid: string, amount: number, admin: string, key: string) {
-  return grantCredits({ db: db() }, admin, { user_id: uid, amount, type: "grant", reason: "purchase", idempotency_key: key });
+  return grantCredits({ db: db() }, admin, {
+    user_id: uid,
+    amount,
+    type: "grant",
+    reason: "purchase",
+    idempotency_key: key,
+  });
 }
 
 describe("integration: admin idempotency keys belong to the target user", function () {

@@ -5,10 +5,24 @@ import { placeHold, releaseExpiredHold, settleHold } from "../../functions/src/c
 import { assertLedgerInvariants, db, fund, ledgerOf } from "../support/credits";
 import { newUid } from "../support/suite";
 
-async function hold(uid: string, holdId: string, amount: number, expiresAt = new Date(Date.now() + 3_600_000), jobId: string | null = `job-${holdId}`) {
+async function hold(
+  uid: string,
+  holdId: string,
+  amount: number,
+  expiresAt = new Date(Date.now() + 3_600_000),
+  jobId: string | null = `job-${holdId}`,
+) {
   return db().runTransaction(async (tx) => {
     const account = await readAccount(tx, db(), uid);
-    return placeHold(tx, db(), account, { holdId, amount, expiresAt, actor: "test", reason: "job", idempotencyKey: `hold:${holdId}`, jobId: jobId ?? undefined });
+    return placeHold(tx, db(), account, {
+      holdId,
+      amount,
+      expiresAt,
+      actor: "test",
+      reason: "job",
+      idempotencyKey: `hold:${holdId}`,
+      jobId: jobId ?? undefined,
+    });
   });
 }
 
@@ -25,12 +39,15 @@ describe("integration: credit holds", () => {
     const uid = newUid();
     await fund(uid, 50);
     await hold(uid, `${uid}-h1`, 40);
-    await assert.rejects(hold(uid, `${uid}-h2`, 11), (error: Error & { code?: string; details?: { available: number; required: number } }) => {
-      assert.equal(error.code, "failed-precondition");
-      assert.deepEqual(error.details?.available, 10);
-      assert.deepEqual(error.details?.required, 11);
-      return true;
-    });
+    await assert.rejects(
+      hold(uid, `${uid}-h2`, 11),
+      (error: Error & { code?: string; details?: { available: number; required: number } }) => {
+        assert.equal(error.code, "failed-precondition");
+        assert.deepEqual(error.details?.available, 10);
+        assert.deepEqual(error.details?.required, 11);
+        return true;
+      },
+    );
     assert.equal((await db().collection("credit_holds").doc(`${uid}-h2`).get()).exists, false);
     const state = await assertLedgerInvariants(uid);
     assert.equal(state.entries, 2);
@@ -50,7 +67,10 @@ describe("integration: credit holds", () => {
     }
     const state = await assertLedgerInvariants(uid);
     assert.equal(state.balance, 75);
-    assert.deepEqual((await ledgerOf(uid)).map((e) => e.type), ["grant", "hold", "capture"]);
+    assert.deepEqual(
+      (await ledgerOf(uid)).map((e) => e.type),
+      ["grant", "hold", "capture"],
+    );
   });
 
   it("when settlements of one hold race, then exactly one wins", async () => {
@@ -71,7 +91,10 @@ describe("integration: credit holds", () => {
     const uid = newUid();
     await fund(uid, 100);
     await hold(uid, `${uid}-h`, 20);
-    await assert.rejects(settleHold(db(), `${uid}-h`, { kind: "capture", cost: 21 }, "test", "x"), /between 0 and the hold/);
+    await assert.rejects(
+      settleHold(db(), `${uid}-h`, { kind: "capture", cost: 21 }, "test", "x"),
+      /between 0 and the hold/,
+    );
     assert.equal((await db().collection("credit_holds").doc(`${uid}-h`).get()).get("status"), "open");
     await assertLedgerInvariants(uid);
   });
@@ -95,13 +118,19 @@ describe("integration: credit holds", () => {
     await fund(uid, 100);
     const expiresAt = new Date("2030-01-01T00:00:00Z");
     await hold(uid, `${uid}-h`, 30, expiresAt, `job-${uid}`);
-    await assert.rejects(releaseExpiredHold(db(), `${uid}-h`, { now: () => new Date(expiresAt.getTime() + 1) }), (error: Error & { code?: string; details?: { reason: string } }) => {
-      assert.equal(error.code, "failed-precondition");
-      assert.equal(error.details?.reason, "hold-owned-by-job");
-      return true;
-    });
+    await assert.rejects(
+      releaseExpiredHold(db(), `${uid}-h`, { now: () => new Date(expiresAt.getTime() + 1) }),
+      (error: Error & { code?: string; details?: { reason: string } }) => {
+        assert.equal(error.code, "failed-precondition");
+        assert.equal(error.details?.reason, "hold-owned-by-job");
+        return true;
+      },
+    );
     assert.equal((await db().collection("credit_holds").doc(`${uid}-h`).get()).get("status"), "open");
-    assert.deepEqual((await ledgerOf(uid)).map((e) => e.type), ["grant", "hold"]);
+    assert.deepEqual(
+      (await ledgerOf(uid)).map((e) => e.type),
+      ["grant", "hold"],
+    );
     await assertLedgerInvariants(uid);
   });
 });

@@ -9,7 +9,15 @@ describe("integration: queue retention removes only what it read", function () {
 
   it("when a done entry is rewritten after retention read it, then it stays; an unchanged one is removed", async () => {
     const uid = newUid("retention");
-    const done = { type: "spend", feature: "chat.message", quantity: 1, created_at: 1, status: "applied", result: { balance: 1 }, processed_at: 1 };
+    const done = {
+      type: "spend",
+      feature: "chat.message",
+      quantity: 1,
+      created_at: 1,
+      status: "applied",
+      result: { balance: 1 },
+      processed_at: 1,
+    };
     const root = realtimeDb().ref(`operation_queues/${uid}`);
     await root.set({ kept: done, gone: done });
     const read = (await root.once("value")).val() as Record<string, unknown>;

@@ -25,11 +25,22 @@ describe("integration: concurrent spends for one balance", function () {
       const unit = PRICE_BOOK["image.generate"];
       await fund(uid, unit * k);
       const lock = withLock
-        ? new RedisGateway({ url: suite.redisUrl, commandTimeoutMs: 2000, connectWaitMs: 2000, breaker: { failureThreshold: 1000, cooldownMs: 10 } })
+        ? new RedisGateway({
+            url: suite.redisUrl,
+            commandTimeoutMs: 2000,
+            connectWaitMs: 2000,
+            breaker: { failureThreshold: 1000, cooldownMs: 10 },
+          })
         : undefined;
       try {
         const results = await Promise.allSettled(
-          Array.from({ length: n }, (_, i) => spendCredits({ db: db(), lock }, uid, { feature: "image.generate", quantity: 1, idempotency_key: `race-${i}` })),
+          Array.from({ length: n }, (_, i) =>
+            spendCredits({ db: db(), lock }, uid, {
+              feature: "image.generate",
+              quantity: 1,
+              idempotency_key: `race-${i}`,
+            }),
+          ),
         );
         const ok = results.filter((r) => r.status === "fulfilled");
         const refused = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");

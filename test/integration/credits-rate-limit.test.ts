@@ -6,7 +6,12 @@ import { newUid } from "../support/suite";
 
 function downGateway(): RedisGateway {
   // Port 1 on loopback: nothing listens, every call fails fast.
-  return new RedisGateway({ url: "redis://127.0.0.1:1", commandTimeoutMs: 100, connectWaitMs: 100, breaker: { failureThreshold: 1, cooldownMs: 60_000 } });
+  return new RedisGateway({
+    url: "redis://127.0.0.1:1",
+    commandTimeoutMs: 100,
+    connectWaitMs: 100,
+    breaker: { failureThreshold: 1, cooldownMs: 60_000 },
+  });
 }
 
 async function allowedOf(limiter: RateLimiter, uid: string, tries: number): Promise<number> {

@@ -31,7 +31,10 @@ const ADMIN = { uid: "knowledge-admin", admin: true };
  * An ingest through the real use case (the source's generation taken on its record), with the published message
  * captured instead of sent: what Pub/Sub would deliver to the consumer.
  */
-async function ingestMessage(sourceId: string, input: { text?: string; uri?: string; metadata?: Record<string, string | number | boolean> }): Promise<Delivery & { request: EmbeddingRequest }> {
+async function ingestMessage(
+  sourceId: string,
+  input: { text?: string; uri?: string; metadata?: Record<string, string | number | boolean> },
+): Promise<Delivery & { request: EmbeddingRequest }> {
   let published: EmbeddingRequest | undefined;
   const messageId = `m-${randomUUID()}`;
   await ingestKnowledge(
@@ -52,7 +55,11 @@ async function ingestMessage(sourceId: string, input: { text?: string; uri?: str
 }
 
 /** The consumer's dependencies on the Firestore emulator and a LanceDB folder of the test's own. */
-function consumerDeps(folder: string, provider: EmbeddingProvider, overrides: Partial<ConsumerDeps> = {}): ConsumerDeps {
+function consumerDeps(
+  folder: string,
+  provider: EmbeddingProvider,
+  overrides: Partial<ConsumerDeps> = {},
+): ConsumerDeps {
   return {
     db: testFirestore(),
     lance: () => testLance(folder),
@@ -113,7 +120,10 @@ describe("integration: OpenAI-compatible provider against a local server speakin
   it("when texts are embedded, then vectors come back in input order even if the server reorders them", async () => {
     const texts = ["first text", "second one", "third"];
     const vectors = await provider().embed(texts, "document");
-    assert.deepEqual(vectors, texts.map((text) => embedText(text, 16)));
+    assert.deepEqual(
+      vectors,
+      texts.map((text) => embedText(text, 16)),
+    );
   });
 
   it("when the server answers 400 or 401, then the error is permanent; 429 and 503 are transient", async () => {
@@ -128,19 +138,32 @@ describe("integration: OpenAI-compatible provider against a local server speakin
     };
     assert.equal(await classify(provider().embed(["x [[reject]]"], "document")), "400:permanent");
     assert.equal(await classify(provider("wrong-key").embed(["x"], "document")), "401:permanent");
-    assert.equal(await classify(provider().embed([`x [[flaky:${randomUUID().slice(0, 8)}]]`], "document")), "429:transient");
+    assert.equal(
+      await classify(provider().embed([`x [[flaky:${randomUUID().slice(0, 8)}]]`], "document")),
+      "429:transient",
+    );
     assert.equal(await classify(provider().embed(["x [[down]]"], "document")), "503:transient");
   });
 
   it("when the endpoint does not answer, then the error is transient", async () => {
-    const closed = new OpenAiCompatibleProvider({ baseUrl: "http://127.0.0.1:9/v1", modelId: "m", dimension: 16, batchSize: 8, timeoutMs: 2000 }, "");
-    await assert.rejects(closed.embed(["x"], "query"), (error: unknown) => error instanceof ProviderError && error.transient);
+    const closed = new OpenAiCompatibleProvider(
+      { baseUrl: "http://127.0.0.1:9/v1", modelId: "m", dimension: 16, batchSize: 8, timeoutMs: 2000 },
+      "",
+    );
+    await assert.rejects(
+      closed.embed(["x"], "query"),
+      (error: unknown) => error instanceof ProviderError && error.transient,
+    );
   });
 });
 
 describe("integration: Vertex AI provider against a local server speaking :predict", () => {
   it("when texts are embedded, then it posts instances with the task type and the token, and reads predictions", async () => {
-    const seen: Array<{ url: string; headers: IncomingHttpHeaders; body: { instances: Array<{ content: string; task_type: string }>; parameters: Record<string, unknown> } }> = [];
+    const seen: Array<{
+      url: string;
+      headers: IncomingHttpHeaders;
+      body: { instances: Array<{ content: string; task_type: string }>; parameters: Record<string, unknown> };
+    }> = [];
     const server = createServer((request, response) => {
       let raw = "";
       request.on("data", (chunk: Buffer) => (raw += chunk.toString()));
@@ -148,21 +171,43 @@ describe("integration: Vertex AI provider against a local server speaking :predi
         const body = JSON.parse(raw) as (typeof seen)[number]["body"];
         seen.push({ url: request.url ?? "", headers: request.headers, body });
         response.writeHead(200, { "content-type": "application/json" });
-        response.end(JSON.stringify({ predictions: body.instances.map((_: unknown, i: number) => ({ embeddings: { values: [i, 1, 0], statistics: { token_count: 1, truncated: false } } })) }));
+        response.end(
+          JSON.stringify({
+            predictions: body.instances.map((_: unknown, i: number) => ({
+              embeddings: { values: [i, 1, 0], statistics: { token_count: 1, truncated: false } },
+            })),
+          }),
+        );
       });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     try {
       const { port } = server.address() as AddressInfo;
       const vertex = new VertexAiProvider(
-        { baseUrl: `http://127.0.0.1:${port}/v1`, modelId: "text-embedding-005", dimension: 3, batchSize: 5, project: "demo-p", location: "europe-west1" },
+        {
+          baseUrl: `http://127.0.0.1:${port}/v1`,
+          modelId: "text-embedding-005",
+          dimension: 3,
+          batchSize: 5,
+          project: "demo-p",
+          location: "europe-west1",
+        },
         async () => "token-123",
       );
-      assert.deepEqual(await vertex.embed(["a", "b"], "document"), [[0, 1, 0], [1, 1, 0]]);
+      assert.deepEqual(await vertex.embed(["a", "b"], "document"), [
+        [0, 1, 0],
+        [1, 1, 0],
+      ]);
       await vertex.embed(["q"], "query");
-      assert.equal(seen[0].url, "/v1/projects/demo-p/locations/europe-west1/publishers/google/models/text-embedding-005:predict");
+      assert.equal(
+        seen[0].url,
+        "/v1/projects/demo-p/locations/europe-west1/publishers/google/models/text-embedding-005:predict",
+      );
       assert.equal(seen[0].headers.authorization, "Bearer token-123");
-      assert.deepEqual(seen[0].body.instances, [{ content: "a", task_type: "RETRIEVAL_DOCUMENT" }, { content: "b", task_type: "RETRIEVAL_DOCUMENT" }]);
+      assert.deepEqual(seen[0].body.instances, [
+        { content: "a", task_type: "RETRIEVAL_DOCUMENT" },
+        { content: "b", task_type: "RETRIEVAL_DOCUMENT" },
+      ]);
       assert.equal(seen[0].body.parameters.outputDimensionality, 3);
       assert.equal(seen[1].body.instances[0].task_type, "RETRIEVAL_QUERY");
     } finally {
@@ -185,9 +230,11 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
   });
   afterEach(() => rmSync(folder, { recursive: true, force: true }));
 
-  const deps = (provider: EmbeddingProvider, overrides: Partial<ConsumerDeps> = {}) => consumerDeps(folder, provider, overrides);
+  const deps = (provider: EmbeddingProvider, overrides: Partial<ConsumerDeps> = {}) =>
+    consumerDeps(folder, provider, overrides);
   const message = (sourceId: string, text: string) => ingestMessage(sourceId, { text, metadata: { n: 1 } });
-  const source = async (id: string) => (await testFirestore().collection("knowledge_sources").doc(id).get()).data() ?? {};
+  const source = async (id: string) =>
+    (await testFirestore().collection("knowledge_sources").doc(id).get()).data() ?? {};
 
   it("when the provider keeps failing transiently where the platform redelivers, then each delivery throws until the last, which dead-letters and acks", async () => {
     const id = newUid("doc");
@@ -198,7 +245,9 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
     await assert.rejects(consumeEmbeddingRequest(deps(remote), delivery), /HTTP 503/);
     assert.equal((await source(id)).attempts, 2);
     assert.equal(await consumeEmbeddingRequest(deps(remote), delivery), "dead-lettered");
-    const letter = (await testFirestore().collection("dead_letters").doc(`embeddings:${delivery.messageId}`).get()).data();
+    const letter = (
+      await testFirestore().collection("dead_letters").doc(`embeddings:${delivery.messageId}`).get()
+    ).data();
     assert.equal(letter?.attempts, 3);
     assert.equal(letter?.transient, true);
     assert.equal((await source(id)).status, "failed");
@@ -208,13 +257,22 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
 
   it("when a message is redelivered after a crash between the LanceDB write and the record, then re-indexing writes identical rows", async () => {
     const id = newUid("doc");
-    const delivery = await message(id, "First sentence of the document. Second sentence follows here. A third one ends it. ".repeat(6));
+    const delivery = await message(
+      id,
+      "First sentence of the document. Second sentence follows here. A third one ends it. ".repeat(6),
+    );
     const embedder = new LocalEmbedder(32);
     assert.equal(await consumeEmbeddingRequest(deps(embedder), delivery), "indexed");
     const table = await (await testLance(folder)).openTable(tableName("knowledge_text", "local-hash-v1", 32));
     const snapshot = async () =>
       ((await table.query().where(`source = '${id}'`).toArray()) as Array<Record<string, unknown>>)
-        .map((row) => JSON.stringify({ ...row, embedding: Array.from(row.embedding as Iterable<number>), metadata_tags: Array.from(row.metadata_tags as Iterable<string>) }))
+        .map((row) =>
+          JSON.stringify({
+            ...row,
+            embedding: Array.from(row.embedding as Iterable<number>),
+            metadata_tags: Array.from(row.metadata_tags as Iterable<string>),
+          }),
+        )
         .sort();
     const before = await snapshot();
     assert.ok(before.length > 1);
@@ -243,14 +301,26 @@ describe("integration: embedding consumer with Firestore and LanceDB", function 
     const embedder = new LocalEmbedder(32);
     const text = Array.from({ length: 400 }, (_, i) => `Fact ${i}: item ${i} weighs ${i * 3} grams.`).join(" ");
     const id = newUid("doc");
-    assert.equal(await consumeEmbeddingRequest(deps(embedder, { indexThreshold: 300, chunking: { size: 40, overlap: 0 } }), await message(id, text)), "indexed");
+    assert.equal(
+      await consumeEmbeddingRequest(
+        deps(embedder, { indexThreshold: 300, chunking: { size: 40, overlap: 0 } }),
+        await message(id, text),
+      ),
+      "indexed",
+    );
     const table = await (await testLance(folder)).openTable(tableName("knowledge_text", "local-hash-v1", 32));
     assert.ok((await table.countRows()) >= 300);
     const indices = await table.listIndices();
-    assert.ok(indices.some((index) => index.columns.includes("embedding")), JSON.stringify(indices));
+    assert.ok(
+      indices.some((index) => index.columns.includes("embedding")),
+      JSON.stringify(indices),
+    );
     const [query] = await embedder.embed(["Fact 123: item 123 weighs 369 grams."], "query");
     const hits = await table.vectorSearch(query).distanceType("cosine").limit(5).toArray();
-    assert.ok(hits.some((hit: { content: string }) => hit.content.includes("item 123 ")), "the exact chunk is among the top 5");
+    assert.ok(
+      hits.some((hit: { content: string }) => hit.content.includes("item 123 ")),
+      "the exact chunk is among the top 5",
+    );
   });
 });
 
@@ -266,22 +336,36 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
   const TABLE = tableName("knowledge_text", "local-hash-v1", DIMS);
   const OLD = "The old policy: refunds are paid within thirty days by cheque. Cheques are posted on Fridays.";
   const NEW = "The new policy: refunds arrive within five days by bank transfer. Transfers leave every morning.";
-  const deps = (provider: EmbeddingProvider = new LocalEmbedder(DIMS), overrides: Partial<ConsumerDeps> = {}) => consumerDeps(folder, provider, overrides);
+  const deps = (provider: EmbeddingProvider = new LocalEmbedder(DIMS), overrides: Partial<ConsumerDeps> = {}) =>
+    consumerDeps(folder, provider, overrides);
   const remove = (sourceId: string) =>
-    deleteKnowledge({ db: testFirestore(), lance: () => testLance(folder), owners: [], clock: { now: () => new Date() } }, { source_id: sourceId }, ADMIN);
-  const record = async (id: string) => (await testFirestore().collection("knowledge_sources").doc(id).get()).data() ?? {};
+    deleteKnowledge(
+      { db: testFirestore(), lance: () => testLance(folder), owners: [], clock: { now: () => new Date() } },
+      { source_id: sourceId },
+      ADMIN,
+    );
+  const record = async (id: string) =>
+    (await testFirestore().collection("knowledge_sources").doc(id).get()).data() ?? {};
   const rows = async (id: string) => {
     const db = await testLance(folder);
     if (!(await db.tableNames()).includes(TABLE)) return [];
-    return ((await (await db.openTable(TABLE)).query().where(`source = '${id}'`).toArray()) as Array<{ content: string; generation: number }>).map(
-      (row) => ({ content: row.content, generation: Number(row.generation) }),
-    );
+    return (
+      (await (await db.openTable(TABLE)).query().where(`source = '${id}'`).toArray()) as Array<{
+        content: string;
+        generation: number;
+      }>
+    ).map((row) => ({ content: row.content, generation: Number(row.generation) }));
   };
   /** What a signed-in user's search returns, as the callable runs it. */
   const found = async (query: string, sourceId?: string) =>
     (
       await searchKnowledge(
-        { db: testFirestore(), lance: () => testLance(folder), provider: new LocalEmbedder(DIMS), retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } },
+        {
+          db: testFirestore(),
+          lance: () => testLance(folder),
+          provider: new LocalEmbedder(DIMS),
+          retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+        },
         { query, k: 50, ...(sourceId ? { filter: { source_ids: [sourceId] } } : {}) },
       )
     ).results;
@@ -313,7 +397,10 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
     assert.equal(doc.last_message_id, newer.messageId);
     const stored = await rows(id);
     assert.equal(stored.length, doc.chunk_count);
-    assert.ok(stored.every((row) => row.generation === newer.request.generation && row.content.includes("new policy")), JSON.stringify(stored));
+    assert.ok(
+      stored.every((row) => row.generation === newer.request.generation && row.content.includes("new policy")),
+      JSON.stringify(stored),
+    );
     const hits = await found("refunds paid by cheque on Fridays", id);
     assert.ok(hits.length > 0 && hits.every((hit) => hit.content.includes("bank transfer")), JSON.stringify(hits));
   });
@@ -361,14 +448,27 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
     assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "indexed");
     const next = await ingestMessage(id, { text: NEW });
     await assert.rejects(
-      consumeEmbeddingRequest(deps(undefined, { beforeCommit: async () => { throw new Error("crash before the record commit"); } }), next),
+      consumeEmbeddingRequest(
+        deps(undefined, {
+          beforeCommit: async () => {
+            throw new Error("crash before the record commit");
+          },
+        }),
+        next,
+      ),
       /crash before the record commit/,
     );
     const hits = await found("refund policy", id);
-    assert.ok(hits.length > 0 && hits.every((hit) => hit.content.includes("cheque")), "only the committed (old) content is searchable");
+    assert.ok(
+      hits.length > 0 && hits.every((hit) => hit.content.includes("cheque")),
+      "only the committed (old) content is searchable",
+    );
     assert.equal(await consumeEmbeddingRequest(deps(), next), "indexed");
     const stored = await rows(id);
-    assert.ok(stored.length > 0 && stored.every((row) => row.generation === next.request.generation), JSON.stringify(stored));
+    assert.ok(
+      stored.length > 0 && stored.every((row) => row.generation === next.request.generation),
+      JSON.stringify(stored),
+    );
   });
 
   it("when a table and record predate generations, then the old rows stay searchable until the next ingest replaces them", async () => {
@@ -377,23 +477,46 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
     const table = await openTable(await testLance(folder), "knowledge_text", "local-hash-v1", DIMS);
     const [vector] = await new LocalEmbedder(DIMS).embed([OLD], "document");
     await writeGeneration(table, id, 0, [
-      { chunk_id: `${id}#0`, source: id, chunk_index: 0, content: OLD, embedding: vector, metadata: "{}", metadata_tags: [], content_hash: "old", requested_at: 1, generation: 0 },
+      {
+        chunk_id: `${id}#0`,
+        source: id,
+        chunk_index: 0,
+        content: OLD,
+        embedding: vector,
+        metadata: "{}",
+        metadata_tags: [],
+        content_hash: "old",
+        requested_at: 1,
+        generation: 0,
+      },
     ]);
     await table.dropColumns(["generation"]);
-    await testFirestore().collection("knowledge_sources").doc(id).set({ source_id: id, status: "indexed", table: TABLE, content_hash: "old", chunk_count: 1 });
+    await testFirestore()
+      .collection("knowledge_sources")
+      .doc(id)
+      .set({ source_id: id, status: "indexed", table: TABLE, content_hash: "old", chunk_count: 1 });
 
     const before = await found("refunds paid by cheque", id);
-    assert.deepEqual(before.map((hit) => hit.content), [OLD]);
+    assert.deepEqual(
+      before.map((hit) => hit.content),
+      [OLD],
+    );
     assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: NEW })), "indexed");
     const stored = await rows(id);
-    assert.ok(stored.length > 0 && stored.every((row) => row.generation === 1 && row.content.includes("new policy")), JSON.stringify(stored));
+    assert.ok(
+      stored.length > 0 && stored.every((row) => row.generation === 1 && row.content.includes("new policy")),
+      JSON.stringify(stored),
+    );
   });
 
   it("when a failed request is followed by one whose content is already live, then the source is indexed again without a write", async () => {
     const id = newUid("doc");
     assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "indexed");
     const rejecting = failing(new ProviderError("provider answered HTTP 400: rejected", false, 400));
-    assert.equal(await consumeEmbeddingRequest(deps(rejecting), await ingestMessage(id, { text: NEW })), "dead-lettered");
+    assert.equal(
+      await consumeEmbeddingRequest(deps(rejecting), await ingestMessage(id, { text: NEW })),
+      "dead-lettered",
+    );
     assert.equal((await record(id)).status, "failed");
     assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "unchanged");
     const doc = await record(id);
@@ -412,7 +535,9 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
     assert.equal(await consumeEmbeddingRequest(deps(down), first), "dead-lettered");
     assert.equal(await consumeEmbeddingRequest(deps(down), second), "dead-lettered");
     for (const message of [first, second]) {
-      const letter = (await testFirestore().collection("dead_letters").doc(`embeddings:${message.messageId}`).get()).data();
+      const letter = (
+        await testFirestore().collection("dead_letters").doc(`embeddings:${message.messageId}`).get()
+      ).data();
       assert.equal(letter?.attempts, 3, `dead letter of ${message.messageId}`);
       assert.equal(letter?.source_id, id);
     }
@@ -440,11 +565,21 @@ async function startStorageApi(objects: Record<string, string>) {
       response.end(body);
     } else {
       response.writeHead(200, { "content-type": "application/json" });
-      response.end(JSON.stringify({ kind: "storage#object", bucket: match![1], name: decodeURIComponent(match![2]), size: String(Buffer.byteLength(body)) }));
+      response.end(
+        JSON.stringify({
+          kind: "storage#object",
+          bucket: match![1],
+          name: decodeURIComponent(match![2]),
+          size: String(Buffer.byteLength(body)),
+        }),
+      );
     }
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { host: `127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return {
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 describe("integration: ingesting from Cloud Storage (gs:// URIs)", function () {
@@ -469,7 +604,10 @@ describe("integration: ingesting from Cloud Storage (gs:// URIs)", function () {
 
   it("when a source names a gs:// object, then its text is read and indexed", async () => {
     const id = newUid("doc");
-    assert.equal(await consumeEmbeddingRequest(deps(), await uriMessage(id, `gs://${bucket}/docs/policy é.txt`)), "indexed");
+    assert.equal(
+      await consumeEmbeddingRequest(deps(), await uriMessage(id, `gs://${bucket}/docs/policy é.txt`)),
+      "indexed",
+    );
     const table = await (await testLance(folder)).openTable(tableName("knowledge_text", "local-hash-v1", 32));
     const rows = (await table.query().where(`source = '${id}'`).toArray()) as Array<{ content: string }>;
     assert.equal(rows.map((row) => row.content).join(" "), text);
@@ -479,7 +617,9 @@ describe("integration: ingesting from Cloud Storage (gs:// URIs)", function () {
     const id = newUid("doc");
     const delivery = await uriMessage(id, `gs://${bucket}/docs/missing.txt`);
     assert.equal(await consumeEmbeddingRequest(deps(), delivery), "dead-lettered");
-    const letter = (await testFirestore().collection("dead_letters").doc(`embeddings:${delivery.messageId}`).get()).data();
+    const letter = (
+      await testFirestore().collection("dead_letters").doc(`embeddings:${delivery.messageId}`).get()
+    ).data();
     assert.equal(letter?.transient, false);
     assert.equal(letter?.attempts, 1);
     assert.match(String(letter?.error), /HTTP 404/);

@@ -49,7 +49,11 @@ async function assertNoWorkDeliveredFree(uid: string): Promise<void> {
     if (job.get("status") !== "succeeded") continue;
     const captures = ledger.filter((entry) => entry.type === "capture" && entry.hold_id === job.get("hold_id"));
     assert.equal(captures.length, 1, `succeeded job ${job.id}: exactly one capture`);
-    assert.equal(-Number(captures[0].amount), Number(job.get("cost")), `succeeded job ${job.id}: capture = recorded cost`);
+    assert.equal(
+      -Number(captures[0].amount),
+      Number(job.get("cost")),
+      `succeeded job ${job.id}: capture = recorded cost`,
+    );
   }
 }
 
@@ -67,13 +71,20 @@ describe("integration: jobs own their holds (final state and settlement are one 
     assert.equal(failed.status, "failed", "retention fails the job rather than settling its hold behind its back");
     assert.equal(failed.error, "hold expired");
 
-    const answer = await applyReport({ db: db() }, { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 16, outputs: { audio_url: "memory://late" } }, "worker:test");
+    const answer = await applyReport(
+      { db: db() },
+      { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 16, outputs: { audio_url: "memory://late" } },
+      "worker:test",
+    );
     assert.deepEqual(answer, { job_id: job.job_id, applied: false, status: "failed", final: true });
 
     const data = await jobDoc(job.job_id);
     assert.equal(data.status, "failed");
     assert.equal(data.cost, 0);
-    assert.deepEqual((await ledgerOf(uid)).map((entry) => entry.type), ["grant", "hold", "expire"]);
+    assert.deepEqual(
+      (await ledgerOf(uid)).map((entry) => entry.type),
+      ["grant", "hold", "expire"],
+    );
     assert.equal((await db().collection("credit_holds").doc(job.hold_id).get()).get("status"), "expired");
     await assertNoWorkDeliveredFree(uid);
     await assertJobInvariants(uid);
@@ -86,10 +97,18 @@ describe("integration: jobs own their holds (final state and settlement are one 
     // A path outside the jobs module settles the hold (old data, a manual fix): the job must not claim a capture.
     await settleHold(db(), job.hold_id, { kind: "release" }, "test:operator", "manual release");
 
-    const answer = await applyReport({ db: db() }, { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 16, outputs: {} }, "worker:test");
+    const answer = await applyReport(
+      { db: db() },
+      { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 16, outputs: {} },
+      "worker:test",
+    );
     assert.equal(answer.final, true, "the worker is told to stop");
     assert.equal(answer.status, "failed");
-    const again = await applyReport({ db: db() }, { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 16, outputs: {} }, "worker:test");
+    const again = await applyReport(
+      { db: db() },
+      { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 16, outputs: {} },
+      "worker:test",
+    );
     assert.deepEqual(again, { ...answer, applied: false }, "a redelivery gets the same final answer");
 
     const data = await jobDoc(job.job_id);
@@ -97,7 +116,10 @@ describe("integration: jobs own their holds (final state and settlement are one 
     assert.equal(data.cost, 0);
     assert.equal(data.cost_reported, 16);
     assert.match(String(data.error), /not charged/);
-    assert.deepEqual((await ledgerOf(uid)).map((entry) => entry.type), ["grant", "hold", "release"]);
+    assert.deepEqual(
+      (await ledgerOf(uid)).map((entry) => entry.type),
+      ["grant", "hold", "release"],
+    );
     await assertNoWorkDeliveredFree(uid);
     await assertJobInvariants(uid);
   });
@@ -108,7 +130,11 @@ describe("integration: jobs own their holds (final state and settlement are one 
     const job = await jobCreatedAgo(uid, MINUTE);
     await runHoldRetention();
     assert.equal((await jobDoc(job.job_id)).status, "queued");
-    const answer = await applyReport({ db: db() }, { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 16, outputs: {} }, "worker:test");
+    const answer = await applyReport(
+      { db: db() },
+      { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 16, outputs: {} },
+      "worker:test",
+    );
     assert.equal(answer.applied, true);
     assert.equal((await jobDoc(job.job_id)).cost, 16);
     await assertNoWorkDeliveredFree(uid);
@@ -122,7 +148,10 @@ describe("integration: jobs own their holds (final state and settlement are one 
     await db().collection("jobs").doc(job.job_id).delete();
     await runHoldRetention();
     assert.equal((await db().collection("credit_holds").doc(job.hold_id).get()).get("status"), "expired");
-    assert.deepEqual((await ledgerOf(uid)).map((entry) => entry.type), ["grant", "hold", "expire"]);
+    assert.deepEqual(
+      (await ledgerOf(uid)).map((entry) => entry.type),
+      ["grant", "hold", "expire"],
+    );
     await assertJobInvariants(uid);
   });
 });

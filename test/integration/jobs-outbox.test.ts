@@ -17,7 +17,12 @@ import { assertJobInvariants, jobDoc } from "../support/jobs";
 import { newUid, suite } from "../support/suite";
 
 function gateway(url: string): RedisGateway {
-  return new RedisGateway({ url, commandTimeoutMs: 1000, connectWaitMs: 1000, breaker: { failureThreshold: 1000, cooldownMs: 10 } });
+  return new RedisGateway({
+    url,
+    commandTimeoutMs: 1000,
+    connectWaitMs: 1000,
+    breaker: { failureThreshold: 1000, cooldownMs: 10 },
+  });
 }
 
 async function newJob(uid: string, type: "podcast" | "report") {
@@ -84,20 +89,31 @@ describe("integration: jobs outbox and progress mirror", function () {
     );
     await inRouter;
     // Dispatcher B (the sweeper) finds the lease expired, takes it and sends.
-    const second = await dispatchJob({ db: db(), redis, clock: { now: () => new Date(start + 5000) }, leaseMs: 1000 }, job.job_id);
+    const second = await dispatchJob(
+      { db: db(), redis, clock: { now: () => new Date(start + 5000) }, leaseMs: 1000 },
+      job.job_id,
+    );
     assert.equal(second.outcome, "dispatched");
     const sent = (await jobDoc(job.job_id)).dispatch as { message_id: string };
     proceed();
     const first = await slow;
     assert.equal(first.outcome, "pending", "A's own send failed");
 
-    const dispatch = (await jobDoc(job.job_id)).dispatch as { state: string; message_id: string; attempts: number; lease_owner: string | null };
+    const dispatch = (await jobDoc(job.job_id)).dispatch as {
+      state: string;
+      message_id: string;
+      attempts: number;
+      lease_owner: string | null;
+    };
     assert.equal(dispatch.state, "dispatched", "A did not put B's dispatched job back to pending");
     assert.equal(dispatch.message_id, sent.message_id);
     assert.equal(dispatch.attempts, 2);
     assert.equal(dispatch.lease_owner, null);
     // Nothing left for a sweeper to send twice: a third dispatcher finds it dispatched.
-    assert.equal((await dispatchJob({ db: db(), redis, clock: { now: () => new Date(start + 10_000) } }, job.job_id)).outcome, "skipped");
+    assert.equal(
+      (await dispatchJob({ db: db(), redis, clock: { now: () => new Date(start + 10_000) } }, job.job_id)).outcome,
+      "skipped",
+    );
     await assertJobInvariants(uid);
   });
 
@@ -130,7 +146,10 @@ describe("integration: jobs outbox and progress mirror", function () {
     await fund(uid, 100);
     const job = await newJob(uid, "report");
     const report = { kind: "progress" as const, job_id: job.job_id, report_id: "p1", stage: "outline", pct: 40 };
-    await assert.rejects(applyReport({ db: db(), rtdb: failingOnce(realtimeDb()) }, report, "worker:test"), /rtdb write failed/);
+    await assert.rejects(
+      applyReport({ db: db(), rtdb: failingOnce(realtimeDb()) }, report, "worker:test"),
+      /rtdb write failed/,
+    );
     const committed = await jobDoc(job.job_id);
     assert.equal(committed.status, "running", "the report committed before the mirror failed");
     const mirror = realtimeDb().ref(`job_progress/${job.job_id}`);
@@ -138,7 +157,13 @@ describe("integration: jobs outbox and progress mirror", function () {
 
     const again = await applyReport({ db: db(), rtdb: realtimeDb() }, report, "worker:test");
     assert.equal(again.applied, false, "the redelivery is deduplicated");
-    const value = (await mirror.once("value")).val() as { status: string; pct: number; stage: string; version: number; user_id: string } | null;
+    const value = (await mirror.once("value")).val() as {
+      status: string;
+      pct: number;
+      stage: string;
+      version: number;
+      user_id: string;
+    } | null;
     assert.ok(value, "the mirror exists after the redelivery");
     assert.equal(value.status, "running");
     assert.equal(value.pct, 40);

@@ -20,7 +20,12 @@ const MINUTE = 60_000;
 const options = { visibilityMs: 60_000, maxDeliveries: 5 };
 
 function redisGateway(): RedisGateway {
-  return new RedisGateway({ url: suite.redisUrl, commandTimeoutMs: 2000, connectWaitMs: 2000, breaker: { failureThreshold: 1000, cooldownMs: 10 } });
+  return new RedisGateway({
+    url: suite.redisUrl,
+    commandTimeoutMs: 2000,
+    connectWaitMs: 2000,
+    breaker: { failureThreshold: 1000, cooldownMs: 10 },
+  });
 }
 
 async function jobCreatedAgo(uid: string, agoMs: number, type: "podcast" | "report" = "report") {
@@ -123,10 +128,16 @@ describe("integration: jobs sweeper", function () {
     // A consumer of the group gets the job again and finishes it.
     const consumer = `test-${randomUUID().slice(0, 8)}`;
     const entry = await waitFor("the re-sent entry", async () => {
-      const reply = (await redis.run((client) => client.xreadgroup("GROUP", GROUP, consumer, "COUNT", 100, "STREAMS", "jobs:podcast", ">"))) as Array<[string, Array<[string, string[]]>]> | null;
+      const reply = (await redis.run((client) =>
+        client.xreadgroup("GROUP", GROUP, consumer, "COUNT", 100, "STREAMS", "jobs:podcast", ">"),
+      )) as Array<[string, Array<[string, string[]]>]> | null;
       return (reply?.[0]?.[1] ?? []).find(([, fields]) => parseFields(fields).job_id === job.job_id);
     });
-    const answer = await applyReport({ db: db() }, { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 8, outputs: {} }, "worker:test");
+    const answer = await applyReport(
+      { db: db() },
+      { kind: "succeeded", job_id: job.job_id, report_id: "final", cost: 8, outputs: {} },
+      "worker:test",
+    );
     assert.equal(answer.applied, true);
     await redis.run((client) => client.xack("jobs:podcast", GROUP, entry[0]));
     assert.equal((await jobDoc(job.job_id)).status, "succeeded");
@@ -138,7 +149,12 @@ describe("integration: jobs sweeper", function () {
     const cap = 10;
     const count = 350;
     for (let index = 0; index < count; index++) {
-      await addToStream(redis, stream, { job_id: `j${index}`, type: "trim", user_id: "u", input: "{}", attempt: 1 }, cap);
+      await addToStream(
+        redis,
+        stream,
+        { job_id: `j${index}`, type: "trim", user_id: "u", input: "{}", attempt: 1 },
+        cap,
+      );
     }
     const length = async (key: string) => redis.run((client) => client.xlen(key));
     // MAXLEN ~ trims whole radix-tree nodes (100 entries each by default), never below the cap.
@@ -165,8 +181,20 @@ describe("integration: jobs sweeper", function () {
 
   it("when a worker heartbeats the entry it works on, then the sweeper does not re-send it past the visibility timeout; an entry without heartbeat is re-sent", async () => {
     const stream = `jobs:hb-${randomUUID().slice(0, 8)}`;
-    const beating = await addToStream(redis, stream, { job_id: "beating", type: "hb", user_id: "u", input: "{}", attempt: 1 });
-    const silent = await addToStream(redis, stream, { job_id: "silent", type: "hb", user_id: "u", input: "{}", attempt: 1 });
+    const beating = await addToStream(redis, stream, {
+      job_id: "beating",
+      type: "hb",
+      user_id: "u",
+      input: "{}",
+      attempt: 1,
+    });
+    const silent = await addToStream(redis, stream, {
+      job_id: "silent",
+      type: "hb",
+      user_id: "u",
+      input: "{}",
+      attempt: 1,
+    });
     await redis.run((client) => client.xreadgroup("GROUP", GROUP, "long-worker", "COUNT", 10, "STREAMS", stream, ">"));
     const readAt = Date.now();
     const visibilityMs = 300;
@@ -182,7 +210,9 @@ describe("integration: jobs sweeper", function () {
       { timeoutMs: 30_000, intervalMs: 50 },
     );
     assert.equal(requeued.has(beating), false, "the heartbeated entry stays with its worker");
-    const pending = (await redis.run((client) => client.xpending(stream, GROUP, "-", "+", 10))) as Array<[string, string, number, number]>;
+    const pending = (await redis.run((client) => client.xpending(stream, GROUP, "-", "+", 10))) as Array<
+      [string, string, number, number]
+    >;
     const mine = pending.find(([id]) => id === beating);
     assert.ok(mine, "still pending");
     assert.equal(mine[1], "long-worker");

@@ -9,7 +9,8 @@ describe("integration: balance mirror against user deletion", function () {
   this.timeout(60_000);
 
   const state: BalanceState = { balance: 40, held: 0, available: 40, version: 1, updated_at: 1 };
-  const mirrorOf = async (uid: string) => (await realtimeDb().ref(`user_balances/${uid}`).once("value")).val() as BalanceState | null;
+  const mirrorOf = async (uid: string) =>
+    (await realtimeDb().ref(`user_balances/${uid}`).once("value")).val() as BalanceState | null;
 
   it("when the user is deleted (and its mirror removal runs) between the first build's check and its write, then no mirror is left", async () => {
     const uid = newUid("mirror");

@@ -9,7 +9,12 @@ const state = (version: number) => ({ balance: 100 - version, held: 0, available
 describe("integration: balance cache in Redis", () => {
   let gateway: RedisGateway;
   before(() => {
-    gateway = new RedisGateway({ url: suite.redisUrl, commandTimeoutMs: 500, connectWaitMs: 1000, breaker: { failureThreshold: 3, cooldownMs: 1000 } });
+    gateway = new RedisGateway({
+      url: suite.redisUrl,
+      commandTimeoutMs: 500,
+      connectWaitMs: 1000,
+      breaker: { failureThreshold: 3, cooldownMs: 1000 },
+    });
   });
   after(() => gateway.close());
 
@@ -43,7 +48,14 @@ describe("integration: balance cache in Redis", () => {
   });
 
   it("when Redis is disabled, then reads fall through to the loader and nothing throws", async () => {
-    const cache = new BalanceCache(new RedisGateway({ url: "", commandTimeoutMs: 100, connectWaitMs: 100, breaker: { failureThreshold: 1, cooldownMs: 100 } }));
+    const cache = new BalanceCache(
+      new RedisGateway({
+        url: "",
+        commandTimeoutMs: 100,
+        connectWaitMs: 100,
+        breaker: { failureThreshold: 1, cooldownMs: 100 },
+      }),
+    );
     const answer = await readThrough(cache, newUid(), 0, async () => state(1));
     assert.deepEqual([answer.version, answer.cached], [1, false]);
   });

@@ -24,7 +24,8 @@ async function history(uid: string, series: number[]): Promise<Change[]> {
   let current = 0;
   for (const [step, target] of series.entries()) {
     const input = { user_id: uid, reason: "low-balance test", idempotency_key: `${uid}-${step}` };
-    if (target > current) await grantCredits({ db: db() }, "test", { ...input, amount: target - current, type: "grant" });
+    if (target > current)
+      await grantCredits({ db: db() }, "test", { ...input, amount: target - current, type: "grant" });
     else await adjustCredits({ db: db() }, "test", { ...input, amount: target - current });
     current = target;
   }
@@ -56,12 +57,15 @@ describe("integration: low-balance notifications", function () {
     },
   });
   const sent = async (uid: string) =>
-    (await client.db("itest").collection(NOTIFICATIONS).find({ userId: uid, type: "low_balance" }).toArray()).map((doc) => doc.dedupeKey as string).sort();
+    (await client.db("itest").collection(NOTIFICATIONS).find({ userId: uid, type: "low_balance" }).toArray())
+      .map((doc) => doc.dedupeKey as string)
+      .sort();
 
   it("when available crosses below the threshold three times with hysteresis, then exactly three notifications, none for hovering", async () => {
     const uid = newUid();
     let created = 0;
-    for (const change of await history(uid, series)) created += await observeBalance(deps(), uid, change.before, change.after, policy);
+    for (const change of await history(uid, series))
+      created += await observeBalance(deps(), uid, change.before, change.after, policy);
     assert.equal(created, 3);
     assert.deepEqual(await sent(uid), crossings(uid).sort());
   });
@@ -104,7 +108,14 @@ describe("integration: low-balance notifications", function () {
         },
       });
       const dedupeKey = `low_balance:${uid}:lost-${lostReply}`;
-      const input = { userId: uid, type: "low_balance", toastMessage: "Low", urgency: "normal" as const, persistent: false, dedupeKey };
+      const input = {
+        userId: uid,
+        type: "low_balance",
+        toastMessage: "Low",
+        urgency: "normal" as const,
+        persistent: false,
+        dedupeKey,
+      };
       await notify({ mongo: flaky }, input);
       assert.ok(dropped, "the fault was injected");
       assert.equal(await client.db("itest").collection(NOTIFICATIONS).countDocuments({ dedupeKey }), 1);
@@ -123,7 +134,10 @@ describe("integration: low-balance notifications", function () {
   it("when a write leaves the ledger version as it was (a console edit below the threshold), then it is no crossing", async () => {
     const uid = newUid();
     const [first] = await history(uid, [100]);
-    assert.equal(await observeBalance(deps(), uid, first.after, { available: 3, version: first.after.version }, policy), 0);
+    assert.equal(
+      await observeBalance(deps(), uid, first.after, { available: 3, version: first.after.version }, policy),
+      0,
+    );
     assert.deepEqual(await sent(uid), []);
   });
 
@@ -131,10 +145,38 @@ describe("integration: low-balance notifications", function () {
     const uid = newUid();
     const [, dip] = await history(uid, [100, 5]);
     let fail = true;
-    await assert.rejects(observeBalance(deps(() => fail), uid, dip.before, dip.after, policy), /mongo unavailable/);
+    await assert.rejects(
+      observeBalance(
+        deps(() => fail),
+        uid,
+        dip.before,
+        dip.after,
+        policy,
+      ),
+      /mongo unavailable/,
+    );
     fail = false;
-    assert.equal(await observeBalance(deps(() => fail), uid, dip.before, dip.after, policy), 1, "the redelivery sends the notification");
-    assert.equal(await observeBalance(deps(() => fail), uid, dip.before, dip.after, policy), 0);
+    assert.equal(
+      await observeBalance(
+        deps(() => fail),
+        uid,
+        dip.before,
+        dip.after,
+        policy,
+      ),
+      1,
+      "the redelivery sends the notification",
+    );
+    assert.equal(
+      await observeBalance(
+        deps(() => fail),
+        uid,
+        dip.before,
+        dip.after,
+        policy,
+      ),
+      0,
+    );
     assert.deepEqual(await sent(uid), [`low_balance:${uid}:v2`]);
   });
 });

@@ -26,16 +26,36 @@ describe("integration: notifications in MongoDB", function () {
     for (let i = 0; i < 5; i++) {
       const { id } = await notifications.notify(
         { mongo, clock: { now: () => new Date(base + i * 1000) } },
-        { userId: uid, type: "job_succeeded", toastMessage: `n${i}`, urgency: "normal", persistent: false, dedupeKey: `test:${randomUUID()}` },
+        {
+          userId: uid,
+          type: "job_succeeded",
+          toastMessage: `n${i}`,
+          urgency: "normal",
+          persistent: false,
+          dedupeKey: `test:${randomUUID()}`,
+        },
       );
       ids.push(id);
     }
-    const foreign = await notifications.notify({ mongo }, { userId: other, type: "low_balance", toastMessage: "x", urgency: "high", persistent: false, dedupeKey: `test:${randomUUID()}` });
+    const foreign = await notifications.notify(
+      { mongo },
+      {
+        userId: other,
+        type: "low_balance",
+        toastMessage: "x",
+        urgency: "high",
+        persistent: false,
+        dedupeKey: `test:${randomUUID()}`,
+      },
+    );
     const seen = await notifications.markNotificationsSeen(await deps(), uid, [ids[0], ids[1], foreign.id]);
     assert.deepEqual(seen, { updated: 2 });
     assert.deepEqual(await notifications.markNotificationsSeen(await deps(), uid, [ids[0]]), { updated: 0 });
     const unseen = await notifications.listNotifications(await deps(), uid, { limit: 10, unseen_only: true });
-    assert.deepEqual(unseen.items.map((item) => item.toast_message), ["n4", "n3", "n2"]);
+    assert.deepEqual(
+      unseen.items.map((item) => item.toast_message),
+      ["n4", "n3", "n2"],
+    );
     const all: string[] = [];
     let cursor: string | undefined;
     do {
@@ -65,13 +85,30 @@ describe("integration: notifications in MongoDB", function () {
     };
     await notifyAdminsOfAlert(mongo, alert);
     const jobKey = `job:${randomUUID()}:succeeded`;
-    await notifications.notify({ mongo }, { userId: newUid("n"), type: "job_succeeded", toastMessage: "ready", urgency: "normal", persistent: true, dedupeKey: jobKey });
+    await notifications.notify(
+      { mongo },
+      {
+        userId: newUid("n"),
+        type: "job_succeeded",
+        toastMessage: "ready",
+        urgency: "normal",
+        persistent: true,
+        dedupeKey: jobKey,
+      },
+    );
 
     const alertDoc = await collection.findOne({ _id: notifications.notificationId(`alert:${alert.id}`) });
     const jobDoc = await collection.findOne({ _id: notifications.notificationId(jobKey) });
     assert.ok(alertDoc && jobDoc);
     const shape = (doc: Record<string, unknown>): Record<string, string> =>
-      Object.fromEntries(Object.entries(doc).map(([key, value]): [string, string] => [key, value === null ? "null" : value instanceof Date ? "date" : typeof value]).sort());
+      Object.fromEntries(
+        Object.entries(doc)
+          .map(([key, value]): [string, string] => [
+            key,
+            value === null ? "null" : value instanceof Date ? "date" : typeof value,
+          ])
+          .sort(),
+      );
     const { messageId: alertMessageId, ...alertRest } = shape(alertDoc);
     const { messageId: jobMessageId, ...jobRest } = shape(jobDoc);
     assert.deepEqual(alertRest, jobRest, "the same fields with the same types");
@@ -79,12 +116,27 @@ describe("integration: notifications in MongoDB", function () {
     assert.equal(jobMessageId, "null");
     const alertFields = alertDoc as Record<string, unknown>;
     assert.deepEqual(
-      { userId: alertFields.userId, type: alertFields.type, urgency: alertFields.urgency, dedupeKey: alertFields.dedupeKey, messageId: alertFields.messageId },
-      { userId: "admins", type: "provider_alert", urgency: "normal", dedupeKey: `alert:${alert.id}`, messageId: alert.id },
+      {
+        userId: alertFields.userId,
+        type: alertFields.type,
+        urgency: alertFields.urgency,
+        dedupeKey: alertFields.dedupeKey,
+        messageId: alertFields.messageId,
+      },
+      {
+        userId: "admins",
+        type: "provider_alert",
+        urgency: "normal",
+        dedupeKey: `alert:${alert.id}`,
+        messageId: alert.id,
+      },
     );
     assert.ok((["low", "normal", "high"] as unknown[]).includes(alertDoc.urgency));
     assert.equal((alertDoc.createdAt as Date).getTime(), alert.created_at.getTime(), "dated by its alert");
     const page = await notifications.listNotifications({ mongo }, "admins", { limit: 100, unseen_only: true });
-    assert.ok(page.items.some((item) => item.id === alertDoc._id.toHexString()), "admins list it like any notification");
+    assert.ok(
+      page.items.some((item) => item.id === alertDoc._id.toHexString()),
+      "admins list it like any notification",
+    );
   });
 });

@@ -36,7 +36,10 @@ describe("integration: provider health check and model router", function () {
     await closeMongo();
   });
 
-  function config(providers: Array<{ name: string; cost?: number; tasks?: string[] }>, extra: Partial<RouterConfig> = {}): RouterConfig {
+  function config(
+    providers: Array<{ name: string; cost?: number; tasks?: string[] }>,
+    extra: Partial<RouterConfig> = {},
+  ): RouterConfig {
     return parseRouterConfig({
       providers: providers.map(({ name, cost = 1, tasks = ["chat"] }) => ({
         name,
@@ -59,9 +62,12 @@ describe("integration: provider health check and model router", function () {
 
   async function alerts(provider: string) {
     const snapshot = await db.collection("model_router_alerts").where("provider", "==", provider).get();
-    return snapshot.docs.map((doc): Record<string, unknown> & { id: string } => ({ id: doc.id, ...doc.data() })).sort(
-      (a, b) => (a.created_at as { toMillis(): number }).toMillis() - (b.created_at as { toMillis(): number }).toMillis(),
-    );
+    return snapshot.docs
+      .map((doc): Record<string, unknown> & { id: string } => ({ id: doc.id, ...doc.data() }))
+      .sort(
+        (a, b) =>
+          (a.created_at as { toMillis(): number }).toMillis() - (b.created_at as { toMillis(): number }).toMillis(),
+      );
   }
 
   it("when a provider goes slow, fails, times out and recovers, then status, EWMA, error rate, cooldown and alerts follow, one alert per transition", async () => {
@@ -86,7 +92,13 @@ describe("integration: provider health check and model router", function () {
       return outcome.providers.find((p) => p.provider === name)!;
     };
 
-    const steps: Array<{ mode: "ok" | "slow" | "error" | "timeout"; status: string; alerts: number; failures: number; rate: number }> = [
+    const steps: Array<{
+      mode: "ok" | "slow" | "error" | "timeout";
+      status: string;
+      alerts: number;
+      failures: number;
+      rate: number;
+    }> = [
       { mode: "ok", status: "healthy", alerts: 0, failures: 0, rate: 0 },
       { mode: "slow", status: "degraded", alerts: 1, failures: 0, rate: 0 },
       { mode: "error", status: "degraded", alerts: 1, failures: 1, rate: 0.333 },
@@ -108,10 +120,13 @@ describe("integration: provider health check and model router", function () {
     assert.equal((state.cooldown_until as { toMillis(): number }).toMillis(), clock.now().getTime() + 20 * MINUTE);
     assert.equal(state.last_error, `timeout after ${PROBE_TIMEOUT_MS} ms`);
     let raised = await alerts(name);
-    assert.deepEqual(raised.map((a) => [a.type, a.severity, a.resolved]), [
-      ["provider_degraded", "warning", true],
-      ["provider_down", "critical", false],
-    ]);
+    assert.deepEqual(
+      raised.map((a) => [a.type, a.severity, a.resolved]),
+      [
+        ["provider_degraded", "warning", true],
+        ["provider_down", "critical", false],
+      ],
+    );
     assert.equal(state.open_alert_id, raised[1].id);
 
     // The EWMA is the stored checks folded with alpha = 0.5 (each step rounds to 0.1 ms).
@@ -119,11 +134,20 @@ describe("integration: provider health check and model router", function () {
       .map((doc) => doc.data() as { checked_at: Timestamp; expire_at: Timestamp; latency_ms: number })
       .sort((a, b) => a.checked_at.toMillis() - b.checked_at.toMillis());
     assert.equal(checks.length, 5, "each check is stored");
-    assert.ok(checks.every((c) => c.expire_at.toMillis() > c.checked_at.toMillis()), "stored checks expire");
+    assert.ok(
+      checks.every((c) => c.expire_at.toMillis() > c.checked_at.toMillis()),
+      "stored checks expire",
+    );
     assert.ok(checks[1].latency_ms >= 500, "the slow answer's latency is measured");
     assert.equal(checks[3].latency_ms, PROBE_TIMEOUT_MS, "a timeout counts as the timeout");
-    const ewma = checks.reduce((value: number | undefined, c) => (value === undefined ? c.latency_ms : 0.5 * c.latency_ms + 0.5 * value), undefined);
-    assert.ok(Math.abs((state.latency_ms as number) - (ewma ?? 0)) < 0.5, `EWMA ${String(state.latency_ms)} vs ${ewma}`);
+    const ewma = checks.reduce(
+      (value: number | undefined, c) => (value === undefined ? c.latency_ms : 0.5 * c.latency_ms + 0.5 * value),
+      undefined,
+    );
+    assert.ok(
+      Math.abs((state.latency_ms as number) - (ewma ?? 0)) < 0.5,
+      `EWMA ${String(state.latency_ms)} vs ${ewma}`,
+    );
 
     // Recovery: the first success leaves down (degraded by error rate), resolving the critical alert with one warning.
     assert.equal((await check("ok")).status, "degraded");
@@ -133,7 +157,10 @@ describe("integration: provider health check and model router", function () {
     assert.equal(raised[2].severity, "warning");
     state = await health(name);
     assert.equal(state.consecutive_failures, 0);
-    assert.ok((state.cooldown_until as { toMillis(): number }).toMillis() > clock.now().getTime(), "the cooldown runs on after recovery");
+    assert.ok(
+      (state.cooldown_until as { toMillis(): number }).toMillis() > clock.now().getTime(),
+      "the cooldown runs on after recovery",
+    );
 
     // Successes bring the error rate down: healthy, every alert resolved, no new alert.
     assert.equal((await check("ok")).status, "degraded");
@@ -176,8 +203,20 @@ describe("integration: provider health check and model router", function () {
     const [flaky, steady] = [newUid("flaky"), newUid("steady")];
     const clock = fixedClock();
     // The flaky provider is cheaper and first in the fallback order, so only health keeps the router away from it.
-    const routerConfig = config([{ name: flaky, cost: 0.1 }, { name: steady, cost: 1 }], { failures_to_down: 1, fallback_order: [flaky, steady] });
-    const deps: ProviderHealthDeps = { db, clock, config: routerConfig, probe: httpProbe, probeTimeoutMs: PROBE_TIMEOUT_MS };
+    const routerConfig = config(
+      [
+        { name: flaky, cost: 0.1 },
+        { name: steady, cost: 1 },
+      ],
+      { failures_to_down: 1, fallback_order: [flaky, steady] },
+    );
+    const deps: ProviderHealthDeps = {
+      db,
+      clock,
+      config: routerConfig,
+      probe: httpProbe,
+      probeTimeoutMs: PROBE_TIMEOUT_MS,
+    };
 
     standin.set(flaky, "ok");
     standin.set(steady, "ok");
@@ -218,16 +257,30 @@ describe("integration: provider health check and model router", function () {
   it("when a model's quota is exhausted or it does not serve the task, then the router skips it; with nothing left it refuses and still logs", async () => {
     const [full, other] = [newUid("full"), newUid("other")];
     const clock = fixedClock();
-    const routerConfig = config([{ name: full, cost: 0.1 }, { name: other, cost: 1, tasks: ["embedding"] }]);
-    await db.collection("model_quotas").doc(`${full}_${full}-model`).set({ tokens_used: 1000, tokens_limit: 1000, reset_at: new Date(clock.now().getTime() + MINUTE) });
+    const routerConfig = config([
+      { name: full, cost: 0.1 },
+      { name: other, cost: 1, tasks: ["embedding"] },
+    ]);
+    await db
+      .collection("model_quotas")
+      .doc(`${full}_${full}-model`)
+      .set({ tokens_used: 1000, tokens_limit: 1000, reset_at: new Date(clock.now().getTime() + MINUTE) });
     const jobId = newUid("job");
-    await assert.rejects(routeTask({ db, clock, config: routerConfig }, { task_type: "chat", job_id: jobId }), NoProviderAvailable);
+    await assert.rejects(
+      routeTask({ db, clock, config: routerConfig }, { task_type: "chat", job_id: jobId }),
+      NoProviderAvailable,
+    );
     const logged = await db.collection("routing_decisions").where("job_id", "==", jobId).get();
     assert.equal(logged.size, 1);
     assert.equal(logged.docs[0].get("selected_provider"), null);
-    assert.deepEqual(logged.docs[0].get("skipped"), [{ provider: full, model: `${full}-model`, reason: "quota_exhausted" }]);
+    assert.deepEqual(logged.docs[0].get("skipped"), [
+      { provider: full, model: `${full}-model`, reason: "quota_exhausted" },
+    ]);
 
-    const embedding = await routeTask({ db, clock, config: routerConfig }, { task_type: "embedding", job_id: newUid("job") });
+    const embedding = await routeTask(
+      { db, clock, config: routerConfig },
+      { task_type: "embedding", job_id: newUid("job") },
+    );
     assert.equal(embedding.selected_provider, other);
   });
 
@@ -235,8 +288,14 @@ describe("integration: provider health check and model router", function () {
     const clock = fixedClock();
     const now = clock.now().getTime();
     const [due, notDue] = [newUid("quota"), newUid("quota")];
-    await db.collection("model_quotas").doc(due).set({ tokens_used: 900, tokens_limit: 1000, reset_at: new Date(now - MINUTE), period_ms: 60 * MINUTE });
-    await db.collection("model_quotas").doc(notDue).set({ tokens_used: 900, tokens_limit: 1000, reset_at: new Date(now + MINUTE) });
+    await db
+      .collection("model_quotas")
+      .doc(due)
+      .set({ tokens_used: 900, tokens_limit: 1000, reset_at: new Date(now - MINUTE), period_ms: 60 * MINUTE });
+    await db
+      .collection("model_quotas")
+      .doc(notDue)
+      .set({ tokens_used: 900, tokens_limit: 1000, reset_at: new Date(now + MINUTE) });
 
     assert.ok((await resetDueQuotas(db, clock)) >= 1);
     assert.equal(await resetDueQuotas(db, clock), 0, "a second run finds nothing due");
@@ -251,14 +310,28 @@ describe("integration: provider health check and model router", function () {
   /** One ttlCleanup run of the alerts policy alone, at the clock's time. */
   async function alertRetention(clock: { now(): Date }) {
     const policies = retentionPolicies().filter((policy) => policy.name === "acknowledged_alerts");
-    return runTtlCleanup({ db, clock, policies, releaseExpiredHold, budgetMs: 60_000, pageSize: 500, stateId: newUid("ttl-state") });
+    return runTtlCleanup({
+      db,
+      clock,
+      policies,
+      releaseExpiredHold,
+      budgetMs: 60_000,
+      pageSize: 500,
+      stateId: newUid("ttl-state"),
+    });
   }
 
   /** A provider that went down on its first failed check, with its open critical alert. */
   async function providerDown() {
     const name = newUid("prov");
     const clock = fixedClock();
-    const deps: ProviderHealthDeps = { db, clock, config: config([{ name }], { failures_to_down: 1 }), probe: httpProbe, probeTimeoutMs: PROBE_TIMEOUT_MS };
+    const deps: ProviderHealthDeps = {
+      db,
+      clock,
+      config: config([{ name }], { failures_to_down: 1 }),
+      probe: httpProbe,
+      probeTimeoutMs: PROBE_TIMEOUT_MS,
+    };
     standin.set(name, { mode: "error", statusCode: 503 });
     await runProviderHealthCheck(deps);
     const down = await health(name);
@@ -304,25 +377,46 @@ describe("integration: provider health check and model router", function () {
     const state = await health(name);
     assert.equal(state.status, "healthy");
     assert.equal(state.open_alert_id, null);
-    assert.equal((await db.collection("model_router_alerts").doc(alertId).get()).exists, false, "a deleted alert is not brought back");
+    assert.equal(
+      (await db.collection("model_router_alerts").doc(alertId).get()).exists,
+      false,
+      "a deleted alert is not brought back",
+    );
   });
 
   it("when one provider's check throws, then the other providers are checked, the failure is reported with its reason, and due quotas are reset", async () => {
     const [broken, steady] = [newUid("broken"), newUid("steady")];
     const clock = fixedClock();
     const quota = newUid("quota");
-    await db.collection("model_quotas").doc(quota).set({ tokens_used: 700, tokens_limit: 1000, reset_at: new Date(clock.now().getTime() - MINUTE), period_ms: 60 * MINUTE });
+    await db
+      .collection("model_quotas")
+      .doc(quota)
+      .set({
+        tokens_used: 700,
+        tokens_limit: 1000,
+        reset_at: new Date(clock.now().getTime() - MINUTE),
+        period_ms: 60 * MINUTE,
+      });
     standin.set(steady, "ok");
     const probe: Probe = async (provider, timeoutMs) => {
       if (provider.name === broken) throw new Error("probe client crashed");
       return httpProbe(provider, timeoutMs);
     };
-    const deps: ProviderHealthDeps = { db, clock, config: config([{ name: broken }, { name: steady }]), probe, probeTimeoutMs: PROBE_TIMEOUT_MS };
+    const deps: ProviderHealthDeps = {
+      db,
+      clock,
+      config: config([{ name: broken }, { name: steady }]),
+      probe,
+      probeTimeoutMs: PROBE_TIMEOUT_MS,
+    };
 
     const outcome = await runProviderHealthCheck(deps);
 
     assert.deepEqual(outcome.failed, [{ provider: broken, error: "probe client crashed" }]);
-    assert.deepEqual(outcome.providers.map((p) => [p.provider, p.status]), [[steady, "healthy"]]);
+    assert.deepEqual(
+      outcome.providers.map((p) => [p.provider, p.status]),
+      [[steady, "healthy"]],
+    );
     assert.equal((await health(steady)).status, "healthy");
     assert.ok(outcome.quotas_reset >= 1);
     assert.equal((await db.collection("model_quotas").doc(quota).get()).get("tokens_used"), 0, "the quota reset ran");
@@ -332,12 +426,22 @@ describe("integration: provider health check and model router", function () {
     const clock = fixedClock();
     const due = new Date(clock.now().getTime() - MINUTE);
     const [bad, good] = [newUid("quota-a"), newUid("quota-b")];
-    await db.collection("model_quotas").doc(bad).set({ tokens_used: 5, tokens_limit: 10, reset_at: due, period_ms: "weekly" });
-    await db.collection("model_quotas").doc(good).set({ tokens_used: 5, tokens_limit: 10, reset_at: due, period_ms: 60 * MINUTE });
+    await db
+      .collection("model_quotas")
+      .doc(bad)
+      .set({ tokens_used: 5, tokens_limit: 10, reset_at: due, period_ms: "weekly" });
+    await db
+      .collection("model_quotas")
+      .doc(good)
+      .set({ tokens_used: 5, tokens_limit: 10, reset_at: due, period_ms: 60 * MINUTE });
 
     await resetDueQuotas(db, clock, 1);
 
     assert.equal((await db.collection("model_quotas").doc(good).get()).get("tokens_used"), 0);
-    assert.equal((await db.collection("model_quotas").doc(bad).get()).get("tokens_used"), 5, "the malformed quota is left as it is");
+    assert.equal(
+      (await db.collection("model_quotas").doc(bad).get()).get("tokens_used"),
+      5,
+      "the malformed quota is left as it is",
+    );
   });
 });

@@ -4,7 +4,12 @@ import os from "node:os";
 import path from "node:path";
 import type { Firestore } from "firebase-admin/firestore";
 import { expireHolds } from "../../functions/src/jobs/expiry";
-import { DEFAULT_RETENTION, retentionPolicies, type RetentionPolicy, type RetentionSettings } from "../../functions/src/retention/policies";
+import {
+  DEFAULT_RETENTION,
+  retentionPolicies,
+  type RetentionPolicy,
+  type RetentionSettings,
+} from "../../functions/src/retention/policies";
 import { runTtlCleanup, type TtlDeps } from "../../functions/src/retention/runner";
 import { newUid } from "../support/suite";
 import { closeMongo, firestore, fixedClock, functionsRequire, lanceAt, mongo, realtimeDb } from "../support/stores";
@@ -19,7 +24,12 @@ function policy(name: string, settings: RetentionSettings = DEFAULT_RETENTION): 
   return found;
 }
 
-function deps(db: Firestore, clock: { now(): Date }, policies: RetentionPolicy[], extra: Partial<TtlDeps> = {}): TtlDeps {
+function deps(
+  db: Firestore,
+  clock: { now(): Date },
+  policies: RetentionPolicy[],
+  extra: Partial<TtlDeps> = {},
+): TtlDeps {
   return {
     db,
     clock,
@@ -92,7 +102,14 @@ describe("integration: ttlCleanup retention policies", function () {
         seeds.push([`${tag}-old-unmatched`, { [c.field]: outside, ...c.extraKept }, false]);
         seeds.push([`${tag}-old-no-field`, { [c.field]: outside }, false]);
       }
-      await Promise.all(seeds.map(([id, data]) => db.collection(c.collection).doc(id).set({ tag, ...data })));
+      await Promise.all(
+        seeds.map(([id, data]) =>
+          db
+            .collection(c.collection)
+            .doc(id)
+            .set({ tag, ...data }),
+        ),
+      );
 
       const outcome = await runTtlCleanup(deps(db, clock, [policy(c.policy, c.settings)]));
 
@@ -112,22 +129,47 @@ describe("integration: ttlCleanup retention policies", function () {
     await alerts.doc(`${tag}-open`).set({ tag, created_at: old, acknowledged: true, resolved: false });
     await alerts.doc(`${tag}-pointed`).set({ tag, created_at: old, acknowledged: true, resolved: true });
     await alerts.doc(`${tag}-over`).set({ tag, created_at: old, acknowledged: true, resolved: true });
-    await db.collection("model_provider_health").doc(tag).set({ provider: tag, status: "down", open_alert_id: `${tag}-pointed` });
+    await db
+      .collection("model_provider_health")
+      .doc(tag)
+      .set({ provider: tag, status: "down", open_alert_id: `${tag}-pointed` });
 
     const outcome = await runTtlCleanup(deps(db, clock, [policy("acknowledged_alerts")]));
 
     assert.equal(outcome.complete, true);
     assert.equal(await exists(db, "model_router_alerts", `${tag}-open`), true, "an open alert is never deleted");
-    assert.equal(await exists(db, "model_router_alerts", `${tag}-pointed`), true, "an alert health points at is never deleted");
-    assert.equal(await exists(db, "model_router_alerts", `${tag}-over`), false, "a resolved, acknowledged, old alert goes");
+    assert.equal(
+      await exists(db, "model_router_alerts", `${tag}-pointed`),
+      true,
+      "an alert health points at is never deleted",
+    );
+    assert.equal(
+      await exists(db, "model_router_alerts", `${tag}-over`),
+      false,
+      "a resolved, acknowledged, old alert goes",
+    );
     assert.ok(outcome.policies[0].skipped >= 1, JSON.stringify(outcome));
   });
 
   it("audit_logs: when the audit retention is 0 (the default), then no policy touches audit entries", async () => {
-    assert.equal(retentionPolicies({ ...DEFAULT_RETENTION, auditDays: 0 }).some((p) => p.name === "audit_logs"), false);
+    assert.equal(
+      retentionPolicies({ ...DEFAULT_RETENTION, auditDays: 0 }).some((p) => p.name === "audit_logs"),
+      false,
+    );
     const id = newUid("audit");
-    await db.collection("audit_logs").doc(id).set({ created_at: new Date(Date.now() - 10 * 365 * DAY) });
-    await runTtlCleanup(deps(db, fixedClock(), retentionPolicies({ ...DEFAULT_RETENTION, auditDays: 0 }).filter((p) => p.store === "firestore" && p.action === "delete")));
+    await db
+      .collection("audit_logs")
+      .doc(id)
+      .set({ created_at: new Date(Date.now() - 10 * 365 * DAY) });
+    await runTtlCleanup(
+      deps(
+        db,
+        fixedClock(),
+        retentionPolicies({ ...DEFAULT_RETENTION, auditDays: 0 }).filter(
+          (p) => p.store === "firestore" && p.action === "delete",
+        ),
+      ),
+    );
     assert.equal(await exists(db, "audit_logs", id), true);
   });
 
@@ -142,7 +184,12 @@ describe("integration: ttlCleanup retention policies", function () {
       [`${uid}-captured`]: { status: "captured", amount: 5, expires_at: new Date(now - DAY), job_id: "job-c" },
     };
     await Promise.all(
-      Object.entries(holds).map(([id, hold]) => db.collection("credit_holds").doc(id).set({ user_id: uid, created_at: new Date(now - DAY), ...hold })),
+      Object.entries(holds).map(([id, hold]) =>
+        db
+          .collection("credit_holds")
+          .doc(id)
+          .set({ user_id: uid, created_at: new Date(now - DAY), ...hold }),
+      ),
     );
 
     const run = () => runTtlCleanup(deps(db, clock, [policy("expired_holds")]));
@@ -155,7 +202,8 @@ describe("integration: ttlCleanup retention policies", function () {
     assert.equal(user.credits_held, 15);
     assert.equal(user.ledger_version, 6);
     assert.equal(user.credits_balance - user.credits_held, 85, "the 20 credits are available again");
-    const status = async (id: string): Promise<unknown> => (await db.collection("credit_holds").doc(id).get()).get("status");
+    const status = async (id: string): Promise<unknown> =>
+      (await db.collection("credit_holds").doc(id).get()).get("status");
     assert.equal(await status(`${uid}-expired`), "expired");
     assert.equal(await status(`${uid}-live`), "open");
     assert.equal(await status(`${uid}-captured`), "captured");
@@ -176,7 +224,10 @@ describe("integration: ttlCleanup retention policies", function () {
     const clock = fixedClock();
     const uid = newUid("holder");
     const id = `${uid}-expired`;
-    await db.collection("credit_holds").doc(id).set({ user_id: uid, status: "open", amount: 1, expires_at: new Date(clock.now().getTime() - MINUTE) });
+    await db
+      .collection("credit_holds")
+      .doc(id)
+      .set({ user_id: uid, status: "open", amount: 1, expires_at: new Date(clock.now().getTime() - MINUTE) });
     const failing = async (_db: Firestore, holdId: string) => {
       if (holdId === id) throw new Error("credits unavailable");
     };
@@ -200,13 +251,16 @@ describe("integration: ttlCleanup retention policies", function () {
       unprocessed: [{ op: "spend" }, false],
     };
     const rtdb = realtimeDb();
-    await rtdb.ref(`operation_queues/${uid}`).set(Object.fromEntries(Object.entries(entries).map(([id, [entry]]) => [id, entry])));
+    await rtdb
+      .ref(`operation_queues/${uid}`)
+      .set(Object.fromEntries(Object.entries(entries).map(([id, [entry]]) => [id, entry])));
 
     const outcome = await runTtlCleanup(deps(db, clock, [policy("operation_queues")], { pageSize: 2 }));
 
     assert.equal(outcome.complete, true);
     const left = ((await rtdb.ref(`operation_queues/${uid}`).once("value")).val() ?? {}) as Record<string, unknown>;
-    for (const [id, [, gone]] of Object.entries(entries)) assert.equal(id in left, !gone, `${id} should ${gone ? "go" : "stay"}`);
+    for (const [id, [, gone]] of Object.entries(entries))
+      assert.equal(id in left, !gone, `${id} should ${gone ? "go" : "stay"}`);
   });
 
   it("notifications: when a MongoDB notification's expireAt has passed, then it is deleted; unexpired and undated ones stay", async () => {
@@ -241,7 +295,11 @@ describe("integration: ttlCleanup retention policies", function () {
 
     assert.equal(outcome.policies[0].error, undefined);
     for (const [id, expireAt, gone] of seeds) {
-      assert.equal((await collection.countDocuments({ _id: id })) === 0, gone, `expireAt ${expireAt?.toISOString() ?? "none"}`);
+      assert.equal(
+        (await collection.countDocuments({ _id: id })) === 0,
+        gone,
+        `expireAt ${expireAt?.toISOString() ?? "none"}`,
+      );
     }
   });
 
@@ -249,7 +307,9 @@ describe("integration: ttlCleanup retention policies", function () {
     const folder = mkdtempSync(path.join(os.tmpdir(), "ttl-lance-"));
     try {
       const connection = await lanceAt(folder);
-      const table = await connection.createTable("knowledge_text", [{ chunk_id: "a", content: "x", embedding: [0.1, 0.2] }]);
+      const table = await connection.createTable("knowledge_text", [
+        { chunk_id: "a", content: "x", embedding: [0.1, 0.2] },
+      ]);
       for (const id of ["b", "c", "d"]) await table.add([{ chunk_id: id, content: id, embedding: [0.3, 0.4] }]);
       const versionsBefore = (await table.listVersions()).length;
       const lance = async () => connection;
@@ -261,7 +321,9 @@ describe("integration: ttlCleanup retention policies", function () {
       assert.ok((await table.listVersions()).length >= versionsBefore);
 
       // Two hours later every earlier version is past the age.
-      const later = await runTtlCleanup(deps(db, fixedClock(new Date(Date.now() + 2 * HOUR)), [lancePolicy], { lance }));
+      const later = await runTtlCleanup(
+        deps(db, fixedClock(new Date(Date.now() + 2 * HOUR)), [lancePolicy], { lance }),
+      );
       assert.ok(later.policies[0].applied >= versionsBefore, JSON.stringify(later));
       assert.ok((await table.listVersions()).length < versionsBefore);
       assert.equal(await table.countRows(), 4);
@@ -288,8 +350,18 @@ describe("integration: ttlCleanup retention policies", function () {
     const expired = Array.from({ length: 7 }, (_, i) => `old-${i}`);
     const live = ["live-0", "live-1"];
     await Promise.all([
-      ...expired.map((id, i) => db.collection(collection).doc(id).set({ expire_at: new Date(now - (i + 1) * MINUTE) })),
-      ...live.map((id) => db.collection(collection).doc(id).set({ expire_at: new Date(now + MINUTE) })),
+      ...expired.map((id, i) =>
+        db
+          .collection(collection)
+          .doc(id)
+          .set({ expire_at: new Date(now - (i + 1) * MINUTE) }),
+      ),
+      ...live.map((id) =>
+        db
+          .collection(collection)
+          .doc(id)
+          .set({ expire_at: new Date(now + MINUTE) }),
+      ),
     ]);
     const stateId = newUid("ttl-state");
     // A budget of 0 lets each run do exactly its one guaranteed page.
@@ -306,13 +378,25 @@ describe("integration: ttlCleanup retention policies", function () {
     assert.equal(second.complete, true);
     const left = (await db.collection(collection).get()).docs.map((doc) => doc.id).sort();
     assert.deepEqual(left, live);
-    assert.equal((await db.collection("scheduler_state").doc(stateId).get()).exists, false, "the resume point is cleared");
+    assert.equal(
+      (await db.collection("scheduler_state").doc(stateId).get()).exists,
+      false,
+      "the resume point is cleared",
+    );
   });
 
   it("when the budget runs out between policies, then the next run starts at the policy it stopped in, so later policies are not starved", async () => {
     const clock = fixedClock();
     const past = new Date(clock.now().getTime() - MINUTE);
-    const make = (name: string): RetentionPolicy => ({ name, store: "firestore", collection: newUid(`ttl_${name}`), timestampField: "expire_at", ageMs: 0, where: [], action: "delete" });
+    const make = (name: string): RetentionPolicy => ({
+      name,
+      store: "firestore",
+      collection: newUid(`ttl_${name}`),
+      timestampField: "expire_at",
+      ageMs: 0,
+      where: [],
+      action: "delete",
+    });
     const [first, second] = [make("first"), make("second")];
     if (first.store !== "firestore" || second.store !== "firestore") throw new Error("unreachable");
     await Promise.all([
@@ -338,7 +422,15 @@ describe("integration: ttlCleanup retention policies", function () {
     const ref = db.collection(collection).doc("doc");
     const others = ["a", "b", "c"].map((id) => db.collection(collection).doc(id));
     await Promise.all([ref, ...others].map((doc) => doc.set({ expire_at: new Date(clock.now().getTime() - MINUTE) })));
-    const racePolicy: RetentionPolicy = { name: "race", store: "firestore", collection, timestampField: "expire_at", ageMs: 0, where: [], action: "delete" };
+    const racePolicy: RetentionPolicy = {
+      name: "race",
+      store: "firestore",
+      collection,
+      timestampField: "expire_at",
+      ageMs: 0,
+      where: [],
+      action: "delete",
+    };
     // Between the read of the page and its commit, the document is extended.
     const originalBatch = db.batch.bind(db);
     const racing = Object.assign(Object.create(Object.getPrototypeOf(db) as object) as Firestore, db, {

@@ -40,12 +40,24 @@ describe("integration: Firestore rules denial matrix", function () {
     const [host, port] = env("FIRESTORE_EMULATOR_HOST").split(":");
     testEnv = await initializeTestEnvironment({
       projectId: `rules-${Date.now()}`,
-      firestore: { host, port: Number(port), rules: readFileSync(path.join(__dirname, "..", "..", "firestore.rules"), "utf8") },
+      firestore: {
+        host,
+        port: Number(port),
+        rules: readFileSync(path.join(__dirname, "..", "..", "firestore.rules"), "utf8"),
+      },
     });
     await testEnv.withSecurityRulesDisabled(async (context) => {
       const db = context.firestore();
       await setDoc(doc(db, "users", OWNER), { credits_balance: 10, credits_held: 0, ledger_version: 1 });
-      for (const name of ["credit_transactions", "credit_holds", "jobs", "idempotency_keys", "processed_events", "audit_logs", "low_balance_state"]) {
+      for (const name of [
+        "credit_transactions",
+        "credit_holds",
+        "jobs",
+        "idempotency_keys",
+        "processed_events",
+        "audit_logs",
+        "low_balance_state",
+      ]) {
         await setDoc(doc(db, name, "d1"), { user_id: OWNER, amount: 1 });
       }
     });
@@ -56,7 +68,10 @@ describe("integration: Firestore rules denial matrix", function () {
   const contextOf = (who: Who) =>
     who === "unauthenticated"
       ? testEnv.unauthenticatedContext()
-      : testEnv.authenticatedContext(who === "owner" ? OWNER : who === "other" ? "mallory" : "root", who === "admin" ? { admin: true } : {});
+      : testEnv.authenticatedContext(
+          who === "owner" ? OWNER : who === "other" ? "mallory" : "root",
+          who === "admin" ? { admin: true } : {},
+        );
 
   for (const [name, allowed] of Object.entries(ALLOWED)) {
     for (const who of ["unauthenticated", "owner", "other", "admin"] as Who[]) {
@@ -69,7 +84,12 @@ describe("integration: Firestore rules denial matrix", function () {
           const attempt = {
             get: () => getDoc(ref),
             // Owners' queries must filter on their own user_id; users are listed only by admins.
-            list: () => getDocs(name === "users" || name === "audit_logs" ? collection(db, name) : query(collection(db, name), where("user_id", "==", OWNER))),
+            list: () =>
+              getDocs(
+                name === "users" || name === "audit_logs"
+                  ? collection(db, name)
+                  : query(collection(db, name), where("user_id", "==", OWNER)),
+              ),
             create: () => setDoc(doc(db, name, `new-${who}`), { user_id: OWNER, credits_balance: 1e9 }),
             update: () => updateDoc(ref, { credits_balance: 1e9, amount: 1e9 }),
             delete: () => deleteDoc(ref),

@@ -26,7 +26,11 @@ describe("integration: Realtime Database rules through the client SDK and REST",
 
   function clientApp(): ClientApp {
     const app = initializeApp(
-      { apiKey: "fake-api-key", projectId: suite.projectId, databaseURL: `http://${dbHost}:${dbPort}?ns=${suite.projectId}-default-rtdb` },
+      {
+        apiKey: "fake-api-key",
+        projectId: suite.projectId,
+        databaseURL: `http://${dbHost}:${dbPort}?ns=${suite.projectId}-default-rtdb`,
+      },
       `rtdb-rules-${randomUUID()}`,
     );
     const auth = getAuth(app);
@@ -39,20 +43,31 @@ describe("integration: Realtime Database rules through the client SDK and REST",
   }
 
   async function signUp(client: ClientApp): Promise<{ uid: string; token: string }> {
-    const credential = await createUserWithEmailAndPassword(client.auth, `${randomUUID()}@example.test`, "a-good-password");
+    const credential = await createUserWithEmailAndPassword(
+      client.auth,
+      `${randomUUID()}@example.test`,
+      "a-good-password",
+    );
     return { uid: credential.user.uid, token: await credential.user.getIdToken() };
   }
 
   /** A denied read or write rejects with PERMISSION_DENIED, never hangs. */
   async function denied(operation: Promise<unknown>, what: string): Promise<void> {
-    await assert.rejects(operation, (error: Error) => /permission.denied/i.test(`${(error as { code?: string }).code ?? ""} ${error.message}`), what);
+    await assert.rejects(
+      operation,
+      (error: Error) => /permission.denied/i.test(`${(error as { code?: string }).code ?? ""} ${error.message}`),
+      what,
+    );
   }
 
   function rest(path: string, init: { method?: string; body?: unknown; token?: string } = {}): Promise<Response> {
     const url = new URL(`http://${dbHost}:${dbPort}/${path}.json`);
     url.searchParams.set("ns", `${suite.projectId}-default-rtdb`);
     if (init.token) url.searchParams.set("auth", init.token);
-    return fetch(url, { method: init.method ?? "GET", body: init.body === undefined ? undefined : JSON.stringify(init.body) });
+    return fetch(url, {
+      method: init.method ?? "GET",
+      body: init.body === undefined ? undefined : JSON.stringify(init.body),
+    });
   }
 
   after(async () => {
@@ -74,7 +89,11 @@ describe("integration: Realtime Database rules through the client SDK and REST",
     assert.equal((own.val() as { balance: number }).balance, 7);
     await denied(get(ref(alice.db, `user_balances/${other}`)), "another user's balance");
     await denied(set(ref(alice.db, `user_balances/${uid}`), { balance: 1_000_000 }), "writing one's own balance");
-    assert.equal((await realtimeDb().ref(`user_balances/${uid}/balance`).once("value")).val(), 7, "the denied write changed nothing");
+    assert.equal(
+      (await realtimeDb().ref(`user_balances/${uid}/balance`).once("value")).val(),
+      7,
+      "the denied write changed nothing",
+    );
 
     await signOut(alice.auth);
     await denied(get(ref(alice.db, `user_balances/${uid}`)), "signed out");
@@ -114,6 +133,9 @@ describe("integration: Realtime Database rules through the client SDK and REST",
     const queued = await rest(`operation_queues/${uid}/rest-op`, { method: "PUT", body: op, token });
     assert.equal(queued.status, 200);
     // The rules' view follows REST writes too: the op now exists and may not be rewritten.
-    assert.equal((await rest(`operation_queues/${uid}/rest-op`, { method: "PUT", body: { ...op, quantity: 9 }, token })).status, 401);
+    assert.equal(
+      (await rest(`operation_queues/${uid}/rest-op`, { method: "PUT", body: { ...op, quantity: 9 }, token })).status,
+      401,
+    );
   });
 });

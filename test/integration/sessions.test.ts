@@ -19,7 +19,15 @@ describe("integration: content sessions in MongoDB", function () {
     const created = await sessions.createSession(await deps(), uid, { name: "Tides", session_data: { step: 1 } });
     const stored = await (await testMongo()).collection("content_sessions").findOne({ userId: uid });
     assert.ok(stored);
-    assert.deepEqual(Object.keys(stored).sort(), ["_id", "createdAt", "lastAccessed", "name", "sessionData", "unreadMessages", "userId"]);
+    assert.deepEqual(Object.keys(stored).sort(), [
+      "_id",
+      "createdAt",
+      "lastAccessed",
+      "name",
+      "sessionData",
+      "unreadMessages",
+      "userId",
+    ]);
     await assert.rejects(sessions.renameSession(await deps(), other, created.id, "Stolen"), { code: "not-found" });
     const renamed = await sessions.renameSession(await deps(), uid, created.id, "Tides, part 2");
     assert.equal(renamed.name, "Tides, part 2");
@@ -32,7 +40,8 @@ describe("integration: content sessions in MongoDB", function () {
   it("when sessions are listed in pages, then every session appears once, newest first, and nobody else's", async () => {
     const uid = newUid("s");
     const base = Date.now();
-    for (let i = 0; i < 7; i++) await sessions.createSession(await deps(new Date(base + i * 1000)), uid, { name: `s${i}` });
+    for (let i = 0; i < 7; i++)
+      await sessions.createSession(await deps(new Date(base + i * 1000)), uid, { name: `s${i}` });
     await sessions.createSession(await deps(), newUid("s"), { name: "someone else's" });
     const names: string[] = [];
     let cursor: string | undefined;
@@ -45,6 +54,8 @@ describe("integration: content sessions in MongoDB", function () {
   });
 
   it("when a cursor is forged, then invalid-argument", async () => {
-    await assert.rejects(sessions.listSessions(await deps(), newUid("s"), { limit: 3, cursor: "not-a-cursor" }), { code: "invalid-argument" });
+    await assert.rejects(sessions.listSessions(await deps(), newUid("s"), { limit: 3, cursor: "not-a-cursor" }), {
+      code: "invalid-argument",
+    });
   });
 });

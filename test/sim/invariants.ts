@@ -29,7 +29,10 @@ export async function observe(w: World): Promise<void> {
       const version = Number(entry.ledger_version);
       const balance = Number(entry.balance_after);
       const held = Number(entry.held_after);
-      w.mirrorDeliveries.push({ uid: user.uid, state: { balance, held, available: balance - held, version, updated_at: w.clock.now().getTime() } });
+      w.mirrorDeliveries.push({
+        uid: user.uid,
+        state: { balance, held, available: balance - held, version, updated_at: w.clock.now().getTime() },
+      });
       // Every ledger write moves the document's updated_at with its updated_by (what the audit's actor rule reads);
       // the version stands in for the server timestamp, which the fixed clock would make equal across writes.
       const state = (e: Entry) => ({
@@ -39,7 +42,13 @@ export async function observe(w: World): Promise<void> {
         updated_by: String(e.actor),
         updated_at: { seconds: Number(e.ledger_version), nanoseconds: 0 },
       });
-      w.auditDeliveries.push({ eventId: `sim_${user.uid}_v${version}`, uid: user.uid, actor: String(entry.actor), before: previous ? state(previous) : undefined, after: state(entry) });
+      w.auditDeliveries.push({
+        eventId: `sim_${user.uid}_v${version}`,
+        uid: user.uid,
+        actor: String(entry.actor),
+        before: previous ? state(previous) : undefined,
+        after: state(entry),
+      });
       previous = entry;
       w.seenVersions.set(user.uid, Math.max(w.seenVersions.get(user.uid) ?? 0, version));
     }
@@ -63,7 +72,10 @@ export async function checkAll(w: World): Promise<string[]> {
   const results = await Promise.allSettled(checkers.map(([, check]) => check()));
   results.forEach((result, index) => {
     if (result.status === "rejected") {
-      const reason = result.reason instanceof AssertionError ? result.reason.message : `checker failed: ${String(result.reason instanceof Error ? result.reason.stack : result.reason)}`;
+      const reason =
+        result.reason instanceof AssertionError
+          ? result.reason.message
+          : `checker failed: ${String(result.reason instanceof Error ? result.reason.stack : result.reason)}`;
       found.push(`[${checkers[index][0]}] ${reason}`);
     }
   });
@@ -104,7 +116,11 @@ async function checkJobs(w: World): Promise<void> {
   const ledgers = new Map<string, Entry[]>();
   for (const uid of new Set(w.jobs.map((job) => job.uid))) ledgers.set(uid, await ledgerOf(uid));
   const snapshots = await w.db.getAll(...w.jobs.map((job) => w.db.collection("jobs").doc(job.id)));
-  const holds = await w.db.getAll(...snapshots.map((snapshot) => w.db.collection("credit_holds").doc(String(snapshot.get("hold_id") ?? `missing-${snapshot.id}`))));
+  const holds = await w.db.getAll(
+    ...snapshots.map((snapshot) =>
+      w.db.collection("credit_holds").doc(String(snapshot.get("hold_id") ?? `missing-${snapshot.id}`)),
+    ),
+  );
   snapshots.forEach((snapshot, index) => {
     const job = snapshot.data();
     assert.ok(job, `job ${snapshot.id} exists`);
@@ -117,13 +133,24 @@ async function checkJobs(w: World): Promise<void> {
     assert.ok(settled.length <= 1, `job ${snapshot.id} (${status}): hold settled ${settled.length} times`);
     const hold = holds[index].data() ?? {};
     if (status === "succeeded") {
-      assert.equal(settled.length, 1, `job ${snapshot.id} succeeded with cost ${String(job.cost)} but its hold was never settled`);
-      assert.equal(settled[0].type, "capture", `job ${snapshot.id} succeeded with cost ${String(job.cost)} but its hold was settled by ${String(settled[0].type)}, nothing captured`);
+      assert.equal(
+        settled.length,
+        1,
+        `job ${snapshot.id} succeeded with cost ${String(job.cost)} but its hold was never settled`,
+      );
+      assert.equal(
+        settled[0].type,
+        "capture",
+        `job ${snapshot.id} succeeded with cost ${String(job.cost)} but its hold was settled by ${String(settled[0].type)}, nothing captured`,
+      );
       assert.equal(0 - Number(settled[0].amount), Number(job.cost), `job ${snapshot.id}: captured = job cost`);
       assert.equal(hold.status, "captured", `job ${snapshot.id}: hold captured`);
     } else if (status === "failed" || status === "cancelled") {
       assert.equal(settled.length, 1, `job ${snapshot.id} (${status}): hold settled exactly once`);
-      assert.ok(["release", "expire"].includes(String(settled[0].type)), `job ${snapshot.id} (${status}): hold returned, not ${String(settled[0].type)}`);
+      assert.ok(
+        ["release", "expire"].includes(String(settled[0].type)),
+        `job ${snapshot.id} (${status}): hold returned, not ${String(settled[0].type)}`,
+      );
     }
   });
 }
@@ -131,7 +158,10 @@ async function checkJobs(w: World): Promise<void> {
 /** Invariant 11: the first answer written back to a queued op never changes (retention may remove the entry). */
 async function checkQueueAnswers(w: World): Promise<void> {
   if (w.queueOps.length === 0) return;
-  const queues = ((await w.rtdb.ref("operation_queues").once("value")).val() ?? {}) as Record<string, Record<string, Data>>;
+  const queues = ((await w.rtdb.ref("operation_queues").once("value")).val() ?? {}) as Record<
+    string,
+    Record<string, Data>
+  >;
   for (const op of w.queueOps) {
     const node = queues[op.uid]?.[op.opId];
     if (!node || typeof node.status !== "string") continue;
@@ -139,7 +169,11 @@ async function checkQueueAnswers(w: World): Promise<void> {
     const error = node.error as { code?: string } | null | undefined;
     const answer = `${node.status} ${result?.transaction_id ?? error?.code ?? ""}`;
     op.answer ??= answer;
-    assert.equal(answer, op.answer, `queued op ${op.opId} of ${op.uid} was answered "${op.answer}" and is now "${answer}"`);
+    assert.equal(
+      answer,
+      op.answer,
+      `queued op ${op.opId} of ${op.uid} was answered "${op.answer}" and is now "${answer}"`,
+    );
   }
 }
 
@@ -149,8 +183,7 @@ async function checkMirrors(w: World): Promise<void> {
   for (const user of w.users) {
     if (user.everDeleted || w.mirrorDeliveries.some((delivery) => delivery.uid === user.uid)) continue;
     const doc = (await w.db.collection("users").doc(user.uid).get()).data() as
-      | { ledger_version: number; credits_balance: number; credits_held: number }
-      | undefined;
+      { ledger_version: number; credits_balance: number; credits_held: number } | undefined;
     if (!doc || Number(doc.ledger_version) !== (w.seenVersions.get(user.uid) ?? 0)) continue;
     const mirror = mirrors[user.uid];
     assert.ok(mirror, `mirror of ${user.uid} missing after every delivery arrived`);
@@ -165,7 +198,9 @@ async function checkMirrors(w: World): Promise<void> {
 /** One audit entry per delivered event, naming the actor that made the change. */
 async function checkAudit(w: World): Promise<void> {
   if (w.deliveredAudits.length === 0) return;
-  const snapshots = await w.db.getAll(...w.deliveredAudits.map((delivery) => w.db.collection("audit_logs").doc(delivery.eventId)));
+  const snapshots = await w.db.getAll(
+    ...w.deliveredAudits.map((delivery) => w.db.collection("audit_logs").doc(delivery.eventId)),
+  );
   snapshots.forEach((snapshot, index) => {
     const delivery = w.deliveredAudits[index];
     assert.ok(snapshot.exists, `audit entry for ${delivery.eventId} exists`);
@@ -182,23 +217,50 @@ async function checkKnowledge(w: World): Promise<void> {
   if (w.messages.length === 0) return;
   const connection = await w.lance();
   const name = tableName("knowledge_text", w.embedder.modelId, w.embedder.dimension);
-  const table: Table | undefined = (await connection.tableNames()).includes(name) ? await connection.openTable(name) : undefined;
-  const rows = table ? ((await table.query().select(["source", "content_hash", "requested_at"]).toArray()) as Array<{ source: string; content_hash: string; requested_at: number }>) : [];
+  const table: Table | undefined = (await connection.tableNames()).includes(name)
+    ? await connection.openTable(name)
+    : undefined;
+  const rows = table
+    ? ((await table.query().select(["source", "content_hash", "requested_at"]).toArray()) as Array<{
+        source: string;
+        content_hash: string;
+        requested_at: number;
+      }>)
+    : [];
   for (const source of w.sources) {
     const record = (await w.db.collection("knowledge_sources").doc(source.id).get()).data();
     const mine = rows.filter((row) => row.source === source.id);
     const chunkCount = typeof record?.chunk_count === "number" ? record.chunk_count : 0;
-    assert.equal(mine.length, chunkCount, `source ${source.id}: LanceDB has ${mine.length} rows, its record says ${chunkCount} (status ${String(record?.status)})`);
-    for (const row of mine) assert.equal(row.content_hash, record?.content_hash, `source ${source.id}: rows' content hash = record's`);
+    assert.equal(
+      mine.length,
+      chunkCount,
+      `source ${source.id}: LanceDB has ${mine.length} rows, its record says ${chunkCount} (status ${String(record?.status)})`,
+    );
+    for (const row of mine)
+      assert.equal(row.content_hash, record?.content_hash, `source ${source.id}: rows' content hash = record's`);
     if (source.deletedAt > 0 && source.newestApplied <= source.deletedAt) {
-      assert.notEqual(record?.status, "indexed", `source ${source.id} deleted at ${source.deletedAt} (nothing newer applied) is indexed again (requested_at ${String(record?.requested_at)})`);
+      assert.notEqual(
+        record?.status,
+        "indexed",
+        `source ${source.id} deleted at ${source.deletedAt} (nothing newer applied) is indexed again (requested_at ${String(record?.requested_at)})`,
+      );
       assert.equal(mine.length, 0, `source ${source.id} deleted but has rows`);
       if (table && source.lastText) {
-        const hits = await searchKnowledge({ db: w.db, lance: w.lance, provider: w.embedder, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } }, { query: source.lastText, k: 10 });
-        assert.ok(!hits.results.some((hit) => hit.source_id === source.id), `deleted source ${source.id} is searchable`);
+        const hits = await searchKnowledge(
+          { db: w.db, lance: w.lance, provider: w.embedder, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } },
+          { query: source.lastText, k: 10 },
+        );
+        assert.ok(
+          !hits.results.some((hit) => hit.source_id === source.id),
+          `deleted source ${source.id} is searchable`,
+        );
       }
     } else if (record?.status === "indexed") {
-      assert.equal(record.requested_at, source.newestApplied, `source ${source.id}: indexed request ${String(record.requested_at)} is not the newest applied (${source.newestApplied}): an older message won`);
+      assert.equal(
+        record.requested_at,
+        source.newestApplied,
+        `source ${source.id}: indexed request ${String(record.requested_at)} is not the newest applied (${source.newestApplied}): an older message won`,
+      );
     }
   }
 }
@@ -212,16 +274,30 @@ async function checkProviders(w: World): Promise<void> {
     const openAlert: unknown = health?.open_alert_id;
     if (typeof openAlert === "string") {
       const alert = await w.db.collection("model_router_alerts").doc(openAlert).get();
-      assert.ok(alert.exists, `provider ${provider.name} (${String(health?.status)}) points at open alert ${openAlert}, which is gone (deleted by retention?)`);
+      assert.ok(
+        alert.exists,
+        `provider ${provider.name} (${String(health?.status)}) points at open alert ${openAlert}, which is gone (deleted by retention?)`,
+      );
     }
     if (w.after.healthChecked) {
-      assert.equal(millis(health?.last_check), now, `provider ${provider.name} was not checked by the health check run at ${new Date(now).toISOString()} (one provider's failure stopped the others?)`);
-      if (w.after.lastProbe.get(provider.name) === true) assert.notEqual(health?.status, "down", `provider ${provider.name} answered its probe but stays down`);
+      assert.equal(
+        millis(health?.last_check),
+        now,
+        `provider ${provider.name} was not checked by the health check run at ${new Date(now).toISOString()} (one provider's failure stopped the others?)`,
+      );
+      if (w.after.lastProbe.get(provider.name) === true)
+        assert.notEqual(health?.status, "down", `provider ${provider.name} answered its probe but stays down`);
     }
   }
   if (w.after.healthChecked) {
-    const quotas = await w.db.getAll(...w.providers.map((provider) => w.db.collection("model_quotas").doc(`${provider.name}_${provider.name}-model`)));
-    for (const quota of quotas) assert.ok((millis(quota.get("reset_at")) ?? 0) > now, `quota ${quota.id} due at ${String(millis(quota.get("reset_at")))} was not reset by the health check`);
+    const quotas = await w.db.getAll(
+      ...w.providers.map((provider) => w.db.collection("model_quotas").doc(`${provider.name}_${provider.name}-model`)),
+    );
+    for (const quota of quotas)
+      assert.ok(
+        (millis(quota.get("reset_at")) ?? 0) > now,
+        `quota ${quota.id} due at ${String(millis(quota.get("reset_at")))} was not reset by the health check`,
+      );
   }
 }
 
@@ -246,7 +322,9 @@ async function checkSweep(w: World): Promise<void> {
     const open = job.status === "queued" || job.status === "running";
     if (open && (millis(job.deadline_at) ?? Infinity) <= now) {
       const quarantine = job.quarantine as Data | undefined;
-      assert.fail(`job #${index} ${snapshot.id} is past its deadline and still ${String(job.status)} after a sweep${quarantine ? ` (quarantined: ${String(quarantine.error)})` : ""}`);
+      assert.fail(
+        `job #${index} ${snapshot.id} is past its deadline and still ${String(job.status)} after a sweep${quarantine ? ` (quarantined: ${String(quarantine.error)})` : ""}`,
+      );
     }
     const model = w.jobs[index];
     const dispatched = (job.dispatch as Data | undefined)?.state === "dispatched";
@@ -261,13 +339,19 @@ async function checkSweep(w: World): Promise<void> {
     );
     const firstMissing = model.missingSince === undefined;
     model.missingSince ??= now;
-    assert.ok(firstMissing, `job #${index} ${snapshot.id} is queued and dispatched but still missing from its stream at a second sweep with Redis up: lost, it will fail at its deadline`);
+    assert.ok(
+      firstMissing,
+      `job #${index} ${snapshot.id} is queued and dispatched but still missing from its stream at a second sweep with Redis up: lost, it will fail at its deadline`,
+    );
   }
 }
 
 async function streamJobIds(w: World): Promise<Set<string>> {
   const stream = streamOf("podcast");
-  const entries = await w.redis.run(async (client) => [...(await client.xrange(stream, "-", "+")), ...(await client.xrange(dlqOf(stream), "-", "+"))]);
+  const entries = await w.redis.run(async (client) => [
+    ...(await client.xrange(stream, "-", "+")),
+    ...(await client.xrange(dlqOf(stream), "-", "+")),
+  ]);
   const ids = new Set<string>();
   for (const [, fields] of entries) {
     const at = fields.indexOf("job_id");

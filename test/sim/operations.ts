@@ -30,7 +30,17 @@ import { runProviderHealthCheck } from "../../functions/src/routing/provider-hea
 import { runTtlCleanup } from "../../functions/src/retention/runner";
 import { DomainError } from "../../functions/src/shared/errors";
 import { control, waitFor } from "../support/suite";
-import { DAY, MAX_DELIVERIES, POISON, SWEEP, gate, type EmbeddingMessage, type QueueOp, type SimSource, type World } from "./world";
+import {
+  DAY,
+  MAX_DELIVERIES,
+  POISON,
+  SWEEP,
+  gate,
+  type EmbeddingMessage,
+  type QueueOp,
+  type SimSource,
+  type World,
+} from "./world";
 
 export interface Planned {
   detail: string;
@@ -49,7 +59,14 @@ export interface Operation {
 
 const ADMIN = "sim-admin";
 const FEATURES = ["chat.message", "chat.long_context", "image.generate", "tts.1k_chars"] as const;
-const PHRASES = ["alpine lakes and glaciers", "sourdough starter feeding", "orbital mechanics primer", "tidal pools of the coast", `${POISON} broken document`, `${POISON} corrupt upload`];
+const PHRASES = [
+  "alpine lakes and glaciers",
+  "sourdough starter feeding",
+  "orbital mechanics primer",
+  "tidal pools of the coast",
+  `${POISON} broken document`,
+  `${POISON} corrupt upload`,
+];
 
 /** Turns a use case's answer or refusal into the step log's outcome; anything else is logged, not hidden. */
 async function outcomeOf(work: () => Promise<string>): Promise<string> {
@@ -94,7 +111,8 @@ async function deliverMessage(w: World, message: EmbeddingMessage): Promise<stri
     });
     message.outcome = outcome;
     const source = w.sources.find((candidate) => candidate.id === message.sourceId)!;
-    if (outcome === "indexed" || outcome === "unchanged") source.newestApplied = Math.max(source.newestApplied, message.request.requested_at);
+    if (outcome === "indexed" || outcome === "unchanged")
+      source.newestApplied = Math.max(source.newestApplied, message.request.requested_at);
     return outcome;
   } catch (error) {
     const text = error instanceof Error ? error.message : String(error);
@@ -102,7 +120,9 @@ async function deliverMessage(w: World, message: EmbeddingMessage): Promise<stri
     if (!text.includes("is being processed by another delivery")) {
       message.failures += 1;
       if (message.failures >= MAX_DELIVERIES) {
-        w.violations.push(`embedding message ${message.id} (source ${message.sourceId}) still failed on delivery ${message.failures} (limit ${MAX_DELIVERIES}): not dead-lettered by its limit`);
+        w.violations.push(
+          `embedding message ${message.id} (source ${message.sourceId}) still failed on delivery ${message.failures} (limit ${MAX_DELIVERIES}): not dead-lettered by its limit`,
+        );
       }
     }
     return `threw (redelivery): ${text.split("\n")[0]}`;
@@ -118,7 +138,13 @@ function racePairs(w: World): Array<[EmbeddingMessage, EmbeddingMessage]> {
   const pairs: Array<[EmbeddingMessage, EmbeddingMessage]> = [];
   for (const newer of w.messages) {
     for (const older of w.messages) {
-      if (older.sourceId === newer.sourceId && older.request.requested_at < newer.request.requested_at && older.text !== newer.text && !older.text.includes(POISON)) pairs.push([older, newer]);
+      if (
+        older.sourceId === newer.sourceId &&
+        older.request.requested_at < newer.request.requested_at &&
+        older.text !== newer.text &&
+        !older.text.includes(POISON)
+      )
+        pairs.push([older, newer]);
     }
   }
   return pairs;
@@ -136,7 +162,13 @@ export const OPERATIONS: Operation[] = [
         detail: `${user.uid} +${amount}`,
         run: () =>
           outcomeOf(async () => {
-            const result = await grantCredits(w.creditDeps(), ADMIN, { user_id: user.uid, amount, type: "grant", reason: "sim grant", idempotency_key: w.id("grant") });
+            const result = await grantCredits(w.creditDeps(), ADMIN, {
+              user_id: user.uid,
+              amount,
+              type: "grant",
+              reason: "sim grant",
+              idempotency_key: w.id("grant"),
+            });
             // A grant creates the account again after a deletion.
             user.deleted = false;
             return `v${result.version} balance ${result.balance}`;
@@ -151,13 +183,19 @@ export const OPERATIONS: Operation[] = [
     plan: (w) => {
       const user = w.rng.pick(w.users);
       const replay = user.spendKeys.length > 0 && w.rng.chance(0.2);
-      const spend = replay ? w.rng.pick(user.spendKeys) : { key: w.id("spend"), feature: w.rng.pick(FEATURES), quantity: w.rng.int(1, 4) };
+      const spend = replay
+        ? w.rng.pick(user.spendKeys)
+        : { key: w.id("spend"), feature: w.rng.pick(FEATURES), quantity: w.rng.int(1, 4) };
       if (!replay) user.spendKeys.push(spend);
       return {
         detail: `${user.uid} ${spend.feature}×${spend.quantity} key ${spend.key}${replay ? " (replay)" : ""}`,
         run: () =>
           outcomeOf(async () => {
-            const result = await spendCredits(w.creditDeps(), user.uid, { feature: spend.feature, quantity: spend.quantity, idempotency_key: spend.key });
+            const result = await spendCredits(w.creditDeps(), user.uid, {
+              feature: spend.feature,
+              quantity: spend.quantity,
+              idempotency_key: spend.key,
+            });
             if (!result.replayed) w.refundable.push(result.transaction_id);
             return `${result.replayed ? "replayed " : ""}v${result.version} balance ${result.balance}`;
           }),
@@ -175,7 +213,12 @@ export const OPERATIONS: Operation[] = [
         detail: `${transactionId} ${amount ?? "all"}`,
         run: () =>
           outcomeOf(async () => {
-            const result = await refundCredits(w.creditDeps(), ADMIN, { transaction_id: transactionId, amount, reason: "sim refund", idempotency_key: w.id("refund") });
+            const result = await refundCredits(w.creditDeps(), ADMIN, {
+              transaction_id: transactionId,
+              amount,
+              reason: "sim refund",
+              idempotency_key: w.id("refund"),
+            });
             return `v${result.version} balance ${result.balance}`;
           }),
       };
@@ -189,7 +232,11 @@ export const OPERATIONS: Operation[] = [
       const user = w.rng.pick(w.users);
       const podcast = w.rng.chance(0.6);
       const request = podcast
-        ? { type: "podcast", input: { topic: "sim topic", duration_min: w.rng.int(1, 4) }, idempotency_key: w.id("job") }
+        ? {
+            type: "podcast",
+            input: { topic: "sim topic", duration_min: w.rng.int(1, 4) },
+            idempotency_key: w.id("job"),
+          }
         : { type: "report", input: { subject: "sim subject", pages: w.rng.int(1, 3) }, idempotency_key: w.id("job") };
       return {
         detail: `${user.uid} ${request.type} ${JSON.stringify(request.input)}`,
@@ -209,7 +256,10 @@ export const OPERATIONS: Operation[] = [
     when: (w) => w.jobs.length > 0,
     plan: (w) => {
       const index = w.rng.int(0, w.jobs.length - 1);
-      return { detail: `job #${index}`, run: () => outcomeOf(async () => (await dispatchJob(w.jobDeps(), w.jobs[index].id)).outcome) };
+      return {
+        detail: `job #${index}`,
+        run: () => outcomeOf(async () => (await dispatchJob(w.jobDeps(), w.jobs[index].id)).outcome),
+      };
     },
   },
   {
@@ -227,7 +277,12 @@ export const OPERATIONS: Operation[] = [
         roll < 0.45
           ? { ...base, kind: "progress", stage: "render", pct: w.rng.int(1, 99) }
           : roll < 0.85
-            ? { ...base, kind: "succeeded", cost: w.rng.chance(0.15) ? job.price + w.rng.int(1, 5) : w.rng.int(0, job.price), outputs: { url: "sim://out" } }
+            ? {
+                ...base,
+                kind: "succeeded",
+                cost: w.rng.chance(0.15) ? job.price + w.rng.int(1, 5) : w.rng.int(0, job.price),
+                outputs: { url: "sim://out" },
+              }
             : { ...base, kind: "failed", error: "sim worker failure" };
       return {
         detail: `job #${index} ${report.kind} ${report.report_id}`,
@@ -261,7 +316,10 @@ export const OPERATIONS: Operation[] = [
     plan: (w) => {
       const index = w.rng.int(0, w.jobs.length - 1);
       const job = w.jobs[index];
-      return { detail: `job #${index}`, run: () => outcomeOf(async () => (await cancelJob(w.jobDeps(), job.uid, job.id)).status) };
+      return {
+        detail: `job #${index}`,
+        run: () => outcomeOf(async () => (await cancelJob(w.jobDeps(), job.uid, job.id)).status),
+      };
     },
   },
   {
@@ -276,7 +334,8 @@ export const OPERATIONS: Operation[] = [
           const result = await sweepJobs(w.jobDeps(), SWEEP);
           w.after.swept = true;
           // The stream check needs a sweep that could reach Redis (other parts' errors do not matter to it).
-          w.after.sweptWithRedis = redisUp && w.redisUp && !result.errors.some((error) => /redis|connection|stream/i.test(error));
+          w.after.sweptWithRedis =
+            redisUp && w.redisUp && !result.errors.some((error) => /redis|connection|stream/i.test(error));
           return JSON.stringify(result).slice(0, 300);
         }),
     }),
@@ -301,7 +360,9 @@ export const OPERATIONS: Operation[] = [
             pageSize: 200,
             stateId: `sim-${w.nonce}`,
           });
-          return outcome.policies.map((policy) => `${policy.policy}:${policy.applied}${policy.error ? "!" : ""}`).join(" ");
+          return outcome.policies
+            .map((policy) => `${policy.policy}:${policy.applied}${policy.error ? "!" : ""}`)
+            .join(" ");
         }),
     }),
   },
@@ -311,7 +372,9 @@ export const OPERATIONS: Operation[] = [
     when: () => true,
     plan: (w) => {
       const kind = w.rng.weighted([6, 4, 2, 1]);
-      const ms = [w.rng.int(1, 60) * 1000, w.rng.int(5, 40) * 60_000, w.rng.int(1, 8) * DAY, w.rng.int(91, 100) * DAY][kind];
+      const ms = [w.rng.int(1, 60) * 1000, w.rng.int(5, 40) * 60_000, w.rng.int(1, 8) * DAY, w.rng.int(91, 100) * DAY][
+        kind
+      ];
       return {
         detail: `+${Math.round(ms / 1000)} s`,
         run: async () => {
@@ -329,7 +392,16 @@ export const OPERATIONS: Operation[] = [
     when: (w) => w.users.length > 0,
     plan: (w) => {
       const user = w.rng.pick(w.users);
-      const op: QueueOp = { uid: user.uid, opId: w.id("op"), value: { type: "spend", feature: w.rng.pick(FEATURES), quantity: w.rng.int(1, 6), created_at: w.clock.now().getTime() } };
+      const op: QueueOp = {
+        uid: user.uid,
+        opId: w.id("op"),
+        value: {
+          type: "spend",
+          feature: w.rng.pick(FEATURES),
+          quantity: w.rng.int(1, 6),
+          created_at: w.clock.now().getTime(),
+        },
+      };
       return {
         detail: `${user.uid} ${op.opId} ${JSON.stringify(op.value)}`,
         run: () =>
@@ -351,7 +423,10 @@ export const OPERATIONS: Operation[] = [
       const op = take(w, w.queueDeliveries, 0.5);
       return {
         detail: `${op.uid} ${op.opId}`,
-        run: () => outcomeOf(async () => applyQueuedOperation({ db: w.db, rtdb: w.rtdb, lock: w.redis, clock: w.clock }, op.uid, op.opId, op.value)),
+        run: () =>
+          outcomeOf(async () =>
+            applyQueuedOperation({ db: w.db, rtdb: w.rtdb, lock: w.redis, clock: w.clock }, op.uid, op.opId, op.value),
+          ),
       };
     },
   },
@@ -379,7 +454,17 @@ export const OPERATIONS: Operation[] = [
         detail: delivery.eventId,
         run: () =>
           outcomeOf(async () => {
-            const created = await recordAudit(w.db, { eventId: delivery.eventId, path: `users/${delivery.uid}`, time: w.clock.now().toISOString(), before: delivery.before, after: delivery.after }, 0);
+            const created = await recordAudit(
+              w.db,
+              {
+                eventId: delivery.eventId,
+                path: `users/${delivery.uid}`,
+                time: w.clock.now().toISOString(),
+                before: delivery.before,
+                after: delivery.after,
+              },
+              0,
+            );
             if (!w.deliveredAudits.includes(delivery)) w.deliveredAudits.push(delivery);
             return created ? "recorded" : "duplicate";
           }),
@@ -395,7 +480,8 @@ export const OPERATIONS: Operation[] = [
     plan: (w) => {
       // Most often the owner of the newest job, so deletions meet open jobs (the sweeper's hard case).
       const newest = w.jobs.at(-1);
-      const owner = newest && w.rng.chance(0.6) ? w.liveUsers().find((candidate) => candidate.uid === newest.uid) : undefined;
+      const owner =
+        newest && w.rng.chance(0.6) ? w.liveUsers().find((candidate) => candidate.uid === newest.uid) : undefined;
       const user = owner ?? w.rng.pick(w.liveUsers());
       return {
         detail: user.uid,
@@ -429,7 +515,11 @@ export const OPERATIONS: Operation[] = [
         detail: `${delivery.uid} deleted at v${delivery.closedAtVersion}`,
         run: () =>
           outcomeOf(async () => {
-            const result = await closeAccount({ db: w.db, failJob: jobFailer({ db: w.db, rtdb: w.rtdb }) }, delivery.uid, delivery.closedAtVersion);
+            const result = await closeAccount(
+              { db: w.db, failJob: jobFailer({ db: w.db, rtdb: w.rtdb }) },
+              delivery.uid,
+              delivery.closedAtVersion,
+            );
             // The trigger throws (and is retried) when something was not settled; a retry is a later delivery.
             if (result.errors.length > 0) {
               w.closureDeliveries.push(delivery);
@@ -461,7 +551,9 @@ export const OPERATIONS: Operation[] = [
             w.after.swept = true;
             w.after.sweptWithRedis = w.redisUp && result.errors.length === 0;
             // Only a job that was queued and dispatched (by this step or earlier) before the flush was lost by it.
-            const lost = before?.status === "queued" && (before.dispatch as { state?: string } | undefined)?.state === "dispatched";
+            const lost =
+              before?.status === "queued" &&
+              (before.dispatch as { state?: string } | undefined)?.state === "dispatched";
             if (lost && w.after.sweptWithRedis) w.after.lostAndSwept.push(job.id);
             return `dispatch ${dispatched.outcome}, flushed${lost ? " (lost)" : ""}, swept resent ${result.resent}${result.errors.length > 0 ? ` errors ${result.errors.join("; ").slice(0, 200)}` : ""}`;
           }),
@@ -492,7 +584,11 @@ export const OPERATIONS: Operation[] = [
       run: async () => {
         await control("redis/start");
         // Up means answering: wait (with a deadline) until the gateway has reconnected, as the next step assumes.
-        await waitFor("redis to answer after a restart", async () => (await w.redis.run((client) => client.ping()).catch(() => "")) === "PONG", { timeoutMs: 20_000 });
+        await waitFor(
+          "redis to answer after a restart",
+          async () => (await w.redis.run((client) => client.ping()).catch(() => "")) === "PONG",
+          { timeoutMs: 20_000 },
+        );
         w.redisUp = true;
         return "started";
       },
@@ -533,7 +629,11 @@ export const OPERATIONS: Operation[] = [
           w.after.healthChecked = true;
           w.after.lastProbe.clear();
           const config = parseRouterConfig({
-            providers: w.providers.map((provider) => ({ name: provider.name, probe_url: "http://127.0.0.1:9/probe", models: [{ id: `${provider.name}-model`, task_types: ["chat"], cost_per_1k_tokens: 1 }] })),
+            providers: w.providers.map((provider) => ({
+              name: provider.name,
+              probe_url: "http://127.0.0.1:9/probe",
+              models: [{ id: `${provider.name}-model`, task_types: ["chat"], cost_per_1k_tokens: 1 }],
+            })),
             failures_to_down: 2,
             error_window: 4,
             degraded_error_rate: 0.5,
@@ -541,9 +641,18 @@ export const OPERATIONS: Operation[] = [
             ewma_alpha: 0.5,
             cooldown_ms: 20 * 60_000,
           });
-          const outcome = await runProviderHealthCheck({ db: w.db, clock: w.clock, config, probe: w.probe, probeTimeoutMs: 1000 });
+          const outcome = await runProviderHealthCheck({
+            db: w.db,
+            clock: w.clock,
+            config,
+            probe: w.probe,
+            probeTimeoutMs: 1000,
+          });
           for (const provider of outcome.providers) if (provider.alert_id) w.alerts.push(provider.alert_id);
-          return outcome.providers.map((provider) => `${provider.provider}:${provider.status}`).join(" ") + ` quotas ${outcome.quotas_reset}`;
+          return (
+            outcome.providers.map((provider) => `${provider.provider}:${provider.status}`).join(" ") +
+            ` quotas ${outcome.quotas_reset}`
+          );
         }),
     }),
   },
@@ -553,7 +662,13 @@ export const OPERATIONS: Operation[] = [
     when: (w) => w.alerts.length > 0,
     plan: (w) => {
       const alertId = w.rng.pick(w.alerts);
-      return { detail: alertId, run: () => outcomeOf(async () => String((await acknowledgeAlert({ db: w.db, clock: w.clock }, { alert_id: alertId }, ADMIN)).changed)) };
+      return {
+        detail: alertId,
+        run: () =>
+          outcomeOf(async () =>
+            String((await acknowledgeAlert({ db: w.db, clock: w.clock }, { alert_id: alertId }, ADMIN)).changed),
+          ),
+      };
     },
   },
   {
@@ -691,7 +806,13 @@ async function ingest(w: World, source: SimSource, text: string): Promise<Embedd
     { source_id: source.id, text },
     { uid: ADMIN, admin: true },
   );
-  const message: EmbeddingMessage = { id: result.message_id, sourceId: source.id, text, request: published!, failures: 0 };
+  const message: EmbeddingMessage = {
+    id: result.message_id,
+    sourceId: source.id,
+    text,
+    request: published!,
+    failures: 0,
+  };
   w.messages.push(message);
   source.lastText = text;
   return message;
@@ -702,7 +823,11 @@ async function ingest(w: World, source: SimSource, text: string): Promise<Embedd
  * end, then lets the message finish. A delivery that never reaches the provider (a duplicate, a stale request) just
  * finishes first.
  */
-async function whileEmbedding(w: World, message: EmbeddingMessage, meanwhile: () => Promise<string>): Promise<{ held: string; meanwhile: string }> {
+async function whileEmbedding(
+  w: World,
+  message: EmbeddingMessage,
+  meanwhile: () => Promise<string>,
+): Promise<{ held: string; meanwhile: string }> {
   const hook = { reached: gate(), release: gate() };
   w.embedder.hooks.set(message.text, hook);
   try {
@@ -720,12 +845,13 @@ async function whileEmbedding(w: World, message: EmbeddingMessage, meanwhile: ()
 async function deleteSource(w: World, sourceId: string): Promise<string> {
   return outcomeOf(async () => {
     const at = w.clock.now().getTime();
-    const result = await deleteKnowledge({ db: w.db, lance: w.lance, owners: [ADMIN], clock: w.clock }, { source_id: sourceId }, { uid: ADMIN, admin: true });
+    const result = await deleteKnowledge(
+      { db: w.db, lance: w.lance, owners: [ADMIN], clock: w.clock },
+      { source_id: sourceId },
+      { uid: ADMIN, admin: true },
+    );
     const source = w.sources.find((candidate) => candidate.id === sourceId)!;
     source.deletedAt = Math.max(source.deletedAt, at);
     return `deleted ${result.deleted_chunks} chunks`;
   });
 }
-
-
-

@@ -29,11 +29,13 @@ export async function runSeed(seed: number, steps: number, runNonce: string): Pr
     for (let step = 1; step <= steps; step += 1) {
       const record = await runStep(w, step);
       w.log.push(record);
-      if (process.env.SIM_VERBOSE === "1") process.stdout.write(`      #${record.step} ${record.op} ${record.detail} → ${record.outcome}\n`);
+      if (process.env.SIM_VERBOSE === "1")
+        process.stdout.write(`      #${record.step} ${record.op} ${record.detail} → ${record.outcome}\n`);
       await observe(w);
       // While hunting, violations already understood can be set aside (SIM_IGNORE), so the seed goes on to find others.
       const violations = (await checkAll(w)).filter((violation) => !IGNORED.some((part) => violation.includes(part)));
-      if (violations.length > 0) return { seed, steps: step, failure: { step, op: record.op, violations, log: w.log.slice(-30) } };
+      if (violations.length > 0)
+        return { seed, steps: step, failure: { step, op: record.op, violations, log: w.log.slice(-30) } };
     }
     return { seed, steps };
   } finally {
@@ -42,15 +44,24 @@ export async function runSeed(seed: number, steps: number, runNonce: string): Pr
 }
 
 async function setUp(w: World): Promise<void> {
-  for (let index = 0; index < USERS; index += 1) w.users.push({ uid: `u${index}x${w.nonce}`, everDeleted: false, deleted: false, spendKeys: [] });
-  for (let index = 0; index < SOURCES; index += 1) w.sources.push({ id: `src${index}x${w.nonce}`, newestApplied: -1, deletedAt: 0 });
+  for (let index = 0; index < USERS; index += 1)
+    w.users.push({ uid: `u${index}x${w.nonce}`, everDeleted: false, deleted: false, spendKeys: [] });
+  for (let index = 0; index < SOURCES; index += 1)
+    w.sources.push({ id: `src${index}x${w.nonce}`, newestApplied: -1, deletedAt: 0 });
   for (let index = 0; index < PROVIDERS; index += 1) {
     const name = `prov${index}x${w.nonce}`;
     w.providers.push({ name, ok: true });
     await w.db
       .collection("model_quotas")
       .doc(`${name}_${name}-model`)
-      .set({ provider: name, model_id: `${name}-model`, tokens_used: 0, tokens_limit: 100_000, reset_at: new Date(w.clock.now().getTime() + DAY), period_ms: DAY });
+      .set({
+        provider: name,
+        model_id: `${name}-model`,
+        tokens_used: 0,
+        tokens_limit: 100_000,
+        reset_at: new Date(w.clock.now().getTime() + DAY),
+        period_ms: DAY,
+      });
   }
 }
 
@@ -71,7 +82,12 @@ async function runStep(w: World, step: number): Promise<StepRecord> {
   const second = pick(w, others);
   const secondPlan: Planned = second.plan(w);
   const [a, b] = await Promise.all([firstPlan.run(), secondPlan.run()]);
-  return { step, op: `race(${first.name}, ${second.name})`, detail: `${firstPlan.detail} ‖ ${secondPlan.detail}`, outcome: `${a} ‖ ${b}` };
+  return {
+    step,
+    op: `race(${first.name}, ${second.name})`,
+    detail: `${firstPlan.detail} ‖ ${secondPlan.detail}`,
+    outcome: `${a} ‖ ${b}`,
+  };
 }
 
 function pick(w: World, operations: Operation[]): Operation {

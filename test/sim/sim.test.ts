@@ -38,9 +38,13 @@ describe("sim: seeded simulation of the use cases against the emulators, redis-s
       const report = `${describeFailure(result)}\n(seed ${index + 1} of this run, ${totalSteps} steps in all)`;
       if (process.env.SIM_HUNT !== "1") throw new Error(report);
       process.stdout.write(`${report}\n`);
-      found.push(`seed #${index + 1} SIM_SEED=${seed} step ${result.failure.step}: ${result.failure.violations[0].split("\n")[0]}`);
+      found.push(
+        `seed #${index + 1} SIM_SEED=${seed} step ${result.failure.step}: ${result.failure.violations[0].split("\n")[0]}`,
+      );
     }
-    process.stdout.write(`    ${totalSteps} steps in ${Math.round((Date.now() - started) / 1000)} s, ${found.length} seed(s) with a violation\n${found.map((line) => `      ${line}\n`).join("")}`);
+    process.stdout.write(
+      `    ${totalSteps} steps in ${Math.round((Date.now() - started) / 1000)} s, ${found.length} seed(s) with a violation\n${found.map((line) => `      ${line}\n`).join("")}`,
+    );
     if (found.length > 0) throw new Error(`violations found:\n${found.join("\n")}`);
   });
 });

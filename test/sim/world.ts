@@ -101,7 +101,8 @@ export class SimEmbedder implements EmbeddingProvider {
         await hook.release.promise;
       }
     }
-    if (purpose === "document" && texts.some((chunk) => chunk.includes(POISON))) throw new ProviderError("sim: provider answered HTTP 503", true, 503);
+    if (purpose === "document" && texts.some((chunk) => chunk.includes(POISON)))
+      throw new ProviderError("sim: provider answered HTTP 503", true, 503);
     return this.inner.embed(texts, purpose);
   }
 }
@@ -228,11 +229,19 @@ export class World {
   log: StepRecord[] = [];
   counter = 0;
 
-  constructor(readonly seed: number, runNonce: string) {
+  constructor(
+    readonly seed: number,
+    runNonce: string,
+  ) {
     this.rng = new Rng(seed);
     this.nonce = `${seed.toString(36)}${runNonce}`;
     this.clock = fixedClock(new Date(Math.floor(Date.now() / 1000) * 1000));
-    this.redis = new RedisGateway({ url: suite.redisUrl, commandTimeoutMs: 1000, connectWaitMs: 1000, breaker: { failureThreshold: 3, cooldownMs: 200 } });
+    this.redis = new RedisGateway({
+      url: suite.redisUrl,
+      commandTimeoutMs: 1000,
+      connectWaitMs: 1000,
+      breaker: { failureThreshold: 3, cooldownMs: 200 },
+    });
     this.lanceDir = mkdtempSync(path.join(os.tmpdir(), "metered-ai-sim-lance-"));
   }
 
@@ -243,7 +252,10 @@ export class World {
   }
 
   lance = (): Promise<Connection> => {
-    this.lanceConnection ??= functionsRequire<typeof import("@lancedb/lancedb")>("@lancedb/lancedb").connect(this.lanceDir, { readConsistencyInterval: 0 });
+    this.lanceConnection ??= functionsRequire<typeof import("@lancedb/lancedb")>("@lancedb/lancedb").connect(
+      this.lanceDir,
+      { readConsistencyInterval: 0 },
+    );
     return this.lanceConnection;
   };
 
@@ -269,9 +281,14 @@ export class World {
   async reset(): Promise<void> {
     if (!(await redisRunning())) await control("redis/start");
     const host = process.env.FIRESTORE_EMULATOR_HOST;
-    const response = await fetch(`http://${host}/emulator/v1/projects/${suite.projectId}/databases/(default)/documents`, { method: "DELETE", signal: AbortSignal.timeout(30_000) });
+    const response = await fetch(
+      `http://${host}/emulator/v1/projects/${suite.projectId}/databases/(default)/documents`,
+      { method: "DELETE", signal: AbortSignal.timeout(30_000) },
+    );
     if (!response.ok) throw new Error(`clearing the Firestore emulator: HTTP ${response.status}`);
-    await Promise.all(["operation_queues", "user_balances", "job_progress"].map((node) => this.rtdb.ref(node).remove()));
+    await Promise.all(
+      ["operation_queues", "user_balances", "job_progress"].map((node) => this.rtdb.ref(node).remove()),
+    );
     await this.redis.run((client) => client.flushall());
   }
 

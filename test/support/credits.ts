@@ -11,7 +11,13 @@ export function db(): Firestore {
 
 /** Gives `uid` credits the way production does (a ledger entry), so invariants hold from the start. */
 export async function fund(uid: string, amount: number): Promise<void> {
-  await grantCredits({ db: db() }, "test-admin", { user_id: uid, amount, type: "grant", reason: "test funding", idempotency_key: `fund-${randomUUID()}` });
+  await grantCredits({ db: db() }, "test-admin", {
+    user_id: uid,
+    amount,
+    type: "grant",
+    reason: "test funding",
+    idempotency_key: `fund-${randomUUID()}`,
+  });
 }
 
 export async function ledgerOf(uid: string): Promise<Array<Record<string, unknown> & { id: string }>> {

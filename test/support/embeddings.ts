@@ -20,7 +20,9 @@ let pubsubClient: PubSub | undefined;
 export function testFirestore(): Firestore {
   if (!db) {
     const { initializeApp, getApps } = load<typeof import("firebase-admin/app")>("firebase-admin/app");
-    app = getApps().find((existing) => existing.name === "embeddings-tests") ?? initializeApp({ projectId: env("GCLOUD_PROJECT") }, "embeddings-tests");
+    app =
+      getApps().find((existing) => existing.name === "embeddings-tests") ??
+      initializeApp({ projectId: env("GCLOUD_PROJECT") }, "embeddings-tests");
     db = load<typeof import("firebase-admin/firestore")>("firebase-admin/firestore").getFirestore(app);
   }
   return db;
@@ -28,7 +30,8 @@ export function testFirestore(): Firestore {
 
 /** The LanceDB folder the functions use in this run, with strongly consistent reads. */
 export function testLance(uri = env("LANCEDB_URI")): Promise<Connection> {
-  if (uri !== env("LANCEDB_URI")) return load<typeof import("@lancedb/lancedb")>("@lancedb/lancedb").connect(uri, { readConsistencyInterval: 0 });
+  if (uri !== env("LANCEDB_URI"))
+    return load<typeof import("@lancedb/lancedb")>("@lancedb/lancedb").connect(uri, { readConsistencyInterval: 0 });
   lance ??= load<typeof import("@lancedb/lancedb")>("@lancedb/lancedb").connect(uri, { readConsistencyInterval: 0 });
   return lance;
 }
@@ -50,7 +53,9 @@ export function testPubSub(): PubSub {
 
 /** Publishes raw bytes to a topic, returning the message id. */
 export function publishRaw(topic: string, data: Buffer | string): Promise<string> {
-  return testPubSub().topic(topic).publishMessage({ data: Buffer.isBuffer(data) ? data : Buffer.from(data) });
+  return testPubSub()
+    .topic(topic)
+    .publishMessage({ data: Buffer.isBuffer(data) ? data : Buffer.from(data) });
 }
 
 /** The embedding API server the harness runs in test mode (see scripts/harness/embeddings-api.ts). */
@@ -59,4 +64,3 @@ export async function embeddingsApiStats(): Promise<Record<string, number>> {
   const response = await fetch(`${base}/_stats`, { signal: AbortSignal.timeout(5000) });
   return (await response.json()) as Record<string, number>;
 }
-

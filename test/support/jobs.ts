@@ -23,15 +23,21 @@ export async function assertJobInvariants(uid: string): Promise<void> {
     const holdId = String(data.hold_id);
     const entries = ledger.filter((entry) => entry.hold_id === holdId);
     const placed = entries.filter((entry) => entry.type === "hold");
-    const settled = entries.filter((entry) => entry.type === "capture" || entry.type === "release" || entry.type === "expire");
+    const settled = entries.filter(
+      (entry) => entry.type === "capture" || entry.type === "release" || entry.type === "expire",
+    );
     assert.equal(placed.length, 1, `job ${job.id}: one hold entry`);
     assert.equal(placed[0].held_delta, data.price, `job ${job.id}: hold of the job's price`);
     const hold = (await db().collection("credit_holds").doc(holdId).get()).data() ?? {};
     if (["succeeded", "failed", "cancelled"].includes(String(data.status))) {
       assert.equal(settled.length, 1, `job ${job.id} (${String(data.status)}): hold settled exactly once`);
       // A failure releases the hold, or expires it when the hold's expiry is what failed the job.
-      const expected = data.status === "succeeded" ? ["capture"] : data.status === "failed" ? ["release", "expire"] : ["release"];
-      assert.ok(expected.includes(String(settled[0].type)), `job ${job.id}: ${expected.join("/")} for ${String(data.status)}, not ${String(settled[0].type)}`);
+      const expected =
+        data.status === "succeeded" ? ["capture"] : data.status === "failed" ? ["release", "expire"] : ["release"];
+      assert.ok(
+        expected.includes(String(settled[0].type)),
+        `job ${job.id}: ${expected.join("/")} for ${String(data.status)}, not ${String(settled[0].type)}`,
+      );
       const holdStatus = { capture: "captured", release: "released", expire: "expired" }[String(settled[0].type)];
       assert.equal(hold.status, holdStatus);
       assert.ok(-Number(settled[0].amount) <= Number(data.price), `job ${job.id}: capture ≤ hold`);
@@ -44,7 +50,16 @@ export async function assertJobInvariants(uid: string): Promise<void> {
 }
 
 /** POSTs a report to the jobReport endpoint with the worker key (or `key`). */
-export async function postReport(body: unknown, key = env("WORKER_API_KEY")): Promise<{ status: number; json: { result?: { applied: boolean; status: string; final: boolean }; error?: { status: string; details?: unknown } } }> {
+export async function postReport(
+  body: unknown,
+  key = env("WORKER_API_KEY"),
+): Promise<{
+  status: number;
+  json: {
+    result?: { applied: boolean; status: string; final: boolean };
+    error?: { status: string; details?: unknown };
+  };
+}> {
   const response = await fetch(`${suite.functionsBaseUrl}/jobReport`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${key}` },

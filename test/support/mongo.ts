@@ -11,7 +11,9 @@ let client: MongoClient | undefined;
 
 export async function testMongo(): Promise<Db> {
   if (!client) {
-    const { MongoClient: Client } = createRequire(path.join(FUNCTIONS_DIR, "package.json"))("mongodb") as typeof import("mongodb");
+    const { MongoClient: Client } = createRequire(path.join(FUNCTIONS_DIR, "package.json"))(
+      "mongodb",
+    ) as typeof import("mongodb");
     client = new Client(env("MONGODB_URI"), { serverSelectionTimeoutMS: 5000 });
     await client.connect();
   }

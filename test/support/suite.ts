@@ -78,7 +78,10 @@ export async function callFunction<T = unknown>(
 
 /** Stops or starts a service the harness owns. */
 export async function control(action: "redis/stop" | "redis/start"): Promise<void> {
-  const response = await fetch(`${suite.controlUrl}/${action}`, { method: "POST", signal: AbortSignal.timeout(20_000) });
+  const response = await fetch(`${suite.controlUrl}/${action}`, {
+    method: "POST",
+    signal: AbortSignal.timeout(20_000),
+  });
   if (!response.ok) throw new Error(`harness control ${action}: HTTP ${response.status} ${await response.text()}`);
 }
 

@@ -21,7 +21,9 @@ describe("unit: CloudEvent deltas for RTDB triggers", () => {
   it("when a tree changes, then only the changed paths at the pattern depth are reported", () => {
     const before = { u1: { op1: { s: 1 }, op2: { s: 1 } }, u2: { op1: { s: 1 } } };
     const after = { u1: { op1: { s: 1 }, op2: { s: 2 } }, u3: { op9: { s: 1 } } };
-    const changes = changedPaths(before, after, 2).map((change) => change.path.join("/")).sort();
+    const changes = changedPaths(before, after, 2)
+      .map((change) => change.path.join("/"))
+      .sort();
     assert.deepEqual(changes, ["u1/op2", "u2/op1", "u3/op9"]);
   });
 });

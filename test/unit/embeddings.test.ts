@@ -13,12 +13,36 @@ const cosine = (a: number[], b: number[]) => a.reduce((sum, value, i) => sum + v
 
 /** Each case: a text, its paraphrase, and an unrelated text. */
 const PARAPHRASES: Array<[string, string, string]> = [
-  ["How do I reset my password?", "Steps to change a forgotten password", "The recipe needs two cups of flour and an egg."],
-  ["The train to Berlin departs at nine in the morning.", "Morning departure of the Berlin train is at 9.", "Tomatoes grow best in full sun with regular watering."],
-  ["Credits are refunded when a job fails.", "If the job failed, the user gets a refund of the credits.", "The museum is closed on public holidays."],
-  ["Our cat sleeps on the sofa all afternoon.", "In the afternoon the cat naps on the couch sofa.", "Quarterly revenue grew by twelve percent."],
-  ["Indexing large documents takes several minutes.", "Large documents are indexed in a few minutes.", "She plays the violin in an orchestra."],
-  ["Cancel the running podcast generation job.", "Stop the podcast job that is running now.", "Rainfall in the desert is rare."],
+  [
+    "How do I reset my password?",
+    "Steps to change a forgotten password",
+    "The recipe needs two cups of flour and an egg.",
+  ],
+  [
+    "The train to Berlin departs at nine in the morning.",
+    "Morning departure of the Berlin train is at 9.",
+    "Tomatoes grow best in full sun with regular watering.",
+  ],
+  [
+    "Credits are refunded when a job fails.",
+    "If the job failed, the user gets a refund of the credits.",
+    "The museum is closed on public holidays.",
+  ],
+  [
+    "Our cat sleeps on the sofa all afternoon.",
+    "In the afternoon the cat naps on the couch sofa.",
+    "Quarterly revenue grew by twelve percent.",
+  ],
+  [
+    "Indexing large documents takes several minutes.",
+    "Large documents are indexed in a few minutes.",
+    "She plays the violin in an orchestra.",
+  ],
+  [
+    "Cancel the running podcast generation job.",
+    "Stop the podcast job that is running now.",
+    "Rainfall in the desert is rare.",
+  ],
 ];
 
 describe("unit: local embedder", () => {
@@ -117,7 +141,10 @@ describe("unit: LanceDB filters", () => {
   it("when models or dimensions differ, then their tables differ", () => {
     assert.equal(tableName("knowledge_text", "local-hash-v1", 384), "knowledge_text__local_hash_v1__384");
     assert.notEqual(tableName("knowledge_text", "m", 384), tableName("knowledge_text", "m", 768));
-    assert.notEqual(tableName("knowledge_text", "text-embedding-3-small", 1536), tableName("tool_selector", "text-embedding-3-small", 1536));
+    assert.notEqual(
+      tableName("knowledge_text", "text-embedding-3-small", 1536),
+      tableName("tool_selector", "text-embedding-3-small", 1536),
+    );
   });
 });
 
@@ -127,11 +154,14 @@ describe("unit: provider retries", () => {
   it("when a call fails transiently and then succeeds, then it is retried with growing, capped waits", async () => {
     const waits: number[] = [];
     let calls = 0;
-    const result = await withRetries(async () => {
-      calls += 1;
-      if (calls < 3) throw new ProviderError("429", true, 429, calls === 2 ? 900 : undefined);
-      return "ok";
-    }, { ...noSleep, sleep: async (ms) => void waits.push(ms) });
+    const result = await withRetries(
+      async () => {
+        calls += 1;
+        if (calls < 3) throw new ProviderError("429", true, 429, calls === 2 ? 900 : undefined);
+        return "ok";
+      },
+      { ...noSleep, sleep: async (ms) => void waits.push(ms) },
+    );
     assert.equal(result, "ok");
     assert.equal(calls, 3);
     assert.equal(waits.length, 2);
@@ -142,10 +172,13 @@ describe("unit: provider retries", () => {
   it("when a call fails permanently, then it is not retried", async () => {
     let calls = 0;
     await assert.rejects(
-      withRetries(async () => {
-        calls += 1;
-        throw ProviderError.fromStatus("p", 400, "bad", null);
-      }, { ...noSleep, sleep: async () => undefined }),
+      withRetries(
+        async () => {
+          calls += 1;
+          throw ProviderError.fromStatus("p", 400, "bad", null);
+        },
+        { ...noSleep, sleep: async () => undefined },
+      ),
       (error: unknown) => error instanceof ProviderError && !error.transient && error.status === 400,
     );
     assert.equal(calls, 1);
@@ -153,10 +186,15 @@ describe("unit: provider retries", () => {
 
   it("when a call keeps failing transiently, then it gives up after the attempts", async () => {
     let calls = 0;
-    await assert.rejects(withRetries(async () => {
-      calls += 1;
-      throw ProviderError.fromStatus("p", 503, "down", "0");
-    }, { ...noSleep, sleep: async () => undefined }));
+    await assert.rejects(
+      withRetries(
+        async () => {
+          calls += 1;
+          throw ProviderError.fromStatus("p", 503, "down", "0");
+        },
+        { ...noSleep, sleep: async () => undefined },
+      ),
+    );
     assert.equal(calls, 4);
   });
 
@@ -174,7 +212,10 @@ describe("unit: provider retries", () => {
     assert.equal((await embedAll(provider, ["a", "b", "c", "d", "e", "f", "g"], "document", noSleep)).length, 7);
     assert.deepEqual(batches, [3, 3, 1]);
     const wrong = { ...provider, dimension: 3 };
-    await assert.rejects(embedAll(wrong, ["a"], "document", noSleep), (error: unknown) => error instanceof ProviderError && !error.transient);
+    await assert.rejects(
+      embedAll(wrong, ["a"], "document", noSleep),
+      (error: unknown) => error instanceof ProviderError && !error.transient,
+    );
   });
 });
 
@@ -197,7 +238,13 @@ describe("unit: embeddings input schemas", () => {
 });
 
 describe("unit: which request a knowledge source expects", () => {
-  const state = (fields: Partial<SourceState>): SourceState => ({ exists: true, generation: 0, applied_generation: 0, deleted_generation: 0, ...fields });
+  const state = (fields: Partial<SourceState>): SourceState => ({
+    exists: true,
+    generation: 0,
+    applied_generation: 0,
+    deleted_generation: 0,
+    ...fields,
+  });
 
   it("when a newer request was applied or a delete came after, then an older request is no longer expected", () => {
     assert.equal(expects(state({ generation: 2, applied_generation: 2, live_generation: 2 }), 1), false);

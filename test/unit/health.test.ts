@@ -35,13 +35,23 @@ describe("unit: health summary", () => {
   });
 
   it("when the required component (firestore) fails, then status is down", async () => {
-    const report = await checkHealth({ probes: probes({ firestore: fail("unavailable") }), timeoutMs: 200, environment: "t", version: "0" });
+    const report = await checkHealth({
+      probes: probes({ firestore: fail("unavailable") }),
+      timeoutMs: 200,
+      environment: "t",
+      version: "0",
+    });
     assert.equal(report.status, "down");
   });
 
   it("when a component hangs, then it is reported down after its own timeout and the others are unaffected", async () => {
     const started = Date.now();
-    const report = await checkHealth({ probes: probes({ mongodb: never, lancedb: never }), timeoutMs: 50, environment: "t", version: "0" });
+    const report = await checkHealth({
+      probes: probes({ mongodb: never, lancedb: never }),
+      timeoutMs: 50,
+      environment: "t",
+      version: "0",
+    });
     assert.equal(report.status, "degraded");
     assert.match((report.details.mongodb as { error: string }).error, /timeout after 50 ms/);
     assert.equal(report.components.firestore, "up");

@@ -32,7 +32,8 @@ describe("unit: id and bounded-map schemas", () => {
   it("when an id breaks a Firestore document-id rule, then documentId refuses it; ordinary ids pass", () => {
     const id = documentId();
     for (const [bad, why] of BAD_IDS) assert.equal(id.safeParse(bad).success, false, why);
-    for (const good of ["u1", "a.b", "_x_", "__x", "x__", "...", "é".repeat(750), "user-123_v4"]) assert.ok(id.safeParse(good).success, good);
+    for (const good of ["u1", "a.b", "_x_", "__x", "x__", "...", "é".repeat(750), "user-123_v4"])
+      assert.ok(id.safeParse(good).success, good);
   });
 
   it("when a narrower pattern or length is given, then both it and the Firestore rules apply", () => {
@@ -44,11 +45,23 @@ describe("unit: id and bounded-map schemas", () => {
   });
 
   it("when every id field of every input gets a bad id, then the input is refused at that field", () => {
-    const cases: Array<{ schema: { safeParse(v: unknown): { success: boolean; error?: { issues: Array<{ path: (string | number)[] }> } } }; valid: Record<string, unknown>; field: string }> = [
+    const cases: Array<{
+      schema: { safeParse(v: unknown): { success: boolean; error?: { issues: Array<{ path: (string | number)[] }> } } };
+      valid: Record<string, unknown>;
+      field: string;
+    }> = [
       { schema: GrantInput, valid: { user_id: "u", amount: 1, reason: "r", idempotency_key: "k" }, field: "user_id" },
       { schema: AdjustInput, valid: { user_id: "u", amount: 1, reason: "r", idempotency_key: "k" }, field: "user_id" },
-      { schema: MeterInput, valid: { user_id: "u", feature: "chat.message", quantity: 1, idempotency_key: "k" }, field: "user_id" },
-      { schema: RefundInput, valid: { transaction_id: "u_v1", reason: "r", idempotency_key: "k" }, field: "transaction_id" },
+      {
+        schema: MeterInput,
+        valid: { user_id: "u", feature: "chat.message", quantity: 1, idempotency_key: "k" },
+        field: "user_id",
+      },
+      {
+        schema: RefundInput,
+        valid: { transaction_id: "u_v1", reason: "r", idempotency_key: "k" },
+        field: "transaction_id",
+      },
       { schema: JobIdInput, valid: { job_id: "j1" }, field: "job_id" },
       { schema: JobReport, valid: { kind: "failed", job_id: "j1", report_id: "r1", error: "e" }, field: "job_id" },
       { schema: JobReport, valid: { kind: "failed", job_id: "j1", report_id: "r1", error: "e" }, field: "report_id" },
@@ -60,7 +73,10 @@ describe("unit: id and bounded-map schemas", () => {
       for (const [bad, why] of BAD_IDS) {
         const result = schema.safeParse({ ...valid, [field]: bad });
         assert.equal(result.success, false, `${field} ${why}`);
-        assert.ok(result.error?.issues.some((issue) => issue.path[0] === field), `${field} ${why}: issue at the field`);
+        assert.ok(
+          result.error?.issues.some((issue) => issue.path[0] === field),
+          `${field} ${why}: issue at the field`,
+        );
       }
     }
   });
@@ -106,14 +122,26 @@ describe("unit: id and bounded-map schemas", () => {
     assert.ok(CreateJobInput.safeParse({ ...job, input: { subject: "s", pages: 1 } }).success);
     assert.equal(CreateJobInput.safeParse({ ...job, input: { "": 1 } }).success, false, "empty job input key");
     assert.equal(CreateJobInput.safeParse({ ...job, input: nested(20_000) }).success, false, "deep job input");
-    assert.equal(CreateSessionInput.safeParse({ name: "n", session_data: nested(20_000) }).success, false, "deep session data");
-    assert.equal(CreateSessionInput.safeParse({ name: "n", session_data: { "": 1 } }).success, false, "empty session data key");
+    assert.equal(
+      CreateSessionInput.safeParse({ name: "n", session_data: nested(20_000) }).success,
+      false,
+      "deep session data",
+    );
+    assert.equal(
+      CreateSessionInput.safeParse({ name: "n", session_data: { "": 1 } }).success,
+      false,
+      "empty session data key",
+    );
   });
 
   it("when a raw body is nested 20,000 deep or carries a prototype key, then rejectPrototypeKeys throws InvalidInput, not RangeError", () => {
-    assert.throws(() => rejectPrototypeKeys({ data: nested(20_000) }), (error: unknown) => error instanceof InvalidInput && /nested deeper/.test(error.message));
-    assert.throws(() => rejectPrototypeKeys(JSON.parse('{"data":{"a":[{"__proto__":{"admin":true}}]}}')), (error: unknown) =>
-      error instanceof InvalidInput && /a\.0\.__proto__: reserved key/.test(error.message),
+    assert.throws(
+      () => rejectPrototypeKeys({ data: nested(20_000) }),
+      (error: unknown) => error instanceof InvalidInput && /nested deeper/.test(error.message),
+    );
+    assert.throws(
+      () => rejectPrototypeKeys(JSON.parse('{"data":{"a":[{"__proto__":{"admin":true}}]}}')),
+      (error: unknown) => error instanceof InvalidInput && /a\.0\.__proto__: reserved key/.test(error.message),
     );
     assert.doesNotThrow(() => rejectPrototypeKeys({ data: nested(10) }));
   });

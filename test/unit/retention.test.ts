@@ -21,7 +21,9 @@ describe("unit: retention", () => {
       const holds = policies.find((p) => p.name === "expired_holds");
       assert.equal(holds?.action, "release_hold");
       const alerts = policies.find((p) => p.name === "acknowledged_alerts");
-      assert.ok(alerts?.store === "firestore" && alerts.where.some((w) => w.field === "acknowledged" && w.value === true));
+      assert.ok(
+        alerts?.store === "firestore" && alerts.where.some((w) => w.field === "acknowledged" && w.value === true),
+      );
     });
 
     it("when the audit retention is set, then an audit policy with that age is added", () => {
@@ -41,15 +43,26 @@ describe("unit: retention", () => {
         if (policy.store !== "firestore" || policy.where.length === 0) continue;
         const wanted = [...policy.where.map((w) => w.field), policy.timestampField];
         const found = file.indexes.some(
-          (index) => index.collectionGroup === policy.collection && index.fields.map((f) => f.fieldPath).join() === wanted.join() && index.fields.at(-1)?.order === "ASCENDING",
+          (index) =>
+            index.collectionGroup === policy.collection &&
+            index.fields.map((f) => f.fieldPath).join() === wanted.join() &&
+            index.fields.at(-1)?.order === "ASCENDING",
         );
         assert.ok(found, `${policy.name}: index on ${policy.collection} (${wanted.join(", ")})`);
       }
     });
 
     it("when a day's lag is acceptable, then native TTL is declared on expire_at; holds and alerts never get native TTL", () => {
-      const ttl = file.fieldOverrides.filter((o) => o.ttl).map((o) => `${o.collectionGroup}.${o.fieldPath}`).sort();
-      assert.deepEqual(ttl, ["idempotency_keys.expire_at", "model_provider_checks.expire_at", "processed_events.expire_at", "routing_decisions.expire_at"]);
+      const ttl = file.fieldOverrides
+        .filter((o) => o.ttl)
+        .map((o) => `${o.collectionGroup}.${o.fieldPath}`)
+        .sort();
+      assert.deepEqual(ttl, [
+        "idempotency_keys.expire_at",
+        "model_provider_checks.expire_at",
+        "processed_events.expire_at",
+        "routing_decisions.expire_at",
+      ]);
     });
   });
 });

@@ -18,7 +18,12 @@ describe("unit: RTDB rules", () => {
 
   it("when the entry carries flat metadata (short keys; strings up to 500 characters, numbers, booleans), then it is allowed", () => {
     const metadata = { session_id: "s-1", note: "x".repeat(500), tokens: 12, draft: false };
-    assert.equal(database().as(alice).write("/operation_queues/alice/op1", { ...op, metadata }).allowed, true);
+    assert.equal(
+      database()
+        .as(alice)
+        .write("/operation_queues/alice/op1", { ...op, metadata }).allowed,
+      true,
+    );
   });
 
   it("when someone queues into another user's queue or unauthenticated, then it is denied", () => {
@@ -56,7 +61,10 @@ describe("unit: RTDB rules", () => {
   }
 
   it("when a client writes user_balances or job_progress, then it is denied; reads are owner-only", () => {
-    const db = database({ user_balances: { alice: { balance: 5 } }, job_progress: { j1: { user_id: "alice", pct: 10 } } });
+    const db = database({
+      user_balances: { alice: { balance: 5 } },
+      job_progress: { j1: { user_id: "alice", pct: 10 } },
+    });
     assert.equal(db.as(alice).write("/user_balances/alice", { balance: 1e9 }).allowed, false);
     assert.equal(db.as(alice).write("/job_progress/j1/pct", 100).allowed, false);
     assert.equal(db.as(alice).read("/user_balances/alice").allowed, true);

@@ -13,7 +13,12 @@ interface Endpoint {
   maxInstances?: number | null;
   httpsTrigger?: Record<string, unknown>;
   callableTrigger?: Record<string, unknown>;
-  eventTrigger?: { eventType: string; eventFilters?: Record<string, string>; eventFilterPathPatterns?: Record<string, string>; retry?: boolean };
+  eventTrigger?: {
+    eventType: string;
+    eventFilters?: Record<string, string>;
+    eventFilterPathPatterns?: Record<string, string>;
+    retry?: boolean;
+  };
   scheduleTrigger?: { schedule: string };
   secretEnvironmentVariables?: Array<{ key: string }>;
 }
@@ -39,11 +44,37 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
     filter: { ref: "operation_queues/{uid}/{opId}", instance: "*" },
     retry: true,
   },
-  onUserDeleted: { kind: "event", eventType: "google.cloud.firestore.document.v1.deleted", filter: { document: "users/{uid}", database: "(default)", namespace: "(default)" }, retry: true, timeoutSeconds: 120 },
-  mirrorUserBalance: { kind: "event", eventType: "google.cloud.firestore.document.v1.written", filter: { document: "users/{uid}", database: "(default)", namespace: "(default)" }, retry: true },
-  auditUsers: { kind: "event", eventType: "google.cloud.firestore.document.v1.written", filter: { document: "users/{uid}", database: "(default)", namespace: "(default)" }, retry: true },
-  auditRouterAlerts: { kind: "event", eventType: "google.cloud.firestore.document.v1.written", filter: { document: "model_router_alerts/{alertId}", database: "(default)", namespace: "(default)" }, retry: true },
-  auditConfig: { kind: "event", eventType: "google.cloud.firestore.document.v1.written", filter: { document: "config/{configId}", database: "(default)", namespace: "(default)" }, retry: true },
+  onUserDeleted: {
+    kind: "event",
+    eventType: "google.cloud.firestore.document.v1.deleted",
+    filter: { document: "users/{uid}", database: "(default)", namespace: "(default)" },
+    retry: true,
+    timeoutSeconds: 120,
+  },
+  mirrorUserBalance: {
+    kind: "event",
+    eventType: "google.cloud.firestore.document.v1.written",
+    filter: { document: "users/{uid}", database: "(default)", namespace: "(default)" },
+    retry: true,
+  },
+  auditUsers: {
+    kind: "event",
+    eventType: "google.cloud.firestore.document.v1.written",
+    filter: { document: "users/{uid}", database: "(default)", namespace: "(default)" },
+    retry: true,
+  },
+  auditRouterAlerts: {
+    kind: "event",
+    eventType: "google.cloud.firestore.document.v1.written",
+    filter: { document: "model_router_alerts/{alertId}", database: "(default)", namespace: "(default)" },
+    retry: true,
+  },
+  auditConfig: {
+    kind: "event",
+    eventType: "google.cloud.firestore.document.v1.written",
+    filter: { document: "config/{configId}", database: "(default)", namespace: "(default)" },
+    retry: true,
+  },
   ingestKnowledge: { kind: "callable" },
   deleteKnowledge: { kind: "callable", timeoutSeconds: 60 },
   searchKnowledge: { kind: "callable", timeoutSeconds: 60, secrets: ["EMBEDDING_API_KEY"] },
@@ -116,7 +147,10 @@ describe("unit: deploy manifest of every exported function", () => {
         case "event":
           assert.equal(endpoint.eventTrigger?.eventType, expected.eventType);
           if (expected.filter) {
-            assert.deepEqual({ ...endpoint.eventTrigger?.eventFilters, ...endpoint.eventTrigger?.eventFilterPathPatterns }, expected.filter);
+            assert.deepEqual(
+              { ...endpoint.eventTrigger?.eventFilters, ...endpoint.eventTrigger?.eventFilterPathPatterns },
+              expected.filter,
+            );
           }
           if (expected.retry !== undefined) assert.equal(endpoint.eventTrigger?.retry, expected.retry);
           break;

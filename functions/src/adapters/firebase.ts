@@ -39,7 +39,11 @@ export function realtimeDb(): Database {
 }
 
 /** Firestore's FieldValue / Timestamp, loaded with the Firestore SDK (not at import). */
-export function firestoreValues(): Pick<typeof import("firebase-admin/firestore"), "FieldValue" | "Timestamp" | "FieldPath"> {
-  const { FieldValue, Timestamp, FieldPath } = require("firebase-admin/firestore") as typeof import("firebase-admin/firestore");
+export function firestoreValues(): Pick<
+  typeof import("firebase-admin/firestore"),
+  "FieldValue" | "Timestamp" | "FieldPath"
+> {
+  const { FieldValue, Timestamp, FieldPath } =
+    require("firebase-admin/firestore") as typeof import("firebase-admin/firestore");
   return { FieldValue, Timestamp, FieldPath };
 }

@@ -29,7 +29,10 @@ export class CircuitBreaker {
   private failures = 0;
   private openUntil = 0;
 
-  constructor(private readonly options: BreakerOptions, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly options: BreakerOptions,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** True while calls should not be attempted. */
   isOpen(): boolean {
@@ -103,7 +106,10 @@ export class RedisGateway {
     if (redis.status === "reconnecting") throw new RedisUnavailable("reconnecting");
     if (redis.status === "wait") redis.connect().catch(() => undefined);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => done(new RedisUnavailable(`not connected (${redis.status})`)), this.options.connectWaitMs);
+      const timer = setTimeout(
+        () => done(new RedisUnavailable(`not connected (${redis.status})`)),
+        this.options.connectWaitMs,
+      );
       const onReconnecting = () => done(new RedisUnavailable("connection refused"));
       const onReady = () => done();
       const onEnd = () => done(new RedisUnavailable("connection closed"));

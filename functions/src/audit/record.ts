@@ -52,7 +52,12 @@ interface Instant {
 }
 
 function isInstant(value: unknown): value is Instant {
-  return typeof value === "object" && value !== null && typeof (value as Instant).seconds === "number" && typeof (value as Instant).nanoseconds === "number";
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as Instant).seconds === "number" &&
+    typeof (value as Instant).nanoseconds === "number"
+  );
 }
 
 /** Equal timestamps to the nanosecond (Firestore's precision); other values by their JSON. */

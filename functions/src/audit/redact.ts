@@ -32,14 +32,20 @@ export function redact(value: unknown, depth = 0): unknown {
 }
 
 /** Top-level fields whose values differ between before and after (added, removed or changed). */
-export function changedFields(before: Record<string, unknown> | undefined, after: Record<string, unknown> | undefined): string[] {
+export function changedFields(
+  before: Record<string, unknown> | undefined,
+  after: Record<string, unknown> | undefined,
+): string[] {
   const keys = new Set([...Object.keys(before ?? {}), ...Object.keys(after ?? {})]);
   return [...keys].filter((key) => stable(before?.[key]) !== stable(after?.[key])).sort();
 }
 
 function stable(value: unknown): string {
   if (isTimestampLike(value)) return value.toDate().toISOString();
-  return JSON.stringify(value, (_key, item: unknown) => (isTimestampLike(item) ? item.toDate().toISOString() : item)) ?? "undefined";
+  return (
+    JSON.stringify(value, (_key, item: unknown) => (isTimestampLike(item) ? item.toDate().toISOString() : item)) ??
+    "undefined"
+  );
 }
 
 function isTimestampLike(value: unknown): value is { toDate(): Date } {

@@ -55,7 +55,9 @@ export async function closeAccount(deps: ClosureDeps, uid: string, closedAtVersi
         if (settled) result.holdsReleased += 1;
       }
     } catch (error) {
-      result.errors.push(`${jobId ? `job ${jobId}` : `hold ${doc.id}`}: ${error instanceof Error ? error.message : String(error)}`);
+      result.errors.push(
+        `${jobId ? `job ${jobId}` : `hold ${doc.id}`}: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
   }
   return result;

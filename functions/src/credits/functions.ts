@@ -20,7 +20,15 @@ import {
 import { applyQueuedOperation, OPERATION_QUEUES } from "./queue";
 import { spendLimiter } from "./rate-limit";
 import { BalanceCache, readThrough } from "../mirror/cache";
-import { AdjustInput, BalanceInput, GrantInput, ListTransactionsInput, MeterInput, RefundInput, SpendInput } from "./schemas";
+import {
+  AdjustInput,
+  BalanceInput,
+  GrantInput,
+  ListTransactionsInput,
+  MeterInput,
+  RefundInput,
+  SpendInput,
+} from "./schemas";
 
 /** Served cache-aside from Redis; see mirror/cache.ts for why a stale value cannot win. */
 export const getBalance = callable({
@@ -28,7 +36,9 @@ export const getBalance = callable({
   access: "user",
   schema: BalanceInput,
   handler: (input, caller) =>
-    readThrough(new BalanceCache(redis()), caller.uid, input.min_version ?? 0, () => balanceOf({ db: firestore() }, caller.uid)),
+    readThrough(new BalanceCache(redis()), caller.uid, input.min_version ?? 0, () =>
+      balanceOf({ db: firestore() }, caller.uid),
+    ),
 });
 
 export const spendCredits = callable({
@@ -40,7 +50,13 @@ export const spendCredits = callable({
     const result = await spend({ db: firestore(), lock: redis() }, caller.uid, input);
     // The caller now knows this version; make the cache at least as new (best effort). A replay carries
     // the first answer's (older) state, which must not go back into the cache.
-    if (!result.replayed) await new BalanceCache(redis()).put(caller.uid, { balance: result.balance, held: result.held, available: result.available, version: result.version });
+    if (!result.replayed)
+      await new BalanceCache(redis()).put(caller.uid, {
+        balance: result.balance,
+        held: result.held,
+        available: result.available,
+        version: result.version,
+      });
     return result;
   },
 });
@@ -109,7 +125,8 @@ function declareOnFirstRead(name: string, declare: () => unknown): void {
 
 /** RTDB trigger for operation_queues/{uid}/{opId}: applies each queued operation once (see queue.ts). */
 declareOnFirstRead("applyOperationQueue", () => {
-  const { onValueWritten } = require("firebase-functions/v2/database") as typeof import("firebase-functions/v2/database");
+  const { onValueWritten } =
+    require("firebase-functions/v2/database") as typeof import("firebase-functions/v2/database");
   return onValueWritten({ ref: `${OPERATION_QUEUES}/{uid}/{opId}`, retry: true, timeoutSeconds: 60 }, async (event) => {
     const outcome = await applyQueuedOperation(
       { db: firestore(), rtdb: realtimeDb(), limiter: spendLimiter(), lock: redis() },
@@ -123,16 +140,22 @@ declareOnFirstRead("applyOperationQueue", () => {
 
 /** Firestore trigger for a deleted `users/{uid}`: closes the credit account (see closure.ts). */
 declareOnFirstRead("onUserDeleted", () => {
-  const { onDocumentDeleted } = require("firebase-functions/v2/firestore") as typeof import("firebase-functions/v2/firestore");
+  const { onDocumentDeleted } =
+    require("firebase-functions/v2/firestore") as typeof import("firebase-functions/v2/firestore");
   return onDocumentDeleted({ document: "users/{uid}", retry: true, timeoutSeconds: 120 }, async (event) => {
     // Loaded here: closing an account fails its jobs, so it brings the jobs module the callables never need.
     const { closeAccount } = await import("./closure");
     const { jobFailer } = await import("../jobs/finish");
     const db = firestore();
-    const result = await closeAccount({ db, failJob: jobFailer({ db, rtdb: realtimeDb() }) }, event.params.uid, deletedVersion(event.data?.get("ledger_version")));
+    const result = await closeAccount(
+      { db, failJob: jobFailer({ db, rtdb: realtimeDb() }) },
+      event.params.uid,
+      deletedVersion(event.data?.get("ledger_version")),
+    );
     logs.accountClosed(event.params.uid, event.id, result.jobsFailed, result.holdsReleased, result.errors.length);
     // What settled stays settled; a retry settles the rest and skips what is done.
-    if (result.errors.length > 0) throw new Error(`account ${event.params.uid} not fully closed: ${result.errors.join("; ")}`);
+    if (result.errors.length > 0)
+      throw new Error(`account ${event.params.uid} not fully closed: ${result.errors.join("; ")}`);
   });
 });
 

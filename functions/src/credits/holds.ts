@@ -43,10 +43,7 @@ export interface PlaceHold {
   jobId?: string;
 }
 
-export type Settlement =
-  | { kind: "capture"; cost: number }
-  | { kind: "release" }
-  | { kind: "expire" };
+export type Settlement = { kind: "capture"; cost: number } | { kind: "release" } | { kind: "expire" };
 
 export interface SettleResult {
   /** False when the hold was already settled; nothing was written. */
@@ -115,14 +112,19 @@ export function settleHoldInTransaction(
   if (hold.status !== "open") return { settled: false, status: hold.status };
   if (settlement.kind === "capture") {
     if (!Number.isSafeInteger(settlement.cost) || settlement.cost < 0 || settlement.cost > hold.amount) {
-      throw new DomainError("invalid-argument", `A capture must be a whole number between 0 and the hold (${hold.amount}).`, {
-        reason: "capture-exceeds-hold",
-        hold: hold.amount,
-        cost: settlement.cost,
-      });
+      throw new DomainError(
+        "invalid-argument",
+        `A capture must be a whole number between 0 and the hold (${hold.amount}).`,
+        {
+          reason: "capture-exceeds-hold",
+          hold: hold.amount,
+          cost: settlement.cost,
+        },
+      );
     }
   }
-  const status: HoldStatus = settlement.kind === "capture" ? "captured" : settlement.kind === "release" ? "released" : "expired";
+  const status: HoldStatus =
+    settlement.kind === "capture" ? "captured" : settlement.kind === "release" ? "released" : "expired";
   const cost = settlement.kind === "capture" ? settlement.cost : 0;
   const posted = postEntry(tx, db, account, {
     type: settlement.kind,
@@ -181,7 +183,11 @@ export class HoldOwnedByJob extends DomainError {
  * (HoldOwnedByJob): its expiry fails the job, and the jobs module decides
  * that together with the settlement (jobs/expiry.ts).
  */
-export async function releaseExpiredHold(db: Firestore, holdId: string, clock: Clock = systemClock): Promise<SettleResult> {
+export async function releaseExpiredHold(
+  db: Firestore,
+  holdId: string,
+  clock: Clock = systemClock,
+): Promise<SettleResult> {
   return db.runTransaction(
     async (tx) => {
       const hold = await readHold(tx, db, holdId);

@@ -58,7 +58,9 @@ export function rejectionError(rejection: RecordedRejection): DomainError {
 }
 
 export function fingerprintOf(operation: string, params: unknown): string {
-  return createHash("sha256").update(`${operation}\n${canonicalJson(params)}`).digest("hex");
+  return createHash("sha256")
+    .update(`${operation}\n${canonicalJson(params)}`)
+    .digest("hex");
 }
 
 export function idempotencyRef(db: Firestore, scope: Pick<IdempotencyScope, "owner" | "key">): DocumentReference {
@@ -67,7 +69,11 @@ export function idempotencyRef(db: Firestore, scope: Pick<IdempotencyScope, "own
 }
 
 /** The check for a record snapshot read by the caller (e.g. batched through tx.getAll). */
-export function idempotencyFrom<R>(ref: DocumentReference, scope: IdempotencyScope, snapshot: DocumentSnapshot): IdempotencyCheck<R> {
+export function idempotencyFrom<R>(
+  ref: DocumentReference,
+  scope: IdempotencyScope,
+  snapshot: DocumentSnapshot,
+): IdempotencyCheck<R> {
   const fingerprint = fingerprintOf(scope.operation, scope.params);
   if (!snapshot.exists) return { ref, fingerprint };
   if (snapshot.get("fingerprint") !== fingerprint) throw new IdempotencyKeyReused();
@@ -77,18 +83,36 @@ export function idempotencyFrom<R>(ref: DocumentReference, scope: IdempotencySco
 }
 
 /** Stores the response with the effect (same transaction). */
-export function recordIdempotency<R>(tx: Transaction, check: IdempotencyCheck<R>, scope: IdempotencyScope, response: R, now: Date): void {
+export function recordIdempotency<R>(
+  tx: Transaction,
+  check: IdempotencyCheck<R>,
+  scope: IdempotencyScope,
+  response: R,
+  now: Date,
+): void {
   writeRecord(tx, check, scope, { response }, now);
 }
 
 /** Stores a refusal as the key's final answer, in the transaction that decided it (nothing else is written). */
-export function recordRejection<R>(tx: Transaction, check: IdempotencyCheck<R>, scope: IdempotencyScope, error: DomainError, now: Date): RecordedRejection {
+export function recordRejection<R>(
+  tx: Transaction,
+  check: IdempotencyCheck<R>,
+  scope: IdempotencyScope,
+  error: DomainError,
+  now: Date,
+): RecordedRejection {
   const rejection: RecordedRejection = { code: error.code, message: error.message, details: error.details ?? null };
   writeRecord(tx, check, scope, { rejection }, now);
   return rejection;
 }
 
-function writeRecord<R>(tx: Transaction, check: IdempotencyCheck<R>, scope: IdempotencyScope, answer: Record<string, unknown>, now: Date): void {
+function writeRecord<R>(
+  tx: Transaction,
+  check: IdempotencyCheck<R>,
+  scope: IdempotencyScope,
+  answer: Record<string, unknown>,
+  now: Date,
+): void {
   const { FieldValue } = firestoreValues();
   tx.create(check.ref, {
     owner: scope.owner,

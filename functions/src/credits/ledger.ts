@@ -27,7 +27,8 @@ export const TRANSACTIONS = "credit_transactions";
  */
 export const TRANSACTION_ATTEMPTS = 25;
 
-export type EntryType = "grant" | "purchase" | "spend" | "hold" | "capture" | "release" | "refund" | "expire" | "adjust";
+export type EntryType =
+  "grant" | "purchase" | "spend" | "hold" | "capture" | "release" | "refund" | "expire" | "adjust";
 
 /** A user's credit state as read inside a transaction. */
 export interface Account {
@@ -93,7 +94,13 @@ export async function readAccount(tx: Transaction, db: Firestore, uid: string): 
  * batched with other reads through tx.getAll). Without a document, the last
  * ledger entry is read in the same transaction (the rare path of a deleted account).
  */
-export async function accountFrom(tx: Transaction, db: Firestore, uid: string, ref: DocumentReference, snapshot: DocumentSnapshot): Promise<Account> {
+export async function accountFrom(
+  tx: Transaction,
+  db: Firestore,
+  uid: string,
+  ref: DocumentReference,
+  snapshot: DocumentSnapshot,
+): Promise<Account> {
   if (snapshot.exists) {
     const data = snapshot.data() ?? {};
     return {
@@ -106,7 +113,9 @@ export async function accountFrom(tx: Transaction, db: Firestore, uid: string, r
       version: numberOr0(data.ledger_version),
     };
   }
-  const last = await tx.get(db.collection(TRANSACTIONS).where("user_id", "==", uid).orderBy("ledger_version", "desc").limit(1));
+  const last = await tx.get(
+    db.collection(TRANSACTIONS).where("user_id", "==", uid).orderBy("ledger_version", "desc").limit(1),
+  );
   const entry = last.docs[0]?.data();
   if (!entry) return { uid, ref, exists: false, closed: false, balance: 0, held: 0, version: 0 };
   return {
@@ -188,7 +197,15 @@ export function postEntry(tx: Transaction, db: Firestore, account: Account, chan
   account.balance = balance;
   account.held = held;
   account.version = version;
-  return { transaction_id: transactionId, type: change.type, amount: change.amount, balance, held, available: balance - held, version };
+  return {
+    transaction_id: transactionId,
+    type: change.type,
+    amount: change.amount,
+    balance,
+    held,
+    available: balance - held,
+    version,
+  };
 }
 
 /**
@@ -196,9 +213,16 @@ export function postEntry(tx: Transaction, db: Firestore, account: Account, chan
  * from the immutable entries `{uid}_v{n}` (so it does not depend on when it is
  * asked); undefined for version 0 or an entry that does not exist.
  */
-export async function availableAfter(db: Firestore, uid: string, versions: number[]): Promise<Array<number | undefined>> {
+export async function availableAfter(
+  db: Firestore,
+  uid: string,
+  versions: number[],
+): Promise<Array<number | undefined>> {
   const wanted = versions.filter((version) => version >= 1);
-  const snapshots = wanted.length > 0 ? await db.getAll(...wanted.map((version) => db.collection(TRANSACTIONS).doc(entryId(uid, version)))) : [];
+  const snapshots =
+    wanted.length > 0
+      ? await db.getAll(...wanted.map((version) => db.collection(TRANSACTIONS).doc(entryId(uid, version))))
+      : [];
   const byVersion = new Map(wanted.map((version, index) => [version, snapshots[index]]));
   return versions.map((version) => {
     const entry = byVersion.get(version);

@@ -6,8 +6,22 @@
 import type { Query, Transaction } from "firebase-admin/firestore";
 import { DomainError, NotFound } from "../shared/errors";
 import { InsufficientCredits } from "./errors";
-import { idempotentTransaction, type IdempotencyScope, type IdempotentDeps, type IdempotentOptions } from "./idempotency";
-import { TRANSACTIONS, available, postEntry, userRef, type Account, type Balance, type Change, type Posted } from "./ledger";
+import {
+  idempotentTransaction,
+  type IdempotencyScope,
+  type IdempotentDeps,
+  type IdempotentOptions,
+} from "./idempotency";
+import {
+  TRANSACTIONS,
+  available,
+  postEntry,
+  userRef,
+  type Account,
+  type Balance,
+  type Change,
+  type Posted,
+} from "./ledger";
 import { priceOf } from "./price-book";
 import type { AdjustInput, GrantInput, ListTransactionsInput, RefundInput, SpendInput } from "./schemas";
 
@@ -46,7 +60,13 @@ function idempotentChange(
 }
 
 /** Spends credits for metered usage, priced from the server's price book. */
-export function spendCredits(deps: Deps, uid: string, input: SpendInput, actor = `user:${uid}`, options: IdempotentOptions = {}): Promise<ChangeResult> {
+export function spendCredits(
+  deps: Deps,
+  uid: string,
+  input: SpendInput,
+  actor = `user:${uid}`,
+  options: IdempotentOptions = {},
+): Promise<ChangeResult> {
   const cost = priceOf(input.feature, input.quantity);
   const scope: IdempotencyScope = {
     owner: actor === `user:${uid}` ? `user:${uid}` : `${actor}>${uid}`,
@@ -54,21 +74,28 @@ export function spendCredits(deps: Deps, uid: string, input: SpendInput, actor =
     key: input.idempotency_key,
     params: { uid, feature: input.feature, quantity: input.quantity, metadata: input.metadata ?? {} },
   };
-  return idempotentChange(deps, scope, uid, (account) => {
-    // No account yet is the same as an empty one for a spender.
-    if (!account.exists) throw new InsufficientCredits(0, cost);
-    return {
-      type: "spend",
-      amount: -cost,
-      heldDelta: 0,
-      actor,
-      reason: `${input.feature} × ${input.quantity}`,
-      idempotencyKey: input.idempotency_key,
-      feature: input.feature,
-      quantity: input.quantity,
-      metadata: input.metadata,
-    };
-  }, undefined, options);
+  return idempotentChange(
+    deps,
+    scope,
+    uid,
+    (account) => {
+      // No account yet is the same as an empty one for a spender.
+      if (!account.exists) throw new InsufficientCredits(0, cost);
+      return {
+        type: "spend",
+        amount: -cost,
+        heldDelta: 0,
+        actor,
+        reason: `${input.feature} × ${input.quantity}`,
+        idempotencyKey: input.idempotency_key,
+        feature: input.feature,
+        quantity: input.quantity,
+        metadata: input.metadata,
+      };
+    },
+    undefined,
+    options,
+  );
 }
 
 /**
@@ -110,7 +137,14 @@ export function adjustCredits(deps: Deps, adminUid: string, input: AdjustInput):
   };
   return idempotentChange(deps, scope, input.user_id, (account) => {
     if (!account.exists) throw new NotFound("Credit account");
-    return { type: "adjust", amount: input.amount, heldDelta: 0, actor, reason: input.reason, idempotencyKey: input.idempotency_key };
+    return {
+      type: "adjust",
+      amount: input.amount,
+      heldDelta: 0,
+      actor,
+      reason: input.reason,
+      idempotencyKey: input.idempotency_key,
+    };
   });
 }
 
@@ -141,9 +175,13 @@ export async function refundCredits(deps: Deps, adminUid: string, input: RefundI
   const readOriginal = async (tx: Transaction) => {
     const data = (await tx.get(original)).data() ?? {};
     if (!REFUNDABLE.has(String(data.type))) {
-      throw new DomainError("failed-precondition", `Only spend and capture entries can be refunded, not ${String(data.type)}.`, {
-        reason: "not-refundable",
-      });
+      throw new DomainError(
+        "failed-precondition",
+        `Only spend and capture entries can be refunded, not ${String(data.type)}.`,
+        {
+          reason: "not-refundable",
+        },
+      );
     }
     alreadyRefunded = Number(data.refunded_amount ?? 0);
     refundable = -Number(data.amount) - alreadyRefunded;
@@ -155,11 +193,15 @@ export async function refundCredits(deps: Deps, adminUid: string, input: RefundI
     (_account, tx) => {
       const amount = input.amount ?? refundable;
       if (amount <= 0 || amount > refundable) {
-        throw new DomainError("failed-precondition", `At most ${Math.max(refundable, 0)} credits of this transaction can still be refunded.`, {
-          reason: "refund-exceeds-spend",
-          refundable: Math.max(refundable, 0),
-          requested: amount,
-        });
+        throw new DomainError(
+          "failed-precondition",
+          `At most ${Math.max(refundable, 0)} credits of this transaction can still be refunded.`,
+          {
+            reason: "refund-exceeds-spend",
+            refundable: Math.max(refundable, 0),
+            requested: amount,
+          },
+        );
       }
       tx.update(original, { refunded_amount: alreadyRefunded + amount });
       return {
@@ -244,5 +286,7 @@ function decodeCursor(cursor: string): number {
   } catch {
     // fall through
   }
-  throw new DomainError("invalid-argument", "Invalid cursor.", { issues: [{ path: "cursor", message: "not a cursor from listTransactions", code: "custom" }] });
+  throw new DomainError("invalid-argument", "Invalid cursor.", {
+    issues: [{ path: "cursor", message: "not a cursor from listTransactions", code: "custom" }],
+  });
 }

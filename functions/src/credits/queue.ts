@@ -33,7 +33,12 @@ export interface QueueDeps {
 export type QueueOutcome = "applied" | "rejected" | "ignored";
 
 /** Applies the entry `value` at operation_queues/{uid}/{opId}; writes status/result/error back. */
-export async function applyQueuedOperation(deps: QueueDeps, uid: string, opId: string, value: unknown): Promise<QueueOutcome> {
+export async function applyQueuedOperation(
+  deps: QueueDeps,
+  uid: string,
+  opId: string,
+  value: unknown,
+): Promise<QueueOutcome> {
   if (value === null || typeof value !== "object") return "ignored"; // deleted
   // An outcome already written back; a rejected entry is not retried by later deliveries.
   if ("status" in value) return "ignored";
@@ -47,7 +52,12 @@ export async function applyQueuedOperation(deps: QueueDeps, uid: string, opId: s
     const result = await spendCredits(
       { db: deps.db, clock, lock: deps.lock },
       uid,
-      { feature: operation.feature, quantity: operation.quantity, idempotency_key: `op:${opId}`, metadata: operation.metadata },
+      {
+        feature: operation.feature,
+        quantity: operation.quantity,
+        idempotency_key: `op:${opId}`,
+        metadata: operation.metadata,
+      },
       `user:${uid}`,
       { finalRejections: true },
     );
@@ -59,7 +69,11 @@ export async function applyQueuedOperation(deps: QueueDeps, uid: string, opId: s
     if (error instanceof DomainError && error.code === "resource-exhausted") throw error;
     const httpsError = toHttpsError(error, "applyQueuedOperation");
     if (httpsError.code === "internal") throw error; // infrastructure trouble: retry, don't reject
-    writeBack = { status: "rejected", result: null, error: { code: httpsError.code, message: httpsError.message, details: httpsError.details ?? null } };
+    writeBack = {
+      status: "rejected",
+      result: null,
+      error: { code: httpsError.code, message: httpsError.message, details: httpsError.details ?? null },
+    };
     outcome = "rejected";
   }
   // Every delivery carries the recorded answer, so the first write-back stands and later ones change nothing.

@@ -39,12 +39,22 @@ export interface RateLimiterOptions {
 export class RateLimiter {
   private readonly local = new Map<string, { windowStart: number; count: number }>();
 
-  constructor(private readonly gateway: RedisGateway, private readonly options: RateLimiterOptions) {}
+  constructor(
+    private readonly gateway: RedisGateway,
+    private readonly options: RateLimiterOptions,
+  ) {}
 
   async check(bucket: string, subject: string): Promise<RateLimitDecision> {
     try {
       const [allowed, , ttl] = await this.gateway.run(
-        (client) => client.eval(WINDOW_SCRIPT, 1, `rl:${bucket}:${subject}`, this.options.windowMs, this.options.limit) as Promise<[number, number, number]>,
+        (client) =>
+          client.eval(
+            WINDOW_SCRIPT,
+            1,
+            `rl:${bucket}:${subject}`,
+            this.options.windowMs,
+            this.options.limit,
+          ) as Promise<[number, number, number]>,
       );
       return { allowed: allowed === 1, retryAfterMs: allowed === 1 ? 0 : Number(ttl), source: "redis" };
     } catch {

@@ -87,7 +87,9 @@ export const AdjustInput = z
   .strict();
 
 /** `min_version`: the newest ledger version the client has seen; an older cached balance is never served. */
-export const BalanceInput = z.object({ min_version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional() }).strict();
+export const BalanceInput = z
+  .object({ min_version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional() })
+  .strict();
 
 /** A client-queued operation in RTDB `operation_queues/{uid}/{opId}`. */
 export const QueuedOperation = z

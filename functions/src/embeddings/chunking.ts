@@ -23,19 +23,23 @@ export const CHUNKER_VERSION = 1;
 export function chunkText(text: string, settings: ChunkSettings): string[] {
   const size = Math.max(1, settings.size);
   const overlap = Math.max(0, Math.min(settings.overlap, Math.floor(size / 2)));
-  const pieces = sentences(text).flatMap((sentence) => (sentence.length <= size ? [sentence] : splitLong(sentence, size)));
+  const pieces = sentences(text).flatMap((sentence) =>
+    sentence.length <= size ? [sentence] : splitLong(sentence, size),
+  );
   const chunks: string[] = [];
   let current: string[] = [];
   let length = 0;
   let fresh = 0; // sentences in `current` not carried over from the previous chunk
-  const joinedLength = (parts: string[]) => parts.reduce((sum, part) => sum + part.length, 0) + Math.max(0, parts.length - 1);
+  const joinedLength = (parts: string[]) =>
+    parts.reduce((sum, part) => sum + part.length, 0) + Math.max(0, parts.length - 1);
   for (const piece of pieces) {
     if (current.length > 0 && length + 1 + piece.length > size) {
       if (fresh > 0) chunks.push(current.join(" "));
       current = tail(current, overlap);
       length = joinedLength(current);
       // The carried tail must leave room for the new piece.
-      while (current.length > 0 && length + 1 + piece.length > size) length -= current.shift()!.length + (current.length > 0 ? 1 : 0);
+      while (current.length > 0 && length + 1 + piece.length > size)
+        length -= current.shift()!.length + (current.length > 0 ? 1 : 0);
       fresh = 0;
     }
     length += (current.length > 0 ? 1 : 0) + piece.length;

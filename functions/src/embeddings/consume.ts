@@ -89,13 +89,16 @@ export async function consumeEmbeddingRequest(deps: ConsumerDeps, delivery: Deli
   );
   // Another delivery holds the lease (or crashed holding it): ask for a redelivery instead of acking,
   // so the message is processed once the lease is over.
-  if (once === "in-progress") throw new Error(`message ${delivery.messageId} is being processed by another delivery; retry later`);
+  if (once === "in-progress")
+    throw new Error(`message ${delivery.messageId} is being processed by another delivery; retry later`);
   return once === "done" ? outcome : once;
 }
 
 async function handle(deps: ConsumerDeps, delivery: Delivery): Promise<Outcome> {
   const started = performance.now();
-  const queueMs = delivery.publishTime ? Math.max(0, deps.clock.now().getTime() - delivery.publishTime.getTime()) : null;
+  const queueMs = delivery.publishTime
+    ? Math.max(0, deps.clock.now().getTime() - delivery.publishTime.getTime())
+    : null;
   const request = parseRequest(delivery.data);
   if (typeof request === "string") {
     await deadLetter(deps, delivery.messageId, undefined, `malformed message: ${request}`, 1, false);
@@ -114,9 +117,19 @@ async function handle(deps: ConsumerDeps, delivery: Delivery): Promise<Outcome> 
  * A request the source no longer expects (a newer one was applied, or a delete came after it) changes nothing,
  * and removes the rows it may have written on an earlier delivery that crashed before its record commit.
  */
-async function stale(deps: ConsumerDeps, delivery: Delivery, request: EmbeddingRequest, state: SourceState): Promise<Outcome> {
+async function stale(
+  deps: ConsumerDeps,
+  delivery: Delivery,
+  request: EmbeddingRequest,
+  state: SourceState,
+): Promise<Outcome> {
   if (state.live_generation !== request.generation) {
-    const table = await existingTable(await deps.lance(), "knowledge_text", deps.provider.modelId, deps.provider.dimension);
+    const table = await existingTable(
+      await deps.lance(),
+      "knowledge_text",
+      deps.provider.modelId,
+      deps.provider.dimension,
+    );
     if (table) await removeGenerations(table, request.source_id, { only: request.generation });
   }
   logs.embeddingSkipped(delivery.messageId, request.source_id, "stale");
@@ -141,7 +154,11 @@ async function index(
     const unchanged = await deps.db.runTransaction(async (tx) => {
       const state = await readInTransaction(tx, deps.db, request.source_id);
       if (!expects(state, request.generation)) return { outcome: "stale" as const, state };
-      if (state.live_generation !== current.live_generation || state.content_hash !== contentHash || state.table !== table) {
+      if (
+        state.live_generation !== current.live_generation ||
+        state.content_hash !== contentHash ||
+        state.table !== table
+      ) {
         return { outcome: "changed" as const, state };
       }
       tx.update(ref, {
@@ -189,10 +206,12 @@ async function index(
   // Written under this request's generation, beside the live rows: not searchable until the record names it.
   const version = await writeGeneration(target, request.source_id, request.generation, rows);
   // The index only speeds searches up; failing to build it must not fail (and redeliver) a message whose rows are written.
-  const indexAction = await maintainVectorIndex(target, deps.indexThreshold, provider.dimension).catch((error: unknown) => {
-    logs.unexpectedError("vector index maintenance", error);
-    return "failed" as const;
-  });
+  const indexAction = await maintainVectorIndex(target, deps.indexThreshold, provider.dimension).catch(
+    (error: unknown) => {
+      logs.unexpectedError("vector index maintenance", error);
+      return "failed" as const;
+    },
+  );
   const writeMs = performance.now() - writeStart;
   await deps.beforeCommit?.(request);
 
@@ -200,30 +219,34 @@ async function index(
   const commit = await deps.db.runTransaction(async (tx) => {
     const state = await readInTransaction(tx, deps.db, request.source_id);
     if (!expects(state, request.generation)) return { won: false as const, state };
-    tx.set(ref, {
-      source_id: request.source_id,
-      status: "indexed",
-      content_hash: contentHash,
-      chunk_count: rows.length,
-      embedding_model: provider.modelId,
-      dims: provider.dimension,
-      table,
-      table_version: version ?? null,
-      metadata: request.metadata,
-      requested_by: request.requested_by,
-      requested_at: request.requested_at,
-      applied_generation: request.generation,
-      live_generation: request.generation,
-      last_message_id: delivery.messageId,
-      attempts: 0,
-      error: null,
-      // Where a delivery's time went: waiting in Pub/Sub, reading + hashing + chunking, the provider, LanceDB.
-      queue_ms: timing.queueMs,
-      prepare_ms: round(prepareMs),
-      embed_ms: round(embedMs),
-      write_ms: round(writeMs),
-      indexed_at: FieldValue.serverTimestamp(),
-    }, { merge: true });
+    tx.set(
+      ref,
+      {
+        source_id: request.source_id,
+        status: "indexed",
+        content_hash: contentHash,
+        chunk_count: rows.length,
+        embedding_model: provider.modelId,
+        dims: provider.dimension,
+        table,
+        table_version: version ?? null,
+        metadata: request.metadata,
+        requested_by: request.requested_by,
+        requested_at: request.requested_at,
+        applied_generation: request.generation,
+        live_generation: request.generation,
+        last_message_id: delivery.messageId,
+        attempts: 0,
+        error: null,
+        // Where a delivery's time went: waiting in Pub/Sub, reading + hashing + chunking, the provider, LanceDB.
+        queue_ms: timing.queueMs,
+        prepare_ms: round(prepareMs),
+        embed_ms: round(embedMs),
+        write_ms: round(writeMs),
+        indexed_at: FieldValue.serverTimestamp(),
+      },
+      { merge: true },
+    );
     return { won: true as const, state };
   });
   if (!commit.won) return stale(deps, delivery, request, commit.state);
@@ -245,7 +268,12 @@ async function index(
  * table of the model the source was indexed with before. A failure here is logged, not retried: those rows are
  * no longer searchable, and the next commit or delete for the source removes them.
  */
-async function removeSuperseded(db: Connection, target: Table, request: EmbeddingRequest, previousTable: string | undefined): Promise<void> {
+async function removeSuperseded(
+  db: Connection,
+  target: Table,
+  request: EmbeddingRequest,
+  previousTable: string | undefined,
+): Promise<void> {
   const older = { before: request.generation };
   try {
     await removeGenerations(target, request.source_id, older);
@@ -263,12 +291,20 @@ async function removeSuperseded(db: Connection, target: Table, request: Embeddin
  * per message, so failing messages for one source each reach the limit; the source record shows the failure only
  * while it still expects this request.
  */
-async function failed(deps: ConsumerDeps, delivery: Delivery, request: EmbeddingRequest, error: unknown): Promise<Outcome> {
+async function failed(
+  deps: ConsumerDeps,
+  delivery: Delivery,
+  request: EmbeddingRequest,
+  error: unknown,
+): Promise<Outcome> {
   const message = describe(error);
   const transient = !(error instanceof PermanentFailure) && !(error instanceof ProviderError && !error.transient);
   const attemptsRef = markerRef(deps.db, ATTEMPTS, delivery.messageId);
   const { attempts, lastChance } = await deps.db.runTransaction(async (tx) => {
-    const [counted, state] = await Promise.all([tx.get(attemptsRef), readInTransaction(tx, deps.db, request.source_id)]);
+    const [counted, state] = await Promise.all([
+      tx.get(attemptsRef),
+      readInTransaction(tx, deps.db, request.source_id),
+    ]);
     const count = Number(counted.get("attempts") ?? 0) + 1;
     const last = !transient || !deps.platformRedelivers || count >= deps.maxDeliveries;
     const now = deps.clock.now();
@@ -280,13 +316,17 @@ async function failed(deps: ConsumerDeps, delivery: Delivery, request: Embedding
       expire_at: new Date(now.getTime() + ATTEMPTS_RETAIN_MS),
     });
     if (expects(state, request.generation)) {
-      tx.set(sourceRef(deps.db, request.source_id), {
-        source_id: request.source_id,
-        status: last ? "failed" : "retrying",
-        error: message,
-        attempts: count,
-        ...(last ? { last_message_id: delivery.messageId } : {}),
-      }, { merge: true });
+      tx.set(
+        sourceRef(deps.db, request.source_id),
+        {
+          source_id: request.source_id,
+          status: last ? "failed" : "retrying",
+          error: message,
+          attempts: count,
+          ...(last ? { last_message_id: delivery.messageId } : {}),
+        },
+        { merge: true },
+      );
     }
     return { attempts: count, lastChance: last };
   });
@@ -338,7 +378,12 @@ function parseRequest(data: Buffer): EmbeddingRequest | string {
 }
 
 /** What decides whether re-indexing is needed: the text, the model and the chunking (and the metadata stored on rows). */
-export function hashContent(text: string, provider: EmbeddingProvider, chunking: ChunkSettings, metadata: Record<string, unknown>): string {
+export function hashContent(
+  text: string,
+  provider: EmbeddingProvider,
+  chunking: ChunkSettings,
+  metadata: Record<string, unknown>,
+): string {
   const canonicalMetadata = Object.fromEntries(Object.entries(metadata).sort(([a], [b]) => a.localeCompare(b)));
   return createHash("sha256")
     .update(

@@ -12,7 +12,10 @@ import { SOURCE_ID_PATTERN, type MetadataValue, type SearchFilter } from "./sche
 
 /** The tag a row carries for one metadata pair. */
 export function metadataTag(key: string, value: MetadataValue): string {
-  return createHash("sha256").update(`${key}\u0000${JSON.stringify(value)}`).digest("hex").slice(0, 32);
+  return createHash("sha256")
+    .update(`${key}\u0000${JSON.stringify(value)}`)
+    .digest("hex")
+    .slice(0, 32);
 }
 
 /** Tags for all of a source's metadata (scalars, and each element of a string list). */

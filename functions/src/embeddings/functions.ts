@@ -42,8 +42,15 @@ export const deleteKnowledge = callable({
   options: { memory: "1GiB", timeoutSeconds: 60 },
   handler: async (input, caller) => {
     const { deleteKnowledge: remove, ownerList } = await import("./ingest");
-    const [{ firestore }, { lanceDb }] = await Promise.all([import("../adapters/firebase"), import("../adapters/lance")]);
-    return remove({ db: firestore(), lance: lanceDb, owners: ownerList(KNOWLEDGE_OWNER_UIDS.value()), clock: systemClock }, input, caller);
+    const [{ firestore }, { lanceDb }] = await Promise.all([
+      import("../adapters/firebase"),
+      import("../adapters/lance"),
+    ]);
+    return remove(
+      { db: firestore(), lance: lanceDb, owners: ownerList(KNOWLEDGE_OWNER_UIDS.value()), clock: systemClock },
+      input,
+      caller,
+    );
   },
 });
 
@@ -59,7 +66,10 @@ export const searchKnowledge = callable({
       import("../adapters/lance"),
       import("../adapters/firebase"),
     ]);
-    return search({ db: firestore(), lance: lanceDb, provider: factory.configuredProvider(), retry: factory.retryPolicy() }, input);
+    return search(
+      { db: firestore(), lance: lanceDb, provider: factory.configuredProvider(), retry: factory.retryPolicy() },
+      input,
+    );
   },
 });
 
@@ -75,7 +85,16 @@ export const selectTools = callable({
       import("../adapters/lance"),
       import("./tools"),
     ]);
-    return select({ lance: lanceDb, provider: factory.configuredProvider(), retry: factory.retryPolicy(), tools: TOOLS, clock: systemClock }, input);
+    return select(
+      {
+        lance: lanceDb,
+        provider: factory.configuredProvider(),
+        retry: factory.retryPolicy(),
+        tools: TOOLS,
+        clock: systemClock,
+      },
+      input,
+    );
   },
 });
 
@@ -83,14 +102,15 @@ export const selectTools = callable({
 export const embeddingConsumer = onMessagePublished(
   { topic: EMBEDDING_TOPIC, retry: true, secrets: [EMBEDDING_API_KEY], memory: "1GiB", timeoutSeconds: 540 },
   async (event) => {
-    const [{ consumeEmbeddingRequest }, factory, { chunkSettings }, { readStorageText }, { firestore }, { lanceDb }] = await Promise.all([
-      import("./consume"),
-      import("./provider-factory"),
-      import("./chunking"),
-      import("./read-object"),
-      import("../adapters/firebase"),
-      import("../adapters/lance"),
-    ]);
+    const [{ consumeEmbeddingRequest }, factory, { chunkSettings }, { readStorageText }, { firestore }, { lanceDb }] =
+      await Promise.all([
+        import("./consume"),
+        import("./provider-factory"),
+        import("./chunking"),
+        import("./read-object"),
+        import("../adapters/firebase"),
+        import("../adapters/lance"),
+      ]);
     const message = event.data.message;
     await consumeEmbeddingRequest(
       {

@@ -15,7 +15,13 @@ export interface HttpProviderOptions {
 }
 
 /** POSTs JSON and returns the parsed answer, mapping every failure to a ProviderError. */
-async function postJson(provider: string, url: string, headers: Record<string, string>, body: unknown, timeoutMs: number): Promise<unknown> {
+async function postJson(
+  provider: string,
+  url: string,
+  headers: Record<string, string>,
+  body: unknown,
+  timeoutMs: number,
+): Promise<unknown> {
   let response: Response;
   try {
     response = await fetch(url, {
@@ -30,7 +36,8 @@ async function postJson(provider: string, url: string, headers: Record<string, s
     throw new ProviderError(`${provider} request failed (${reason})`, true);
   }
   const text = await response.text().catch(() => "");
-  if (!response.ok) throw ProviderError.fromStatus(provider, response.status, text, response.headers.get("retry-after"));
+  if (!response.ok)
+    throw ProviderError.fromStatus(provider, response.status, text, response.headers.get("retry-after"));
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -64,17 +71,25 @@ export class OpenAiCompatibleProvider implements EmbeddingProvider {
     void purpose; // OpenAI-style models embed queries and documents alike
     const url = `${this.options.baseUrl.replace(/\/+$/, "")}/embeddings`;
     const headers: Record<string, string> = this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {};
-    const answer = await postJson("openai-compatible", url, headers, { model: this.modelId, input: texts }, this.options.timeoutMs ?? 30_000);
+    const answer = await postJson(
+      "openai-compatible",
+      url,
+      headers,
+      { model: this.modelId, input: texts },
+      this.options.timeoutMs ?? 30_000,
+    );
     const data = (answer as { data?: unknown }).data;
     if (!Array.isArray(data)) throw malformed("openai-compatible", "no data array");
     const vectors = new Array<number[]>(texts.length);
     data.forEach((item: unknown, position: number) => {
       const entry = item as { index?: unknown; embedding?: unknown };
       const index = typeof entry.index === "number" ? entry.index : position;
-      if (!Array.isArray(entry.embedding) || index < 0 || index >= texts.length) throw malformed("openai-compatible", `data[${position}]`);
+      if (!Array.isArray(entry.embedding) || index < 0 || index >= texts.length)
+        throw malformed("openai-compatible", `data[${position}]`);
       vectors[index] = entry.embedding as number[];
     });
-    if (vectors.filter(Boolean).length !== texts.length) throw malformed("openai-compatible", `${data.length} embeddings for ${texts.length} inputs`);
+    if (vectors.filter(Boolean).length !== texts.length)
+      throw malformed("openai-compatible", `${data.length} embeddings for ${texts.length} inputs`);
     return vectors;
   }
 }
@@ -109,18 +124,25 @@ export class VertexAiProvider implements EmbeddingProvider {
     try {
       token = await this.token();
     } catch (error) {
-      throw new ProviderError(`vertex-ai credentials unavailable (${error instanceof Error ? error.message : String(error)})`, true);
+      throw new ProviderError(
+        `vertex-ai credentials unavailable (${error instanceof Error ? error.message : String(error)})`,
+        true,
+      );
     }
     const taskType = purpose === "query" ? "RETRIEVAL_QUERY" : "RETRIEVAL_DOCUMENT";
     const answer = await postJson(
       "vertex-ai",
       url,
       { authorization: `Bearer ${token}` },
-      { instances: texts.map((content) => ({ content, task_type: taskType })), parameters: { outputDimensionality: this.dimension, autoTruncate: true } },
+      {
+        instances: texts.map((content) => ({ content, task_type: taskType })),
+        parameters: { outputDimensionality: this.dimension, autoTruncate: true },
+      },
       this.options.timeoutMs ?? 30_000,
     );
     const predictions = (answer as { predictions?: unknown }).predictions;
-    if (!Array.isArray(predictions) || predictions.length !== texts.length) throw malformed("vertex-ai", "predictions do not match instances");
+    if (!Array.isArray(predictions) || predictions.length !== texts.length)
+      throw malformed("vertex-ai", "predictions do not match instances");
     return predictions.map((prediction: unknown, index: number) => {
       const values = (prediction as { embeddings?: { values?: unknown } }).embeddings?.values;
       if (!Array.isArray(values)) throw malformed("vertex-ai", `predictions[${index}]`);
@@ -134,7 +156,9 @@ export function googleTokenSource(): TokenSource {
   let auth: { getAccessToken(): Promise<string | null | undefined> } | undefined;
   return async () => {
     if (!auth) {
-      const { GoogleAuth } = require("google-auth-library") as { GoogleAuth: new (options: { scopes: string[] }) => { getAccessToken(): Promise<string | null | undefined> } };
+      const { GoogleAuth } = require("google-auth-library") as {
+        GoogleAuth: new (options: { scopes: string[] }) => { getAccessToken(): Promise<string | null | undefined> };
+      };
       auth = new GoogleAuth({ scopes: ["https://www.googleapis.com/auth/cloud-platform"] });
     }
     const token = await auth.getAccessToken();

@@ -49,7 +49,11 @@ export interface IngestResult {
  * Validated input (by the callable) in; the source's next generation taken, then one message on
  * `embedding-requests` out. Should the publish fail, the generation is simply never used.
  */
-export async function ingestKnowledge(deps: IngestDeps, input: IngestInput, caller: Caller | undefined): Promise<IngestResult> {
+export async function ingestKnowledge(
+  deps: IngestDeps,
+  input: IngestInput,
+  caller: Caller | undefined,
+): Promise<IngestResult> {
   const who = assertMayEdit(caller, deps.owners);
   const requestedAt = deps.clock.now().getTime();
   const generation = await stampIngest(deps.db, input.source_id);
@@ -63,7 +67,12 @@ export async function ingestKnowledge(deps: IngestDeps, input: IngestInput, call
     generation,
   };
   const messageId = await deps.publish(EMBEDDING_TOPIC, message);
-  logs.knowledgeIngestRequested({ source_id: input.source_id, message_id: messageId, uid: who.uid, inline: input.text !== undefined });
+  logs.knowledgeIngestRequested({
+    source_id: input.source_id,
+    message_id: messageId,
+    uid: who.uid,
+    inline: input.text !== undefined,
+  });
   return { source_id: input.source_id, message_id: messageId, requested_at: requestedAt, generation };
 }
 
@@ -82,7 +91,11 @@ export interface DeleteDeps {
  * newer ingest are left alone. Should this crash after the commit, the rows
  * left are not searchable and the next ingest or delete removes them.
  */
-export async function deleteKnowledge(deps: DeleteDeps, input: DeleteInput, caller: Caller | undefined): Promise<{ source_id: string; deleted_chunks: number }> {
+export async function deleteKnowledge(
+  deps: DeleteDeps,
+  input: DeleteInput,
+  caller: Caller | undefined,
+): Promise<{ source_id: string; deleted_chunks: number }> {
   const who = assertMayEdit(caller, deps.owners);
   const stamp = await stampDelete(deps.db, input.source_id, who.uid, deps.clock.now().getTime());
   let deleted = 0;

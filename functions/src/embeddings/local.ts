@@ -33,7 +33,8 @@ export class LocalEmbedder implements EmbeddingProvider {
     readonly dimension: number,
     readonly batchSize = 256,
   ) {
-    if (!Number.isInteger(dimension) || dimension < 8) throw new Error(`local embedder dimension must be an integer ≥ 8, got ${dimension}`);
+    if (!Number.isInteger(dimension) || dimension < 8)
+      throw new Error(`local embedder dimension must be an integer ≥ 8, got ${dimension}`);
   }
 
   async embed(texts: string[], purpose: EmbedPurpose): Promise<number[][]> {
@@ -73,7 +74,11 @@ export function embedText(text: string, dimension: number): number[] {
 
 /** Lower-cased words (letters and digits, any script), stopwords dropped, lightly stemmed. */
 export function tokens(text: string): string[] {
-  const words = text.toLowerCase().normalize("NFKC").match(/[\p{L}\p{N}]+/gu) ?? [];
+  const words =
+    text
+      .toLowerCase()
+      .normalize("NFKC")
+      .match(/[\p{L}\p{N}]+/gu) ?? [];
   return words.filter((word) => !STOPWORDS.has(word)).map(stem);
 }
 

@@ -31,11 +31,17 @@ export function configuredProvider(): EmbeddingProvider {
   switch (kind) {
     case "local":
       provider = new LocalEmbedder(dimension, Math.max(batchSize, 1));
-      if (model && model !== LOCAL_MODEL_ID) throw new Error(`EMBEDDING_MODEL ${model} is not the local embedder's (${LOCAL_MODEL_ID})`);
+      if (model && model !== LOCAL_MODEL_ID)
+        throw new Error(`EMBEDDING_MODEL ${model} is not the local embedder's (${LOCAL_MODEL_ID})`);
       break;
     case "openai":
       provider = new OpenAiCompatibleProvider(
-        { baseUrl: baseUrl || "https://api.openai.com/v1", modelId: model || "text-embedding-3-small", dimension, batchSize },
+        {
+          baseUrl: baseUrl || "https://api.openai.com/v1",
+          modelId: model || "text-embedding-3-small",
+          dimension,
+          batchSize,
+        },
         EMBEDDING_API_KEY.value(),
       );
       break;
@@ -43,7 +49,14 @@ export function configuredProvider(): EmbeddingProvider {
       const location = VERTEX_LOCATION.value();
       const project = process.env.GCLOUD_PROJECT ?? process.env.GOOGLE_CLOUD_PROJECT ?? "";
       provider = new VertexAiProvider(
-        { baseUrl: baseUrl || `https://${location}-aiplatform.googleapis.com/v1`, modelId: model || "text-embedding-005", dimension, batchSize, project, location },
+        {
+          baseUrl: baseUrl || `https://${location}-aiplatform.googleapis.com/v1`,
+          modelId: model || "text-embedding-005",
+          dimension,
+          batchSize,
+          project,
+          location,
+        },
         googleTokenSource(),
       );
       break;

@@ -68,7 +68,7 @@ export async function withRetries<T>(call: () => Promise<T>, policy: RetryPolicy
       const transient = error instanceof ProviderError && error.transient;
       if (!transient || attempt >= policy.attempts) throw error;
       const backoff = Math.random() * Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-      const suggested = error instanceof ProviderError ? error.retryAfterMs ?? 0 : 0;
+      const suggested = error instanceof ProviderError ? (error.retryAfterMs ?? 0) : 0;
       await sleep(Math.min(policy.maxDelayMs, Math.max(backoff, suggested)));
     }
   }

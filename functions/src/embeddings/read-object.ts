@@ -11,7 +11,8 @@ export async function readStorageText(uri: string): Promise<string> {
   const file = getStorage(adminApp()).bucket(match[1]).file(match[2]);
   try {
     const [metadata] = await file.getMetadata();
-    if (Number(metadata.size ?? 0) > MAX_STORED_TEXT) throw new PermanentFailure(`object is larger than ${MAX_STORED_TEXT} bytes`);
+    if (Number(metadata.size ?? 0) > MAX_STORED_TEXT)
+      throw new PermanentFailure(`object is larger than ${MAX_STORED_TEXT} bytes`);
     const [contents] = await file.download();
     return contents.toString("utf8");
   } catch (error) {

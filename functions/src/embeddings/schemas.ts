@@ -16,10 +16,15 @@ export const MAX_STORED_TEXT = 20_000_000;
 
 export type MetadataValue = string | number | boolean;
 
-const sourceId = z.string().regex(SOURCE_ID_PATTERN, "letters, digits and . _ : - only (1–128, starting with a letter or digit)");
+const sourceId = z
+  .string()
+  .regex(SOURCE_ID_PATTERN, "letters, digits and . _ : - only (1–128, starting with a letter or digit)");
 const metadataValue = z.union([z.string().max(500), z.number().finite(), z.boolean()]);
 const metadata = z
-  .record(z.string().regex(METADATA_KEY, "metadata keys are lower_snake_case"), z.union([metadataValue, z.array(z.string().max(200)).max(50)]))
+  .record(
+    z.string().regex(METADATA_KEY, "metadata keys are lower_snake_case"),
+    z.union([metadataValue, z.array(z.string().max(200)).max(50)]),
+  )
   .refine((value) => Object.keys(value).length <= 32, "at most 32 metadata keys");
 
 export const IngestInput = z
@@ -46,10 +51,10 @@ export type DeleteInput = z.infer<typeof DeleteInput>;
 export const SearchFilter = z
   .object({
     source_ids: z.array(sourceId).min(1).max(50).optional(),
-    metadata: z.record(z.string().regex(METADATA_KEY, "metadata keys are lower_snake_case"), metadataValue).refine(
-      (value) => Object.keys(value).length <= 10,
-      "at most 10 metadata conditions",
-    ).optional(),
+    metadata: z
+      .record(z.string().regex(METADATA_KEY, "metadata keys are lower_snake_case"), metadataValue)
+      .refine((value) => Object.keys(value).length <= 10, "at most 10 metadata conditions")
+      .optional(),
   })
   .strict();
 export type SearchFilter = z.infer<typeof SearchFilter>;
@@ -88,5 +93,8 @@ export const EmbeddingRequest = z
     generation: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   })
   .strict()
-  .refine((input) => (input.text === undefined) !== (input.uri === undefined), { message: "exactly one of text or uri", path: ["text"] });
+  .refine((input) => (input.text === undefined) !== (input.uri === undefined), {
+    message: "exactly one of text or uri",
+    path: ["text"],
+  });
 export type EmbeddingRequest = z.infer<typeof EmbeddingRequest>;

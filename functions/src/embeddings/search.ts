@@ -73,14 +73,22 @@ const MAX_WINDOW = 1000;
  * a deleted source, can exist for a moment (between a write and its record commit, before a loser or a delete
  * removes them) or after a crash; they are skipped here, and the window widened until k live rows or the end.
  */
-async function liveNearest(db: Firestore, table: Table, vector: number[], k: number, where: string | undefined): Promise<VectorHit[]> {
+async function liveNearest(
+  db: Firestore,
+  table: Table,
+  vector: number[],
+  k: number,
+  where: string | undefined,
+): Promise<VectorHit[]> {
   const columns = ["chunk_id", "source", "chunk_index", "content", "metadata", "generation"];
   for (let window = k + 10; ; window = Math.min(window * 2, MAX_WINDOW)) {
     const hits = await nearest(table, vector, window, where, columns);
     const live = await liveGenerations(db, [...new Set(hits.map((hit) => String(hit.row.source)))]);
     const kept = hits.filter(({ row }) => {
       const source = live.get(String(row.source));
-      return source?.generation !== undefined && source.generation === Number(row.generation) && source.table === table.name;
+      return (
+        source?.generation !== undefined && source.generation === Number(row.generation) && source.table === table.name
+      );
     });
     if (kept.length >= k || hits.length < window || window >= MAX_WINDOW) return kept.slice(0, k);
   }
@@ -103,10 +111,18 @@ export interface SelectToolsDeps extends SearchDeps {
 const seeded = new Set<string>();
 
 /** The k tools whose descriptions best match what the caller wants to do. */
-export async function selectTools(deps: SelectToolsDeps, input: SelectToolsInput): Promise<{ model: string; tools: ToolMatch[] }> {
+export async function selectTools(
+  deps: SelectToolsDeps,
+  input: SelectToolsInput,
+): Promise<{ model: string; tools: ToolMatch[] }> {
   const db = await deps.lance();
   const [vector, table] = await Promise.all([embedQuery(deps, input.query), seedTools(deps, db)]);
-  const hits = await nearest(table, vector, input.k ?? DEFAULT_TOOLS_K, undefined, ["tool_id", "function_name", "description", "parameters"]);
+  const hits = await nearest(table, vector, input.k ?? DEFAULT_TOOLS_K, undefined, [
+    "tool_id",
+    "function_name",
+    "description",
+    "parameters",
+  ]);
   return {
     model: deps.provider.modelId,
     tools: hits.map(({ row, score }) => ({
@@ -129,7 +145,12 @@ async function seedTools(deps: SelectToolsDeps, db: Connection) {
   const present = (await table.query().select(["seed_hash"]).toArray()) as Array<{ seed_hash: string }>;
   const upToDate = present.length === deps.tools.length && present.every((row) => row.seed_hash === seedHash);
   if (!upToDate) {
-    const vectors = await embedAll(provider, deps.tools.map((tool) => tool.description), "document", deps.retry).catch(unavailable);
+    const vectors = await embedAll(
+      provider,
+      deps.tools.map((tool) => tool.description),
+      "document",
+      deps.retry,
+    ).catch(unavailable);
     const now = deps.clock.now().getTime();
     const rows: ToolRow[] = deps.tools.map((tool, i) => ({
       tool_id: tool.tool_id,

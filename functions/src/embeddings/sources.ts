@@ -17,7 +17,13 @@
  * and whoever moves the record on removes the rows it no longer names (see
  * consume.ts and ingest.ts), so LanceDB ends equal to the record.
  */
-import { FieldValue, type DocumentReference, type DocumentSnapshot, type Firestore, type Transaction } from "firebase-admin/firestore";
+import {
+  FieldValue,
+  type DocumentReference,
+  type DocumentSnapshot,
+  type Firestore,
+  type Transaction,
+} from "firebase-admin/firestore";
 import { NotFound } from "../shared/errors";
 import { KNOWLEDGE_SOURCES } from "./constants";
 
@@ -46,7 +52,8 @@ export function sourceState(snapshot: DocumentSnapshot): SourceState {
   const table = typeof data.table === "string" ? data.table : undefined;
   // Records indexed before generations existed have none of the counters but name a table; their rows carry
   // generation 0 (see store.ts), so they stay searchable until the source is next ingested or deleted.
-  const legacy = data.generation === undefined && data.live_generation === undefined && table !== undefined && status !== "deleted";
+  const legacy =
+    data.generation === undefined && data.live_generation === undefined && table !== undefined && status !== "deleted";
   const legacyLive = legacy ? 0 : undefined;
   return {
     exists: snapshot.exists,
@@ -93,7 +100,12 @@ export interface DeleteStamp {
  * Marks the source deleted under the next generation: from this commit on no search returns its rows and no
  * request taken before it can bring it back. Throws NotFound for a source that was never ingested.
  */
-export async function stampDelete(db: Firestore, sourceId: string, deletedBy: string, deletedAt: number): Promise<DeleteStamp> {
+export async function stampDelete(
+  db: Firestore,
+  sourceId: string,
+  deletedBy: string,
+  deletedAt: number,
+): Promise<DeleteStamp> {
   const ref = sourceRef(db, sourceId);
   return db.runTransaction(async (tx) => {
     const state = sourceState(await tx.get(ref));
@@ -124,7 +136,10 @@ export async function readInTransaction(tx: Transaction, db: Firestore, sourceId
 }
 
 /** The live generation of each source (undefined: not searchable), in one batched read. */
-export async function liveGenerations(db: Firestore, sourceIds: string[]): Promise<Map<string, { generation?: number; table?: string }>> {
+export async function liveGenerations(
+  db: Firestore,
+  sourceIds: string[],
+): Promise<Map<string, { generation?: number; table?: string }>> {
   const live = new Map<string, { generation?: number; table?: string }>();
   if (sourceIds.length === 0) return live;
   const snapshots = await db.getAll(...sourceIds.map((id) => sourceRef(db, id)));

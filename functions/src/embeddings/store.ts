@@ -15,7 +15,11 @@ export type TableKind = "knowledge_text" | "tool_selector";
 
 /** `knowledge_text__local_hash_v1__384`: the kind, then the model and dimension it holds. */
 export function tableName(kind: TableKind, modelId: string, dimension: number): string {
-  const slug = modelId.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "") || "model";
+  const slug =
+    modelId
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, "_")
+      .replace(/^_+|_+$/g, "") || "model";
   return `${kind}__${slug}__${dimension}`;
 }
 
@@ -89,7 +93,10 @@ function schemaFor(kind: TableKind, dimension: number): Schema {
  */
 async function withGenerationColumn(table: Table): Promise<Table> {
   const schema = await table.schema();
-  if (schema.fields.some((field) => field.name === "chunk_id") && !schema.fields.some((field) => field.name === "generation")) {
+  if (
+    schema.fields.some((field) => field.name === "chunk_id") &&
+    !schema.fields.some((field) => field.name === "generation")
+  ) {
     await table.addColumns([{ name: "generation", valueSql: "CAST(0 AS DOUBLE)" }]);
   }
   return table;
@@ -134,7 +141,12 @@ export async function existingTableNamed(db: Connection, name: string): Promise<
 }
 
 /** The table if it exists; searches of a model nothing was indexed with find nothing. */
-export async function existingTable(db: Connection, kind: TableKind, modelId: string, dimension: number): Promise<Table | undefined> {
+export async function existingTable(
+  db: Connection,
+  kind: TableKind,
+  modelId: string,
+  dimension: number,
+): Promise<Table | undefined> {
   return existingTableNamed(db, tableName(kind, modelId, dimension));
 }
 
@@ -147,7 +159,12 @@ export async function existingTable(db: Connection, kind: TableKind, modelId: st
  * only asked for when such rows exist (a filtered count, no write). Rows of
  * other generations are not touched: they are the record's to keep or remove.
  */
-export async function writeGeneration(table: Table, sourceId: string, generation: number, rows: ChunkRow[]): Promise<number | undefined> {
+export async function writeGeneration(
+  table: Table,
+  sourceId: string,
+  generation: number,
+  rows: ChunkRow[],
+): Promise<number | undefined> {
   const ofGeneration = `${sourceClause(sourceId)} AND generation = ${generation}`;
   const stale = await table.countRows(`${ofGeneration} AND chunk_index >= ${rows.length}`);
   if (rows.length === 0) return stale > 0 ? (await table.delete(ofGeneration)).version : undefined;
@@ -187,11 +204,16 @@ export function chunkBatch(rows: ChunkRow[], dimension: number): ArrowTable {
   const typeOf = (name: string): unknown => schema.fields.find((field) => field.name === name)!.type;
   const vectorType = typeOf("embedding") as InstanceType<Arrow["FixedSizeList"]>;
   const tagsType = typeOf("metadata_tags") as InstanceType<Arrow["List"]>;
-  const strings = (pick: (row: ChunkRow) => string): Data => arrow.vectorFromArray(rows.map(pick), new arrow.Utf8()).data[0] as Data;
+  const strings = (pick: (row: ChunkRow) => string): Data =>
+    arrow.vectorFromArray(rows.map(pick), new arrow.Utf8()).data[0] as Data;
   const columns: Record<string, Data> = {
     chunk_id: strings((row) => row.chunk_id),
     source: strings((row) => row.source),
-    chunk_index: arrow.makeData({ type: new arrow.Int32(), length: rows.length, data: Int32Array.from(rows, (row) => row.chunk_index) }),
+    chunk_index: arrow.makeData({
+      type: new arrow.Int32(),
+      length: rows.length,
+      data: Int32Array.from(rows, (row) => row.chunk_index),
+    }),
     content: strings((row) => row.content),
     embedding: arrow.makeData({
       type: vectorType,
@@ -200,10 +222,21 @@ export function chunkBatch(rows: ChunkRow[], dimension: number): ArrowTable {
       child: arrow.makeData({ type: new arrow.Float32(), length: flat.length, data: flat }),
     }),
     metadata: strings((row) => row.metadata),
-    metadata_tags: arrow.vectorFromArray(rows.map((row) => row.metadata_tags), tagsType).data[0] as Data,
+    metadata_tags: arrow.vectorFromArray(
+      rows.map((row) => row.metadata_tags),
+      tagsType,
+    ).data[0] as Data,
     content_hash: strings((row) => row.content_hash),
-    requested_at: arrow.makeData({ type: new arrow.Float64(), length: rows.length, data: Float64Array.from(rows, (row) => row.requested_at) }),
-    generation: arrow.makeData({ type: new arrow.Float64(), length: rows.length, data: Float64Array.from(rows, (row) => row.generation) }),
+    requested_at: arrow.makeData({
+      type: new arrow.Float64(),
+      length: rows.length,
+      data: Float64Array.from(rows, (row) => row.requested_at),
+    }),
+    generation: arrow.makeData({
+      type: new arrow.Float64(),
+      length: rows.length,
+      data: Float64Array.from(rows, (row) => row.generation),
+    }),
   };
   const struct = arrow.makeData({
     type: new arrow.Struct(schema.fields),
@@ -230,7 +263,13 @@ export interface VectorHit {
 }
 
 /** Nearest rows by cosine distance (score = 1 − distance), filtered before ranking. */
-export async function nearest(table: Table, vector: number[], k: number, where: string | undefined, columns: string[]): Promise<VectorHit[]> {
+export async function nearest(
+  table: Table,
+  vector: number[],
+  k: number,
+  where: string | undefined,
+  columns: string[],
+): Promise<VectorHit[]> {
   let query = table.vectorSearch(vector).distanceType("cosine").select(columns).limit(k);
   if (where) query = query.where(where);
   const rows = (await query.toArray()) as Array<Record<string, unknown>>;
@@ -280,4 +319,3 @@ function subVectors(dimension: number): number {
   }
   return 1;
 }
-

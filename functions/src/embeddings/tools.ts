@@ -18,14 +18,24 @@ export const TOOLS: ToolSpec[] = [
   {
     tool_id: "search_knowledge",
     function_name: "searchKnowledge",
-    description: "Search the knowledge base: find passages of indexed documents relevant to a question, with scores and metadata.",
-    parameters: { type: "object", properties: { query: text("what to look for"), k: { type: "integer", maximum: 50 } }, required: ["query"] },
+    description:
+      "Search the knowledge base: find passages of indexed documents relevant to a question, with scores and metadata.",
+    parameters: {
+      type: "object",
+      properties: { query: text("what to look for"), k: { type: "integer", maximum: 50 } },
+      required: ["query"],
+    },
   },
   {
     tool_id: "ingest_knowledge",
     function_name: "ingestKnowledge",
-    description: "Add or update a document in the knowledge base so it becomes searchable: index text or a Cloud Storage file.",
-    parameters: { type: "object", properties: { source_id: text("document id"), text: text("the document"), uri: text("gs:// URI") }, required: ["source_id"] },
+    description:
+      "Add or update a document in the knowledge base so it becomes searchable: index text or a Cloud Storage file.",
+    parameters: {
+      type: "object",
+      properties: { source_id: text("document id"), text: text("the document"), uri: text("gs:// URI") },
+      required: ["source_id"],
+    },
   },
   {
     tool_id: "delete_knowledge",
@@ -43,19 +53,29 @@ export const TOOLS: ToolSpec[] = [
     tool_id: "spend_credits",
     function_name: "spendCredits",
     description: "Spend credits for a metered feature; the price comes from the server's price book.",
-    parameters: { type: "object", properties: { feature: text("priced feature"), units: { type: "integer" } }, required: ["feature"] },
+    parameters: {
+      type: "object",
+      properties: { feature: text("priced feature"), units: { type: "integer" } },
+      required: ["feature"],
+    },
   },
   {
     tool_id: "list_transactions",
     function_name: "listTransactions",
-    description: "List the user's credit transactions (ledger history of grants, purchases, spending and refunds), page by page.",
+    description:
+      "List the user's credit transactions (ledger history of grants, purchases, spending and refunds), page by page.",
     parameters: { type: "object", properties: { cursor: text("page cursor") } },
   },
   {
     tool_id: "create_podcast_job",
     function_name: "createJob",
-    description: "Start generating a podcast episode about a topic with a given duration; credits are held until the job finishes.",
-    parameters: { type: "object", properties: { topic: text("podcast topic"), duration_min: { type: "integer" } }, required: ["topic"] },
+    description:
+      "Start generating a podcast episode about a topic with a given duration; credits are held until the job finishes.",
+    parameters: {
+      type: "object",
+      properties: { topic: text("podcast topic"), duration_min: { type: "integer" } },
+      required: ["topic"],
+    },
   },
   {
     tool_id: "cancel_job",
@@ -66,7 +86,8 @@ export const TOOLS: ToolSpec[] = [
   {
     tool_id: "list_notifications",
     function_name: "listNotifications",
-    description: "List the user's notifications and alerts, such as finished jobs and low balance warnings, and mark them seen.",
+    description:
+      "List the user's notifications and alerts, such as finished jobs and low balance warnings, and mark them seen.",
     parameters: { type: "object", properties: {} },
   },
 ];

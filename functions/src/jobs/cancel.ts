@@ -3,7 +3,11 @@ import { DomainError, NotFound } from "../shared/errors";
 import { finishJob } from "./finish";
 import type { JobDeps, JobStatus } from "./job";
 
-export async function cancelJob(deps: JobDeps, uid: string, jobId: string): Promise<{ job_id: string; status: JobStatus; cancelled: boolean }> {
+export async function cancelJob(
+  deps: JobDeps,
+  uid: string,
+  jobId: string,
+): Promise<{ job_id: string; status: JobStatus; cancelled: boolean }> {
   const { changed, job } = await finishJob(
     deps,
     jobId,
@@ -16,7 +20,10 @@ export async function cancelJob(deps: JobDeps, uid: string, jobId: string): Prom
   );
   if (job.userId !== uid) throw new NotFound(`Job ${jobId}`);
   if (!changed && job.status !== "cancelled") {
-    throw new DomainError("failed-precondition", `The job is already ${job.status}.`, { reason: "job-final", status: job.status });
+    throw new DomainError("failed-precondition", `The job is already ${job.status}.`, {
+      reason: "job-final",
+      status: job.status,
+    });
   }
   return { job_id: jobId, status: job.status, cancelled: changed };
 }

@@ -40,7 +40,10 @@ export interface CreateDeps {
 
 export async function createJob(deps: CreateDeps, uid: string, request: CreateJobInput): Promise<CreatedJob> {
   const type = jobType(request.type);
-  if (!type) throw new InvalidInput(`Unknown job type ${request.type}`, [{ path: "type", message: "unknown job type", code: "invalid_enum_value" }]);
+  if (!type)
+    throw new InvalidInput(`Unknown job type ${request.type}`, [
+      { path: "type", message: "unknown job type", code: "invalid_enum_value" },
+    ]);
   const input = prefixIssues(() => parseInput(type.input, request.input));
   const price = type.price(input);
   const clock = deps.clock ?? systemClock;
@@ -95,7 +98,14 @@ export async function createJob(deps: CreateDeps, uid: string, request: CreateJo
       updated_at: FieldValue.serverTimestamp(),
       finished_at: null,
     });
-    return { job_id: jobId, type: type.name, status: "queued", price, hold_id: holdId, deadline_at: deadline.toISOString() };
+    return {
+      job_id: jobId,
+      type: type.name,
+      status: "queued",
+      price,
+      hold_id: holdId,
+      deadline_at: deadline.toISOString(),
+    };
   });
 }
 
@@ -105,10 +115,12 @@ function prefixIssues<T>(parse: () => T): T {
     return parse();
   } catch (error) {
     if (error instanceof InvalidInput) {
-      const issues = ((error.details?.issues ?? []) as Array<{ path: string; message: string; code: string }>).map((issue) => ({
-        ...issue,
-        path: issue.path ? `input.${issue.path}` : "input",
-      }));
+      const issues = ((error.details?.issues ?? []) as Array<{ path: string; message: string; code: string }>).map(
+        (issue) => ({
+          ...issue,
+          path: issue.path ? `input.${issue.path}` : "input",
+        }),
+      );
       const first = issues[0];
       throw new InvalidInput(`Invalid input (${first ? `${first.path}: ${first.message}` : "input"})`, issues);
     }

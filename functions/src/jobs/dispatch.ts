@@ -68,9 +68,15 @@ export async function dispatchJob(
     const job = await readJob(tx, deps.db, jobId);
     const now = clock.now();
     if (TERMINAL.has(job.status)) return undefined;
-    if (job.dispatch.state === "dispatched" && !(options.lostEntry && job.dispatch.messageId === options.lostEntry)) return undefined;
+    if (job.dispatch.state === "dispatched" && !(options.lostEntry && job.dispatch.messageId === options.lostEntry))
+      return undefined;
     if (job.dispatch.state === "skipped") return undefined;
-    if (job.dispatch.state === "dispatching" && job.dispatch.leaseUntil && job.dispatch.leaseUntil.getTime() > now.getTime()) return undefined;
+    if (
+      job.dispatch.state === "dispatching" &&
+      job.dispatch.leaseUntil &&
+      job.dispatch.leaseUntil.getTime() > now.getTime()
+    )
+      return undefined;
     tx.update(job.ref, {
       "dispatch.state": "dispatching",
       "dispatch.attempts": job.dispatch.attempts + 1,
@@ -123,7 +129,12 @@ export async function dispatchJob(
  * record is `dispatching` under its owner id); otherwise another dispatcher or
  * a final state owns the record now and nothing is written.
  */
-async function completeLease(deps: DispatchDeps, jobId: string, owner: string, fields: Record<string, unknown>): Promise<boolean> {
+async function completeLease(
+  deps: DispatchDeps,
+  jobId: string,
+  owner: string,
+  fields: Record<string, unknown>,
+): Promise<boolean> {
   return deps.db.runTransaction(async (tx) => {
     const job = await readJob(tx, deps.db, jobId);
     if (job.dispatch.state !== "dispatching" || job.dispatch.leaseOwner !== owner) return false;
@@ -132,7 +143,11 @@ async function completeLease(deps: DispatchDeps, jobId: string, owner: string, f
   });
 }
 
-async function send(deps: DispatchDeps, job: Job, routing: { provider: string; model: string } | undefined): Promise<string> {
+async function send(
+  deps: DispatchDeps,
+  job: Job,
+  routing: { provider: string; model: string } | undefined,
+): Promise<string> {
   const type = jobType(job.type);
   if (!type) throw new Error(`unknown job type ${job.type}`);
   const payload = { job_id: job.id, type: job.type, user_id: job.userId, input: job.input, routing: routing ?? null };

@@ -10,7 +10,15 @@
  * or removed) is expired here too, so no hold outlives its expiry.
  */
 import type { Firestore } from "firebase-admin/firestore";
-import { holdRef, readAccount, readHold, releaseExpiredHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type SettleResult } from "../credits";
+import {
+  holdRef,
+  readAccount,
+  readHold,
+  releaseExpiredHold,
+  settleHoldInTransaction,
+  TRANSACTION_ATTEMPTS,
+  type SettleResult,
+} from "../credits";
 import type { ReleaseExpiredHold } from "../retention/policies";
 import type { Clock } from "../shared/time";
 import { finishJob } from "./finish";
@@ -32,12 +40,19 @@ export async function expireHold(deps: JobDeps & { clock: Clock }, holdId: strin
   if (!snapshot.exists) return "not-due";
   const jobId = snapshot.get("job_id") as string | null | undefined;
   if (!jobId) return settledOrNot(await releaseExpiredHold(deps.db, holdId, deps.clock), "hold-expired");
-  if (!(await jobRef(deps.db, jobId).get()).exists) return settledOrNot(await expireOrphanHold(deps.db, holdId, jobId, deps.clock), "orphan-expired");
+  if (!(await jobRef(deps.db, jobId).get()).exists)
+    return settledOrNot(await expireOrphanHold(deps.db, holdId, jobId, deps.clock), "orphan-expired");
   const now = deps.clock.now().getTime();
   const { changed } = await finishJob(
     deps,
     jobId,
-    { status: "failed", error: "hold expired", settlement: "expire", actor: EXPIRY_ACTOR, reason: `job ${jobId}: hold expired` },
+    {
+      status: "failed",
+      error: "hold expired",
+      settlement: "expire",
+      actor: EXPIRY_ACTOR,
+      reason: `job ${jobId}: hold expired`,
+    },
     // Only this hold, only once it is due: a hold extended or settled since the policy read it is left alone.
     (_job, hold) => hold.id === holdId && hold.status === "open" && hold.expiresAt.getTime() <= now,
   );
@@ -50,9 +65,18 @@ async function expireOrphanHold(db: Firestore, holdId: string, jobId: string, cl
     async (tx) => {
       const job = await tx.get(jobRef(db, jobId));
       const hold = await readHold(tx, db, holdId);
-      if (job.exists || hold.status !== "open" || hold.expiresAt.getTime() > clock.now().getTime()) return { settled: false, status: hold.status };
+      if (job.exists || hold.status !== "open" || hold.expiresAt.getTime() > clock.now().getTime())
+        return { settled: false, status: hold.status };
       const account = await readAccount(tx, db, hold.userId);
-      return settleHoldInTransaction(tx, db, hold, account, { kind: "expire" }, EXPIRY_ACTOR, `hold expired; job ${jobId} does not exist`);
+      return settleHoldInTransaction(
+        tx,
+        db,
+        hold,
+        account,
+        { kind: "expire" },
+        EXPIRY_ACTOR,
+        `hold expired; job ${jobId} does not exist`,
+      );
     },
     { maxAttempts: TRANSACTION_ATTEMPTS },
   );

@@ -8,7 +8,14 @@
  */
 import type { Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
-import { readAccount, readHold, settleHoldInTransaction, TRANSACTION_ATTEMPTS, type Hold, type Settlement } from "../credits";
+import {
+  readAccount,
+  readHold,
+  settleHoldInTransaction,
+  TRANSACTION_ATTEMPTS,
+  type Hold,
+  type Settlement,
+} from "../credits";
 import { logs } from "../shared/logs";
 import { afterChange } from "./effects";
 import { readJob, TERMINAL, type Job, type JobDeps } from "./job";
@@ -71,7 +78,8 @@ export async function finishJob(
       const status = settledElsewhere && outcome.status === "succeeded" ? "failed" : outcome.status;
       const cost = status === "succeeded" ? Math.min(outcome.cost ?? 0, hold.amount) : 0;
       if (!settledElsewhere) {
-        const settlement: Settlement = status === "succeeded" ? { kind: "capture", cost } : { kind: outcome.settlement ?? "release" };
+        const settlement: Settlement =
+          status === "succeeded" ? { kind: "capture", cost } : { kind: outcome.settlement ?? "release" };
         settleHoldInTransaction(tx, db, hold, account, settlement, outcome.actor, outcome.reason);
       }
       const reported = outcome.status === "succeeded" ? outcome.cost : undefined;
@@ -84,8 +92,8 @@ export async function finishJob(
         version,
         cost,
         ...(reported !== undefined && reported !== cost ? { cost_reported: reported } : {}),
-        outputs: status === "succeeded" ? outcome.outputs ?? null : null,
-        error: settledElsewhere ? `not charged: its hold was already ${hold.status}` : outcome.error ?? null,
+        outputs: status === "succeeded" ? (outcome.outputs ?? null) : null,
+        error: settledElsewhere ? `not charged: its hold was already ${hold.status}` : (outcome.error ?? null),
         "progress.pct": pct,
         "progress.stage": stage,
         ...(job.dispatch.state !== "dispatched" ? { "dispatch.state": "skipped" } : {}),
@@ -105,6 +113,8 @@ export async function finishJob(
  * `finishJob` as the account closure asks for it (credits/closure.ts `failJob`): fail the job for a reason.
  * Without Mongo in `deps` no notification is sent, as for a deleted user.
  */
-export function jobFailer(deps: JobDeps): (jobId: string, actor: string, reason: string) => Promise<{ changed: boolean }> {
+export function jobFailer(
+  deps: JobDeps,
+): (jobId: string, actor: string, reason: string) => Promise<{ changed: boolean }> {
   return (jobId, actor, reason) => finishJob(deps, jobId, { status: "failed", error: reason, actor, reason });
 }

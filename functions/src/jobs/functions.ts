@@ -9,7 +9,13 @@ import { firestore, realtimeDb } from "../adapters/firebase";
 import { mongoConfigured, mongoDb } from "../adapters/mongo";
 import { pubsub } from "../adapters/pubsub";
 import { redis } from "../adapters/redis";
-import { JOBS_MAX_DELIVERIES, JOBS_STREAM_MAX_LENGTH, JOBS_VISIBILITY_TIMEOUT_MS, MODEL_PROVIDERS, WORKER_API_KEY } from "../config";
+import {
+  JOBS_MAX_DELIVERIES,
+  JOBS_STREAM_MAX_LENGTH,
+  JOBS_VISIBILITY_TIMEOUT_MS,
+  MODEL_PROVIDERS,
+  WORKER_API_KEY,
+} from "../config";
 import { loadRouterConfig } from "../routing/config";
 import { routeTask } from "../routing/router";
 import { systemClock } from "../shared/time";
@@ -64,32 +70,51 @@ function modelRouter(): Router {
 }
 
 /** The outbox: the job's dispatch record dedupes repeated deliveries (see dispatch.ts); failures wait for the sweeper. */
-export const jobDispatcher = onDocumentCreated({ document: "jobs/{jobId}", retry: false, timeoutSeconds: 60 }, async (event) => {
-  const jobId = event.params.jobId;
-  const result = await dispatchJob({ db: firestore(), redis: redis(), pubsub, router: modelRouter(), streamMaxLength: JOBS_STREAM_MAX_LENGTH.value() }, jobId);
-  logs.jobDispatched(jobId, result.outcome, result.error);
-});
+export const jobDispatcher = onDocumentCreated(
+  { document: "jobs/{jobId}", retry: false, timeoutSeconds: 60 },
+  async (event) => {
+    const jobId = event.params.jobId;
+    const result = await dispatchJob(
+      {
+        db: firestore(),
+        redis: redis(),
+        pubsub,
+        router: modelRouter(),
+        streamMaxLength: JOBS_STREAM_MAX_LENGTH.value(),
+      },
+      jobId,
+    );
+    logs.jobDispatched(jobId, result.outcome, result.error);
+  },
+);
 
 /** Reports published by workers; a report id is applied once, and final jobs ignore everything. */
-export const jobResultsConsumer = onMessagePublished({ topic: JOB_RESULTS_TOPIC, retry: true, timeoutSeconds: 60 }, async (event) => {
-  const delivery = { topic: JOB_RESULTS_TOPIC, messageId: event.data.message.messageId, json: messageJson(event.data.message) };
-  let report;
-  try {
-    report = parseInput(JobReport, delivery.json);
-  } catch (error) {
-    // A malformed report never becomes valid: dead-letter it with the reason and ack instead of retrying it forever.
-    await deadLetterReport(firestore(), delivery, error instanceof Error ? error.message : String(error));
-    return;
-  }
-  const result = await applyReport(jobDeps(), report, "worker:pubsub").catch(async (error: unknown) => {
-    if (error instanceof DomainError) {
-      await deadLetterReport(firestore(), delivery, error.message);
-      return undefined;
+export const jobResultsConsumer = onMessagePublished(
+  { topic: JOB_RESULTS_TOPIC, retry: true, timeoutSeconds: 60 },
+  async (event) => {
+    const delivery = {
+      topic: JOB_RESULTS_TOPIC,
+      messageId: event.data.message.messageId,
+      json: messageJson(event.data.message),
+    };
+    let report;
+    try {
+      report = parseInput(JobReport, delivery.json);
+    } catch (error) {
+      // A malformed report never becomes valid: dead-letter it with the reason and ack instead of retrying it forever.
+      await deadLetterReport(firestore(), delivery, error instanceof Error ? error.message : String(error));
+      return;
     }
-    throw error;
-  });
-  if (result) logs.jobReported(result.job_id, report.kind, result.applied);
-});
+    const result = await applyReport(jobDeps(), report, "worker:pubsub").catch(async (error: unknown) => {
+      if (error instanceof DomainError) {
+        await deadLetterReport(firestore(), delivery, error.message);
+        return undefined;
+      }
+      throw error;
+    });
+    if (result) logs.jobReported(result.job_id, report.kind, result.applied);
+  },
+);
 
 /** The message's JSON body; a body that is not JSON is malformed like any other bad report. */
 function messageJson(message: { json: unknown }): unknown {

@@ -96,7 +96,11 @@ export function toJob(ref: DocumentReference, data: Record<string, unknown>): Jo
 function quarantineOf(value: unknown): Job["quarantine"] {
   if (!value || typeof value !== "object") return null;
   const record = value as Record<string, unknown>;
-  return { reason: typeof record.reason === "string" ? record.reason : "unknown", attempts: Number(record.attempts ?? 1), retryAt: toDate(record.retry_at) };
+  return {
+    reason: typeof record.reason === "string" ? record.reason : "unknown",
+    attempts: Number(record.attempts ?? 1),
+    retryAt: toDate(record.retry_at),
+  };
 }
 
 export async function readJob(tx: Transaction, db: Firestore, jobId: string): Promise<Job> {
@@ -108,6 +112,7 @@ export async function readJob(tx: Transaction, db: Firestore, jobId: string): Pr
 
 export function toDate(value: unknown): Date | null {
   if (value instanceof Date) return value;
-  if (value && typeof (value as { toDate?: unknown }).toDate === "function") return (value as { toDate(): Date }).toDate();
+  if (value && typeof (value as { toDate?: unknown }).toDate === "function")
+    return (value as { toDate(): Date }).toDate();
   return null;
 }

@@ -76,5 +76,7 @@ export function jobType(name: string): JobType<unknown> | undefined {
 
 /** Stream names of every stream-dispatched type (the sweeper re-claims these). */
 export function streamTypes(): Array<{ type: string; stream: string }> {
-  return Object.values(JOB_TYPES).flatMap((type) => (type.dispatch.kind === "stream" ? [{ type: type.name, stream: type.dispatch.stream }] : []));
+  return Object.values(JOB_TYPES).flatMap((type) =>
+    type.dispatch.kind === "stream" ? [{ type: type.name, stream: type.dispatch.stream }] : [],
+  );
 }

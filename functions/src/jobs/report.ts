@@ -73,14 +73,25 @@ export async function applyReport(deps: JobDeps, report: JobReport, actor: strin
     deps,
     report.job_id,
     report.kind === "succeeded"
-      ? { status: "succeeded", cost: report.cost, outputs: report.outputs, actor, reason: `job ${report.job_id} succeeded` }
+      ? {
+          status: "succeeded",
+          cost: report.cost,
+          outputs: report.outputs,
+          actor,
+          reason: `job ${report.job_id} succeeded`,
+        }
       : { status: "failed", error: report.error, actor, reason: `job ${report.job_id} failed` },
     undefined,
     claim,
   );
   // finishJob repeats the idempotent side effects for a duplicate too, so a crash after the commit converges.
   // Applied means the reported outcome is what the job recorded (a success whose hold was gone is not).
-  return { job_id: job.id, applied: changed && job.status === report.kind, status: job.status, final: TERMINAL.has(job.status) };
+  return {
+    job_id: job.id,
+    applied: changed && job.status === report.kind,
+    status: job.status,
+    final: TERMINAL.has(job.status),
+  };
 }
 
 async function applyProgress(
@@ -113,5 +124,10 @@ async function applyProgress(
   // Also for a duplicate or stale report: the mirror write of the delivery that committed may have failed,
   // and a redelivery is the only thing that comes back. The mirror is version-guarded, so this converges.
   await afterChange(deps, result.job);
-  return { job_id: result.job.id, applied: result.applied, status: result.job.status, final: TERMINAL.has(result.job.status) };
+  return {
+    job_id: result.job.id,
+    applied: result.applied,
+    status: result.job.status,
+    final: TERMINAL.has(result.job.status),
+  };
 }

@@ -3,8 +3,15 @@ import { z } from "zod";
 import { boundedMap, documentId, mapKey } from "../shared/ids";
 import { JOB_TYPE_NAMES } from "./registry";
 
-const idempotencyKey = z.string().min(8).max(128).regex(/^[A-Za-z0-9_:.-]+$/, "letters, digits and _ : . - only");
-const jobId = documentId({ max: 128, pattern: { regex: /^[A-Za-z0-9_-]+$/, message: "letters, digits, _ and - only" } });
+const idempotencyKey = z
+  .string()
+  .min(8)
+  .max(128)
+  .regex(/^[A-Za-z0-9_:.-]+$/, "letters, digits and _ : . - only");
+const jobId = documentId({
+  max: 128,
+  pattern: { regex: /^[A-Za-z0-9_-]+$/, message: "letters, digits, _ and - only" },
+});
 /** Part of the report's dedupe document id (`{job_id}:{report_id}`). */
 const reportId = documentId({ max: 64 });
 
@@ -20,7 +27,9 @@ export const CreateJobInput = z
 export const JobIdInput = z.object({ job_id: jobId }).strict();
 
 /** Stored as the job's `outputs` map: keys must be valid Firestore field names. */
-const outputs = z.record(mapKey, z.union([z.string().max(2000), z.number().finite(), z.boolean()])).refine((value) => Object.keys(value).length <= 20, "at most 20 outputs");
+const outputs = z
+  .record(mapKey, z.union([z.string().max(2000), z.number().finite(), z.boolean()]))
+  .refine((value) => Object.keys(value).length <= 20, "at most 20 outputs");
 
 /** What a worker reports: progress, or an outcome. `report_id` is unique per job and report (e.g. `{seq}`). */
 export const JobReport = z.discriminatedUnion("kind", [

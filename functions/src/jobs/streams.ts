@@ -35,20 +35,42 @@ export async function ensureGroup(client: Redis, stream: string): Promise<void> 
 }
 
 export function fieldsOf(job: StreamJob): string[] {
-  return ["job_id", job.job_id, "type", job.type, "user_id", job.user_id, "input", job.input, "attempt", String(job.attempt)];
+  return [
+    "job_id",
+    job.job_id,
+    "type",
+    job.type,
+    "user_id",
+    job.user_id,
+    "input",
+    job.input,
+    "attempt",
+    String(job.attempt),
+  ];
 }
 
 export function parseFields(fields: string[]): Partial<StreamJob> {
   const map: Record<string, string> = {};
   for (let index = 0; index + 1 < fields.length; index += 2) map[fields[index]] = fields[index + 1];
-  return { job_id: map.job_id, type: map.type, user_id: map.user_id, input: map.input, attempt: map.attempt ? Number(map.attempt) : undefined };
+  return {
+    job_id: map.job_id,
+    type: map.type,
+    user_id: map.user_id,
+    input: map.input,
+    attempt: map.attempt ? Number(map.attempt) : undefined,
+  };
 }
 
 /** Default cap of a stream and of its DLQ (approximate: Redis trims whole nodes). */
 export const DEFAULT_STREAM_MAX_LENGTH = 10_000;
 
 /** XADDs the job, trimming the stream to about `maxLength`; returns the entry id. */
-export async function addToStream(redis: RedisGateway, stream: string, job: StreamJob, maxLength = DEFAULT_STREAM_MAX_LENGTH): Promise<string> {
+export async function addToStream(
+  redis: RedisGateway,
+  stream: string,
+  job: StreamJob,
+  maxLength = DEFAULT_STREAM_MAX_LENGTH,
+): Promise<string> {
   return redis.run(async (client) => {
     await ensureGroup(client, stream);
     const id = await client.xadd(stream, "MAXLEN", "~", maxLength, "*", ...fieldsOf(job));
@@ -81,7 +103,12 @@ export async function missingEntries(redis: RedisGateway, stream: string, entryI
  * sweeper does not re-send a long job that is still being worked on. False
  * when the entry is no longer pending for anyone (acked, trimmed, re-claimed).
  */
-export async function heartbeat(redis: RedisGateway, stream: string, consumer: string, entryId: string): Promise<boolean> {
+export async function heartbeat(
+  redis: RedisGateway,
+  stream: string,
+  consumer: string,
+  entryId: string,
+): Promise<boolean> {
   const claimed = await redis.run((client) => client.xclaim(stream, GROUP, consumer, 0, entryId, "JUSTID"));
   return Array.isArray(claimed) && claimed.length > 0;
 }
@@ -110,7 +137,11 @@ export async function reclaimIdle(
   const result: Reclaimed = { requeued: [], deadLettered: [], dropped: [] };
   const claimed = await redis.run(async (client) => {
     await ensureGroup(client, stream);
-    const reply = (await client.xautoclaim(stream, GROUP, "sweeper", visibilityMs, "0-0", "COUNT", 100)) as [string, Array<[string, string[]] | null>, string[]?];
+    const reply = (await client.xautoclaim(stream, GROUP, "sweeper", visibilityMs, "0-0", "COUNT", 100)) as [
+      string,
+      Array<[string, string[]] | null>,
+      string[]?,
+    ];
     return reply[1].filter((entry): entry is [string, string[]] => entry !== null);
   });
   for (const [entryId, fields] of claimed) {
@@ -123,16 +154,38 @@ export async function reclaimIdle(
       await redis.run((client) =>
         client
           .multi()
-          .xadd(dlqOf(stream), "MAXLEN", "~", maxLength, "*", ...fields, "original_id", entryId, "deliveries", String(attempt))
+          .xadd(
+            dlqOf(stream),
+            "MAXLEN",
+            "~",
+            maxLength,
+            "*",
+            ...fields,
+            "original_id",
+            entryId,
+            "deliveries",
+            String(attempt),
+          )
           .xack(stream, GROUP, entryId)
           .xdel(stream, entryId)
           .exec(),
       );
       result.deadLettered.push({ entryId, jobId: job.job_id });
     } else {
-      const next = fieldsOf({ job_id: job.job_id, type: job.type ?? "", user_id: job.user_id ?? "", input: job.input ?? "{}", attempt: attempt + 1 });
+      const next = fieldsOf({
+        job_id: job.job_id,
+        type: job.type ?? "",
+        user_id: job.user_id ?? "",
+        input: job.input ?? "{}",
+        attempt: attempt + 1,
+      });
       const replies = await redis.run((client) =>
-        client.multi().xadd(stream, "MAXLEN", "~", maxLength, "*", ...next).xack(stream, GROUP, entryId).xdel(stream, entryId).exec(),
+        client
+          .multi()
+          .xadd(stream, "MAXLEN", "~", maxLength, "*", ...next)
+          .xack(stream, GROUP, entryId)
+          .xdel(stream, entryId)
+          .exec(),
       );
       const added: unknown = replies?.[0]?.[1];
       result.requeued.push({ entryId, jobId: job.job_id, newEntryId: typeof added === "string" ? added : "" });

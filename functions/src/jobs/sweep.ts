@@ -48,19 +48,36 @@ export const QUARANTINE_MAX_BACKOFF_MS = 3_600_000;
 const MAX_PAGES = 5;
 
 export async function sweepJobs(deps: JobDeps & DispatchDeps, options: SweepOptions): Promise<SweepResult> {
-  const result: SweepResult = { expired: 0, redispatched: 0, requeued: 0, deadLettered: 0, resent: 0, quarantined: 0, errors: [] };
+  const result: SweepResult = {
+    expired: 0,
+    redispatched: 0,
+    requeued: 0,
+    deadLettered: 0,
+    resent: 0,
+    quarantined: 0,
+    errors: [],
+  };
   const clock = deps.clock ?? systemClock;
   const batch = options.batch ?? 200;
   const now = clock.now();
 
   await part(result, async () => {
-    const overdue = deps.db.collection(JOBS).where("status", "in", ["queued", "running"]).where("deadline_at", "<=", now).orderBy("deadline_at");
+    const overdue = deps.db
+      .collection(JOBS)
+      .where("status", "in", ["queued", "running"])
+      .where("deadline_at", "<=", now)
+      .orderBy("deadline_at");
     for (const job of await unquarantined(overdue, now, batch)) {
       await isolated(result, job, now, async () => {
         const { changed } = await finishJob(
           deps,
           job.id,
-          { status: "failed", error: "deadline exceeded", actor: "system:jobsSweeper", reason: `job ${job.id} passed its deadline` },
+          {
+            status: "failed",
+            error: "deadline exceeded",
+            actor: "system:jobsSweeper",
+            reason: `job ${job.id} passed its deadline`,
+          },
           (current) => current.deadlineAt.getTime() <= now.getTime(),
         );
         if (changed) result.expired += 1;
@@ -69,7 +86,11 @@ export async function sweepJobs(deps: JobDeps & DispatchDeps, options: SweepOpti
   });
 
   await part(result, async () => {
-    const waiting = await deps.db.collection(JOBS).where("dispatch.state", "in", ["pending", "dispatching"]).limit(batch).get();
+    const waiting = await deps.db
+      .collection(JOBS)
+      .where("dispatch.state", "in", ["pending", "dispatching"])
+      .limit(batch)
+      .get();
     for (const doc of waiting.docs) {
       const job = toJob(doc.ref, doc.data());
       await part(result, async () => {
@@ -93,7 +114,12 @@ export async function sweepJobs(deps: JobDeps & DispatchDeps, options: SweepOpti
 }
 
 /** Part 3 for one stream: idle entries are queued again or dead-lettered (failing their jobs). */
-async function reclaim(deps: JobDeps & DispatchDeps, options: SweepOptions, stream: string, result: SweepResult): Promise<void> {
+async function reclaim(
+  deps: JobDeps & DispatchDeps,
+  options: SweepOptions,
+  stream: string,
+  result: SweepResult,
+): Promise<void> {
   if (!deps.redis) return;
   const reclaimed = await reclaimIdle(
     deps.redis,
@@ -131,7 +157,12 @@ async function reclaim(deps: JobDeps & DispatchDeps, options: SweepOptions, stre
  * still have its entry; one whose entry is gone is leased and sent again.
  * A Redis error is never taken for a missing entry (the part just fails).
  */
-async function reconcile(deps: JobDeps & DispatchDeps, stream: string, batch: number, result: SweepResult): Promise<void> {
+async function reconcile(
+  deps: JobDeps & DispatchDeps,
+  stream: string,
+  batch: number,
+  result: SweepResult,
+): Promise<void> {
   if (!deps.redis) return;
   const dispatched = deps.db
     .collection(JOBS)
@@ -143,7 +174,11 @@ async function reconcile(deps: JobDeps & DispatchDeps, stream: string, batch: nu
   for (let page = 0; page < MAX_PAGES; page++) {
     const snapshot = await (after ? dispatched.startAfter(after) : dispatched).limit(batch).get();
     const jobs = snapshot.docs.map((doc) => toJob(doc.ref, doc.data())).filter((job) => job.dispatch.messageId);
-    const missing = await missingEntries(deps.redis, stream, jobs.map((job) => job.dispatch.messageId!));
+    const missing = await missingEntries(
+      deps.redis,
+      stream,
+      jobs.map((job) => job.dispatch.messageId!),
+    );
     for (const job of jobs) {
       const entryId = job.dispatch.messageId!;
       if (!missing.has(entryId)) continue;
@@ -196,7 +231,12 @@ async function isolated(result: SweepResult, job: Job, now: Date, work: () => Pr
     await work();
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const reason = error instanceof DomainError ? (typeof error.details?.reason === "string" ? error.details.reason : error.code) : "unexpected-error";
+    const reason =
+      error instanceof DomainError
+        ? typeof error.details?.reason === "string"
+          ? error.details.reason
+          : error.code
+        : "unexpected-error";
     const attempts = (job.quarantine?.attempts ?? 0) + 1;
     const backoff = Math.min(QUARANTINE_MAX_BACKOFF_MS, QUARANTINE_BACKOFF_MS * 2 ** (attempts - 1));
     result.quarantined += 1;
@@ -204,7 +244,13 @@ async function isolated(result: SweepResult, job: Job, now: Date, work: () => Pr
     logs.jobQuarantined(job.id, reason, message.slice(0, 300), attempts);
     await part(result, async () => {
       await job.ref.update({
-        quarantine: { reason, error: message.slice(0, 300), attempts, at: now, retry_at: new Date(now.getTime() + backoff) },
+        quarantine: {
+          reason,
+          error: message.slice(0, 300),
+          attempts,
+          at: now,
+          retry_at: new Date(now.getTime() + backoff),
+        },
       });
     });
   }

@@ -23,11 +23,20 @@ export interface BalanceState extends Balance {
 export type MirrorOutcome = "written" | "stale" | "removed" | "skipped";
 
 /** The mirror's view of a user document's data (undefined when the document does not exist). */
-export function balanceStateOf(data: Record<string, unknown> | undefined, updatedAtMs: number): BalanceState | undefined {
+export function balanceStateOf(
+  data: Record<string, unknown> | undefined,
+  updatedAtMs: number,
+): BalanceState | undefined {
   if (!data) return undefined;
   const balance = Number(data.credits_balance ?? 0);
   const held = Number(data.credits_held ?? 0);
-  return { balance, held, available: balance - held, version: Number(data.ledger_version ?? 0), updated_at: updatedAtMs };
+  return {
+    balance,
+    held,
+    available: balance - held,
+    version: Number(data.ledger_version ?? 0),
+    updated_at: updatedAtMs,
+  };
 }
 
 export interface MirrorDeps {
@@ -38,9 +47,14 @@ export interface MirrorDeps {
 }
 
 /** Applies one user-document state to the mirror, guarded by version. */
-export async function mirrorBalance(deps: MirrorDeps, uid: string, after: BalanceState | undefined): Promise<MirrorOutcome> {
+export async function mirrorBalance(
+  deps: MirrorDeps,
+  uid: string,
+  after: BalanceState | undefined,
+): Promise<MirrorOutcome> {
   const ref = deps.rtdb.ref(`${USER_BALANCES}/${uid}`);
-  const userExists = async () => (deps.userExists ? deps.userExists(uid) : (await deps.db.collection("users").doc(uid).get()).exists);
+  const userExists = async () =>
+    deps.userExists ? deps.userExists(uid) : (await deps.db.collection("users").doc(uid).get()).exists;
   if (!after) {
     // A late delete of a user created again since must not remove the live mirror.
     if (await userExists()) return "skipped";

@@ -29,7 +29,10 @@ export function balanceKey(uid: string): string {
 }
 
 export class BalanceCache {
-  constructor(private readonly redis: RedisGateway | undefined, private readonly ttlMs = BALANCE_CACHE_TTL_MS) {}
+  constructor(
+    private readonly redis: RedisGateway | undefined,
+    private readonly ttlMs = BALANCE_CACHE_TTL_MS,
+  ) {}
 
   /** The cached balance if present and not older than `minVersion`; undefined on a miss or when Redis is down. */
   async get(uid: string, minVersion = 0): Promise<Balance | undefined> {
@@ -64,7 +67,12 @@ export class BalanceCache {
 }
 
 /** Cache-aside read: the cache when it is fresh enough, else `load` (and the cache is filled). */
-export async function readThrough(cache: BalanceCache, uid: string, minVersion: number, load: () => Promise<Balance>): Promise<Balance & { cached: boolean }> {
+export async function readThrough(
+  cache: BalanceCache,
+  uid: string,
+  minVersion: number,
+  load: () => Promise<Balance>,
+): Promise<Balance & { cached: boolean }> {
   const hit = await cache.get(uid, minVersion);
   if (hit) return { ...hit, cached: true };
   const fresh = await load();

@@ -63,7 +63,10 @@ export async function observeBalance(
   if (after.available >= policy.threshold || after.version < 1) return 0;
   // A write that did not move the ledger (a console edit) is not a ledger change: no crossing.
   if (before && before.version >= after.version) return 0;
-  const previous = before && before.version === after.version - 1 ? before.available : await availableAt(deps.db, uid, after.version - 1);
+  const previous =
+    before && before.version === after.version - 1
+      ? before.available
+      : await availableAt(deps.db, uid, after.version - 1);
   if (previous !== undefined && previous < policy.threshold) return 0;
   if (!(await armedBefore(deps.db, uid, after.version - 1, previous, policy))) return 0;
   const { created } = await deps.notify({
@@ -84,12 +87,21 @@ export async function observeBalance(
  * disarmed). An unknown state (version 0, a missing entry, the lookback
  * limit) counts as armed.
  */
-async function armedBefore(db: Firestore, uid: string, version: number, available: number | undefined, policy: LowBalancePolicy): Promise<boolean> {
+async function armedBefore(
+  db: Firestore,
+  uid: string,
+  version: number,
+  available: number | undefined,
+  policy: LowBalancePolicy,
+): Promise<boolean> {
   const rearmAt = policy.threshold + policy.rearmMargin;
   if (available === undefined || available >= rearmAt) return true;
   const oldest = Math.max(1, version - LOOKBACK_LIMIT);
   for (let newest = version - 1; newest >= oldest; newest -= LOOKBACK_CHUNK) {
-    const versions = Array.from({ length: Math.min(LOOKBACK_CHUNK, newest - oldest + 1) }, (_, index) => newest - index);
+    const versions = Array.from(
+      { length: Math.min(LOOKBACK_CHUNK, newest - oldest + 1) },
+      (_, index) => newest - index,
+    );
     const points = await availableAfter(db, uid, versions);
     for (const point of points) {
       if (point === undefined || point >= rearmAt) return true;

@@ -111,7 +111,12 @@ export async function notify(deps: NotifyDeps, input: NotificationInput): Promis
   const result = await retryTransient(() => collection.updateOne({ _id }, { $setOnInsert: fields }, { upsert: true }));
   const created = result.upsertedCount === 1;
   if (created && deps.redis) {
-    const payload = JSON.stringify({ ...fields, id: _id.toHexString(), createdAt: now.toISOString(), expireAt: doc.expireAt.toISOString() });
+    const payload = JSON.stringify({
+      ...fields,
+      id: _id.toHexString(),
+      createdAt: now.toISOString(),
+      expireAt: doc.expireAt.toISOString(),
+    });
     // Live delivery is best effort: the notification is already stored and listed on the next fetch.
     await deps.redis.run((client) => client.publish(userChannel(input.userId), payload)).catch(() => undefined);
   }
@@ -119,14 +124,22 @@ export async function notify(deps: NotifyDeps, input: NotificationInput): Promis
 }
 
 /** The caller's notifications, newest first; `unseen_only` leaves out those already seen. */
-export async function listNotifications(deps: NotifyDeps, uid: string, input: ListNotificationsInput): Promise<Page<NotificationView>> {
+export async function listNotifications(
+  deps: NotifyDeps,
+  uid: string,
+  input: ListNotificationsInput,
+): Promise<Page<NotificationView>> {
   const filter: Filter<NotificationDoc> = input.unseen_only ? { userId: uid, seen: false } : { userId: uid };
   const docs = await newestFirst<NotificationDoc>(deps.mongo, NOTIFICATIONS, filter, input.limit, input.cursor);
   return { items: docs.items.map(notificationView), next_cursor: docs.next_cursor };
 }
 
 /** Marks the caller's notifications seen; ids that are not theirs or already seen are left alone. */
-export async function markNotificationsSeen(deps: NotifyDeps, uid: string, ids: string[]): Promise<{ updated: number }> {
+export async function markNotificationsSeen(
+  deps: NotifyDeps,
+  uid: string,
+  ids: string[],
+): Promise<{ updated: number }> {
   const now = (deps.clock ?? systemClock).now();
   const result = await deps.mongo
     .collection<NotificationDoc>(NOTIFICATIONS)

@@ -8,7 +8,6 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { DAY_MS, HOUR_MS, type Clock } from "../shared/time";
 
-
 /** An equality condition a Firestore document must also meet. */
 export interface FieldCondition {
   field: string;

@@ -102,7 +102,10 @@ export class Budget {
   private pages = 0;
   private readonly start: number;
 
-  constructor(private readonly budgetMs: number, private readonly elapsed: () => number) {
+  constructor(
+    private readonly budgetMs: number,
+    private readonly elapsed: () => number,
+  ) {
     this.start = elapsed();
   }
 
@@ -121,7 +124,10 @@ export async function runTtlCleanup(deps: TtlDeps): Promise<TtlOutcome> {
   const stateRef = deps.db.collection(SCHEDULER_STATE).doc(deps.stateId ?? "ttlCleanup");
   const saved = (await stateRef.get()).data() as State | undefined;
   const budget = new Budget(deps.budgetMs, deps.elapsedMs ?? (() => performance.now()));
-  const startAt = Math.max(0, deps.policies.findIndex((policy) => policy.name === saved?.policy));
+  const startAt = Math.max(
+    0,
+    deps.policies.findIndex((policy) => policy.name === saved?.policy),
+  );
   const ordered = [...deps.policies.slice(startAt), ...deps.policies.slice(0, startAt)];
 
   const outcomes: PolicyOutcome[] = [];

@@ -19,14 +19,20 @@ export function parseRouterConfig(data: unknown): RouterConfig {
  * defaults are used, so one bad edit does not stop health checks.
  */
 export async function loadRouterConfig(db: Firestore, defaultProvidersJson: string): Promise<RouterConfig> {
-  const defaults = parseRouterConfig({ providers: defaultProvidersJson === "" ? [] : (JSON.parse(defaultProvidersJson) as unknown) });
+  const defaults = parseRouterConfig({
+    providers: defaultProvidersJson === "" ? [] : (JSON.parse(defaultProvidersJson) as unknown),
+  });
   const snapshot = await db.collection(ROUTER_CONFIG_PATH.collection).doc(ROUTER_CONFIG_PATH.doc).get();
   let config = defaults;
   if (snapshot.exists) {
     const parsed = RouterConfig.safeParse({ providers: defaults.providers, ...snapshot.data() });
     if (parsed.success) config = parsed.data;
-    else logs.routerConfigInvalid(parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; "));
+    else
+      logs.routerConfigInvalid(
+        parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; "),
+      );
   }
-  if (config.providers.length === 0) logs.componentDisabled("model routing", "no providers in MODEL_PROVIDERS or config/model_router");
+  if (config.providers.length === 0)
+    logs.componentDisabled("model routing", "no providers in MODEL_PROVIDERS or config/model_router");
   return config;
 }

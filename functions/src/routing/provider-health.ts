@@ -98,7 +98,10 @@ export function nextHealth(
   previous: HealthState | undefined,
   provider: string,
   probe: ProbeResult,
-  config: Pick<RouterConfig, "ewma_alpha" | "error_window" | "degraded_error_rate" | "failures_to_down" | "cooldown_ms" | "slow_ms">,
+  config: Pick<
+    RouterConfig,
+    "ewma_alpha" | "error_window" | "degraded_error_rate" | "failures_to_down" | "cooldown_ms" | "slow_ms"
+  >,
   now: Date,
 ): HealthState {
   const window = [...(previous?.window ?? []), probe.ok ? 0 : 1].slice(-config.error_window);
@@ -114,7 +117,8 @@ export function nextHealth(
         ? "degraded"
         : "healthy";
   // Each failure while down pushes the cooldown on; a success leaves it to run out.
-  const cooldownUntil = status === "down" ? new Date(now.getTime() + config.cooldown_ms) : (previous?.cooldown_until ?? null);
+  const cooldownUntil =
+    status === "down" ? new Date(now.getTime() + config.cooldown_ms) : (previous?.cooldown_until ?? null);
   return {
     provider,
     status,
@@ -137,7 +141,9 @@ export function nextHealth(
 export async function runProviderHealthCheck(deps: ProviderHealthDeps): Promise<HealthCheckOutcome> {
   const timeoutMs = deps.config.probe_timeout_ms ?? deps.probeTimeoutMs;
   const settled = await Promise.allSettled(
-    deps.config.providers.map(async (provider) => recordCheck(deps, provider.name, await deps.probe(provider, timeoutMs))),
+    deps.config.providers.map(async (provider) =>
+      recordCheck(deps, provider.name, await deps.probe(provider, timeoutMs)),
+    ),
   );
   const providers: ProviderCheckOutcome[] = [];
   const failed: ProviderCheckFailure[] = [];
@@ -158,7 +164,11 @@ function reasonOf(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split("\n")[0].slice(0, 200);
 }
 
-async function recordCheck(deps: ProviderHealthDeps, provider: string, probe: ProbeResult): Promise<ProviderCheckOutcome> {
+async function recordCheck(
+  deps: ProviderHealthDeps,
+  provider: string,
+  probe: ProbeResult,
+): Promise<ProviderCheckOutcome> {
   const { db, clock, config } = deps;
   const healthRef = db.collection(PROVIDER_HEALTH).doc(provider);
   const checkRef = db.collection(PROVIDER_CHECKS).doc();
@@ -217,10 +227,17 @@ async function recordCheck(deps: ProviderHealthDeps, provider: string, probe: Pr
   if (outcome.missing) logs.providerAlertMissing(provider, outcome.missing);
   logs.providerChecked({ provider, status: outcome.status, ok: probe.ok, latency_ms: Math.round(probe.latency_ms) });
   if (outcome.status !== (outcome.previous ?? "healthy")) {
-    logs.providerTransition({ provider, from: outcome.previous ?? "healthy", to: outcome.status, alert_id: outcome.alert?.id ?? null });
+    logs.providerTransition({
+      provider,
+      from: outcome.previous ?? "healthy",
+      to: outcome.status,
+      alert_id: outcome.alert?.id ?? null,
+    });
   }
   if (outcome.alert && deps.notifyAdmins) {
-    await deps.notifyAdmins(outcome.alert).catch((error: unknown) => logs.notificationFailed(outcome.alert?.id ?? "", error));
+    await deps
+      .notifyAdmins(outcome.alert)
+      .catch((error: unknown) => logs.notificationFailed(outcome.alert?.id ?? "", error));
   }
   return {
     provider,
@@ -237,12 +254,17 @@ function writtenBy(): { updated_by: string; updated_at: FieldValue } {
 }
 
 function alertMessage(provider: string, from: ProviderStatus, next: HealthState): string {
-  const reason = next.last_error ? `: ${next.last_error}` : next.latency_ms > 0 ? ` (latency ${Math.round(next.latency_ms)} ms)` : "";
+  const reason = next.last_error
+    ? `: ${next.last_error}`
+    : next.latency_ms > 0
+      ? ` (latency ${Math.round(next.latency_ms)} ms)`
+      : "";
   return `Provider ${provider} went from ${from} to ${next.status}${reason}`;
 }
 
 function fromFirestore(data: Record<string, unknown>): HealthState {
-  const date = (value: unknown) => (value && typeof value === "object" && "toDate" in value ? (value as { toDate(): Date }).toDate() : null);
+  const date = (value: unknown) =>
+    value && typeof value === "object" && "toDate" in value ? (value as { toDate(): Date }).toDate() : null;
   return {
     provider: typeof data.provider === "string" ? data.provider : "",
     status: (data.status as ProviderStatus) ?? "healthy",
@@ -319,8 +341,10 @@ export const httpProbe: Probe = async (provider, timeoutMs) => {
       : { ok: false, latency_ms: latency, error: `HTTP ${response.status}` };
   } catch (error) {
     controller.abort();
-    if (error instanceof TimeoutError) return { ok: false, latency_ms: timeoutMs, error: `timeout after ${timeoutMs} ms` };
-    const cause = error instanceof Error ? ((error.cause as Error | undefined)?.message ?? error.message) : String(error);
+    if (error instanceof TimeoutError)
+      return { ok: false, latency_ms: timeoutMs, error: `timeout after ${timeoutMs} ms` };
+    const cause =
+      error instanceof Error ? ((error.cause as Error | undefined)?.message ?? error.message) : String(error);
     return { ok: false, latency_ms: performance.now() - start, error: cause.split("\n")[0].slice(0, 200) };
   }
 };

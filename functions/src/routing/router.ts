@@ -65,13 +65,28 @@ export async function routeTask(deps: RouteDeps, rawInput: RouteTaskInput): Prom
       .filter((model) => model.task_types.includes("*") || model.task_types.includes(input.task_type))
       .map((model) => ({ provider, model })),
   );
-  const healthDocs = serving.length > 0 ? await db.getAll(...unique(serving.map((c) => c.provider.name)).map((name) => db.collection(PROVIDER_HEALTH).doc(name))) : [];
-  const quotaDocs = serving.length > 0 ? await db.getAll(...serving.map((c) => db.collection(QUOTAS).doc(`${c.provider.name}_${c.model.id}`))) : [];
+  const healthDocs =
+    serving.length > 0
+      ? await db.getAll(
+          ...unique(serving.map((c) => c.provider.name)).map((name) => db.collection(PROVIDER_HEALTH).doc(name)),
+        )
+      : [];
+  const quotaDocs =
+    serving.length > 0
+      ? await db.getAll(...serving.map((c) => db.collection(QUOTAS).doc(`${c.provider.name}_${c.model.id}`)))
+      : [];
   const health = new Map(healthDocs.map((doc) => [doc.id, doc.data()]));
   const quotas = new Map(quotaDocs.map((doc) => [doc.id, doc.data()]));
 
   const skipped: Skipped[] = [];
-  const eligible: Array<{ provider: string; model: string; health: number; headroom: number; cost: number; order: number }> = [];
+  const eligible: Array<{
+    provider: string;
+    model: string;
+    health: number;
+    headroom: number;
+    cost: number;
+    order: number;
+  }> = [];
   const orderOf = (name: string) => {
     const index = config.fallback_order.indexOf(name);
     return index < 0 ? config.fallback_order.length + config.providers.findIndex((p) => p.name === name) : index;
@@ -102,7 +117,9 @@ export async function routeTask(deps: RouteDeps, rawInput: RouteTaskInput): Prom
       provider: candidate.provider,
       model: candidate.model,
       order: candidate.order,
-      score: round(0.5 * candidate.health + 0.3 * candidate.headroom + 0.2 * (dearest > 0 ? 1 - candidate.cost / dearest : 1)),
+      score: round(
+        0.5 * candidate.health + 0.3 * candidate.headroom + 0.2 * (dearest > 0 ? 1 - candidate.cost / dearest : 1),
+      ),
     }))
     .sort((a, b) => b.score - a.score || a.order - b.order);
 

@@ -18,7 +18,10 @@ export const ModelConfig = z
 export const ProviderConfig = z
   .object({
     /** Also the id of `model_provider_health/{name}`, so restricted to id-safe characters. */
-    name: documentId({ max: 100, pattern: { regex: /^[A-Za-z0-9_.-]+$/, message: "letters, digits, '_', '.', '-' (1-100)" } }),
+    name: documentId({
+      max: 100,
+      pattern: { regex: /^[A-Za-z0-9_.-]+$/, message: "letters, digits, '_', '.', '-' (1-100)" },
+    }),
     probe_url: z.string().url(),
     models: z.array(ModelConfig).min(1),
   })

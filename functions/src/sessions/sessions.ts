@@ -41,28 +41,51 @@ export interface SessionView {
 export async function createSession(deps: SessionDeps, uid: string, input: CreateSessionInput): Promise<SessionView> {
   const now = (deps.clock ?? systemClock).now();
   const { ObjectId: Id } = require("mongodb") as typeof import("mongodb");
-  const doc: SessionDoc = { _id: new Id(), userId: uid, createdAt: now, lastAccessed: now, unreadMessages: 0, name: input.name, sessionData: input.session_data ?? {} };
+  const doc: SessionDoc = {
+    _id: new Id(),
+    userId: uid,
+    createdAt: now,
+    lastAccessed: now,
+    unreadMessages: 0,
+    name: input.name,
+    sessionData: input.session_data ?? {},
+  };
   await deps.mongo.collection<SessionDoc>(CONTENT_SESSIONS).insertOne(doc);
   return sessionView(doc);
 }
 
-export async function listSessions(deps: SessionDeps, uid: string, input: ListSessionsInput): Promise<Page<SessionView>> {
+export async function listSessions(
+  deps: SessionDeps,
+  uid: string,
+  input: ListSessionsInput,
+): Promise<Page<SessionView>> {
   const docs = await newestFirst<SessionDoc>(deps.mongo, CONTENT_SESSIONS, { userId: uid }, input.limit, input.cursor);
   return { items: docs.items.map(sessionView), next_cursor: docs.next_cursor };
 }
 
-export async function renameSession(deps: SessionDeps, uid: string, sessionId: string, name: string): Promise<SessionView> {
+export async function renameSession(
+  deps: SessionDeps,
+  uid: string,
+  sessionId: string,
+  name: string,
+): Promise<SessionView> {
   const now = (deps.clock ?? systemClock).now();
   const updated = await deps.mongo
     .collection<SessionDoc>(CONTENT_SESSIONS)
-    .findOneAndUpdate({ _id: objectId(sessionId), userId: uid }, { $set: { name, lastAccessed: now } }, { returnDocument: "after" });
+    .findOneAndUpdate(
+      { _id: objectId(sessionId), userId: uid },
+      { $set: { name, lastAccessed: now } },
+      { returnDocument: "after" },
+    );
   if (!updated) throw new NotFound(`Session ${sessionId}`);
   return sessionView(updated);
 }
 
 /** Deleting a session that is not there (or not the caller's) reports `deleted: false`, so a retried delete is harmless. */
 export async function deleteSession(deps: SessionDeps, uid: string, sessionId: string): Promise<{ deleted: boolean }> {
-  const result = await deps.mongo.collection<SessionDoc>(CONTENT_SESSIONS).deleteOne({ _id: objectId(sessionId), userId: uid });
+  const result = await deps.mongo
+    .collection<SessionDoc>(CONTENT_SESSIONS)
+    .deleteOne({ _id: objectId(sessionId), userId: uid });
   return { deleted: result.deletedCount === 1 };
 }
 

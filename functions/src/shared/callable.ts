@@ -2,7 +2,13 @@
  * The one way callables are declared: auth first, then the strict zod schema,
  * then the use case; every error mapped to an HttpsError in one place.
  */
-import { HttpsError, onCall, type CallableOptions, type CallableRequest, type Request } from "firebase-functions/v2/https";
+import {
+  HttpsError,
+  onCall,
+  type CallableOptions,
+  type CallableRequest,
+  type Request,
+} from "firebase-functions/v2/https";
 import type { Response } from "express";
 import { ZodError, type ZodType, type ZodTypeDef } from "zod";
 import { DomainError, InvalidInput, PermissionDenied, Unauthenticated } from "./errors";

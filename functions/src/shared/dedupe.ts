@@ -101,7 +101,8 @@ export async function runOnce(
       .runTransaction(async (tx) => {
         const current = await tx.get(ref);
         const lease = current.get("lease_until") as { toMillis(): number } | null | undefined;
-        if (current.exists && current.get("status") === "running" && lease && lease.toMillis() <= ourLease) tx.delete(ref);
+        if (current.exists && current.get("status") === "running" && lease && lease.toMillis() <= ourLease)
+          tx.delete(ref);
       })
       .catch(() => undefined);
     throw error;

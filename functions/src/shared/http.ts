@@ -36,7 +36,9 @@ export function sendError(response: Response, error: unknown, where: string): vo
     const retryAfterMs = (httpsError.details as { retry_after_ms?: number } | undefined)?.retry_after_ms;
     if (retryAfterMs !== undefined) response.set("Retry-After", String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
   }
-  response.status(status).json({ error: { status: httpsError.code, message: httpsError.message, details: httpsError.details ?? null } });
+  response
+    .status(status)
+    .json({ error: { status: httpsError.code, message: httpsError.message, details: httpsError.details ?? null } });
 }
 
 /** Compares digests, so neither the key's length nor its content leaks through timing. */

@@ -68,7 +68,9 @@ export function objectId(hex: string): ObjectId {
 export function documentId(options: DocumentIdOptions = {}) {
   const base = options.max === undefined ? z.string() : z.string().max(options.max);
   return base.superRefine((id, ctx) => {
-    const problem = documentIdProblem(id) ?? (options.pattern && !options.pattern.regex.test(id) ? options.pattern.message : undefined);
+    const problem =
+      documentIdProblem(id) ??
+      (options.pattern && !options.pattern.regex.test(id) ? options.pattern.message : undefined);
     if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
   });
 }
@@ -80,7 +82,10 @@ export const mapKey = z.string().superRefine((key, ctx) => {
 });
 
 /** The first way `value` breaks the depth, key or value rules, with where; walked without recursion. */
-export function jsonProblem(value: unknown, maxDepth = MAX_INPUT_DEPTH): { path: (string | number)[]; message: string } | undefined {
+export function jsonProblem(
+  value: unknown,
+  maxDepth = MAX_INPUT_DEPTH,
+): { path: (string | number)[]; message: string } | undefined {
   const stack: Array<{ value: unknown; path: (string | number)[] }> = [{ value, path: [] }];
   while (stack.length > 0) {
     const { value: current, path } = stack.pop()!;

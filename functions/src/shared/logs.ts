@@ -26,7 +26,13 @@ export const logs = {
   queuedOperation: (uid: string, opId: string, outcome: string, code?: string) =>
     logger.info("queued_operation", { uid, op_id: opId, outcome, code }),
   accountClosed: (uid: string, eventId: string, jobsFailed: number, holdsReleased: number, errors: number) =>
-    logger.info("account_closed", { uid, event_id: eventId, jobs_failed: jobsFailed, holds_released: holdsReleased, errors }),
+    logger.info("account_closed", {
+      uid,
+      event_id: eventId,
+      jobs_failed: jobsFailed,
+      holds_released: holdsReleased,
+      errors,
+    }),
   knowledgeIngestRequested: (fields: Fields) => logger.info("knowledge_ingest_requested", fields),
   knowledgeDeleted: (fields: Fields) => logger.info("knowledge_deleted", fields),
   embeddingIndexed: (fields: Fields) => logger.info("embedding_indexed", fields),
@@ -39,26 +45,36 @@ export const logs = {
   toolsSeeded: (table: string, tools: number) => logger.info("tools_seeded", { table, tools }),
   balanceMirrored: (uid: string, eventId: string, outcome: string, version: number | null) =>
     logger.info("balance_mirrored", { uid, event_id: eventId, outcome, version }),
-  auditRecorded: (path: string, eventId: string, created: boolean) => logger.info("audit_recorded", { path, event_id: eventId, created }),
+  auditRecorded: (path: string, eventId: string, created: boolean) =>
+    logger.info("audit_recorded", { path, event_id: eventId, created }),
   ttlPolicyApplied: (fields: Fields) => logger.info("ttl_policy_applied", fields),
   ttlPolicyFailed: (policy: string, error: string) => logger.error("ttl_policy_failed", { policy, error }),
   ttlCleanupFinished: (fields: Fields) => logger.info("ttl_cleanup_finished", fields),
   providerChecked: (fields: Fields) => logger.info("provider_checked", fields),
   providerTransition: (fields: Fields) => logger.warn("provider_transition", fields),
   providerCheckFailed: (provider: string, error: string) => logger.error("provider_check_failed", { provider, error }),
-  providerAlertMissing: (provider: string, alertId: string) => logger.warn("provider_alert_missing", { provider, alert_id: alertId }),
+  providerAlertMissing: (provider: string, alertId: string) =>
+    logger.warn("provider_alert_missing", { provider, alert_id: alertId }),
   quotasReset: (count: number) => logger.info("quotas_reset", { count }),
-  quotaResetFailed: (quotaId: string, error: string) => logger.error("quota_reset_failed", { quota_id: quotaId, error }),
+  quotaResetFailed: (quotaId: string, error: string) =>
+    logger.error("quota_reset_failed", { quota_id: quotaId, error }),
   routerConfigInvalid: (issues: string) => logger.error("router_config_invalid", { issues }),
   routeDecided: (fields: Fields) => logger.info("route_decided", fields),
-  alertAcknowledged: (alertId: string, uid: string, changed: boolean) => logger.info("alert_acknowledged", { alert_id: alertId, uid, changed }),
+  alertAcknowledged: (alertId: string, uid: string, changed: boolean) =>
+    logger.info("alert_acknowledged", { alert_id: alertId, uid, changed }),
   notificationFailed: (id: string, error: unknown) =>
     logger.warn("notification_failed", { id, error: error instanceof Error ? error.message : String(error) }),
   scheduleSkipped: (name: string, outcome: string) => logger.info("schedule_skipped", { name, outcome }),
   jobDispatched: (jobId: string, outcome: string, error?: string) =>
-    (outcome === "pending" ? logger.warn : logger.info)("job_dispatched", { job_id: jobId, outcome, error: error ?? null }),
-  jobReported: (jobId: string, kind: string, applied: boolean) => logger.info("job_reported", { job_id: jobId, kind, applied }),
-  jobReportRejected: (messageId: string, error: string) => logger.warn("job_report_rejected", { message_id: messageId, error }),
+    (outcome === "pending" ? logger.warn : logger.info)("job_dispatched", {
+      job_id: jobId,
+      outcome,
+      error: error ?? null,
+    }),
+  jobReported: (jobId: string, kind: string, applied: boolean) =>
+    logger.info("job_reported", { job_id: jobId, kind, applied }),
+  jobReportRejected: (messageId: string, error: string) =>
+    logger.warn("job_report_rejected", { message_id: messageId, error }),
   jobsSwept: (fields: Fields) => logger.info("jobs_swept", fields),
   jobHoldSettledElsewhere: (jobId: string, reported: string, recorded: string) =>
     logger.error("job_hold_settled_elsewhere", { job_id: jobId, reported, recorded }),
@@ -68,5 +84,8 @@ export const logs = {
     logger.warn("job_stream_entry_lost", { job_id: jobId, stream, entry_id: entryId }),
   jobNotifyFailed: (jobId: string, error: string) => logger.warn("job_notify_failed", { job_id: jobId, error }),
   unexpectedError: (where: string, error: unknown) =>
-    logger.error("unexpected_error", { where, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
+    logger.error("unexpected_error", {
+      where,
+      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+    }),
 };

@@ -30,7 +30,10 @@ export async function newestFirst<T extends { _id: ObjectId; createdAt: Date }>(
   if (cursor) {
     const after = decodeCursor(cursor);
     query = {
-      $and: [filter, { $or: [{ createdAt: { $lt: after.createdAt } }, { createdAt: after.createdAt, _id: { $lt: after.id } }] }],
+      $and: [
+        filter,
+        { $or: [{ createdAt: { $lt: after.createdAt } }, { createdAt: after.createdAt, _id: { $lt: after.id } }] },
+      ],
     } as Filter<T>;
   }
   const items = (await mongo
@@ -56,5 +59,7 @@ function decodeCursor(cursor: string): { createdAt: Date; id: ObjectId } {
   } catch {
     // fall through
   }
-  throw new InvalidInput("Invalid cursor.", [{ path: "cursor", message: "not a cursor from this list", code: "custom" }]);
+  throw new InvalidInput("Invalid cursor.", [
+    { path: "cursor", message: "not a cursor from this list", code: "custom" },
+  ]);
 }

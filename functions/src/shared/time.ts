@@ -11,7 +11,10 @@ export interface Clock {
 export const systemClock: Clock = { now: () => new Date() };
 
 export class TimeoutError extends Error {
-  constructor(readonly label: string, readonly ms: number) {
+  constructor(
+    readonly label: string,
+    readonly ms: number,
+  ) {
     super(`${label} timed out after ${ms} ms`);
     this.name = "TimeoutError";
   }

@@ -52,7 +52,9 @@ async function releaseMatching(
   let cursor = resumeFrom;
   for (;;) {
     if (budget.exhausted()) return cursor;
-    const page = cursor ? query.startAfter(new Timestamp(cursor.seconds ?? 0, cursor.nanoseconds ?? 0), cursor.id) : query;
+    const page = cursor
+      ? query.startAfter(new Timestamp(cursor.seconds ?? 0, cursor.nanoseconds ?? 0), cursor.id)
+      : query;
     const snapshot = await page.limit(deps.pageSize).get();
     budget.page();
     outcome.pages += 1;

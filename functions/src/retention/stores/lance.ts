@@ -3,7 +3,12 @@ import { cutoff, type LancePolicy } from "../policies";
 import type { Budget, PolicyOutcome, TtlDeps } from "../runner";
 
 /** Compacts every table; the budget is checked between tables. */
-export async function applyLancePolicy(deps: TtlDeps, policy: LancePolicy, budget: Budget, outcome: PolicyOutcome): Promise<void> {
+export async function applyLancePolicy(
+  deps: TtlDeps,
+  policy: LancePolicy,
+  budget: Budget,
+  outcome: PolicyOutcome,
+): Promise<void> {
   if (!deps.lance) throw new Error("no LanceDB given");
   const connection = await deps.lance();
   const olderThan = cutoff(deps.clock.now(), policy.ageMs);
@@ -23,4 +28,3 @@ export async function applyLancePolicy(deps: TtlDeps, policy: LancePolicy, budge
   }
   outcome.done = true;
 }
-

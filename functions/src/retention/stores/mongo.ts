@@ -3,13 +3,23 @@ import { cutoff, type MongoPolicy } from "../policies";
 import type { Budget, PolicyOutcome, TtlDeps } from "../runner";
 
 /** Applies one MongoDB policy; no cursor: deleted documents leave the query. */
-export async function applyMongoPolicy(deps: TtlDeps, policy: MongoPolicy, budget: Budget, outcome: PolicyOutcome): Promise<void> {
+export async function applyMongoPolicy(
+  deps: TtlDeps,
+  policy: MongoPolicy,
+  budget: Budget,
+  outcome: PolicyOutcome,
+): Promise<void> {
   if (!deps.mongo) throw new Error("no MongoDB given");
   const collection = (await deps.mongo()).collection(policy.collection);
   const expired = { [policy.timestampField]: { $lt: cutoff(deps.clock.now(), policy.ageMs) } };
   for (;;) {
     if (budget.exhausted()) return;
-    const ids = (await collection.find(expired, { projection: { _id: 1 } }).limit(deps.pageSize).toArray()).map((doc) => doc._id);
+    const ids = (
+      await collection
+        .find(expired, { projection: { _id: 1 } })
+        .limit(deps.pageSize)
+        .toArray()
+    ).map((doc) => doc._id);
     budget.page();
     outcome.pages += 1;
     outcome.matched += ids.length;

@@ -24,7 +24,10 @@ export async function applyRtdbPolicy(
     if (budget.exhausted()) return lastKey ? { id: lastKey } : null;
     // startAt + skip rather than startAfter: the local RTDB substitute knows only the former.
     const query = lastKey
-      ? root.orderByKey().startAt(lastKey).limitToFirst(deps.pageSize + 1)
+      ? root
+          .orderByKey()
+          .startAt(lastKey)
+          .limitToFirst(deps.pageSize + 1)
       : root.orderByKey().limitToFirst(deps.pageSize);
     const snapshot = await query.once("value");
     budget.page();
@@ -68,10 +71,14 @@ export async function applyRtdbPolicy(
  */
 export async function removeIfUnchanged(ref: Reference, read: unknown): Promise<boolean> {
   let removed = false;
-  const result = await ref.transaction((current: unknown) => {
-    removed = current !== null && isDeepStrictEqual(current, read);
-    if (current === null) return null;
-    return removed ? null : undefined;
-  }, undefined, false);
+  const result = await ref.transaction(
+    (current: unknown) => {
+      removed = current !== null && isDeepStrictEqual(current, read);
+      if (current === null) return null;
+      return removed ? null : undefined;
+    },
+    undefined,
+    false,
+  );
   return result.committed && removed;
 }
