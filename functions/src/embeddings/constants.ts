@@ -3,4 +3,4 @@ export const EMBEDDING_TOPIC = "embedding-requests";
 /** The consumer's name in `processed_events` and `dead_letters`. */
 export const CONSUMER = "embeddings";
 export const KNOWLEDGE_SOURCES = "knowledge_sources";
-export const DEAD_LETTERS = "dead_letters";
+export { DEAD_LETTERS } from "../shared/dead-letters";

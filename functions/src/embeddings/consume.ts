@@ -21,6 +21,7 @@ import { FieldValue, type Firestore } from "firebase-admin/firestore";
 import { markerRef, runOnce } from "../shared/dedupe";
 import { logs } from "../shared/logs";
 import { DAY_MS, type Clock } from "../shared/time";
+import { recordDeadLetter } from "../shared/dead-letters";
 import { CONSUMER, DEAD_LETTERS, EMBEDDING_TOPIC, KNOWLEDGE_SOURCES } from "./constants";
 import { CHUNKER_VERSION, chunkText, type ChunkSettings } from "./chunking";
 import { metadataTags } from "./filter";
@@ -346,20 +347,15 @@ async function deadLetter(
   attempts: number,
   transient: boolean,
 ): Promise<void> {
-  // Keyed by the message id: a redelivered poison message writes the same entry again.
-  await deps.db
-    .collection(DEAD_LETTERS)
-    .doc(`${CONSUMER}:${messageId}`.replace(/\//g, "_"))
-    .set({
-      consumer: CONSUMER,
-      topic: EMBEDDING_TOPIC,
-      message_id: messageId,
-      source_id: sourceId ?? null,
-      error,
-      attempts,
-      transient,
-      created_at: FieldValue.serverTimestamp(),
-    });
+  await recordDeadLetter(deps.db, {
+    consumer: CONSUMER,
+    topic: EMBEDDING_TOPIC,
+    messageId,
+    error,
+    attempts,
+    transient,
+    subject: { source_id: sourceId ?? null },
+  });
   logs.embeddingDeadLettered(messageId, sourceId, attempts, error);
 }
 

@@ -15,6 +15,7 @@
 import type { Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { TRANSACTION_ATTEMPTS } from "../credits";
+import { recordDeadLetter } from "../shared/dead-letters";
 import { claimInTransaction } from "../shared/dedupe";
 import { afterChange } from "./effects";
 import { finishJob } from "./finish";
@@ -23,8 +24,6 @@ import { logs } from "../shared/logs";
 import type { JobReport } from "./schemas";
 
 export const REPORT_CONSUMER = "job-report";
-/** Shared with the embeddings consumer, with the same entry shape, so one query lists every poison message. */
-const DEAD_LETTERS = "dead_letters";
 
 /** One Pub/Sub delivery of a report. */
 export interface ReportDelivery {
@@ -39,21 +38,16 @@ export interface ReportDelivery {
  * of having it redelivered forever. Keyed by the message id: a redelivery writes the same entry.
  */
 export async function deadLetterReport(db: Firestore, delivery: ReportDelivery, reason: string): Promise<void> {
-  const { FieldValue } = firestoreValues();
   const jobId = (delivery.json as { job_id?: unknown } | null | undefined)?.job_id;
-  await db
-    .collection(DEAD_LETTERS)
-    .doc(`${REPORT_CONSUMER}:${delivery.messageId}`.replace(/\//g, "_"))
-    .set({
-      consumer: REPORT_CONSUMER,
-      topic: delivery.topic,
-      message_id: delivery.messageId,
-      job_id: typeof jobId === "string" ? jobId.slice(0, 200) : null,
-      error: reason.slice(0, 1000),
-      attempts: 1,
-      transient: false,
-      created_at: FieldValue.serverTimestamp(),
-    });
+  await recordDeadLetter(db, {
+    consumer: REPORT_CONSUMER,
+    topic: delivery.topic,
+    messageId: delivery.messageId,
+    error: reason,
+    attempts: 1,
+    transient: false,
+    subject: { job_id: typeof jobId === "string" ? jobId.slice(0, 200) : null },
+  });
   logs.jobReportRejected(delivery.messageId, reason);
 }
 
