@@ -114,11 +114,11 @@ export async function applyStripeEvent(deps: WebhookDeps, event: StripeEvent): P
   const uid = String(paymentDoc.get("user_id"));
   const clock = deps.clock ?? systemClock;
 
-  const outcome = await purchaseTransaction(deps, uid, async (tx, grant) => {
+  const { outcome, expected } = await purchaseTransaction(deps, uid, async (tx, grant) => {
     const eventRef = deps.db.collection(STRIPE_EVENTS).doc(event.id);
     const ref = paymentRef(deps.db, paymentDoc.id);
     const [eventSnapshot, paymentSnapshot] = await tx.getAll(eventRef, ref);
-    if (eventSnapshot.exists) return "duplicate" as const;
+    if (eventSnapshot.exists) return { outcome: "duplicate" as const };
     const payment = paymentSnapshot.data() as Payment;
     const { outcome, update } = await decide(event.type, session.data, paymentDoc.id, payment, grant);
     const { FieldValue } = firestoreValues();
@@ -133,8 +133,20 @@ export async function applyStripeEvent(deps: WebhookDeps, event: StripeEvent): P
       received_at: FieldValue.serverTimestamp(),
       expire_at: new Date(now.getTime() + STRIPE_EVENTS_RETENTION_DAYS * DAY_MS),
     });
-    return outcome;
+    return { outcome, expected: { amount: payment.amount, currency: payment.currency } };
   });
+  // Logged after the transaction, which may run more than once.
+  if (outcome === "amount-mismatch" && expected) {
+    logs.stripeAmountMismatch({
+      event_id: event.id,
+      payment_id: paymentDoc.id,
+      session_id: session.data.id,
+      expected_amount: expected.amount,
+      expected_currency: expected.currency,
+      amount_total: session.data.amount_total,
+      currency: session.data.currency,
+    });
+  }
   logs.stripeEventApplied({
     event_id: event.id,
     type: event.type,
@@ -168,17 +180,8 @@ async function decide(
   }
   if (!paid) return { outcome: "pending", update: learnt };
 
-  if (session.amount_total !== payment.amount || session.currency !== payment.currency) {
-    logs.stripeAmountMismatch({
-      payment_id: paymentId,
-      session_id: session.id,
-      expected_amount: payment.amount,
-      expected_currency: payment.currency,
-      amount_total: session.amount_total,
-      currency: session.currency,
-    });
+  if (session.amount_total !== payment.amount || session.currency !== payment.currency)
     return { outcome: "amount-mismatch", update: learnt };
-  }
   if (payment.status === "succeeded") return { outcome: "already-granted", update: learnt };
   // Keyed by the payment intent, so the two events reporting one payment grant once (a paid session has one;
   // the session id stands in only if a payload ever lacks it).
