@@ -15,7 +15,7 @@ import { DomainError } from "../shared/errors";
 import { logs } from "../shared/logs";
 import { ensureCustomer } from "./customer";
 import { findCreditPack } from "./packs";
-import { paymentIdFor, paymentRef, type Payment } from "./payment";
+import { paymentIdFor, paymentRef, type PaymentDraft } from "./payment";
 import type { CreateCheckoutInput } from "./schemas";
 import type { StripeClient } from "./stripe-client";
 
@@ -55,13 +55,13 @@ export async function createCheckoutSession(
   const { FieldValue } = firestoreValues();
 
   // 1. The payment record, with the pack as sold; a replay finds it.
-  let payment = (await ref.get()).data() as Payment | undefined;
+  let payment = (await ref.get()).data() as PaymentDraft | undefined;
   if (!payment) {
     const pack = await findCreditPack(deps.db, input.pack_id);
     payment = await deps.db.runTransaction(async (tx) => {
-      const existing = (await tx.get(ref)).data() as Payment | undefined;
+      const existing = (await tx.get(ref)).data() as PaymentDraft | undefined;
       if (existing) return existing;
-      const record = {
+      const draft: PaymentDraft = {
         user_id: uid,
         pack_id: pack.pack_id,
         credits: pack.credits,
@@ -77,11 +77,13 @@ export async function createCheckoutSession(
         save_payment_method: input.save_payment_method === true,
         request_fingerprint: fingerprint,
         transaction_id: null,
+      };
+      tx.create(ref, {
+        ...draft,
         created_at: FieldValue.serverTimestamp(),
         updated_at: FieldValue.serverTimestamp(),
-      };
-      tx.create(ref, record);
-      return record as unknown as Payment;
+      });
+      return draft;
     });
   }
   if (payment.request_fingerprint !== fingerprint) throw new CheckoutKeyReused();
@@ -122,7 +124,7 @@ export async function createCheckoutSession(
 
   // 3. Remember the session; the first one stored stands (a concurrent retry got the same one from Stripe).
   const stored = await deps.db.runTransaction(async (tx) => {
-    const current = (await tx.get(ref)).data() as Payment;
+    const current = (await tx.get(ref)).data() as PaymentDraft;
     if (current.checkout_session_id && current.checkout_url)
       return { session_id: current.checkout_session_id, url: current.checkout_url };
     tx.update(ref, {

@@ -12,9 +12,9 @@ import { sendError } from "../shared/http";
 import { logs } from "../shared/logs";
 import { createCheckoutSession as createCheckout } from "./checkout";
 import { loadCreditPacks } from "./packs";
-import { CreateCheckoutInput, ListCreditPacksInput } from "./schemas";
+import { CreateCheckoutInput, ListCreditPacksInput, type StripeEvent } from "./schemas";
 import { stripeClient } from "./stripe-client";
-import { applyStripeEvent, verifyStripeEvent, WebhookUnverified, type StripeEvent } from "./webhook";
+import { applyStripeEvent, verifyStripeEvent, WebhookUnverified } from "./webhook";
 
 /** The packs on sale (`config/credit_packs`), for any signed-in user. */
 export const listCreditPacks = callable({

@@ -12,6 +12,9 @@ export const PAYMENTS = "payments";
 
 export type PaymentStatus = "pending" | "succeeded" | "failed";
 
+/** A payment as written, before Firestore sets its timestamps. */
+export type PaymentDraft = Omit<Payment, "created_at" | "updated_at">;
+
 export interface Payment {
   user_id: string;
   pack_id: string;

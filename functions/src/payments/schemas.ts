@@ -68,7 +68,27 @@ export const CreateCheckoutInput = z
   })
   .strict();
 
+/**
+ * What the webhook reads of a verified Stripe event and of a Checkout session in it. Not strict: Stripe adds
+ * fields freely, and those are not ours to refuse.
+ */
+export const StripeEvent = z.object({
+  id: z.string().min(1).max(255),
+  type: z.string(),
+  data: z.object({ object: z.unknown() }),
+});
+
+export const CheckoutSession = z.object({
+  id: z.string().min(1).max(255),
+  payment_status: z.string(),
+  amount_total: z.number().int().nullable(),
+  currency: z.string().nullable(),
+  payment_intent: z.union([z.string(), z.object({ id: z.string() }), z.null()]).optional(),
+});
+
 export type CreditPack = z.infer<typeof CreditPack>;
 export type CreditPacks = z.infer<typeof CreditPacks>;
 export type ListCreditPacksInput = z.infer<typeof ListCreditPacksInput>;
 export type CreateCheckoutInput = z.infer<typeof CreateCheckoutInput>;
+export type StripeEvent = z.infer<typeof StripeEvent>;
+export type CheckoutSession = z.infer<typeof CheckoutSession>;

@@ -14,7 +14,6 @@
  * types, or about sessions we never created, change nothing and are not recorded.
  */
 import type { Firestore } from "firebase-admin/firestore";
-import { z } from "zod";
 import { firestoreValues } from "../adapters/firebase";
 import type { RedisGateway } from "../adapters/redis";
 import { purchaseTransaction, type GrantPurchase } from "../credits";
@@ -22,6 +21,7 @@ import { DomainError } from "../shared/errors";
 import { logs } from "../shared/logs";
 import { DAY_MS, systemClock, type Clock } from "../shared/time";
 import { PAYMENTS, paymentRef, type Payment, type PaymentStatus } from "./payment";
+import { CheckoutSession, StripeEvent } from "./schemas";
 import { stripeWebhooks } from "./stripe-client";
 
 export const STRIPE_EVENTS = "stripe_events";
@@ -34,25 +34,6 @@ export class WebhookUnverified extends DomainError {
     super("invalid-argument", `Webhook signature could not be verified: ${reason}`, { reason: "bad-signature" });
   }
 }
-
-/** The fields of an event this domain reads; Stripe adds fields freely, so the rest passes through. */
-const StripeEvent = z.object({
-  id: z.string().min(1).max(255),
-  type: z.string(),
-  data: z.object({ object: z.unknown() }),
-});
-
-/** The fields of a Checkout session this domain reads. */
-const CheckoutSession = z.object({
-  id: z.string().min(1).max(255),
-  payment_status: z.string(),
-  amount_total: z.number().int().nullable(),
-  currency: z.string().nullable(),
-  payment_intent: z.union([z.string(), z.object({ id: z.string() }), z.null()]).optional(),
-});
-type CheckoutSession = z.infer<typeof CheckoutSession>;
-
-export type StripeEvent = z.infer<typeof StripeEvent>;
 
 /** The event in `rawBody`, if `signature` is Stripe's for it under `secret`; WebhookUnverified otherwise. */
 export function verifyStripeEvent(
