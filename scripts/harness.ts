@@ -18,6 +18,7 @@ import path from "node:path";
 import { startControlServer } from "./harness/control";
 import { startEmbeddingsApi } from "./harness/embeddings-api";
 import { LOCAL_MODEL_PROVIDERS } from "./harness/local-params";
+import { startStripeStandin } from "./harness/stripe-standin";
 import { installExitHandlers, isTearingDown, onTeardown, startProcess, teardown } from "./harness/processes";
 import {
   PROJECT_ID,
@@ -61,8 +62,16 @@ async function main(): Promise<number> {
   const useOfficialRtdb = officialRtdbAvailable();
   const rtdb = useOfficialRtdb ? undefined : await startRtdbSubstitute();
 
+  // Stripe is a remote paid API: a local server speaking its REST subset stands in (scripts/harness/stripe-standin.ts).
+  const stripe = await startStripeStandin({
+    secretKey: DEV_SECRETS.STRIPE_SECRET_KEY,
+    webhookSecret: DEV_SECRETS.STRIPE_WEBHOOK_SECRET,
+  });
+  onTeardown(() => stripe.close());
+
   // Every param whose deployed default is empty (the component off) gets its local value here.
   const functionEnv: Record<string, string> = {
+    STRIPE_API_BASE: stripe.url,
     ENVIRONMENT: mode === "start" ? "local" : mode === "sim" ? "test" : mode,
     REDIS_URL: redis.url,
     MONGODB_URI: mongo.uri,
@@ -119,8 +128,12 @@ async function main(): Promise<number> {
     // Tests call the metering endpoint with the same key the functions emulator was given.
     METERING_API_KEY: DEV_SECRETS.METERING_API_KEY,
     WORKER_API_KEY: DEV_SECRETS.WORKER_API_KEY,
+    STRIPE_SECRET_KEY: DEV_SECRETS.STRIPE_SECRET_KEY,
+    STRIPE_WEBHOOK_SECRET: DEV_SECRETS.STRIPE_WEBHOOK_SECRET,
     ...functionEnv,
   };
+  // What the stand-in's hosted checkout page completes is delivered, signed, to the functions' webhook.
+  stripe.webhookUrl = `${suiteEnv.FUNCTIONS_BASE_URL}/stripeWebhook`;
 
   // The simulation delivers queue events itself (duplicated, late); a second deliverer would make its runs unrepeatable.
   const simOnly =
@@ -140,6 +153,7 @@ async function main(): Promise<number> {
     ["redis", redis.url],
     [mongo.external ? "mongodb (MONGODB_URI)" : "mongodb (wire server)", mongo.uri],
     ["lancedb", lanceDir],
+    ["stripe (stand-in)", stripe.url],
     ["logs", runDir],
   ]);
 
@@ -266,6 +280,8 @@ export const DEV_SECRETS: Record<string, string> = {
   METERING_API_KEY: "dev-metering-key",
   EMBEDDING_API_KEY: "dev-embedding-key",
   WORKER_API_KEY: "dev-worker-key",
+  STRIPE_SECRET_KEY: "sk_test_local_standin",
+  STRIPE_WEBHOOK_SECRET: "whsec_local_standin",
 };
 
 /** A param default as firebase-functions accepts it (config.ts uses no CEL expressions). */

@@ -210,3 +210,17 @@ export const JOBS_MAX_DELIVERIES = defineInt("JOBS_MAX_DELIVERIES", {
   description:
     "Deliveries of one stream entry after which it moves to jobs:{type}:dlq and its job fails (hold released).",
 });
+
+// ---------------------------------------------------------------- Payments (Stripe)
+
+/** Stripe's secret API key (Secret Manager); attached only to the function that calls Stripe. */
+export const STRIPE_SECRET_KEY = defineSecret("STRIPE_SECRET_KEY");
+
+/** The webhook endpoint's signing secret (`whsec_…`); attached only to stripeWebhook. */
+export const STRIPE_WEBHOOK_SECRET = defineSecret("STRIPE_WEBHOOK_SECRET");
+
+export const STRIPE_API_BASE = defineString("STRIPE_API_BASE", {
+  default: "",
+  description:
+    "Origin of the Stripe API, e.g. http://127.0.0.1:12111 for a local stand-in. Empty (production) is Stripe itself.",
+});

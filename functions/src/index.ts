@@ -28,6 +28,7 @@ const routing = domain(() => require("./routing/functions") as Record<string, un
 const jobs = domain(() => require("./jobs/functions") as Record<string, unknown>);
 const sessions = domain(() => require("./sessions/functions") as Record<string, unknown>);
 const notifications = domain(() => require("./notifications/functions") as Record<string, unknown>);
+const payments = domain(() => require("./payments/functions") as Record<string, unknown>);
 
 /** Deployed function name → its domain's `functions.ts`. */
 const functions: Record<string, Loader> = {
@@ -65,6 +66,9 @@ const functions: Record<string, Loader> = {
   deleteSession: sessions("deleteSession"),
   listNotifications: notifications("listNotifications"),
   markNotificationsSeen: notifications("markNotificationsSeen"),
+  listCreditPacks: payments("listCreditPacks"),
+  createCheckoutSession: payments("createCheckoutSession"),
+  stripeWebhook: payments("stripeWebhook"),
 };
 
 for (const [name, load] of Object.entries(functions)) {

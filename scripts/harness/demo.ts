@@ -10,6 +10,42 @@ import { PROJECT_ID, ROOT } from "./services";
 export const DEMO_USER = "demo-user";
 export const DEMO_ADMIN = "demo-admin";
 
+/** Packs the demo sells (config/credit_packs); amounts in cents. */
+const DEMO_PACKS = [
+  { pack_id: "starter", credits: 100, amount: 500, currency: "usd" },
+  { pack_id: "pro", credits: 1200, amount: 5000, currency: "usd", expires_after_days: 365 },
+];
+
+/**
+ * A Stripe Checkout session for the demo user, made through createCheckoutSession: opening its URL on the Stripe
+ * stand-in pays it, and the stand-in delivers the signed events to stripeWebhook, which grants the pack.
+ */
+async function printDemoCheckout(base: string, token: string, step: (text: string) => void): Promise<void> {
+  try {
+    const response = await fetch(`${base}/createCheckoutSession`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify({
+        data: {
+          pack_id: "starter",
+          idempotency_key: "demo-checkout",
+          success_url: "http://localhost/paid",
+          cancel_url: "http://localhost/cancelled",
+        },
+      }),
+      signal: AbortSignal.timeout(180_000),
+    });
+    const body = (await response.json()) as { result?: { url: string }; error?: { message: string } };
+    if (!body.result) throw new Error(body.error?.message ?? `HTTP ${response.status}`);
+    step(
+      `demo: buy 100 credits for ${DEMO_USER} (the Stripe stand-in pays, the webhook grants them once):\n` +
+        `  curl -s ${body.result.url}`,
+    );
+  } catch (error) {
+    step(`demo: no checkout session for ${DEMO_USER}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 export async function seedDemo(env: Record<string, string>, step: (text: string) => void): Promise<void> {
   Object.assign(process.env, env);
   const functionsSrc = path.join(ROOT, "functions", "src");
@@ -32,8 +68,13 @@ export async function seedDemo(env: Record<string, string>, step: (text: string)
   // Provider configuration and the provider stand-in for providerHealthCheck and the router.
   await seedScheduledDemo(env, step);
 
+  await db.collection("config").doc("credit_packs").set({ packs: DEMO_PACKS });
+  step(`demo: config/credit_packs sells ${DEMO_PACKS.map((pack) => pack.pack_id).join(", ")}`);
+
   const userToken = emulatorIdToken(PROJECT_ID, DEMO_USER);
   const base = env.FUNCTIONS_BASE_URL;
+  // Not awaited: the callable's first (cold) call takes a while, and nothing else waits for it.
+  void printDemoCheckout(base, userToken, step);
   process.stdout.write(
     [
       "",

@@ -77,6 +77,7 @@ describe("integration: ttlCleanup retention policies", function () {
     { policy: "processed_events", collection: "processed_events", field: "expire_at", ageMs: 0 },
     { policy: "idempotency_keys", collection: "idempotency_keys", field: "expire_at", ageMs: 0 },
     { policy: "provider_checks", collection: "model_provider_checks", field: "expire_at", ageMs: 0 },
+    { policy: "stripe_events", collection: "stripe_events", field: "expire_at", ageMs: 0 },
     {
       policy: "audit_logs",
       collection: "audit_logs",

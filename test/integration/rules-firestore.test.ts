@@ -1,7 +1,7 @@
 /**
  * Firestore security rules on the official emulator: a denial matrix of
  * (unauthenticated, owner, another user, admin) × (get, list, create, update, delete)
- * for every credit collection. Clients may read what is theirs and never write.
+ * for every credit and payment collection. Clients may read what is theirs and never write.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -28,6 +28,8 @@ const ALLOWED: Record<string, Partial<Record<Who, Op[]>>> = {
   audit_logs: { admin: ["get", "list"] },
   low_balance_state: {},
   processed_events: {},
+  payments: { owner: ["get", "list"], admin: ["get", "list"] },
+  stripe_events: {},
 };
 
 const OWNER = "alice";
@@ -57,6 +59,8 @@ describe("integration: Firestore rules denial matrix", function () {
         "processed_events",
         "audit_logs",
         "low_balance_state",
+        "payments",
+        "stripe_events",
       ]) {
         await setDoc(doc(db, name, "d1"), { user_id: OWNER, amount: 1 });
       }

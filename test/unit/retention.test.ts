@@ -12,6 +12,7 @@ describe("unit: retention", () => {
         "acknowledged_alerts",
         "processed_events",
         "idempotency_keys",
+        "stripe_events",
         "provider_checks",
         "operation_queues",
         "notifications",
@@ -62,6 +63,7 @@ describe("unit: retention", () => {
         "model_provider_checks.expire_at",
         "processed_events.expire_at",
         "routing_decisions.expire_at",
+        "stripe_events.expire_at",
       ]);
     });
   });

@@ -114,6 +114,9 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
   deleteSession: { kind: "callable" },
   listNotifications: { kind: "callable" },
   markNotificationsSeen: { kind: "callable" },
+  listCreditPacks: { kind: "callable" },
+  createCheckoutSession: { kind: "callable", secrets: ["STRIPE_SECRET_KEY"] },
+  stripeWebhook: { kind: "https", timeoutSeconds: 60, secrets: ["STRIPE_WEBHOOK_SECRET"] },
 };
 
 describe("unit: deploy manifest of every exported function", () => {

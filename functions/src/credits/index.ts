@@ -8,7 +8,9 @@
  *   (a job's state and its hold change together) or on its own;
  * - `idempotentTransaction`, the lock → transaction → idempotency-record
  *   protocol of every keyed change;
- * - the price book.
+ * - the price book;
+ * - purchases: a paid payment granted once, with the payment's own records
+ *   in the same transaction.
  */
 export { InsufficientCredits } from "./errors";
 export { TRANSACTION_ATTEMPTS, availableAfter, readAccount, type Account, type Balance } from "./ledger";
@@ -24,3 +26,4 @@ export {
 } from "./holds";
 export { idempotentTransaction, type IdempotencyScope } from "./idempotency";
 export { priceOf } from "./price-book";
+export { purchaseTransaction, type GrantPurchase, type PurchaseGrant, type PurchaseResult } from "./purchase";

@@ -144,6 +144,16 @@ export function retentionPolicies(settings: RetentionSettings = DEFAULT_RETENTIO
       action: "delete",
     },
     {
+      // Kept STRIPE_EVENTS_RETENTION_DAYS (30), well past the three days Stripe redelivers an event for.
+      name: "stripe_events",
+      store: "firestore",
+      collection: "stripe_events",
+      timestampField: "expire_at",
+      ageMs: 0,
+      where: [],
+      action: "delete",
+    },
+    {
       name: "provider_checks",
       store: "firestore",
       collection: "model_provider_checks",

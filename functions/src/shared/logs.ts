@@ -83,6 +83,16 @@ export const logs = {
   jobStreamEntryLost: (jobId: string, stream: string, entryId: string | null) =>
     logger.warn("job_stream_entry_lost", { job_id: jobId, stream, entry_id: entryId }),
   jobNotifyFailed: (jobId: string, error: string) => logger.warn("job_notify_failed", { job_id: jobId, error }),
+  creditPacksInvalid: (issues: string) => logger.error("credit_packs_invalid", { issues }),
+  checkoutCreated: (uid: string, paymentId: string, sessionId: string, replayed: boolean) =>
+    logger.info("checkout_created", { uid, payment_id: paymentId, session_id: sessionId, replayed }),
+  stripeCustomerCreated: (uid: string, customerId: string, stored: boolean) =>
+    logger.info("stripe_customer_created", { uid, customer_id: customerId, stored }),
+  /** A webhook request whose signature could not be verified: nothing was applied. */
+  stripeWebhookRejected: (reason: string) => logger.warn("stripe_webhook_rejected", { reason }),
+  stripeEventApplied: (fields: Fields) => logger.info("stripe_event_applied", fields),
+  /** A paid session whose amount or currency is not what the payment recorded: granted nothing. */
+  stripeAmountMismatch: (fields: Fields) => logger.error("stripe_amount_mismatch", fields),
   unexpectedError: (where: string, error: unknown) =>
     logger.error("unexpected_error", {
       where,

@@ -1,0 +1,95 @@
+/**
+ * Purchased credits: the entry point a payment provider's domain (payments/)
+ * uses to turn a paid payment into credits.
+ *
+ * A purchase is granted at most once per provider payment (a Stripe payment
+ * intent): the grant's idempotency record is keyed by it, so however many of a
+ * provider's events report the same payment, and in whatever order, one
+ * `purchase` entry is posted. The caller's own bookkeeping (its payment record,
+ * the provider event it is applying) commits in the same transaction as the
+ * entry, so "paid, recorded and granted" is one fact.
+ */
+import type { Transaction } from "firebase-admin/firestore";
+import {
+  idempotencyFrom,
+  idempotencyRef,
+  recordIdempotency,
+  type IdempotencyScope,
+  type IdempotentDeps,
+} from "./idempotency";
+import { accountFrom, postEntry, TRANSACTION_ATTEMPTS, userRef, type Posted } from "./ledger";
+import { withUserLock } from "./user-lock";
+import { systemClock } from "../shared/time";
+
+export interface PurchaseGrant {
+  /** The payment provider, e.g. `stripe`; names the key space and the entry's actor. */
+  provider: string;
+  /** The provider's id of the payment (a Stripe payment intent): a purchase is granted once per id. */
+  providerPaymentId: string;
+  /** Our payment record (`payments/{paymentId}`). */
+  paymentId: string;
+  credits: number;
+  reason: string;
+}
+
+/** The posted purchase entry and the balance after it; `replayed` when this payment was granted before. */
+export interface PurchaseResult extends Posted {
+  replayed: boolean;
+}
+
+/** Grants a purchase inside the running transaction; see purchaseTransaction. */
+export type GrantPurchase = (grant: PurchaseGrant) => Promise<PurchaseResult>;
+
+function purchaseScope(uid: string, grant: PurchaseGrant): IdempotencyScope {
+  return {
+    owner: `${grant.provider}>${uid}`,
+    operation: "purchase",
+    key: grant.providerPaymentId,
+    params: { payment_id: grant.paymentId, credits: grant.credits },
+  };
+}
+
+/**
+ * Runs `body` as one credit transaction for `uid` (the user lock, then a
+ * Firestore transaction with the ledger's retry budget), handing it `grant`.
+ *
+ * Firestore wants every read of a transaction before its first write, so
+ * `body` reads what it needs, calls `grant` at most once (which reads the
+ * payment's idempotency record and the account, then writes the entry, the
+ * user document and the record), and only then writes its own documents.
+ * A payment granted before answers its first result with `replayed: true` and
+ * writes nothing.
+ */
+export function purchaseTransaction<R>(
+  deps: IdempotentDeps,
+  uid: string,
+  body: (tx: Transaction, grant: GrantPurchase) => Promise<R>,
+): Promise<R> {
+  const clock = deps.clock ?? systemClock;
+  return withUserLock(deps.lock, uid, () =>
+    deps.db.runTransaction(
+      (tx) =>
+        body(tx, async (grant) => {
+          const scope = purchaseScope(uid, grant);
+          const keyRef = idempotencyRef(deps.db, scope);
+          const accountRef = userRef(deps.db, uid);
+          const [keySnapshot, accountSnapshot] = await tx.getAll(keyRef, accountRef);
+          const check = idempotencyFrom<Posted>(keyRef, scope, keySnapshot);
+          if (check.replay) return { ...check.replay, replayed: true };
+          const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
+          const posted = postEntry(tx, deps.db, account, {
+            type: "purchase",
+            amount: grant.credits,
+            heldDelta: 0,
+            actor: `${grant.provider}:${grant.providerPaymentId}`,
+            reason: grant.reason,
+            idempotencyKey: grant.providerPaymentId,
+            metadata: { payment_id: grant.paymentId, provider: grant.provider },
+          });
+          recordIdempotency(tx, check, scope, posted, clock.now());
+          return { ...posted, replayed: false };
+        }),
+      { maxAttempts: TRANSACTION_ATTEMPTS },
+    ),
+  );
+}

@@ -1,0 +1,53 @@
+/**
+ * The payment record `payments/{paymentId}`: what a user is buying, through
+ * which checkout, and how far it got. Written only by this domain.
+ *
+ * Statuses: `pending` (checkout created, or completed but not yet paid) →
+ * `succeeded` (paid and granted) | `failed` (an asynchronous payment failed).
+ */
+import { createHash } from "node:crypto";
+import type { DocumentReference, Firestore, Timestamp } from "firebase-admin/firestore";
+
+export const PAYMENTS = "payments";
+
+export type PaymentStatus = "pending" | "succeeded" | "failed";
+
+/** A payment as written, before Firestore sets its timestamps. */
+export type PaymentDraft = Omit<Payment, "created_at" | "updated_at">;
+
+export interface Payment {
+  user_id: string;
+  pack_id: string;
+  /** The pack as it was sold: later edits of config/credit_packs do not change a purchase. */
+  credits: number;
+  amount: number;
+  currency: string;
+  expires_after_days: number | null;
+  priority: number | null;
+  status: PaymentStatus;
+  provider: "stripe";
+  /** Set once Stripe created the session; the webhook finds the payment by it. */
+  checkout_session_id: string | null;
+  checkout_url: string | null;
+  /** Learnt from the session's events; refunds and disputes find the payment by it. */
+  payment_intent: string | null;
+  save_payment_method: boolean;
+  /** Fingerprint of the createCheckoutSession request that made this payment (its idempotency key's parameters). */
+  request_fingerprint: string;
+  /** The ledger entry that granted the credits. */
+  transaction_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/**
+ * A payment's id follows from who asked and their idempotency key, so a
+ * retried createCheckoutSession finds the payment it made the first time.
+ */
+export function paymentIdFor(uid: string, idempotencyKey: string): string {
+  return `pay_${createHash("sha256").update(`${uid}\n${idempotencyKey}`).digest("hex").slice(0, 32)}`;
+}
+
+export function paymentRef(db: Firestore, paymentId: string): DocumentReference {
+  return db.collection(PAYMENTS).doc(paymentId);
+}

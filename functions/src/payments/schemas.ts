@@ -1,0 +1,94 @@
+/**
+ * Payments' schemas: the credit packs configuration and the callables'
+ * inputs. All strict: an unknown field is an error, not silently dropped.
+ */
+import { z } from "zod";
+import { documentId } from "../shared/ids";
+
+/** Payment-API style idempotency key: 1–255 printable ASCII characters. */
+const idempotencyKey = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces");
+
+/** Pack ids name packs in Stripe metadata and payment records: short, plain. */
+export const PackId = documentId({
+  max: 64,
+  pattern: { regex: /^[A-Za-z0-9_-]+$/, message: "letters, digits, _ and -" },
+});
+
+/** One credit pack: `credits` for `amount` (the currency's minor unit, as Stripe counts it). */
+export const CreditPack = z
+  .object({
+    pack_id: PackId,
+    credits: z.number().int().positive().max(10_000_000),
+    amount: z.number().int().positive().max(99_999_999),
+    /** ISO 4217, lowercase as Stripe sends it. */
+    currency: z.string().regex(/^[a-z]{3}$/, "a lowercase ISO 4217 code, e.g. usd"),
+    expires_after_days: z.number().int().positive().max(3650).optional(),
+    priority: z.number().int().min(0).max(1000).optional(),
+  })
+  .strict();
+
+/** `config/credit_packs`: the packs on sale; pack ids are unique. */
+export const CreditPacks = z
+  .object({
+    packs: z
+      .array(CreditPack)
+      .max(100)
+      .superRefine((packs, ctx) => {
+        const seen = new Set<string>();
+        packs.forEach((pack, index) => {
+          if (seen.has(pack.pack_id))
+            ctx.addIssue({ code: z.ZodIssueCode.custom, path: [index, "pack_id"], message: "duplicate pack_id" });
+          seen.add(pack.pack_id);
+        });
+      }),
+  })
+  .strict();
+
+export const ListCreditPacksInput = z.object({}).strict();
+
+/** Where Checkout sends the buyer back: an absolute http(s) URL. */
+const returnUrl = z
+  .string()
+  .max(2048)
+  .url()
+  .refine((url) => /^https?:\/\//i.test(url), "must be an http(s) URL");
+
+export const CreateCheckoutInput = z
+  .object({
+    pack_id: PackId,
+    idempotency_key: idempotencyKey,
+    success_url: returnUrl,
+    cancel_url: returnUrl,
+    /** Save the card for off-session charges (auto top-up). */
+    save_payment_method: z.boolean().optional(),
+  })
+  .strict();
+
+/**
+ * What the webhook reads of a verified Stripe event and of a Checkout session in it. Not strict: Stripe adds
+ * fields freely, and those are not ours to refuse.
+ */
+export const StripeEvent = z.object({
+  id: z.string().min(1).max(255),
+  type: z.string(),
+  data: z.object({ object: z.unknown() }),
+});
+
+export const CheckoutSession = z.object({
+  id: z.string().min(1).max(255),
+  payment_status: z.string(),
+  amount_total: z.number().int().nullable(),
+  currency: z.string().nullable(),
+  payment_intent: z.union([z.string(), z.object({ id: z.string() }), z.null()]).optional(),
+});
+
+export type CreditPack = z.infer<typeof CreditPack>;
+export type CreditPacks = z.infer<typeof CreditPacks>;
+export type ListCreditPacksInput = z.infer<typeof ListCreditPacksInput>;
+export type CreateCheckoutInput = z.infer<typeof CreateCheckoutInput>;
+export type StripeEvent = z.infer<typeof StripeEvent>;
+export type CheckoutSession = z.infer<typeof CheckoutSession>;

@@ -1,0 +1,187 @@
+/**
+ * stripeWebhook's use cases: verify an event, then apply it once.
+ *
+ * Verification is the library's (`webhooks.constructEvent` over the raw body,
+ * with its default tolerance); nothing unverified is applied or written.
+ *
+ * Applying acts on the verified payload alone (no call back to Stripe). An
+ * event that concerns one of our payments is applied in one credit
+ * transaction together with its record `stripe_events/{event.id}`: a
+ * redelivered or concurrent duplicate finds the record and changes nothing.
+ * A paid session grants its pack once per payment intent (credits/purchase.ts),
+ * whichever of `checkout.session.completed` and
+ * `checkout.session.async_payment_succeeded` comes first. Events of other
+ * types, or about sessions we never created, change nothing and are not recorded.
+ */
+import type { Firestore } from "firebase-admin/firestore";
+import { firestoreValues } from "../adapters/firebase";
+import type { RedisGateway } from "../adapters/redis";
+import { purchaseTransaction, type GrantPurchase } from "../credits";
+import { DomainError } from "../shared/errors";
+import { logs } from "../shared/logs";
+import { DAY_MS, systemClock, type Clock } from "../shared/time";
+import { PAYMENTS, paymentRef, type Payment, type PaymentStatus } from "./payment";
+import { CheckoutSession, StripeEvent } from "./schemas";
+import { stripeWebhooks } from "./stripe-client";
+
+export const STRIPE_EVENTS = "stripe_events";
+/** Stripe retries a delivery for up to three days; the record outlives that with room to spare. */
+export const STRIPE_EVENTS_RETENTION_DAYS = 30;
+
+/** A request whose Stripe-Signature does not verify against its raw body (answered 400). */
+export class WebhookUnverified extends DomainError {
+  constructor(reason: string) {
+    super("invalid-argument", `Webhook signature could not be verified: ${reason}`, { reason: "bad-signature" });
+  }
+}
+
+/** The event in `rawBody`, if `signature` is Stripe's for it under `secret`; WebhookUnverified otherwise. */
+export function verifyStripeEvent(
+  rawBody: Buffer | undefined,
+  signature: string | undefined,
+  secret: string,
+): StripeEvent {
+  if (!secret) throw new WebhookUnverified("no webhook secret is configured");
+  if (!rawBody || rawBody.length === 0) throw new WebhookUnverified("empty body");
+  if (!signature) throw new WebhookUnverified("no Stripe-Signature header");
+  let event: unknown;
+  try {
+    event = stripeWebhooks().constructEvent(rawBody, signature, secret);
+  } catch (error) {
+    throw new WebhookUnverified(error instanceof Error ? error.message : String(error));
+  }
+  const parsed = StripeEvent.safeParse(event);
+  if (!parsed.success) throw new WebhookUnverified("not a Stripe event");
+  return parsed.data;
+}
+
+export interface WebhookDeps {
+  db: Firestore;
+  lock?: RedisGateway;
+  clock?: Clock;
+}
+
+export type EventOutcome =
+  /** The pack's credits were granted now. */
+  | "granted"
+  /** Paid, but this payment was granted before (by the other event of the pair). */
+  | "already-granted"
+  /** Completed without payment yet: the payment stays pending. */
+  | "pending"
+  | "failed"
+  /** Paid, but not what the payment recorded: nothing granted (logged). */
+  | "amount-mismatch"
+  /** This event was applied before. */
+  | "duplicate"
+  /** Not ours or not a type we act on: nothing written. */
+  | "ignored";
+
+const SESSION_EVENTS = new Set([
+  "checkout.session.completed",
+  "checkout.session.async_payment_succeeded",
+  "checkout.session.async_payment_failed",
+]);
+
+/** Applies a verified event once; see the module comment. */
+export async function applyStripeEvent(deps: WebhookDeps, event: StripeEvent): Promise<EventOutcome> {
+  if (!SESSION_EVENTS.has(event.type)) return "ignored";
+  const session = CheckoutSession.safeParse(event.data.object);
+  if (!session.success) return "ignored";
+  // Found by the session id we recorded, never by the payload's metadata: metadata is only what we asked Stripe
+  // to echo. A payment's session id and owner never change once set, so this read needs no transaction.
+  const found = await deps.db.collection(PAYMENTS).where("checkout_session_id", "==", session.data.id).limit(1).get();
+  const paymentDoc = found.docs[0];
+  if (!paymentDoc) return "ignored";
+  const uid = String(paymentDoc.get("user_id"));
+  const clock = deps.clock ?? systemClock;
+
+  const { outcome, expected } = await purchaseTransaction(deps, uid, async (tx, grant) => {
+    const eventRef = deps.db.collection(STRIPE_EVENTS).doc(event.id);
+    const ref = paymentRef(deps.db, paymentDoc.id);
+    const [eventSnapshot, paymentSnapshot] = await tx.getAll(eventRef, ref);
+    if (eventSnapshot.exists) return { outcome: "duplicate" as const };
+    const payment = paymentSnapshot.data() as Payment;
+    const { outcome, update } = await decide(event.type, session.data, paymentDoc.id, payment, grant);
+    const { FieldValue } = firestoreValues();
+    if (update) tx.update(ref, { ...update, updated_at: FieldValue.serverTimestamp() });
+    const now = clock.now();
+    tx.create(eventRef, {
+      type: event.type,
+      payment_id: paymentDoc.id,
+      user_id: uid,
+      checkout_session_id: session.data.id,
+      outcome,
+      received_at: FieldValue.serverTimestamp(),
+      expire_at: new Date(now.getTime() + STRIPE_EVENTS_RETENTION_DAYS * DAY_MS),
+    });
+    return { outcome, expected: { amount: payment.amount, currency: payment.currency } };
+  });
+  // Logged after the transaction, which may run more than once.
+  if (outcome === "amount-mismatch" && expected) {
+    logs.stripeAmountMismatch({
+      event_id: event.id,
+      payment_id: paymentDoc.id,
+      session_id: session.data.id,
+      expected_amount: expected.amount,
+      expected_currency: expected.currency,
+      amount_total: session.data.amount_total,
+      currency: session.data.currency,
+    });
+  }
+  logs.stripeEventApplied({
+    event_id: event.id,
+    type: event.type,
+    payment_id: paymentDoc.id,
+    uid,
+    outcome,
+  });
+  return outcome;
+}
+
+type PaymentUpdate = Partial<Pick<Payment, "status" | "payment_intent" | "transaction_id">>;
+
+/** What one session event does to its payment (and, for a paid one, the grant), inside the transaction. */
+async function decide(
+  type: string,
+  session: CheckoutSession,
+  paymentId: string,
+  payment: Payment,
+  grant: GrantPurchase,
+): Promise<{ outcome: EventOutcome; update?: PaymentUpdate }> {
+  const paymentIntent = paymentIntentOf(session);
+  const learnt: PaymentUpdate = paymentIntent && !payment.payment_intent ? { payment_intent: paymentIntent } : {};
+  const paid =
+    type === "checkout.session.async_payment_succeeded" ||
+    (type === "checkout.session.completed" && session.payment_status === "paid");
+
+  if (type === "checkout.session.async_payment_failed") {
+    // Succeeded is final: a late failure report for a paid payment changes nothing.
+    const status: PaymentStatus | undefined = payment.status === "pending" ? "failed" : undefined;
+    return { outcome: "failed", update: { ...learnt, ...(status ? { status } : {}) } };
+  }
+  if (!paid) return { outcome: "pending", update: learnt };
+
+  if (session.amount_total !== payment.amount || session.currency !== payment.currency)
+    return { outcome: "amount-mismatch", update: learnt };
+  if (payment.status === "succeeded") return { outcome: "already-granted", update: learnt };
+  // Keyed by the payment intent, so the two events reporting one payment grant once (a paid session has one;
+  // the session id stands in only if a payload ever lacks it).
+  const result = await grant({
+    provider: "stripe",
+    providerPaymentId: paymentIntent ?? payment.payment_intent ?? session.id,
+    paymentId,
+    credits: payment.credits,
+    reason: `Purchase of credit pack ${payment.pack_id}`,
+  });
+  return {
+    outcome: result.replayed ? "already-granted" : "granted",
+    // Money received outranks an earlier failure report (events arrive in any order).
+    update: { ...learnt, status: "succeeded", transaction_id: result.transaction_id },
+  };
+}
+
+function paymentIntentOf(session: CheckoutSession): string | null {
+  const value = session.payment_intent;
+  if (!value) return null;
+  return typeof value === "string" ? value : value.id;
+}
