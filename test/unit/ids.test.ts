@@ -46,7 +46,7 @@ describe("unit: id and bounded-map schemas", () => {
 
   it("when every id field of every input gets a bad id, then the input is refused at that field", () => {
     const cases: Array<{
-      schema: { safeParse(v: unknown): { success: boolean; error?: { issues: Array<{ path: (string | number)[] }> } } };
+      schema: { safeParse(v: unknown): { success: boolean; error?: { issues: Array<{ path: PropertyKey[] }> } } };
       valid: Record<string, unknown>;
       field: string;
     }> = [

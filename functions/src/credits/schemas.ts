@@ -24,7 +24,7 @@ const metadata = z
       .max(64)
       .regex(/^[A-Za-z0-9_.-]+$/, "keys are letters, digits, _ . -")
       .pipe(mapKey),
-    z.union([z.string().max(500), z.number().finite(), z.boolean()]),
+    z.union([z.string().max(500), z.number(), z.boolean()]),
   )
   .refine((value) => Object.keys(value).length <= 20, "at most 20 entries");
 
@@ -32,7 +32,7 @@ const feature = z
   .string()
   .min(1)
   .max(64)
-  .refine(isKnownFeature, { message: `unknown feature; known: ${Object.keys(PRICE_BOOK).join(", ")}` });
+  .refine(isKnownFeature, { error: `unknown feature; known: ${Object.keys(PRICE_BOOK).join(", ")}` });
 
 const quantity = z.number().int().positive().max(MAX_QUANTITY);
 

@@ -19,7 +19,7 @@ export type MetadataValue = string | number | boolean;
 const sourceId = z
   .string()
   .regex(SOURCE_ID_PATTERN, "letters, digits and . _ : - only (1–128, starting with a letter or digit)");
-const metadataValue = z.union([z.string().max(500), z.number().finite(), z.boolean()]);
+const metadataValue = z.union([z.string().max(500), z.number(), z.boolean()]);
 const metadata = z
   .record(
     z.string().regex(METADATA_KEY, "metadata keys are lower_snake_case"),
@@ -40,7 +40,7 @@ export const IngestInput = z
   })
   .strict()
   .refine((input) => (input.text === undefined) !== (input.uri === undefined), {
-    message: "give exactly one of text or uri",
+    error: "give exactly one of text or uri",
     path: ["text"],
   });
 export type IngestInput = z.infer<typeof IngestInput>;
@@ -94,7 +94,7 @@ export const EmbeddingRequest = z
   })
   .strict()
   .refine((input) => (input.text === undefined) !== (input.uri === undefined), {
-    message: "exactly one of text or uri",
+    error: "exactly one of text or uri",
     path: ["text"],
   });
 export type EmbeddingRequest = z.infer<typeof EmbeddingRequest>;

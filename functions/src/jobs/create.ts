@@ -42,7 +42,7 @@ export async function createJob(deps: CreateDeps, uid: string, request: CreateJo
   const type = jobType(request.type);
   if (!type)
     throw new InvalidInput(`Unknown job type ${request.type}`, [
-      { path: "type", message: "unknown job type", code: "invalid_enum_value" },
+      { path: "type", message: "unknown job type", code: "invalid_value" },
     ]);
   const input = prefixIssues(() => parseInput(type.input, request.input));
   const price = type.price(input);

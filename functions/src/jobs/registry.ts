@@ -2,7 +2,7 @@
  * The job type registry: per type a strict input schema, a price, where the
  * job is dispatched and how long it may take. Adding a type is adding an entry.
  */
-import { z, type ZodType, type ZodTypeDef } from "zod";
+import { z, type ZodType } from "zod";
 import { priceOf } from "../credits";
 
 /** Where a job goes: a Pub/Sub topic, or a Redis stream `jobs:{type}` for workers outside Functions. */
@@ -10,7 +10,7 @@ export type DispatchTarget = { kind: "pubsub"; topic: string } | { kind: "stream
 
 export interface JobType<I = unknown> {
   name: string;
-  input: ZodType<I, ZodTypeDef, unknown>;
+  input: ZodType<I>;
   /** Credits reserved (the hold): the most the job can cost. */
   price: (input: I) => number;
   dispatch: DispatchTarget;

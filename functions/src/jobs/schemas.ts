@@ -28,7 +28,7 @@ export const JobIdInput = z.object({ job_id: jobId }).strict();
 
 /** Stored as the job's `outputs` map: keys must be valid Firestore field names. */
 const outputs = z
-  .record(mapKey, z.union([z.string().max(2000), z.number().finite(), z.boolean()]))
+  .record(mapKey, z.union([z.string().max(2000), z.number(), z.boolean()]))
   .refine((value) => Object.keys(value).length <= 20, "at most 20 outputs");
 
 /** What a worker reports: progress, or an outcome. `report_id` is unique per job and report (e.g. `{seq}`). */

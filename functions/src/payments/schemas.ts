@@ -41,7 +41,7 @@ export const CreditPacks = z
         const seen = new Set<string>();
         packs.forEach((pack, index) => {
           if (seen.has(pack.pack_id))
-            ctx.addIssue({ code: z.ZodIssueCode.custom, path: [index, "pack_id"], message: "duplicate pack_id" });
+            ctx.addIssue({ code: "custom", path: [index, "pack_id"], message: "duplicate pack_id" });
           seen.add(pack.pack_id);
         });
       }),

@@ -22,7 +22,7 @@ export const ProviderConfig = z
       max: 100,
       pattern: { regex: /^[A-Za-z0-9_.-]+$/, message: "letters, digits, '_', '.', '-' (1-100)" },
     }),
-    probe_url: z.string().url(),
+    probe_url: z.url(),
     models: z.array(ModelConfig).min(1),
   })
   .strict();

@@ -10,8 +10,8 @@ import {
   type Request,
 } from "firebase-functions/v2/https";
 import type { Response } from "express";
-import { ZodError, type ZodType, type ZodTypeDef } from "zod";
-import { DomainError, InvalidInput, PermissionDenied, Unauthenticated } from "./errors";
+import { ZodError, type ZodType } from "zod";
+import { DomainError, InvalidInput, PermissionDenied, Unauthenticated, clientErrorMap } from "./errors";
 import { MAX_BODY_DEPTH, PROTOTYPE_KEYS } from "./ids";
 import { logs } from "./logs";
 
@@ -31,7 +31,7 @@ export interface CallableSpec<I, O, A extends Access> {
   /** Stable name used in logs. */
   name: string;
   access: A;
-  schema: ZodType<I, ZodTypeDef, unknown>;
+  schema: ZodType<I>;
   handler: (input: I, caller: CallerFor<A>) => Promise<O>;
   options?: CallableOptions;
 }
@@ -82,9 +82,9 @@ export function callerOf(request: { auth?: { uid: string; token: Record<string, 
 }
 
 /** Parses untrusted input; a ZodError becomes InvalidInput with field-level issues. */
-export function parseInput<I>(schema: ZodType<I, ZodTypeDef, unknown>, data: unknown): I {
+export function parseInput<I>(schema: ZodType<I>, data: unknown): I {
   try {
-    return schema.parse(data ?? {});
+    return schema.parse(data ?? {}, { error: clientErrorMap });
   } catch (error) {
     if (error instanceof ZodError) throw InvalidInput.fromZod(error);
     throw error;

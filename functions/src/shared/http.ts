@@ -3,7 +3,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { Response } from "express";
 import type { SecretParam } from "firebase-functions/params";
 import { onRequest } from "firebase-functions/v2/https";
-import type { ZodType, ZodTypeDef } from "zod";
+import type { ZodType } from "zod";
 import { parseInput, rejectPrototypeKeys, toHttpsError } from "./callable";
 import { DomainError } from "./errors";
 
@@ -54,7 +54,7 @@ export interface ApiKeyEndpointSpec<I, O> {
   name: string;
   /** The API key callers send as `Authorization: Bearer <key>`; attached to this function only. */
   secret: SecretParam;
-  schema: ZodType<I, ZodTypeDef, unknown>;
+  schema: ZodType<I>;
   handler: (input: I) => Promise<{ status: number; body: O }>;
   timeoutSeconds?: number;
 }

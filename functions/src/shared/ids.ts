@@ -71,14 +71,14 @@ export function documentId(options: DocumentIdOptions = {}) {
     const problem =
       documentIdProblem(id) ??
       (options.pattern && !options.pattern.regex.test(id) ? options.pattern.message : undefined);
-    if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
   });
 }
 
 /** A key Firestore (and we) accept in a stored map. */
 export const mapKey = z.string().superRefine((key, ctx) => {
   const problem = mapKeyProblem(key);
-  if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
 
 /** The first way `value` breaks the depth, key or value rules, with where; walked without recursion. */
@@ -128,13 +128,13 @@ export function boundedMap(options: BoundedMapOptions = {}) {
     if (value === null || typeof value !== "object") return;
     const problem = jsonProblem(value, maxDepth);
     if (problem) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem.message, path: problem.path });
+      ctx.addIssue({ code: "custom", message: problem.message, path: problem.path });
       return;
     }
     // Depth is bounded now, so serialising cannot overflow the stack.
     if (Buffer.byteLength(JSON.stringify(value), "utf8") > maxBytes) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `at most ${maxBytes} bytes as JSON` });
+      ctx.addIssue({ code: "custom", message: `at most ${maxBytes} bytes as JSON` });
     }
   });
-  return checked.pipe(z.record(z.unknown()));
+  return checked.pipe(z.record(z.string(), z.unknown()));
 }
