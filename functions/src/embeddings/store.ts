@@ -262,7 +262,11 @@ export interface VectorHit {
   score: number;
 }
 
-/** Nearest rows by cosine distance (score = 1 − distance), filtered before ranking. */
+/**
+ * Nearest rows by cosine distance (score = 1 − distance), filtered before ranking.
+ * `_distance` is selected by name: LanceDB will stop adding it to searches that
+ * name their columns, and until then warns on every search that relies on it.
+ */
 export async function nearest(
   table: Table,
   vector: number[],
@@ -270,7 +274,11 @@ export async function nearest(
   where: string | undefined,
   columns: string[],
 ): Promise<VectorHit[]> {
-  let query = table.vectorSearch(vector).distanceType("cosine").select(columns).limit(k);
+  let query = table
+    .vectorSearch(vector)
+    .distanceType("cosine")
+    .select([...columns, "_distance"])
+    .limit(k);
   if (where) query = query.where(where);
   const rows = (await query.toArray()) as Array<Record<string, unknown>>;
   return rows.map((row) => {
