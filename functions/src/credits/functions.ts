@@ -2,6 +2,7 @@
  * The credits capability's functions: declarations only; the work is in
  * operations.ts, meter.ts, queue.ts and closure.ts.
  */
+import { declareOnFirstRead } from "../shared/lazy-export";
 import { firestore, realtimeDb } from "../adapters/firebase";
 import { redis } from "../adapters/redis";
 import { METERING_API_KEY } from "../config";
@@ -110,21 +111,8 @@ export const meterUsage = apiKeyEndpoint({
   },
 });
 
-/**
- * Declares an event trigger when it is first read. firebase-functions' event
- * providers load heavy SDKs at import (v2/firestore the Firestore SDK,
- * v2/database the RTDB client); an instance serving one of the callables above
- * loads this module and must not pay for them at cold start. index.ts reads
- * the export (for deploy discovery, or in the trigger's own instance), and it
- * is built once.
- */
-function declareOnFirstRead(name: string, declare: () => unknown): void {
-  let declared: unknown;
-  Object.defineProperty(exports, name, { enumerable: true, get: () => (declared ??= declare()) });
-}
-
 /** RTDB trigger for operation_queues/{uid}/{opId}: applies each queued operation once (see queue.ts). */
-declareOnFirstRead("applyOperationQueue", () => {
+declareOnFirstRead(exports as object, "applyOperationQueue", () => {
   const { onValueWritten } =
     require("firebase-functions/v2/database") as typeof import("firebase-functions/v2/database");
   return onValueWritten({ ref: `${OPERATION_QUEUES}/{uid}/{opId}`, retry: true, timeoutSeconds: 60 }, async (event) => {
@@ -139,7 +127,7 @@ declareOnFirstRead("applyOperationQueue", () => {
 });
 
 /** Firestore trigger for a deleted `users/{uid}`: closes the credit account (see closure.ts). */
-declareOnFirstRead("onUserDeleted", () => {
+declareOnFirstRead(exports as object, "onUserDeleted", () => {
   const { onDocumentDeleted } =
     require("firebase-functions/v2/firestore") as typeof import("firebase-functions/v2/firestore");
   return onDocumentDeleted({ document: "users/{uid}", retry: true, timeoutSeconds: 120 }, async (event) => {

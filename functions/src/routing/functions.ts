@@ -4,8 +4,7 @@
  * `acknowledgeAlert({alert_id})` (see alerts.ts).
  */
 import { onSchedule } from "firebase-functions/v2/scheduler";
-import { callable } from "../shared/callable";
-import { AcknowledgeAlertInput } from "./schemas";
+import { declareOnFirstRead } from "../shared/lazy-export";
 
 export const providerHealthCheck = onSchedule(
   { schedule: "every 5 minutes", timeoutSeconds: 120, retryCount: 0 },
@@ -15,19 +14,24 @@ export const providerHealthCheck = onSchedule(
   },
 );
 
-export const acknowledgeAlert = callable({
-  name: "acknowledgeAlert",
-  access: "admin",
-  schema: AcknowledgeAlertInput,
-  handler: async (input, caller) => {
-    const [{ firestore }, alerts, { systemClock }, { logs }] = await Promise.all([
-      import("../adapters/firebase"),
-      import("./alerts"),
-      import("../shared/time"),
-      import("../shared/logs"),
-    ]);
-    const result = await alerts.acknowledgeAlert({ db: firestore(), clock: systemClock }, input, caller.uid);
-    logs.alertAcknowledged(result.alert_id, caller.uid, result.changed);
-    return result;
-  },
+// Declared on first read: the callable wrapper and zod are not the schedule's to load at cold start.
+declareOnFirstRead(exports as object, "acknowledgeAlert", () => {
+  const { callable } = require("../shared/callable") as typeof import("../shared/callable");
+  const { AcknowledgeAlertInput } = require("./schemas") as typeof import("./schemas");
+  return callable({
+    name: "acknowledgeAlert",
+    access: "admin",
+    schema: AcknowledgeAlertInput,
+    handler: async (input, caller) => {
+      const [{ firestore }, alerts, { systemClock }, { logs }] = await Promise.all([
+        import("../adapters/firebase"),
+        import("./alerts"),
+        import("../shared/time"),
+        import("../shared/logs"),
+      ]);
+      const result = await alerts.acknowledgeAlert({ db: firestore(), clock: systemClock }, input, caller.uid);
+      logs.alertAcknowledged(result.alert_id, caller.uid, result.changed);
+      return result;
+    },
+  });
 });
