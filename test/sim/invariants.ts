@@ -238,11 +238,11 @@ async function checkKnowledge(w: World): Promise<void> {
     );
     for (const row of mine)
       assert.equal(row.content_hash, record?.content_hash, `source ${source.id}: rows' content hash = record's`);
-    if (source.deletedAt > 0 && source.newestApplied <= source.deletedAt) {
+    if (source.deletedGeneration > 0 && source.newestAppliedGeneration < source.deletedGeneration) {
       assert.notEqual(
         record?.status,
         "indexed",
-        `source ${source.id} deleted at ${source.deletedAt} (nothing newer applied) is indexed again (requested_at ${String(record?.requested_at)})`,
+        `source ${source.id} deleted at generation ${source.deletedGeneration} (nothing newer applied) is indexed again (generation ${String(record?.live_generation)})`,
       );
       assert.equal(mine.length, 0, `source ${source.id} deleted but has rows`);
       if (table && source.lastText) {

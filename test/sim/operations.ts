@@ -111,8 +111,10 @@ async function deliverMessage(w: World, message: EmbeddingMessage): Promise<stri
     });
     message.outcome = outcome;
     const source = w.sources.find((candidate) => candidate.id === message.sourceId)!;
-    if (outcome === "indexed" || outcome === "unchanged")
+    if (outcome === "indexed" || outcome === "unchanged") {
       source.newestApplied = Math.max(source.newestApplied, message.request.requested_at);
+      source.newestAppliedGeneration = Math.max(source.newestAppliedGeneration, message.request.generation);
+    }
     return outcome;
   } catch (error) {
     const text = error instanceof Error ? error.message : String(error);
@@ -852,6 +854,9 @@ async function deleteSource(w: World, sourceId: string): Promise<string> {
     );
     const source = w.sources.find((candidate) => candidate.id === sourceId)!;
     source.deletedAt = Math.max(source.deletedAt, at);
+    // The delete's place in the source's order is its generation (a racing ingest may take the next one).
+    const deleted: unknown = (await w.db.collection("knowledge_sources").doc(sourceId).get()).get("deleted_generation");
+    if (typeof deleted === "number") source.deletedGeneration = Math.max(source.deletedGeneration, deleted);
     return `deleted ${result.deleted_chunks} chunks`;
   });
 }

@@ -54,7 +54,13 @@ async function setUp(w: World): Promise<void> {
   for (let index = 0; index < USERS; index += 1)
     w.users.push({ uid: `u${index}x${w.nonce}`, everDeleted: false, deleted: false, spendKeys: [] });
   for (let index = 0; index < SOURCES; index += 1)
-    w.sources.push({ id: `src${index}x${w.nonce}`, newestApplied: -1, deletedAt: 0 });
+    w.sources.push({
+      id: `src${index}x${w.nonce}`,
+      newestApplied: -1,
+      deletedAt: 0,
+      newestAppliedGeneration: 0,
+      deletedGeneration: 0,
+    });
   for (let index = 0; index < PROVIDERS; index += 1) {
     const name = `prov${index}x${w.nonce}`;
     w.providers.push({ name, ok: true });

@@ -147,6 +147,10 @@ export interface SimSource {
   id: string;
   /** requested_at of the newest message that returned indexed/unchanged. */
   newestApplied: number;
+  /** Highest generation applied (indexed or unchanged): generations, not clocks, order a request and a delete. */
+  newestAppliedGeneration: number;
+  /** `deleted_generation` of the source record after the last delete (0: never deleted). */
+  deletedGeneration: number;
   /** When deleteKnowledge last succeeded (0: never). */
   deletedAt: number;
   lastText?: string;
