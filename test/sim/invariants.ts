@@ -10,6 +10,7 @@ import type { Table } from "@lancedb/lancedb";
 import { searchKnowledge } from "../../functions/src/embeddings/search";
 import { tableName } from "../../functions/src/embeddings/store";
 import { dlqOf, streamOf } from "../../functions/src/jobs/registry";
+import { holdIdOf } from "../../functions/src/jobs/job";
 import { assertLedgerInvariants, ledgerOf } from "../support/credits";
 import type { World } from "./world";
 
@@ -117,14 +118,13 @@ async function checkJobs(w: World): Promise<void> {
   for (const uid of new Set(w.jobs.map((job) => job.uid))) ledgers.set(uid, await ledgerOf(uid));
   const snapshots = await w.db.getAll(...w.jobs.map((job) => w.db.collection("jobs").doc(job.id)));
   const holds = await w.db.getAll(
-    ...snapshots.map((snapshot) =>
-      w.db.collection("credit_holds").doc(String(snapshot.get("hold_id") ?? `missing-${snapshot.id}`)),
-    ),
+    ...snapshots.map((snapshot) => w.db.collection("credit_holds").doc(holdIdOf(snapshot.id))),
   );
   snapshots.forEach((snapshot, index) => {
     const job = snapshot.data();
     assert.ok(job, `job ${snapshot.id} exists`);
-    const holdId = String(job.hold_id);
+    // The hold the job was created with (a poisoned job's hold_id names no hold; its real hold must stay open).
+    const holdId = holdIdOf(snapshot.id);
     const entries = (ledgers.get(String(job.user_id)) ?? []).filter((entry) => entry.hold_id === holdId);
     const placed = entries.filter((entry) => entry.type === "hold");
     const settled = entries.filter((entry) => ["capture", "release", "expire"].includes(String(entry.type)));
@@ -320,13 +320,21 @@ async function checkSweep(w: World): Promise<void> {
   for (const [index, snapshot] of snapshots.entries()) {
     const job = snapshot.data() ?? {};
     const open = job.status === "queued" || job.status === "running";
+    const model = w.jobs[index];
     if (open && (millis(job.deadline_at) ?? Infinity) <= now) {
       const quarantine = job.quarantine as Data | undefined;
+      // A job nothing can finish is set aside with its reason, and must not hold up the jobs behind it.
+      if (model.poisoned) {
+        assert.ok(
+          typeof quarantine?.reason === "string",
+          `job #${index} ${snapshot.id} cannot be finished (its hold_id names no hold), is past its deadline and was not quarantined by a sweep`,
+        );
+        continue;
+      }
       assert.fail(
         `job #${index} ${snapshot.id} is past its deadline and still ${String(job.status)} after a sweep${quarantine ? ` (quarantined: ${String(quarantine.error)})` : ""}`,
       );
     }
-    const model = w.jobs[index];
     const dispatched = (job.dispatch as Data | undefined)?.state === "dispatched";
     if (!inStream || job.status !== "queued" || !dispatched || model.type !== "podcast") continue;
     if (inStream.has(snapshot.id)) {

@@ -58,6 +58,13 @@ export interface Operation {
 }
 
 const ADMIN = "sim-admin";
+
+/**
+ * Retention as deployed, but alerts become due after 2 days instead of 90: the clock's day-sized jumps then
+ * reach an acknowledged alert of a provider that is still down (hole 5) in a few seeds, where 90 days took
+ * a provider down, its alert acknowledged and a 91-day jump strung together, which no 40 seeds did.
+ */
+const SIM_RETENTION = { ...DEFAULT_RETENTION, alertsDays: 2 };
 const FEATURES = ["chat.message", "chat.long_context", "image.generate", "tts.1k_chars"] as const;
 const PHRASES = [
   "alpine lakes and glaciers",
@@ -353,7 +360,7 @@ export const OPERATIONS: Operation[] = [
           const outcome = await runTtlCleanup({
             db: w.db,
             clock: w.clock,
-            policies: retentionPolicies(DEFAULT_RETENTION),
+            policies: retentionPolicies(SIM_RETENTION),
             // As wired in retention/runner.ts: job holds expire through their job.
             releaseExpiredHold: expireHolds({ rtdb: w.rtdb, redis: w.redis }),
             rtdb: () => w.rtdb,
@@ -373,7 +380,7 @@ export const OPERATIONS: Operation[] = [
     weight: 6,
     when: () => true,
     plan: (w) => {
-      const kind = w.rng.weighted([6, 4, 2, 1]);
+      const kind = w.rng.weighted([6, 4, 2, 2]);
       const ms = [w.rng.int(1, 60) * 1000, w.rng.int(5, 40) * 60_000, w.rng.int(1, 8) * DAY, w.rng.int(91, 100) * DAY][
         kind
       ];
@@ -533,6 +540,33 @@ export const OPERATIONS: Operation[] = [
     },
   },
   {
+    // Hole 2's fault: an operator's console edit or a bad migration leaves an open job pointing at a hold that does
+    // not exist, so nothing can finish it (finishJob answers NotFound). The sweeper must set it aside with a reason
+    // and go on with the jobs behind it in deadline order; the job's real hold stays open and counted, untouched.
+    name: "poisonJob",
+    weight: 2,
+    when: (w) => w.jobs.some((job) => !job.poisoned),
+    plan: (w) => {
+      const job = w.rng.pick(w.jobs.filter((candidate) => !candidate.poisoned));
+      return {
+        detail: `job #${w.jobs.indexOf(job)} ${job.id}`,
+        run: () =>
+          outcomeOf(async () => {
+            const ref = w.db.collection("jobs").doc(job.id);
+            const poisoned = await w.db.runTransaction(async (tx) => {
+              const status = (await tx.get(ref)).get("status") as string | undefined;
+              if (status !== "queued" && status !== "running") return false;
+              tx.update(ref, { hold_id: `gone_${job.id}` });
+              return true;
+            });
+            if (poisoned) job.poisoned = true;
+            return poisoned ? "hold_id now names no hold" : "already final";
+          }),
+      };
+    },
+    racy: false,
+  },
+  {
     // Hole 6's interleaving, made to happen: a stream job is dispatched, Redis loses it (a flush, a restart without
     // persistence), then the sweeper runs with Redis up. The check after the step wants the job back on its stream.
     name: "loseDispatched",
@@ -606,7 +640,8 @@ export const OPERATIONS: Operation[] = [
   },
   {
     name: "providerFlip",
-    weight: 2,
+    // Rarer than checks, so a provider stays down across checks, acknowledgements and days (as real outages do).
+    weight: 1,
     when: (w) => w.providers.length > 0,
     plan: (w) => {
       const provider = w.rng.pick(w.providers);

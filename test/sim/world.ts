@@ -121,6 +121,8 @@ export interface SimJob {
   price: number;
   type: string;
   reports: number;
+  /** Its `hold_id` was pointed at a hold that does not exist (the poisonJob fault): it can never be finished. */
+  poisoned?: boolean;
   /** Sim time of the sweep (with Redis up) that first found this dispatched, queued job missing from its stream. */
   missingSince?: number;
 }
