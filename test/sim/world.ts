@@ -26,7 +26,7 @@ import type { BalanceState } from "../../functions/src/mirror/balance";
 import type { ProbeResult } from "../../functions/src/routing/provider-health";
 import { seededRandom } from "../support/random";
 import { firestore, fixedClock, functionsRequire, realtimeDb } from "../support/stores";
-import { control, suite } from "../support/suite";
+import { control, suite, waitFor } from "../support/suite";
 
 /** The PRNG every choice comes from. */
 export class Rng {
@@ -287,11 +287,20 @@ export class World {
   async reset(): Promise<void> {
     if (!(await redisRunning())) await control("redis/start");
     const host = process.env.FIRESTORE_EMULATOR_HOST;
-    const response = await fetch(
-      `http://${host}/emulator/v1/projects/${suite.projectId}/databases/(default)/documents`,
-      { method: "DELETE", signal: AbortSignal.timeout(30_000) },
+    // The emulator answers 409 while a transaction (a trigger of the previous seed still running) holds locks: retry.
+    await waitFor(
+      "the Firestore emulator to clear",
+      async () => {
+        const response = await fetch(
+          `http://${host}/emulator/v1/projects/${suite.projectId}/databases/(default)/documents`,
+          { method: "DELETE", signal: AbortSignal.timeout(30_000) },
+        );
+        if (response.status === 409) throw new Error("HTTP 409 (a transaction holds locks)");
+        if (!response.ok) throw new Error(`clearing the Firestore emulator: HTTP ${response.status}`);
+        return true;
+      },
+      { timeoutMs: 60_000, intervalMs: 500 },
     );
-    if (!response.ok) throw new Error(`clearing the Firestore emulator: HTTP ${response.status}`);
     await Promise.all(
       ["operation_queues", "user_balances", "job_progress"].map((node) => this.rtdb.ref(node).remove()),
     );
