@@ -547,7 +547,9 @@ export const OPERATIONS: Operation[] = [
     weight: 2,
     when: (w) => w.jobs.some((job) => !job.poisoned),
     plan: (w) => {
-      const job = w.rng.pick(w.jobs.filter((candidate) => !candidate.poisoned));
+      const candidates = w.jobs.filter((candidate) => !candidate.poisoned);
+      // Most often the newest, the likeliest to be still open.
+      const job = w.rng.chance(0.7) ? candidates.at(-1)! : w.rng.pick(candidates);
       return {
         detail: `job #${w.jobs.indexOf(job)} ${job.id}`,
         run: () =>
@@ -698,7 +700,8 @@ export const OPERATIONS: Operation[] = [
     weight: 2,
     when: (w) => w.alerts.length > 0,
     plan: (w) => {
-      const alertId = w.rng.pick(w.alerts);
+      // Most often the newest, the one an administrator sees open (older ones are mostly resolved).
+      const alertId = w.rng.chance(0.7) ? w.alerts.at(-1)! : w.rng.pick(w.alerts);
       return {
         detail: alertId,
         run: () =>
