@@ -18,7 +18,7 @@ import { newUid } from "../support/suite";
 async function looseHold(uid: string, holdId: string, amount: number): Promise<void> {
   await db().runTransaction(async (tx) => {
     const account = await readAccount(tx, db(), uid);
-    placeHold(tx, db(), account, {
+    await placeHold(tx, db(), account, {
       holdId,
       amount,
       expiresAt: new Date(Date.now() + 3_600_000),

@@ -58,7 +58,81 @@ export async function assertLedgerInvariants(uid: string): Promise<{ balance: nu
   const holds = await db().collection("credit_holds").where("user_id", "==", uid).where("status", "==", "open").get();
   const openHeld = holds.docs.reduce((sum, doc) => sum + Number(doc.get("amount")), 0);
   assert.equal(held, openHeld, `${uid}: credits_held = Σ open holds`);
+  await assertLotInvariants(uid, entries, balance, held);
   return { balance, held, entries: entries.length };
+}
+
+type Allocation = { lot_id: string; amount: number };
+type Lot = Record<string, unknown> & { id: string };
+
+export async function lotsOf(uid: string): Promise<Lot[]> {
+  const snapshot = await db().collection("credit_lots").where("user_id", "==", uid).get();
+  return snapshot.docs.map((doc): Lot => ({ id: doc.id, ...doc.data() }));
+}
+
+const sumOf = (parts: Allocation[]) => parts.reduce((sum, part) => sum + part.amount, 0);
+
+/**
+ * Issue 12's lot invariants for one user (once their credits are in lots):
+ * Σ remaining = balance, Σ held = held; no lot negative, held ≤ remaining, a
+ * status that fits; every entry's allocations sum to its amount (held ones to
+ * its held delta); each lot is exactly what the entries say they moved; what
+ * a spend, hold or negative adjustment drew follows the burn order.
+ */
+export async function assertLotInvariants(
+  uid: string,
+  entries: Array<Record<string, unknown> & { id: string }>,
+  balance: number,
+  held: number,
+): Promise<void> {
+  const lots = await lotsOf(uid);
+  const lotEra = entries.filter((entry) => Array.isArray(entry.allocations));
+  if (lots.length === 0 && lotEra.length === 0) return;
+  const sum = (field: string) => lots.reduce((total, lot) => total + Number(lot[field]), 0);
+  assert.equal(sum("remaining"), balance, `${uid}: Σ lots.remaining = balance`);
+  assert.equal(sum("held"), held, `${uid}: Σ lots.held = held`);
+  const byId = new Map(lots.map((lot) => [lot.id, lot]));
+  for (const lot of lots) {
+    const [remaining, lotHeld] = [Number(lot.remaining), Number(lot.held)];
+    assert.ok(remaining >= 0 && lotHeld >= 0 && lotHeld <= remaining, `${uid}: lot ${lot.id} out of range`);
+    const fits =
+      lot.status === "active" ? remaining > 0 : lot.status === "exhausted" ? remaining === 0 : remaining === lotHeld;
+    assert.ok(fits, `${uid}: lot ${lot.id} is ${String(lot.status)} with ${remaining} remaining, ${lotHeld} held`);
+  }
+  const moved = new Map<string, { remaining: number; held: number }>();
+  for (const entry of lotEra) {
+    const allocations = entry.allocations as Allocation[];
+    const heldAllocations = (entry.held_allocations ?? []) as Allocation[];
+    const amount = Number(entry.amount);
+    const heldDelta = Number(entry.held_delta);
+    assert.equal(sumOf(allocations), Math.abs(amount), `${uid}: allocations of ${entry.id} sum to its amount`);
+    assert.equal(sumOf(heldAllocations), Math.abs(heldDelta), `${uid}: held allocations of ${entry.id}`);
+    for (const part of allocations) {
+      assert.ok(part.amount > 0 && byId.has(part.lot_id), `${uid}: ${entry.id} allocates to lot ${part.lot_id}`);
+      const state = moved.get(part.lot_id) ?? { remaining: 0, held: 0 };
+      state.remaining += Math.sign(amount) * part.amount;
+      moved.set(part.lot_id, state);
+    }
+    for (const part of heldAllocations) {
+      assert.ok(part.amount > 0 && byId.has(part.lot_id), `${uid}: ${entry.id} reserves from lot ${part.lot_id}`);
+      const state = moved.get(part.lot_id) ?? { remaining: 0, held: 0 };
+      state.held += Math.sign(heldDelta) * part.amount;
+      moved.set(part.lot_id, state);
+    }
+    const drawn = entry.type === "hold" ? heldAllocations : amount < 0 && entry.type !== "capture" ? allocations : [];
+    const keys = drawn.map((part) => String(byId.get(part.lot_id)?.burn_key));
+    assert.deepEqual(keys, [...keys].sort(), `${uid}: ${entry.id} drew its lots in burn order`);
+  }
+  for (const lot of lots) {
+    // A legacy lot starts from the balance it took over, without an entry; every other lot is what its entries moved.
+    if (lot.source === "legacy") continue;
+    const state = moved.get(lot.id) ?? { remaining: 0, held: 0 };
+    assert.deepEqual(
+      { remaining: lot.remaining, held: lot.held },
+      state,
+      `${uid}: lot ${lot.id} = what the ledger's allocations moved`,
+    );
+  }
 }
 
 /** Everything a request could have written for `uid`, to prove a refused request wrote nothing. */

@@ -11,13 +11,19 @@
  *            hold expires only through its job, see jobs/expiry.ts)
  * Every step is composable into a caller's transaction (jobs change the job's
  * state in the same transaction), with `settleHold` as the standalone form.
+ *
+ * A hold reserves from credit lots in burn order and records which
+ * (`allocations`); its settlement releases exactly those, and a capture spends
+ * from them. Credits a release returns to a lot past its expiry expire then
+ * (ledger.ts): held credits never expire under a running job.
  */
 import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { DomainError, NotFound } from "../shared/errors";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
-import { postEntry, readAccount, TRANSACTION_ATTEMPTS, type Account, type Posted } from "./ledger";
+import { postEntry, readAccount, readLotsFor, TRANSACTION_ATTEMPTS, type Account, type Posted } from "./ledger";
+import { heldAllocationsOf, type Allocation } from "./lots";
 
 export const HOLDS = "credit_holds";
 
@@ -31,6 +37,8 @@ export interface Hold {
   status: HoldStatus;
   jobId: string | null;
   expiresAt: Date;
+  /** The lots it reserved from. */
+  allocations: Allocation[];
 }
 
 export interface PlaceHold {
@@ -56,9 +64,19 @@ export function holdRef(db: Firestore, holdId: string): DocumentReference {
   return db.collection(HOLDS).doc(holdId);
 }
 
-/** Reserves credits; the account must have been read in this transaction. Throws InsufficientCredits. */
-export function placeHold(tx: Transaction, db: Firestore, account: Account, hold: PlaceHold): Posted {
-  const posted = postEntry(tx, db, account, {
+/**
+ * Reserves credits from the account's lots in burn order; the account must
+ * have been read in this transaction, and nothing written in it yet (the lots
+ * are read here). Throws InsufficientCredits.
+ */
+export async function placeHold(
+  tx: Transaction,
+  db: Firestore,
+  account: Account,
+  hold: PlaceHold,
+  clock: Clock = systemClock,
+): Promise<Posted> {
+  const change = {
     type: "hold",
     amount: 0,
     heldDelta: hold.amount,
@@ -67,7 +85,10 @@ export function placeHold(tx: Transaction, db: Firestore, account: Account, hold
     idempotencyKey: hold.idempotencyKey,
     jobId: hold.jobId,
     holdId: hold.holdId,
-  });
+    lots: { kind: "draw" },
+  } as const;
+  await readLotsFor(tx, db, account, change, clock.now());
+  const { posted, heldAllocations } = postEntry(tx, db, account, change);
   const { FieldValue, Timestamp } = firestoreValues();
   tx.create(holdRef(db, hold.holdId), {
     user_id: account.uid,
@@ -77,6 +98,7 @@ export function placeHold(tx: Transaction, db: Firestore, account: Account, hold
     expires_at: Timestamp.fromDate(hold.expiresAt),
     created_at: FieldValue.serverTimestamp(),
     placed_by: posted.transaction_id,
+    allocations: heldAllocations,
     settled_at: null,
     captured_amount: null,
   });
@@ -96,10 +118,33 @@ export async function readHold(tx: Transaction, db: Firestore, holdId: string): 
     status: data.status as HoldStatus,
     jobId: (data.job_id as string | null) ?? null,
     expiresAt: (data.expires_at as { toDate(): Date }).toDate(),
+    allocations: heldAllocationsOf(String(data.user_id), data.allocations, Number(data.amount)),
   };
 }
 
-/** Settles an open hold inside the caller's transaction (hold and account already read). */
+/**
+ * Reads the lots settling `hold` moves (its reservation); call with the
+ * transaction's other reads, before settleHoldInTransaction. `clock` decides
+ * which of them are past their expiry.
+ */
+export async function readHoldLots(
+  tx: Transaction,
+  db: Firestore,
+  hold: Hold,
+  account: Account,
+  clock: Clock = systemClock,
+): Promise<void> {
+  if (hold.status !== "open") return;
+  await readLotsFor(
+    tx,
+    db,
+    account,
+    { amount: 0, heldDelta: 0, lots: { kind: "settle", held: hold.allocations } },
+    clock.now(),
+  );
+}
+
+/** Settles an open hold inside the caller's transaction (hold, account and readHoldLots already read). */
 export function settleHoldInTransaction(
   tx: Transaction,
   db: Firestore,
@@ -126,7 +171,7 @@ export function settleHoldInTransaction(
   const status: HoldStatus =
     settlement.kind === "capture" ? "captured" : settlement.kind === "release" ? "released" : "expired";
   const cost = settlement.kind === "capture" ? settlement.cost : 0;
-  const posted = postEntry(tx, db, account, {
+  const { posted } = postEntry(tx, db, account, {
     type: settlement.kind,
     amount: cost > 0 ? -cost : 0, // never -0 in the ledger
     heldDelta: -hold.amount,
@@ -135,6 +180,7 @@ export function settleHoldInTransaction(
     idempotencyKey: `${settlement.kind}:${hold.id}`,
     jobId: hold.jobId ?? undefined,
     holdId: hold.id,
+    lots: { kind: "settle", held: hold.allocations },
   });
   const { FieldValue } = firestoreValues();
   tx.update(hold.ref, {
@@ -154,12 +200,14 @@ export async function settleHold(
   settlement: Settlement,
   actor: string,
   reason: string,
+  clock: Clock = systemClock,
 ): Promise<SettleResult> {
   return db.runTransaction(
     async (tx) => {
       const hold = await readHold(tx, db, holdId);
       if (hold.status !== "open") return { settled: false, status: hold.status };
       const account = await readAccount(tx, db, hold.userId);
+      await readHoldLots(tx, db, hold, account, clock);
       return settleHoldInTransaction(tx, db, hold, account, settlement, actor, reason);
     },
     { maxAttempts: TRANSACTION_ATTEMPTS },
@@ -196,6 +244,7 @@ export async function releaseExpiredHold(
       }
       if (hold.jobId) throw new HoldOwnedByJob(hold.id, hold.jobId);
       const account = await readAccount(tx, db, hold.userId);
+      await readHoldLots(tx, db, hold, account, clock);
       return settleHoldInTransaction(tx, db, hold, account, { kind: "expire" }, "system:ttlCleanup", "hold expired");
     },
     { maxAttempts: TRANSACTION_ATTEMPTS },

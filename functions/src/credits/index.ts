@@ -18,6 +18,7 @@ export {
   holdRef,
   placeHold,
   readHold,
+  readHoldLots,
   releaseExpiredHold,
   settleHoldInTransaction,
   type Hold,

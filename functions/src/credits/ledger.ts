@@ -13,10 +13,27 @@
  * so versions continue and balance = Σ ledger. Entries on a closed account
  * (settling its jobs and holds) do not bring the user document back; only an
  * addition of credits (grant, purchase) re-opens it, with the kept balance.
+ *
+ * Every entry also says which credit lots it moved (`allocations`, and
+ * `held_allocations` for reservations); the ledger decides them from the lots
+ * read in the same transaction (lots.ts), so the lots always add up to the
+ * user document: Σ remaining = balance, Σ held = held.
  */
 import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { InsufficientCredits, LedgerConflict } from "./errors";
+import {
+  isLapsed,
+  lotWrites,
+  markExpired,
+  moveLots,
+  needOf,
+  readLots,
+  unheldOf,
+  type Allocation,
+  type LotBook,
+  type LotMove,
+} from "./lots";
 
 export const USERS = "users";
 export const TRANSACTIONS = "credit_transactions";
@@ -41,6 +58,12 @@ export interface Account {
   balance: number;
   held: number;
   version: number;
+  /** The user's credits are in lots (false: they predate lots and the legacy lot is still to be made). */
+  lotsReady: boolean;
+  /** The user document records since which version the user has lots (`lots_since_version`). */
+  lotsMarked: boolean;
+  /** The lots read in this transaction (readLotsFor). */
+  lots?: LotBook;
 }
 
 export interface Change {
@@ -58,6 +81,8 @@ export interface Change {
   quantity?: number;
   refundOf?: string;
   metadata?: Record<string, string | number | boolean>;
+  /** How the change moves lots; the ledger decides the allocations. */
+  lots: LotMove;
 }
 
 /** A user's credits as clients, caches and mirrors see them; `available` = balance − held. */
@@ -74,6 +99,13 @@ export interface Posted extends Balance {
   transaction_id: string;
   type: EntryType;
   amount: number;
+}
+
+/** A posted entry with the lots it moved. */
+export interface Entry {
+  posted: Posted;
+  allocations: Allocation[];
+  heldAllocations: Allocation[];
 }
 
 export function userRef(db: Firestore, uid: string): DocumentReference {
@@ -103,6 +135,7 @@ export async function accountFrom(
 ): Promise<Account> {
   if (snapshot.exists) {
     const data = snapshot.data() ?? {};
+    const marked = typeof data.lots_since_version === "number";
     return {
       uid,
       ref,
@@ -111,13 +144,26 @@ export async function accountFrom(
       balance: numberOr0(data.credits_balance),
       held: numberOr0(data.credits_held),
       version: numberOr0(data.ledger_version),
+      lotsReady: marked,
+      lotsMarked: marked,
     };
   }
   const last = await tx.get(
     db.collection(TRANSACTIONS).where("user_id", "==", uid).orderBy("ledger_version", "desc").limit(1),
   );
   const entry = last.docs[0]?.data();
-  if (!entry) return { uid, ref, exists: false, closed: false, balance: 0, held: 0, version: 0 };
+  if (!entry)
+    return {
+      uid,
+      ref,
+      exists: false,
+      closed: false,
+      balance: 0,
+      held: 0,
+      version: 0,
+      lotsReady: true,
+      lotsMarked: false,
+    };
   return {
     uid,
     ref,
@@ -126,6 +172,9 @@ export async function accountFrom(
     balance: numberOr0(entry.balance_after),
     held: numberOr0(entry.held_after),
     version: numberOr0(entry.ledger_version),
+    // Entries written since lots began carry allocations.
+    lotsReady: Array.isArray(entry.allocations),
+    lotsMarked: false,
   };
 }
 
@@ -137,11 +186,99 @@ export function available(account: Pick<Account, "balance" | "held">): number {
 }
 
 /**
- * Checks the invariants for `change`, writes the user document and the ledger
- * entry, and returns the new state. `account` is updated in place so a caller
- * may post again in the same transaction.
+ * Reads the lots `change` needs (phase one of a change: call it with the
+ * transaction's other reads, before any write). `now` decides which lots are
+ * past their expiry.
  */
-export function postEntry(tx: Transaction, db: Firestore, account: Account, change: Change): Posted {
+export async function readLotsFor(
+  tx: Transaction,
+  db: Firestore,
+  account: Account,
+  change: Pick<Change, "lots" | "amount" | "heldDelta">,
+  now: Date,
+): Promise<void> {
+  await readLots(tx, db, account, needOf(account.uid, change.lots, change.amount, change.heldDelta), now);
+}
+
+/** The actor and reason of the entries that expire credits returned to a lot past its expiry. */
+const LAPSE_ACTOR = "system:ledger";
+export const LOT_EXPIRED = "lot-expired";
+
+/**
+ * Checks the invariants for `change`, writes the user document, the ledger
+ * entry and the lots it moved, and returns the new state. The lots must have
+ * been read (readLotsFor) in this transaction. Credits returned to a lot past
+ * its expiry (a release or refund) expire at once, each lot with its own
+ * `expire` entry after this one. `account` is updated in place.
+ */
+export function postEntry(tx: Transaction, db: Firestore, account: Account, change: Change): Entry {
+  const book = account.lots;
+  if (!book) throw new Error("postEntry: the lots were not read in this transaction (readLotsFor)");
+  const entry = postOne(tx, db, account, book, change);
+  for (const lotId of entry.lapsed)
+    expireUnheld(tx, db, account, book, lotId, LAPSE_ACTOR, `lapse:${lotId}:${entry.posted.version}`);
+  lotWrites(tx, book);
+  return { posted: entry.posted, allocations: entry.allocations, heldAllocations: entry.heldAllocations };
+}
+
+/**
+ * Expires what `lotId` has unheld (after its expiry): one `expire` entry, or
+ * just the lot's status when nothing unheld is left. The lot must have been
+ * read; the caller writes the lots (lotWrites) unless it goes through postEntry.
+ */
+function expireUnheld(
+  tx: Transaction,
+  db: Firestore,
+  account: Account,
+  book: LotBook,
+  lotId: string,
+  actor: string,
+  idempotencyKey: string,
+): Posted | null {
+  const unheld = unheldOf(book, lotId);
+  if (unheld === 0) {
+    markExpired(book, lotId);
+    return null;
+  }
+  return postOne(tx, db, account, book, {
+    type: "expire",
+    amount: -unheld,
+    heldDelta: 0,
+    actor,
+    reason: LOT_EXPIRED,
+    idempotencyKey,
+    lots: { kind: "lapse", lotId },
+  }).posted;
+}
+
+/**
+ * Expires a lot past its expiry (the retention policy's action, through
+ * lot-expiry.ts): its unheld credits with one `expire` entry (`lot_id`), its
+ * held ones later, when their holds are released. The lot must have been read
+ * (readLotsFor with `{kind: "lapse"}`); returns null when nothing was due.
+ */
+export function expireLot(
+  tx: Transaction,
+  db: Firestore,
+  account: Account,
+  lotId: string,
+  actor: string,
+): Posted | null {
+  const book = account.lots;
+  if (!book) throw new Error("expireLot: the lot was not read in this transaction (readLotsFor)");
+  if (!isLapsed(book, lotId)) return null;
+  const posted = expireUnheld(tx, db, account, book, lotId, actor, `expire:${lotId}`);
+  lotWrites(tx, book);
+  return posted;
+}
+
+function postOne(
+  tx: Transaction,
+  db: Firestore,
+  account: Account,
+  book: LotBook,
+  change: Change,
+): Entry & { lapsed: string[] } {
   const balance = account.balance + change.amount;
   const held = account.held + change.heldDelta;
   if (!Number.isSafeInteger(balance) || !Number.isSafeInteger(held)) {
@@ -156,6 +293,8 @@ export function postEntry(tx: Transaction, db: Firestore, account: Account, chan
   const { FieldValue } = firestoreValues();
   const now = FieldValue.serverTimestamp();
   const transactionId = entryId(account.uid, version);
+  // Decided before anything is written: a change the lots cannot cover is refused here.
+  const moved = moveLots(book, change.lots, change.amount, change.heldDelta, version, transactionId);
 
   const writeUser = !account.closed || REOPENS.has(change.type);
   if (writeUser) {
@@ -167,6 +306,8 @@ export function postEntry(tx: Transaction, db: Firestore, account: Account, chan
         ledger_version: version,
         updated_at: now,
         updated_by: change.actor,
+        // Since this version the user's credits are in lots (a legacy lot holds what came before).
+        ...(account.lotsMarked ? {} : { lots_since_version: account.version }),
         ...(account.exists ? {} : { created_at: now, tier: "free" }),
       },
       { merge: true },
@@ -189,22 +330,32 @@ export function postEntry(tx: Transaction, db: Firestore, account: Account, chan
     quantity: change.quantity ?? null,
     refund_of: change.refundOf ?? null,
     metadata: change.metadata ?? {},
+    allocations: moved.allocations,
+    held_allocations: moved.heldAllocations,
+    lot_id: change.lots.kind === "lapse" ? change.lots.lotId : null,
     created_at: now,
   });
 
   account.exists = writeUser;
+  account.lotsMarked ||= writeUser;
+  account.lotsReady = true;
   account.closed = !writeUser;
   account.balance = balance;
   account.held = held;
   account.version = version;
   return {
-    transaction_id: transactionId,
-    type: change.type,
-    amount: change.amount,
-    balance,
-    held,
-    available: balance - held,
-    version,
+    posted: {
+      transaction_id: transactionId,
+      type: change.type,
+      amount: change.amount,
+      balance,
+      held,
+      available: balance - held,
+      version,
+    },
+    allocations: moved.allocations,
+    heldAllocations: moved.heldAllocations,
+    lapsed: moved.lapsed,
   };
 }
 

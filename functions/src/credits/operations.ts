@@ -4,7 +4,7 @@
  * half-applied and a retried request never applies twice.
  */
 import type { Query, Transaction } from "firebase-admin/firestore";
-import { DomainError, NotFound } from "../shared/errors";
+import { DomainError, InvalidInput, NotFound } from "../shared/errors";
 import { InsufficientCredits } from "./errors";
 import {
   idempotentTransaction,
@@ -16,12 +16,16 @@ import {
   TRANSACTIONS,
   available,
   postEntry,
+  readLotsFor,
   userRef,
   type Account,
   type Balance,
   type Change,
+  type Entry,
   type Posted,
 } from "./ledger";
+import { DEFAULT_PRIORITY, refundAllocations, type Allocation } from "./lots";
+import { systemClock } from "../shared/time";
 import { priceOf } from "./price-book";
 import type { AdjustInput, GrantInput, ListTransactionsInput, RefundInput, SpendInput } from "./schemas";
 
@@ -33,27 +37,43 @@ export interface ChangeResult extends Posted {
   replayed: boolean;
 }
 
+/** How one idempotent change is made: its reads, the change, and what it writes besides the ledger. */
+interface ChangeSteps<R> {
+  /** Reads the change depends on, besides the account (e.g. the entry a refund is for). */
+  read?: (tx: Transaction) => Promise<void>;
+  /** The change to post; may refuse by throwing. Writes nothing. */
+  build: (account: Account) => Change;
+  /** Writes that go with the entry (after it). */
+  write?: (tx: Transaction, entry: Entry) => void;
+  /** The answer (default: the posted entry). */
+  respond?: (entry: Entry) => R;
+}
+
 /**
- * Runs an idempotent ledger change for `uid` (see idempotentTransaction):
- * `extraReads` (more reads the change depends on), then `build(account)`
- * gives the change to post.
+ * Runs an idempotent ledger change for `uid` (see idempotentTransaction): every
+ * read (the steps', then the lots the change moves), then the entry and the
+ * steps' writes.
  */
-function idempotentChange(
+function idempotentChange<R extends object = Posted>(
   deps: Deps,
   scope: IdempotencyScope,
   uid: string,
-  build: (account: Account, tx: Transaction) => Change,
-  extraReads?: (tx: Transaction) => Promise<void>,
+  steps: ChangeSteps<R>,
   options: IdempotentOptions = {},
-): Promise<ChangeResult> {
+): Promise<R & { replayed: boolean }> {
+  const clock = deps.clock ?? systemClock;
   return idempotentTransaction(
     deps,
     uid,
     scope,
-    async (tx, account) => {
-      if (extraReads) await extraReads(tx);
-      // build and postEntry check everything before they write, so a refusal here has written nothing.
-      return postEntry(tx, deps.db, account, build(account, tx));
+    async (tx, account): Promise<R> => {
+      if (steps.read) await steps.read(tx);
+      const change = steps.build(account);
+      await readLotsFor(tx, deps.db, account, change, clock.now());
+      // postEntry checks everything before it writes, so a refusal here has written nothing.
+      const entry = postEntry(tx, deps.db, account, change);
+      steps.write?.(tx, entry);
+      return steps.respond ? steps.respond(entry) : (entry.posted as R);
     },
     options,
   );
@@ -78,22 +98,24 @@ export function spendCredits(
     deps,
     scope,
     uid,
-    (account) => {
-      // No account yet is the same as an empty one for a spender.
-      if (!account.exists) throw new InsufficientCredits(0, cost);
-      return {
-        type: "spend",
-        amount: -cost,
-        heldDelta: 0,
-        actor,
-        reason: `${input.feature} × ${input.quantity}`,
-        idempotencyKey: input.idempotency_key,
-        feature: input.feature,
-        quantity: input.quantity,
-        metadata: input.metadata,
-      };
+    {
+      build: (account) => {
+        // No account yet is the same as an empty one for a spender.
+        if (!account.exists) throw new InsufficientCredits(0, cost);
+        return {
+          type: "spend",
+          amount: -cost,
+          heldDelta: 0,
+          actor,
+          reason: `${input.feature} × ${input.quantity}`,
+          idempotencyKey: input.idempotency_key,
+          feature: input.feature,
+          quantity: input.quantity,
+          metadata: input.metadata,
+          lots: { kind: "draw" },
+        };
+      },
     },
-    undefined,
     options,
   );
 }
@@ -107,23 +129,59 @@ function adminKeySpace(uid: string): string {
   return `admin>${uid}`;
 }
 
-/** Admin: adds credits (a grant or a recorded purchase). Creates (or re-opens) the account if needed. */
-export function grantCredits(deps: Deps, adminUid: string, input: GrantInput): Promise<ChangeResult> {
+/** A grant's answer: the entry, and the lot its credits went into. */
+export interface GrantResult extends ChangeResult {
+  lot_id: string;
+}
+
+/**
+ * Admin: adds credits (a grant or a recorded purchase) as a lot with a source
+ * (default: the type), a priority (default: the source's) and an optional
+ * expiry in the future. Creates (or re-opens) the account if needed.
+ */
+export function grantCredits(deps: Deps, adminUid: string, input: GrantInput): Promise<GrantResult> {
   const actor = `admin:${adminUid}`;
+  const source = input.source ?? input.type;
+  const priority = input.priority ?? DEFAULT_PRIORITY[source];
+  const expiresAt = input.expires_at ? new Date(input.expires_at) : null;
   const scope: IdempotencyScope = {
     owner: adminKeySpace(input.user_id),
     operation: "grant",
     key: input.idempotency_key,
-    params: { user_id: input.user_id, amount: input.amount, type: input.type, reason: input.reason },
+    params: {
+      user_id: input.user_id,
+      amount: input.amount,
+      type: input.type,
+      reason: input.reason,
+      // Only what was given, so keys recorded before lots existed still replay.
+      source: input.source,
+      priority: input.priority,
+      expires_at: expiresAt ? expiresAt.getTime() : undefined,
+    },
   };
-  return idempotentChange(deps, scope, input.user_id, () => ({
-    type: input.type,
-    amount: input.amount,
-    heldDelta: 0,
-    actor,
-    reason: input.reason,
-    idempotencyKey: input.idempotency_key,
-  }));
+  return idempotentChange(deps, scope, input.user_id, {
+    build: () => {
+      if (expiresAt && expiresAt.getTime() <= (deps.clock ?? systemClock).now().getTime()) {
+        throw new InvalidInput("Invalid input (expires_at: must be in the future)", [
+          { path: "expires_at", message: "must be in the future", code: "custom" },
+        ]);
+      }
+      return {
+        type: input.type,
+        amount: input.amount,
+        heldDelta: 0,
+        actor,
+        reason: input.reason,
+        idempotencyKey: input.idempotency_key,
+        lots: { kind: "add", source, priority, expiresAt },
+      };
+    },
+    respond: (entry) => ({ ...entry.posted, lot_id: lotOf(entry.allocations) }),
+  });
+}
+
+function lotOf(allocations: Allocation[]): string {
+  return allocations[0]?.lot_id ?? "";
 }
 
 /** Admin: a signed correction; it may not take available credits below zero. */
@@ -135,16 +193,23 @@ export function adjustCredits(deps: Deps, adminUid: string, input: AdjustInput):
     key: input.idempotency_key,
     params: { user_id: input.user_id, amount: input.amount, reason: input.reason },
   };
-  return idempotentChange(deps, scope, input.user_id, (account) => {
-    if (!account.exists) throw new NotFound("Credit account");
-    return {
-      type: "adjust",
-      amount: input.amount,
-      heldDelta: 0,
-      actor,
-      reason: input.reason,
-      idempotencyKey: input.idempotency_key,
-    };
+  return idempotentChange(deps, scope, input.user_id, {
+    build: (account) => {
+      if (!account.exists) throw new NotFound("Credit account");
+      return {
+        type: "adjust",
+        amount: input.amount,
+        heldDelta: 0,
+        actor,
+        reason: input.reason,
+        idempotencyKey: input.idempotency_key,
+        // A positive correction is a lot of its own source; a negative one is taken like a spend.
+        lots:
+          input.amount > 0
+            ? { kind: "add", source: "adjust", priority: DEFAULT_PRIORITY.adjust, expiresAt: null }
+            : { kind: "draw" },
+      };
+    },
   });
 }
 
@@ -155,7 +220,9 @@ const REFUNDABLE = new Set(["spend", "capture"]);
  * Admin: returns credits taken by a spend or capture, in whole or in part,
  * never more in total than that entry took. The running total is kept on the
  * original entry (`refunded_amount`) and updated in the refund's transaction;
- * the entry's money fields never change.
+ * the entry's money fields never change. The credits go back to the lots the
+ * entry took them from, last-drawn first (lots.ts refundAllocations); what
+ * goes back to a lot past its expiry expires at once.
  */
 export async function refundCredits(deps: Deps, adminUid: string, input: RefundInput): Promise<ChangeResult> {
   const actor = `admin:${adminUid}`;
@@ -172,6 +239,8 @@ export async function refundCredits(deps: Deps, adminUid: string, input: RefundI
   };
   let refundable = 0;
   let alreadyRefunded = 0;
+  let taken = 0;
+  let allocations: Allocation[] | undefined;
   const readOriginal = async (tx: Transaction) => {
     const data = (await tx.get(original)).data() ?? {};
     if (!REFUNDABLE.has(String(data.type))) {
@@ -184,13 +253,13 @@ export async function refundCredits(deps: Deps, adminUid: string, input: RefundI
       );
     }
     alreadyRefunded = Number(data.refunded_amount ?? 0);
-    refundable = -Number(data.amount) - alreadyRefunded;
+    taken = -Number(data.amount);
+    refundable = taken - alreadyRefunded;
+    allocations = data.allocations as Allocation[] | undefined;
   };
-  return idempotentChange(
-    deps,
-    scope,
-    uid,
-    (_account, tx) => {
+  return idempotentChange(deps, scope, uid, {
+    read: readOriginal,
+    build: () => {
       const amount = input.amount ?? refundable;
       if (amount <= 0 || amount > refundable) {
         throw new DomainError(
@@ -203,7 +272,6 @@ export async function refundCredits(deps: Deps, adminUid: string, input: RefundI
           },
         );
       }
-      tx.update(original, { refunded_amount: alreadyRefunded + amount });
       return {
         type: "refund",
         amount,
@@ -212,10 +280,11 @@ export async function refundCredits(deps: Deps, adminUid: string, input: RefundI
         reason: input.reason,
         idempotencyKey: input.idempotency_key,
         refundOf: input.transaction_id,
+        lots: { kind: "return", to: refundAllocations(uid, allocations, taken, alreadyRefunded, amount) },
       };
     },
-    readOriginal,
-  );
+    write: (tx, entry) => tx.update(original, { refunded_amount: alreadyRefunded + entry.posted.amount }),
+  });
 }
 
 export async function getBalance(deps: Deps, uid: string): Promise<Balance> {
@@ -239,6 +308,8 @@ export interface TransactionView {
   refund_of: string | null;
   version: number;
   created_at: string | null;
+  /** The lots the entry moved (empty for entries from before lots, and for holds' reservations). */
+  allocations: Allocation[];
 }
 
 /** The caller's ledger, newest first, with an opaque cursor (the last version seen). */
@@ -269,6 +340,7 @@ export async function listTransactions(
       refund_of: (data.refund_of as string | null) ?? null,
       version: Number(data.ledger_version),
       created_at: data.created_at ? (data.created_at as { toDate(): Date }).toDate().toISOString() : null,
+      allocations: Array.isArray(data.allocations) ? (data.allocations as Allocation[]) : [],
     };
   });
   const last = items[items.length - 1];

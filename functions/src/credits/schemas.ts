@@ -40,6 +40,8 @@ const userId = documentId({ max: 128 });
 
 const reason = z.string().trim().min(1).max(500);
 
+const lotPriority = z.number().int().min(0).max(100);
+
 export const SpendInput = z
   .object({ feature, quantity, idempotency_key: idempotencyKey, metadata: metadata.optional() })
   .strict();
@@ -60,6 +62,12 @@ export const GrantInput = z
     type: z.enum(["grant", "purchase"]).default("grant"),
     reason,
     idempotency_key: idempotencyKey,
+    /** The lot's source; defaults to the type (a promo is a grant with source `promo`). */
+    source: z.enum(["grant", "promo", "purchase"]).optional(),
+    /** Burn priority, lower first; defaults to the source's (promo 20, grant 50, purchase 80). */
+    priority: lotPriority.optional(),
+    /** When the granted credits lapse (ISO 8601, in the future); never when absent. */
+    expires_at: z.string().max(40).datetime({ offset: true }).optional(),
   })
   .strict();
 

@@ -56,19 +56,25 @@ export async function createJob(deps: CreateDeps, uid: string, request: CreateJo
   const jobId = randomUUID().replace(/-/g, "");
   const holdId = holdIdOf(jobId);
   const { db } = deps;
-  return idempotentTransaction(deps, uid, scope, (tx, account): Omit<CreatedJob, "replayed"> => {
+  return idempotentTransaction(deps, uid, scope, async (tx, account): Promise<Omit<CreatedJob, "replayed">> => {
     if (!account.exists) throw new InsufficientCredits(0, price);
     const now = clock.now();
     const deadline = new Date(now.getTime() + type.deadlineMs);
-    placeHold(tx, db, account, {
-      holdId,
-      amount: price,
-      expiresAt: new Date(deadline.getTime() + HOLD_GRACE_MS),
-      actor: `user:${uid}`,
-      reason: `job ${type.name}`,
-      idempotencyKey: request.idempotency_key,
-      jobId,
-    });
+    await placeHold(
+      tx,
+      db,
+      account,
+      {
+        holdId,
+        amount: price,
+        expiresAt: new Date(deadline.getTime() + HOLD_GRACE_MS),
+        actor: `user:${uid}`,
+        reason: `job ${type.name}`,
+        idempotencyKey: request.idempotency_key,
+        jobId,
+      },
+      clock,
+    );
     const { FieldValue, Timestamp } = firestoreValues();
     tx.create(jobRef(db, jobId), {
       user_id: uid,

@@ -14,6 +14,7 @@ import {
   holdRef,
   readAccount,
   readHold,
+  readHoldLots,
   releaseExpiredHold,
   settleHoldInTransaction,
   TRANSACTION_ATTEMPTS,
@@ -68,6 +69,7 @@ async function expireOrphanHold(db: Firestore, holdId: string, jobId: string, cl
       if (job.exists || hold.status !== "open" || hold.expiresAt.getTime() > clock.now().getTime())
         return { settled: false, status: hold.status };
       const account = await readAccount(tx, db, hold.userId);
+      await readHoldLots(tx, db, hold, account, clock);
       return settleHoldInTransaction(
         tx,
         db,

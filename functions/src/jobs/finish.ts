@@ -11,6 +11,7 @@ import { firestoreValues } from "../adapters/firebase";
 import {
   readAccount,
   readHold,
+  readHoldLots,
   settleHoldInTransaction,
   TRANSACTION_ATTEMPTS,
   type Hold,
@@ -72,6 +73,7 @@ export async function finishJob(
       if (TERMINAL.has(job.status)) return { changed: false, settled: false, job };
       const hold = await readHold(tx, db, job.holdId);
       const account = await readAccount(tx, db, job.userId);
+      await readHoldLots(tx, db, hold, account, deps.clock);
       if (guard && !guard(job, hold)) return { changed: false, settled: false, job };
       if (beforeWrite && !(await beforeWrite(tx))) return { changed: false, settled: false, job };
       const settledElsewhere = hold.status !== "open";
