@@ -7,7 +7,7 @@
  * A new use case joins by adding a row here (and, if it has a fact to keep,
  * a checker in invariants.ts); see "The seeded simulation" in the README.
  */
-import { grantCredits, refundCredits, spendCredits } from "../../functions/src/credits/operations";
+import { adjustCredits, grantCredits, refundCredits, spendCredits } from "../../functions/src/credits/operations";
 import { applyQueuedOperation } from "../../functions/src/credits/queue";
 import { closeAccount } from "../../functions/src/credits/closure";
 import { jobFailer } from "../../functions/src/jobs/finish";
@@ -32,6 +32,7 @@ import { DomainError } from "../../functions/src/shared/errors";
 import { control, waitFor } from "../support/suite";
 import {
   DAY,
+  HOUR,
   MAX_DELIVERIES,
   POISON,
   SWEEP,
@@ -167,20 +168,30 @@ export const OPERATIONS: Operation[] = [
     plan: (w) => {
       const user = w.rng.pick(w.users);
       const amount = w.rng.int(1, 60);
+      // Lots of every kind: sources with their priorities, some expiring within hours or days (so the clock's
+      // moves make them lapse under holds, refunds and spends), a few sharing an expiry (one lot).
+      const source = w.rng.pick(["grant", "grant", "promo", "purchase"] as const);
+      const type = source === "purchase" ? "purchase" : "grant";
+      const expiring = w.rng.chance(0.5);
+      const expiresAt = expiring
+        ? new Date(Math.ceil(w.clock.now().getTime() / HOUR) * HOUR + w.rng.int(1, 72) * HOUR)
+        : undefined;
       return {
-        detail: `${user.uid} +${amount}`,
+        detail: `${user.uid} +${amount} ${source}${expiresAt ? ` until ${expiresAt.toISOString()}` : ""}`,
         run: () =>
           outcomeOf(async () => {
             const result = await grantCredits(w.creditDeps(), ADMIN, {
               user_id: user.uid,
               amount,
-              type: "grant",
+              type,
+              source,
+              expires_at: expiresAt?.toISOString(),
               reason: "sim grant",
               idempotency_key: w.id("grant"),
             });
             // A grant creates the account again after a deletion.
             user.deleted = false;
-            return `v${result.version} balance ${result.balance}`;
+            return `v${result.version} balance ${result.balance} lot ${result.lot_id}`;
           }),
       };
     },
@@ -227,6 +238,28 @@ export const OPERATIONS: Operation[] = [
               amount,
               reason: "sim refund",
               idempotency_key: w.id("refund"),
+            });
+            return `v${result.version} balance ${result.balance}`;
+          }),
+      };
+    },
+  },
+  {
+    name: "adjust",
+    weight: 2,
+    when: (w) => w.users.length > 0,
+    plan: (w) => {
+      const user = w.rng.pick(w.users);
+      const amount = w.rng.chance(0.5) ? w.rng.int(1, 20) : -w.rng.int(1, 20);
+      return {
+        detail: `${user.uid} ${amount > 0 ? "+" : ""}${amount}`,
+        run: () =>
+          outcomeOf(async () => {
+            const result = await adjustCredits(w.creditDeps(), ADMIN, {
+              user_id: user.uid,
+              amount,
+              reason: "sim adjust",
+              idempotency_key: w.id("adjust"),
             });
             return `v${result.version} balance ${result.balance}`;
           }),
