@@ -36,6 +36,7 @@ const functions: Record<string, Loader> = {
   getBalance: credits("getBalance"),
   spendCredits: credits("spendCredits"),
   listTransactions: credits("listTransactions"),
+  listLots: credits("listLots"),
   grantCredits: credits("grantCredits"),
   refundCredits: credits("refundCredits"),
   adjustCredits: credits("adjustCredits"),

@@ -115,6 +115,34 @@ describe("e2e: fuzzing credit callables with fast-check", function () {
       fc
         .oneof(fc.integer({ min: 101 }), fc.integer({ max: 0 }), notANumber)
         .map((limit) => ({ name: "listTransactions", data: { limit } })),
+      // Lots: a priority outside 0–100 or not an integer, an expiry that is not a future ISO 8601 time, another source.
+      fc
+        .oneof(fc.integer({ min: 101 }), fc.integer({ max: -1 }), fc.double({ min: 0.1, max: 99.9 }), notANumber)
+        .map((priority) => ({
+          name: "grantCredits",
+          data: { user_id: uid, amount: 5, reason: "fuzz", idempotency_key: "a", priority },
+        })),
+      fc
+        .oneof(
+          fc.string(),
+          fc.date({ max: new Date("2020-01-01T00:00:00Z"), noInvalidDate: true }).map((date) => date.toISOString()),
+          notANumber,
+        )
+        .map((expires_at) => ({
+          name: "grantCredits",
+          data: { user_id: uid, amount: 5, reason: "fuzz", idempotency_key: "a", expires_at },
+        })),
+      fc.oneof(fc.constantFrom("allowance", "legacy", "adjust", ""), notANumber).map((source) => ({
+        name: "grantCredits",
+        data: { user_id: uid, amount: 5, reason: "fuzz", idempotency_key: "a", source },
+      })),
+      fc
+        .oneof(
+          fc.integer({ min: 101 }).map((limit) => ({ limit })),
+          fc.constantFrom("open", "expired", "").map((status) => ({ status })),
+          fc.string({ minLength: 1 }).map((cursor) => ({ cursor: `!${cursor}` })),
+        )
+        .map((data) => ({ name: "listLots", data })),
       fc.tuple(fc.constantFrom("grantCredits", "adjustCredits"), badId).map(([name, id]) => ({
         name,
         data: { user_id: id, amount: 5, reason: "fuzz", idempotency_key: "a" },

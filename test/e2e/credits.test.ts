@@ -139,7 +139,7 @@ describe("e2e: credits through the functions emulator", function () {
       { uid },
     );
     assert.equal(grant.error?.status, "PERMISSION_DENIED");
-    assert.equal(await footprint(uid), JSON.stringify({ user: null, ledger: 0, holds: 0, keys: 0 }));
+    assert.equal(await footprint(uid), JSON.stringify({ user: null, ledger: 0, holds: 0, keys: 0, lots: [] }));
   });
 
   it("when an admin grants, refunds and adjusts, then each is one ledger entry and refunds never exceed the spend", async () => {

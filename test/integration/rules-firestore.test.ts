@@ -23,6 +23,7 @@ const ALLOWED: Record<string, Partial<Record<Who, Op[]>>> = {
   users: { owner: ["get"], admin: ["get", "list"] },
   credit_transactions: { owner: ["get", "list"], admin: ["get", "list"] },
   credit_holds: { owner: ["get", "list"], admin: ["get", "list"] },
+  credit_lots: { owner: ["get", "list"], admin: ["get", "list"] },
   jobs: { owner: ["get", "list"] },
   idempotency_keys: {},
   audit_logs: { admin: ["get", "list"] },
@@ -54,6 +55,7 @@ describe("integration: Firestore rules denial matrix", function () {
       for (const name of [
         "credit_transactions",
         "credit_holds",
+        "credit_lots",
         "jobs",
         "idempotency_keys",
         "processed_events",

@@ -137,11 +137,12 @@ export async function assertLotInvariants(
 
 /** Everything a request could have written for `uid`, to prove a refused request wrote nothing. */
 export async function footprint(uid: string): Promise<string> {
-  const [user, ledger, holds, keys] = await Promise.all([
+  const [user, ledger, holds, keys, lots] = await Promise.all([
     db().collection("users").doc(uid).get(),
     db().collection("credit_transactions").where("user_id", "==", uid).get(),
     db().collection("credit_holds").where("user_id", "==", uid).get(),
     db().collection("idempotency_keys").where("owner", "==", `user:${uid}`).get(),
+    db().collection("credit_lots").where("user_id", "==", uid).get(),
   ]);
   const account: Record<"b" | "h" | "v", unknown> | null = user.exists
     ? { b: user.get("credits_balance"), h: user.get("credits_held"), v: user.get("ledger_version") }
@@ -151,5 +152,6 @@ export async function footprint(uid: string): Promise<string> {
     ledger: ledger.size,
     holds: holds.size,
     keys: keys.size,
+    lots: lots.docs.map((doc) => `${doc.id}:${String(doc.get("remaining"))}/${String(doc.get("held"))}`),
   });
 }

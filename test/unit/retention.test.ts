@@ -3,11 +3,12 @@ import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/retent
 
 describe("unit: retention", () => {
   describe("retention table", () => {
-    it("when built with defaults, then it covers every store and releases holds rather than deleting them", () => {
+    it("when built with defaults, then it covers every store and releases holds and expires lots rather than deleting them", () => {
       const policies = retentionPolicies();
       const names = policies.map((p) => p.name);
       assert.deepEqual(names, [
         "expired_holds",
+        "expired_lots",
         "routing_decisions",
         "acknowledged_alerts",
         "processed_events",
@@ -21,6 +22,8 @@ describe("unit: retention", () => {
       assert.equal(new Set(names).size, names.length, "names are unique (they key the resume point)");
       const holds = policies.find((p) => p.name === "expired_holds");
       assert.equal(holds?.action, "release_hold");
+      const lots = policies.find((p) => p.name === "expired_lots");
+      assert.ok(lots?.store === "firestore" && lots.action === "expire_lot" && lots.collection === "credit_lots");
       const alerts = policies.find((p) => p.name === "acknowledged_alerts");
       assert.ok(
         alerts?.store === "firestore" && alerts.where.some((w) => w.field === "acknowledged" && w.value === true),

@@ -34,6 +34,7 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
   getBalance: { kind: "callable" },
   spendCredits: { kind: "callable" },
   listTransactions: { kind: "callable" },
+  listLots: { kind: "callable" },
   grantCredits: { kind: "callable" },
   refundCredits: { kind: "callable" },
   adjustCredits: { kind: "callable" },

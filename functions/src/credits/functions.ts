@@ -17,7 +17,9 @@ import {
   listTransactions as list,
   refundCredits as refund,
   spendCredits as spend,
+  type BalanceWithLots,
 } from "./operations";
+import { listLots as lotsOf } from "./lot-views";
 import { applyQueuedOperation, OPERATION_QUEUES } from "./queue";
 import { spendLimiter } from "./rate-limit";
 import { BalanceCache, readThrough } from "../mirror/cache";
@@ -25,21 +27,43 @@ import {
   AdjustInput,
   BalanceInput,
   GrantInput,
+  ListLotsInput,
   ListTransactionsInput,
   MeterInput,
   RefundInput,
   SpendInput,
 } from "./schemas";
 
-/** Served cache-aside from Redis; see mirror/cache.ts for why a stale value cannot win. */
+/**
+ * Served cache-aside from Redis; see mirror/cache.ts for why a stale value
+ * cannot win. The lots summary is cached with the balance (both change only
+ * with a ledger version); `next_expiry.at` is answered as ISO 8601.
+ */
 export const getBalance = callable({
   name: "getBalance",
   access: "user",
   schema: BalanceInput,
-  handler: (input, caller) =>
-    readThrough(new BalanceCache(redis()), caller.uid, input.min_version ?? 0, () =>
-      balanceOf({ db: firestore() }, caller.uid),
-    ),
+  handler: async (input, caller) => {
+    const state = await readThrough(
+      new BalanceCache(redis()),
+      caller.uid,
+      input.min_version ?? 0,
+      () => balanceOf({ db: firestore() }, caller.uid),
+      (hit): hit is BalanceWithLots => "lots" in hit,
+    );
+    const next = state.lots.next_expiry;
+    return {
+      ...state,
+      lots: { ...state.lots, next_expiry: next ? { amount: next.amount, at: new Date(next.at).toISOString() } : null },
+    };
+  },
+});
+
+export const listLots = callable({
+  name: "listLots",
+  access: "user",
+  schema: ListLotsInput,
+  handler: (input, caller) => lotsOf(firestore(), caller.uid, input),
 });
 
 export const spendCredits = callable({

@@ -64,6 +64,8 @@ export interface Account {
   lotsMarked: boolean;
   /** The lots read in this transaction (readLotsFor). */
   lots?: LotBook;
+  /** The user document's other fields as read (e.g. the plan's allowance state); empty without a document. */
+  fields: Record<string, unknown>;
 }
 
 export interface Change {
@@ -146,6 +148,7 @@ export async function accountFrom(
       version: numberOr0(data.ledger_version),
       lotsReady: marked,
       lotsMarked: marked,
+      fields: data,
     };
   }
   const last = await tx.get(
@@ -163,6 +166,7 @@ export async function accountFrom(
       version: 0,
       lotsReady: true,
       lotsMarked: false,
+      fields: {},
     };
   return {
     uid,
@@ -175,6 +179,7 @@ export async function accountFrom(
     // Entries written since lots began carry allocations.
     lotsReady: Array.isArray(entry.allocations),
     lotsMarked: false,
+    fields: {},
   };
 }
 

@@ -83,6 +83,8 @@ export interface Lot {
   amount: number;
   remaining: number;
   held: number;
+  /** Credits that expired from it (what an allowance's rollover is measured by). */
+  expired: number;
   status: LotStatus;
   burnKey: string;
   entryId: string | null;
@@ -262,6 +264,7 @@ export function legacyLot(db: Firestore, account: Pick<LotAccount, "uid" | "bala
     amount: account.balance,
     remaining: account.balance,
     held: account.held,
+    expired: 0,
     status: account.balance > 0 ? "active" : "exhausted",
     burnKey: burnKeyOf(DEFAULT_PRIORITY.legacy, null, account.version, "legacy"),
     entryId: account.version > 0 ? `${account.uid}_v${account.version}` : null,
@@ -295,6 +298,7 @@ function lotFrom(ref: DocumentReference, data: Record<string, unknown>): Lot {
     amount: Number(data.amount),
     remaining: Number(data.remaining),
     held: Number(data.held),
+    expired: Number(data.expired ?? 0),
     status: data.status as LotStatus,
     burnKey: String(data.burn_key),
     entryId: (data.entry_id as string | null) ?? null,
@@ -404,6 +408,7 @@ export function moveLots(
       if (expiring !== lot.remaining - lot.held)
         throw new LedgerConflict(`Lot ${lot.id} expires exactly its unheld credits.`);
       lot.remaining -= expiring;
+      lot.expired += expiring;
       lot.status = "expired";
       lot.changed = true;
       if (expiring > 0) outcome.allocations.push({ lot_id: lot.id, amount: expiring });
@@ -431,6 +436,11 @@ function describeNewLot(lot: Lot, move: Extract<LotMove, { kind: "add" }>, versi
 export function unheldOf(book: LotBook, lotId: string): number {
   const lot = known(book, lotId);
   return lot.remaining - lot.held;
+}
+
+/** Credits that have expired from the lot so far. */
+export function expiredOf(book: LotBook, lotId: string): number {
+  return known(book, lotId).expired;
 }
 
 /** Whether the lot is past its expiry (or expired). */
@@ -474,6 +484,7 @@ export function lotWrites(tx: Transaction, book: LotBook): void {
       amount: lot.amount,
       remaining: lot.remaining,
       held: lot.held,
+      expired: lot.expired,
       status: lot.status,
       updated_at: FieldValue.serverTimestamp(),
     };

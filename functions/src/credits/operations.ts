@@ -25,6 +25,7 @@ import {
   type Posted,
 } from "./ledger";
 import { DEFAULT_PRIORITY, refundAllocations, type Allocation } from "./lots";
+import { lotSummary, type LotSummary } from "./lot-views";
 import { systemClock } from "../shared/time";
 import { priceOf } from "./price-book";
 import type { AdjustInput, GrantInput, ListTransactionsInput, RefundInput, SpendInput } from "./schemas";
@@ -287,12 +288,23 @@ export async function refundCredits(deps: Deps, adminUid: string, input: RefundI
   });
 }
 
-export async function getBalance(deps: Deps, uid: string): Promise<Balance> {
-  const snapshot = await userRef(deps.db, uid).get();
+/** A balance with what getBalance says about the lots (cached with it: both change only with the ledger). */
+export interface BalanceWithLots extends Balance {
+  lots: LotSummary;
+}
+
+export async function getBalance(deps: Deps, uid: string): Promise<BalanceWithLots> {
+  const [snapshot, lots] = await Promise.all([userRef(deps.db, uid).get(), lotSummary(deps.db, uid)]);
   const data = snapshot.data() ?? {};
   const balance = Number(data.credits_balance ?? 0);
   const held = Number(data.credits_held ?? 0);
-  return { balance, held, available: available({ balance, held }), version: Number(data.ledger_version ?? 0) };
+  return {
+    balance,
+    held,
+    available: available({ balance, held }),
+    version: Number(data.ledger_version ?? 0),
+    lots,
+  };
 }
 
 export interface TransactionView {

@@ -94,6 +94,15 @@ export const AdjustInput = z
   })
   .strict();
 
+/** `listLots`: the caller's lots, active ones (in burn order) by default. */
+export const ListLotsInput = z
+  .object({
+    status: z.enum(["active", "all"]).default("active"),
+    limit: z.number().int().min(1).max(100).default(20),
+    cursor: z.string().max(400).optional(),
+  })
+  .strict();
+
 /** `min_version`: the newest ledger version the client has seen; an older cached balance is never served. */
 export const BalanceInput = z
   .object({ min_version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional() })
@@ -116,5 +125,6 @@ export type GrantInput = z.infer<typeof GrantInput>;
 export type RefundInput = z.infer<typeof RefundInput>;
 export type AdjustInput = z.infer<typeof AdjustInput>;
 export type ListTransactionsInput = z.infer<typeof ListTransactionsInput>;
+export type ListLotsInput = z.infer<typeof ListLotsInput>;
 export type BalanceInput = z.infer<typeof BalanceInput>;
 export type QueuedOperation = z.infer<typeof QueuedOperation>;

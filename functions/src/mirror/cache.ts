@@ -66,15 +66,21 @@ export class BalanceCache {
   }
 }
 
-/** Cache-aside read: the cache when it is fresh enough, else `load` (and the cache is filled). */
-export async function readThrough(
+/**
+ * Cache-aside read: the cache when it is fresh enough, else `load` (and the
+ * cache is filled). A reader that stores more than a balance with it (the
+ * lots summary getBalance answers) passes `complete`: a cached entry without
+ * it (written by a spend or the mirror) counts as a miss.
+ */
+export async function readThrough<T extends Balance = Balance>(
   cache: BalanceCache,
   uid: string,
   minVersion: number,
-  load: () => Promise<Balance>,
-): Promise<Balance & { cached: boolean }> {
+  load: () => Promise<T>,
+  complete: (hit: Balance) => hit is T = (_hit): _hit is T => true,
+): Promise<T & { cached: boolean }> {
   const hit = await cache.get(uid, minVersion);
-  if (hit) return { ...hit, cached: true };
+  if (hit && complete(hit)) return { ...hit, cached: true };
   const fresh = await load();
   await cache.put(uid, fresh);
   return { ...fresh, cached: false };

@@ -25,7 +25,7 @@ export interface FirestorePolicy {
   ageMs: number;
   where: FieldCondition[];
   /** `delete`, or a named action resolved from the runner's dependencies (never a plain delete). */
-  action: "delete" | "release_hold";
+  action: "delete" | "release_hold" | "expire_lot";
   /**
    * A live document that points at a matched one by id (its `field` holds the
    * id) keeps it: retention never deletes what something live still references.
@@ -100,6 +100,17 @@ export function retentionPolicies(settings: RetentionSettings = DEFAULT_RETENTIO
       // Money: never deleted. A job's hold expires by failing its job (jobs/expiry.ts, which owns it),
       // any other hold through credits; either way with one ledger entry.
       action: "release_hold",
+    },
+    {
+      name: "expired_lots",
+      store: "firestore",
+      collection: "credit_lots",
+      timestampField: "expires_at",
+      ageMs: 0,
+      where: [{ field: "status", op: "==", value: "active" }],
+      // Money: never deleted. Credits expires the lot's unheld credits with one ledger entry; what holds
+      // reserve from it expires when they are released (credits/lot-views.ts expireDueLot).
+      action: "expire_lot",
     },
     {
       name: "routing_decisions",
@@ -210,3 +221,10 @@ export function retentionPolicies(settings: RetentionSettings = DEFAULT_RETENTIO
  * no-op for a hold that is no longer open.
  */
 export type ReleaseExpiredHold = (db: Firestore, holdId: string, clock: Clock) => Promise<unknown>;
+
+/**
+ * Expires one credit lot past its expiry: the interface the `expire_lot`
+ * action calls (credits' `expireDueLot` unless a test gives another). It must
+ * expire a lot at most once and be a no-op for a lot that is not due.
+ */
+export type ExpireLot = (db: Firestore, lotId: string, clock: Clock) => Promise<unknown>;

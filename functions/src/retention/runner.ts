@@ -34,7 +34,7 @@ import { expireHolds } from "../jobs/expiry";
 import { runOnce } from "../shared/dedupe";
 import { logs } from "../shared/logs";
 import { systemClock, type Clock } from "../shared/time";
-import { retentionPolicies, type ReleaseExpiredHold, type RetentionPolicy } from "./policies";
+import { retentionPolicies, type ExpireLot, type ReleaseExpiredHold, type RetentionPolicy } from "./policies";
 import { applyFirestorePolicy } from "./stores/firestore";
 import { applyLancePolicy } from "./stores/lance";
 import { applyMongoPolicy } from "./stores/mongo";
@@ -47,6 +47,8 @@ export interface TtlDeps {
   clock: Clock;
   policies: RetentionPolicy[];
   releaseExpiredHold: ReleaseExpiredHold;
+  /** The `expire_lot` action; credits' expireDueLot when not given. */
+  expireLot?: ExpireLot;
   /** Stores other than Firestore; a policy whose store is not given is skipped (and logged). */
   rtdb?: () => Database;
   mongo?: () => Promise<Db>;

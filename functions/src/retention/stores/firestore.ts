@@ -2,9 +2,11 @@
  * Retention in Firestore: the documents of a collection whose timestamp is
  * past the policy's age (and that meet its conditions), oldest first. A
  * `delete` policy goes through the delete path (firestore-delete.ts); a
- * `release_hold` policy hands each hold to its owner, never deleting it.
+ * `release_hold` or `expire_lot` policy hands each hold or lot to its owner,
+ * never deleting it.
  */
 import type { Query, QueryDocumentSnapshot } from "firebase-admin/firestore";
+import { expireDueLot } from "../../credits";
 import { deleteMatching } from "../firestore-delete";
 import { cutoff, type FirestorePolicy } from "../policies";
 import type { Budget, Cursor, PolicyOutcome, TtlDeps } from "../runner";
@@ -34,10 +36,10 @@ function matchingQuery(deps: TtlDeps, policy: FirestorePolicy): Query {
 }
 
 /**
- * Holds are released page by page through `releaseExpiredHold` (a
- * transaction each, a few at a time), following a cursor (timestamp,
- * document id) so a hold whose release failed is not retried in a loop; the
- * cursor is saved when the budget runs out.
+ * Holds are released page by page through `releaseExpiredHold`, lots expired
+ * through `expireLot` (a transaction each, a few at a time), following a
+ * cursor (timestamp, document id) so one whose release failed is not retried
+ * in a loop; the cursor is saved when the budget runs out.
  */
 async function releaseMatching(
   deps: TtlDeps,
@@ -59,7 +61,7 @@ async function releaseMatching(
     budget.page();
     outcome.pages += 1;
     outcome.matched += snapshot.size;
-    await releaseAll(deps, snapshot.docs, outcome);
+    await releaseAll(deps, policy, snapshot.docs, outcome);
     const last = snapshot.docs[snapshot.docs.length - 1];
     if (last) cursor = cursorOf(last, policy.timestampField);
     if (snapshot.size < deps.pageSize) {
@@ -74,14 +76,20 @@ function cursorOf(doc: QueryDocumentSnapshot, field: string): Cursor {
   return value ? { seconds: value.seconds, nanoseconds: value.nanoseconds, id: doc.id } : { id: doc.id };
 }
 
-async function releaseAll(deps: TtlDeps, docs: QueryDocumentSnapshot[], outcome: PolicyOutcome): Promise<void> {
+async function releaseAll(
+  deps: TtlDeps,
+  policy: FirestorePolicy,
+  docs: QueryDocumentSnapshot[],
+  outcome: PolicyOutcome,
+): Promise<void> {
   const concurrency = deps.releaseConcurrency ?? 8;
+  const settle = policy.action === "expire_lot" ? (deps.expireLot ?? expireDueLot) : deps.releaseExpiredHold;
   let next = 0;
   const worker = async () => {
     while (next < docs.length) {
       const doc = docs[next++];
       try {
-        await deps.releaseExpiredHold(deps.db, doc.id, deps.clock);
+        await settle(deps.db, doc.id, deps.clock);
         outcome.applied += 1;
       } catch {
         outcome.skipped += 1;

@@ -1,0 +1,144 @@
+/**
+ * Lots as users see them (`listLots`, `getBalance.lots`) and the expiry of a
+ * lot past its `expires_at` (ttlCleanup's `expired_lots` policy).
+ */
+import type { Firestore, Query } from "firebase-admin/firestore";
+import { firestoreValues } from "../adapters/firebase";
+import { DomainError } from "../shared/errors";
+import { systemClock, type Clock } from "../shared/time";
+import { expireLot, readAccount, readLotsFor, TRANSACTION_ATTEMPTS, type Posted } from "./ledger";
+import { LOTS, lotRef, type LotSource, type LotStatus } from "./lots";
+import type { ListLotsInput } from "./schemas";
+
+export const EXPIRY_ACTOR = "system:ttlCleanup";
+
+export interface LotExpiry {
+  /** False when the lot was not due (already expired, exhausted, or its expiry not reached). */
+  expired: boolean;
+  /** The `expire` entry; absent when everything left in the lot was held (it expires with its holds' release). */
+  posted?: Posted;
+}
+
+/**
+ * Expires one lot if it is active and past its expiry: its unheld credits
+ * with one `expire` entry (reason `lot-expired`, `lot_id`), exactly once (the
+ * status changes in the same transaction). Credits held for running jobs stay
+ * until their holds are settled.
+ */
+export async function expireDueLot(db: Firestore, lotId: string, clock: Clock = systemClock): Promise<LotExpiry> {
+  return db.runTransaction(
+    async (tx): Promise<LotExpiry> => {
+      const snapshot = await tx.get(lotRef(db, lotId));
+      const expiresAt = snapshot.get("expires_at") as { toMillis(): number } | null | undefined;
+      const now = clock.now();
+      if (!snapshot.exists || snapshot.get("status") !== "active" || !expiresAt || expiresAt.toMillis() > now.getTime())
+        return { expired: false };
+      const account = await readAccount(tx, db, String(snapshot.get("user_id")));
+      await readLotsFor(tx, db, account, { amount: 0, heldDelta: 0, lots: { kind: "lapse", lotId } }, now);
+      const posted = expireLot(tx, db, account, lotId, EXPIRY_ACTOR);
+      return posted ? { expired: true, posted } : { expired: true };
+    },
+    { maxAttempts: TRANSACTION_ATTEMPTS },
+  );
+}
+
+export interface LotView {
+  lot_id: string;
+  source: LotSource;
+  amount: number;
+  remaining: number;
+  held: number;
+  priority: number;
+  expires_at: string | null;
+  created_at: string | null;
+  status: LotStatus;
+}
+
+/** The caller's lots, in burn order (active ones by default), with an opaque cursor. */
+export async function listLots(
+  db: Firestore,
+  uid: string,
+  input: ListLotsInput,
+): Promise<{ items: LotView[]; next_cursor: string | null }> {
+  const { FieldPath } = firestoreValues();
+  let query: Query = db.collection(LOTS).where("user_id", "==", uid);
+  if (input.status === "active") query = query.where("status", "==", "active");
+  query = query.orderBy("burn_key").orderBy(FieldPath.documentId()).limit(input.limit);
+  if (input.cursor) {
+    const [burnKey, id] = decodeCursor(input.cursor);
+    query = query.startAfter(burnKey, id);
+  }
+  const snapshot = await query.get();
+  const items = snapshot.docs.map((doc): LotView => {
+    const data = doc.data();
+    return {
+      lot_id: doc.id,
+      source: data.source as LotSource,
+      amount: Number(data.amount),
+      remaining: Number(data.remaining),
+      held: Number(data.held),
+      priority: Number(data.priority),
+      expires_at: isoOf(data.expires_at),
+      created_at: isoOf(data.created_at),
+      status: data.status as LotStatus,
+    };
+  });
+  const last = snapshot.docs[snapshot.docs.length - 1];
+  return {
+    items,
+    next_cursor: items.length === input.limit && last ? encodeCursor(String(last.get("burn_key")), last.id) : null,
+  };
+}
+
+/** What getBalance says about lots: active ones, the next expiry, remaining credits by source. */
+export interface LotSummary {
+  count: number;
+  /** The unheld credits of the active lots sharing the earliest expiry, and when (ms). */
+  next_expiry: { amount: number; at: number } | null;
+  by_source: Partial<Record<LotSource, number>>;
+}
+
+/** Reads the user's active lots (few: additions with equal source, priority and expiry share one). */
+export async function lotSummary(db: Firestore, uid: string): Promise<LotSummary> {
+  const snapshot = await db
+    .collection(LOTS)
+    .where("user_id", "==", uid)
+    .where("status", "==", "active")
+    .select("source", "remaining", "held", "expires_at")
+    .get();
+  const summary: LotSummary = { count: snapshot.size, next_expiry: null, by_source: {} };
+  for (const doc of snapshot.docs) {
+    const source = doc.get("source") as LotSource;
+    const remaining = Number(doc.get("remaining"));
+    summary.by_source[source] = (summary.by_source[source] ?? 0) + remaining;
+    const expiresAt = doc.get("expires_at") as { toMillis(): number } | null;
+    if (!expiresAt) continue;
+    const at = expiresAt.toMillis();
+    const unheld = remaining - Number(doc.get("held"));
+    if (!summary.next_expiry || at < summary.next_expiry.at) summary.next_expiry = { amount: unheld, at };
+    else if (at === summary.next_expiry.at) summary.next_expiry.amount += unheld;
+  }
+  return summary;
+}
+
+function isoOf(value: unknown): string | null {
+  return value && typeof value === "object" && "toDate" in value
+    ? (value as { toDate(): Date }).toDate().toISOString()
+    : null;
+}
+
+function encodeCursor(burnKey: string, id: string): string {
+  return Buffer.from(JSON.stringify({ k: burnKey, id })).toString("base64url");
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  try {
+    const parsed = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as { k?: unknown; id?: unknown };
+    if (typeof parsed.k === "string" && typeof parsed.id === "string") return [parsed.k, parsed.id];
+  } catch {
+    // fall through
+  }
+  throw new DomainError("invalid-argument", "Invalid cursor.", {
+    issues: [{ path: "cursor", message: "not a cursor from listLots", code: "custom" }],
+  });
+}

@@ -1,0 +1,208 @@
+/** Expiry of credit lots (issue 12), and the lot views, against the Firestore emulator. */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { readAccount } from "../../functions/src/credits/ledger";
+import { placeHold, settleHold } from "../../functions/src/credits/holds";
+import { expireDueLot, listLots } from "../../functions/src/credits/lot-views";
+import { getBalance, grantCredits, refundCredits, spendCredits } from "../../functions/src/credits/operations";
+import type { GrantInput } from "../../functions/src/credits/schemas";
+import { expireHolds } from "../../functions/src/jobs/expiry";
+import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/retention/policies";
+import { runTtlCleanup } from "../../functions/src/retention/runner";
+import type { Clock } from "../../functions/src/shared/time";
+import { assertLedgerInvariants, db, ledgerOf } from "../support/credits";
+import { newUid } from "../support/suite";
+
+const DAY = 86_400_000;
+const at = (ms: number): Clock => ({ now: () => new Date(ms) });
+
+async function grant(
+  uid: string,
+  amount: number,
+  extra: Partial<Pick<GrantInput, "type" | "source" | "priority" | "expires_at">> = {},
+) {
+  return grantCredits({ db: db() }, "test-admin", {
+    user_id: uid,
+    amount,
+    type: extra.type ?? "grant",
+    reason: "test",
+    idempotency_key: `grant-${randomUUID()}`,
+    ...extra,
+  });
+}
+
+async function hold(uid: string, holdId: string, amount: number) {
+  return db().runTransaction(async (tx) => {
+    const account = await readAccount(tx, db(), uid);
+    return placeHold(tx, db(), account, {
+      holdId,
+      amount,
+      expiresAt: new Date(Date.now() + 30 * DAY),
+      actor: "test",
+      reason: "job",
+      idempotencyKey: `hold:${holdId}`,
+    });
+  });
+}
+
+async function lot(id: string): Promise<Record<string, unknown>> {
+  return (await db().collection("credit_lots").doc(id).get()).data() ?? {};
+}
+
+const expiries = async (uid: string) =>
+  (await ledgerOf(uid))
+    .filter((entry) => entry.type === "expire")
+    .map((entry) => [entry.amount, entry.reason, entry.lot_id]);
+
+/** A user with a promo lot of 10 expiring in a day (burns first) and a purchase of 10 that never expires. */
+async function promoAndPurchase(uid: string) {
+  const expiresAt = Date.now() + DAY;
+  const promo = await grant(uid, 10, { source: "promo", expires_at: new Date(expiresAt).toISOString() });
+  const purchase = await grant(uid, 10, { type: "purchase" });
+  return { expiresAt, promo: promo.lot_id, purchase: purchase.lot_id };
+}
+
+describe("integration: credit lot expiry", function () {
+  this.timeout(120_000);
+
+  it("when a lot passes its expiry, then its unheld credits expire with one entry, exactly once", async () => {
+    const uid = newUid();
+    const { expiresAt, promo } = await promoAndPurchase(uid);
+    await spendCredits({ db: db() }, uid, { feature: "chat.message", quantity: 3, idempotency_key: "s1" });
+    assert.deepEqual(await expireDueLot(db(), promo, at(expiresAt - 1)), { expired: false });
+    const first = await expireDueLot(db(), promo, at(expiresAt + 1));
+    assert.equal(first.expired, true);
+    assert.deepEqual(await expireDueLot(db(), promo, at(expiresAt + 2)), { expired: false });
+    assert.deepEqual(await expiries(uid), [[-7, "lot-expired", promo]]);
+    const expired = await lot(promo);
+    assert.deepEqual([expired.status, expired.remaining, expired.held], ["expired", 0, 0]);
+    assert.equal((await getBalance({ db: db() }, uid)).balance, 10);
+    await assertLedgerInvariants(uid);
+  });
+
+  it("when a lot expires under a hold, then the held part stays until the hold is released, and expires then", async () => {
+    const uid = newUid();
+    const { expiresAt, promo } = await promoAndPurchase(uid);
+    await hold(uid, `${uid}-h`, 8);
+    await expireDueLot(db(), promo, at(expiresAt + 1));
+    assert.deepEqual(await expiries(uid), [[-2, "lot-expired", promo]]);
+    const during = await lot(promo);
+    assert.deepEqual([during.status, during.remaining, during.held], ["expired", 8, 8]);
+    await settleHold(db(), `${uid}-h`, { kind: "release" }, "test", "job failed", at(expiresAt + 2));
+    assert.deepEqual(await expiries(uid), [
+      [-2, "lot-expired", promo],
+      [-8, "lot-expired", promo],
+    ]);
+    const state = await assertLedgerInvariants(uid);
+    assert.deepEqual([state.balance, state.held], [10, 0]);
+  });
+
+  it("when a held lot's expiry races the capture of its hold, then each credit is captured or expired exactly once", async () => {
+    for (let round = 0; round < 4; round += 1) {
+      const uid = newUid();
+      const { expiresAt, promo } = await promoAndPurchase(uid);
+      await hold(uid, `${uid}-h`, 8);
+      const after = at(expiresAt + 1);
+      const work = [
+        () => expireDueLot(db(), promo, after),
+        () => settleHold(db(), `${uid}-h`, { kind: "capture", cost: 5 }, "test", "done", after),
+      ];
+      await Promise.all(round % 2 === 0 ? work.map((run) => run()) : work.reverse().map((run) => run()));
+      const state = await assertLedgerInvariants(uid);
+      assert.deepEqual([state.balance, state.held], [10, 0]);
+      const entries = await ledgerOf(uid);
+      assert.equal(-Number(entries.find((entry) => entry.type === "capture")?.amount), 5);
+      const expired = entries.filter((entry) => entry.type === "expire").reduce((sum, e) => sum - Number(e.amount), 0);
+      assert.equal(expired, 5, "the 2 unheld and the 3 released expire, once");
+      const settledLot = await lot(promo);
+      assert.deepEqual([settledLot.status, settledLot.remaining], ["expired", 0]);
+    }
+  });
+
+  it("when a refund returns credits to a lot that has expired, then the returned part expires at once", async () => {
+    const uid = newUid();
+    const { expiresAt, promo, purchase } = await promoAndPurchase(uid);
+    const spent = await spendCredits({ db: db() }, uid, {
+      feature: "chat.message",
+      quantity: 12,
+      idempotency_key: "s",
+    });
+    // Spent to nothing, the lot is exhausted: there is nothing to expire.
+    assert.deepEqual(await expireDueLot(db(), promo, at(expiresAt + 1)), { expired: false });
+    assert.deepEqual(await expiries(uid), []);
+    const refund = await refundCredits({ db: db(), clock: at(expiresAt + 2) }, "test-admin", {
+      transaction_id: spent.transaction_id,
+      reason: "refund",
+      idempotency_key: `r-${randomUUID()}`,
+    });
+    assert.equal(refund.balance, 20);
+    assert.deepEqual(await expiries(uid), [[-10, "lot-expired", promo]]);
+    assert.deepEqual([(await lot(purchase)).remaining, (await lot(promo)).remaining], [10, 0]);
+    await assertLedgerInvariants(uid);
+  });
+
+  it("when ttlCleanup runs, then its expired_lots policy expires every due lot once and leaves the others", async () => {
+    const uids = [newUid(), newUid()];
+    const lots = await Promise.all(uids.map((uid) => promoAndPurchase(uid)));
+    const clock = at(Math.max(...lots.map((entry) => entry.expiresAt)) + 1);
+    const policies = retentionPolicies(DEFAULT_RETENTION).filter((policy) => policy.name === "expired_lots");
+    const run = () =>
+      runTtlCleanup({
+        db: db(),
+        clock,
+        policies,
+        releaseExpiredHold: expireHolds(),
+        budgetMs: 60_000,
+        pageSize: 100,
+        stateId: newUid("ttl-state"),
+      });
+    const first = await run();
+    assert.equal(first.complete, true);
+    await run();
+    for (const [index, uid] of uids.entries()) {
+      assert.deepEqual(await expiries(uid), [[-10, "lot-expired", lots[index].promo]]);
+      assert.equal((await lot(lots[index].purchase)).status, "active");
+      await assertLedgerInvariants(uid);
+    }
+  });
+
+  it("when a user lists their lots and balance, then active lots come in burn order with the next expiry and sums by source", async () => {
+    const uid = newUid();
+    const soon = Date.now() + 2 * DAY;
+    const purchase = await grant(uid, 40, { type: "purchase" });
+    const promo = await grant(uid, 15, { source: "promo", expires_at: new Date(soon).toISOString() });
+    const grantSoon = await grant(uid, 5, { expires_at: new Date(soon).toISOString() });
+    const later = await grant(uid, 7, { expires_at: new Date(soon + DAY).toISOString() });
+    await hold(uid, `${uid}-h`, 16); // promo 15, then 1 of the grant expiring with it
+    const firstPage = await listLots(db(), uid, { status: "active", limit: 2 });
+    assert.deepEqual(
+      firstPage.items.map((item) => item.lot_id),
+      [promo.lot_id, grantSoon.lot_id],
+    );
+    assert.ok(firstPage.next_cursor);
+    const secondPage = await listLots(db(), uid, { status: "active", limit: 2, cursor: firstPage.next_cursor });
+    assert.deepEqual(
+      secondPage.items.map((item) => item.lot_id),
+      [later.lot_id, purchase.lot_id],
+    );
+    assert.deepEqual(secondPage.items[1], {
+      ...secondPage.items[1],
+      source: "purchase",
+      amount: 40,
+      remaining: 40,
+      held: 0,
+      priority: 80,
+      expires_at: null,
+      status: "active",
+    });
+    assert.equal(firstPage.items[0].expires_at, new Date(soon).toISOString());
+    const balance = await getBalance({ db: db() }, uid);
+    assert.deepEqual(balance.lots, {
+      count: 4,
+      next_expiry: { amount: 4, at: soon },
+      by_source: { purchase: 40, promo: 15, grant: 12 },
+    });
+    const other = await listLots(db(), newUid(), { status: "all", limit: 20 });
+    assert.deepEqual(other.items, []);
+  });
+});
