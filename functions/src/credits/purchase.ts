@@ -7,7 +7,8 @@
  * provider's events report the same payment, and in whatever order, one
  * `purchase` entry is posted. The caller's own bookkeeping (its payment record,
  * the provider event it is applying) commits in the same transaction as the
- * entry, so "paid, recorded and granted" is one fact.
+ * entry, so "paid, recorded and granted" is one fact. Purchased credits are a
+ * lot of source `purchase` (priority 80, never expire): they burn last.
  */
 import type { Transaction } from "firebase-admin/firestore";
 import {
@@ -17,7 +18,8 @@ import {
   type IdempotencyScope,
   type IdempotentDeps,
 } from "./idempotency";
-import { accountFrom, postEntry, TRANSACTION_ATTEMPTS, userRef, type Posted } from "./ledger";
+import { accountFrom, postEntry, readLotsFor, TRANSACTION_ATTEMPTS, userRef, type Change, type Posted } from "./ledger";
+import { DEFAULT_PRIORITY } from "./lots";
 import { withUserLock } from "./user-lock";
 import { systemClock } from "../shared/time";
 
@@ -77,7 +79,7 @@ export function purchaseTransaction<R>(
           const check = idempotencyFrom<Posted>(keyRef, scope, keySnapshot);
           if (check.replay) return { ...check.replay, replayed: true };
           const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
-          const posted = postEntry(tx, deps.db, account, {
+          const change: Change = {
             type: "purchase",
             amount: grant.credits,
             heldDelta: 0,
@@ -85,7 +87,10 @@ export function purchaseTransaction<R>(
             reason: grant.reason,
             idempotencyKey: grant.providerPaymentId,
             metadata: { payment_id: grant.paymentId, provider: grant.provider },
-          });
+            lots: { kind: "add", source: "purchase", priority: DEFAULT_PRIORITY.purchase, expiresAt: null },
+          };
+          await readLotsFor(tx, deps.db, account, change, clock.now());
+          const { posted } = postEntry(tx, deps.db, account, change);
           recordIdempotency(tx, check, scope, posted, clock.now());
           return { ...posted, replayed: false };
         }),
