@@ -118,6 +118,19 @@ export const KNOWLEDGE_OWNER_UIDS = defineString("KNOWLEDGE_OWNER_UIDS", {
   description: "Comma-separated uids allowed to ingest and delete knowledge besides holders of the admin claim.",
 });
 
+// Scheduled: plan allowances (grantAllowances).
+
+export const ALLOWANCE_TIME_BUDGET_SECONDS = defineInt("ALLOWANCE_TIME_BUDGET_SECONDS", {
+  default: 240,
+  description:
+    "How long one grantAllowances run works before it saves its place and stops (the function's timeout is 540 s).",
+});
+
+export const ALLOWANCE_PAGE_SIZE = defineInt("ALLOWANCE_PAGE_SIZE", {
+  default: 300,
+  description: "Users read per page by grantAllowances.",
+});
+
 // Scheduled: retention (ttlCleanup) and provider health / model router.
 
 export const TTL_TIME_BUDGET_SECONDS = defineInt("TTL_TIME_BUDGET_SECONDS", {

@@ -37,6 +37,8 @@ const functions: Record<string, Loader> = {
   spendCredits: credits("spendCredits"),
   listTransactions: credits("listTransactions"),
   listLots: credits("listLots"),
+  setPlan: credits("setPlan"),
+  grantAllowances: credits("grantAllowances"),
   grantCredits: credits("grantCredits"),
   refundCredits: credits("refundCredits"),
   adjustCredits: credits("adjustCredits"),

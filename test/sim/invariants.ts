@@ -63,6 +63,7 @@ export async function checkAll(w: World): Promise<string[]> {
   const checkers: Array<[string, () => Promise<void>]> = [
     ["ledger", () => settled(() => checkLedgers(w))],
     ["jobs", () => settled(() => checkJobs(w))],
+    ["allowances", () => checkAllowances(w)],
     ["queue", () => checkQueueAnswers(w)],
     ["mirror", () => checkMirrors(w)],
     ["audit", () => checkAudit(w)],
@@ -109,6 +110,20 @@ async function settled(check: () => Promise<void>): Promise<void> {
 async function checkLedgers(w: World): Promise<void> {
   // A deleted user's account is closed, not erased: its ledger stays whole and continues when the user is re-created.
   await Promise.all(w.users.map((user) => assertLedgerInvariants(user.uid)));
+}
+
+/**
+ * Issue 12: a period's allowance is granted at most once per user (entries keyed `allowance:{uid}:{period}`), and
+ * so is its rollover (`rollover:{uid}:{period}`); an upgrade's top-up is keyed by its own request.
+ */
+async function checkAllowances(w: World): Promise<void> {
+  for (const user of w.users) {
+    const keys = (await ledgerOf(user.uid))
+      .map((entry) => String(entry.idempotency_key))
+      .filter((key) => key.startsWith("allowance:") || key.startsWith("rollover:"));
+    const repeated = keys.filter((key, index) => keys.indexOf(key) !== index);
+    assert.deepEqual(repeated, [], `${user.uid}: an allowance or rollover granted twice for one period`);
+  }
 }
 
 /** Invariants 5/10: a job's hold is placed once and settled at most once; succeeded ⇒ one capture equal to its cost. */

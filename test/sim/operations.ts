@@ -9,6 +9,9 @@
  */
 import { adjustCredits, grantCredits, refundCredits, spendCredits } from "../../functions/src/credits/operations";
 import { applyQueuedOperation } from "../../functions/src/credits/queue";
+import { grantAllowances } from "../../functions/src/credits/allowances";
+import { setPlan } from "../../functions/src/credits/plans";
+import type { PlansConfig } from "../../functions/src/credits/schemas";
 import { closeAccount } from "../../functions/src/credits/closure";
 import { jobFailer } from "../../functions/src/jobs/finish";
 import { recordAudit } from "../../functions/src/audit/record";
@@ -66,6 +69,14 @@ const ADMIN = "sim-admin";
  * a provider down, its alert acknowledged and a 91-day jump strung together, which no 40 seeds did.
  */
 const SIM_RETENTION = { ...DEFAULT_RETENTION, alertsDays: 2 };
+
+/** Small allowances that roll over, so months in the sim meet spends, expiry and rollover. */
+const SIM_PLANS: PlansConfig = {
+  plans: {
+    free: { monthly_allowance: 20, rollover: { max: 10 } },
+    pro: { monthly_allowance: 60, allowance_priority: 15, rollover: { max: 40 } },
+  },
+};
 const FEATURES = ["chat.message", "chat.long_context", "image.generate", "tts.1k_chars"] as const;
 const PHRASES = [
   "alpine lakes and glaciers",
@@ -379,6 +390,51 @@ export const OPERATIONS: Operation[] = [
           w.after.sweptWithRedis =
             redisUp && w.redisUp && !result.errors.some((error) => /redis|connection|stream/i.test(error));
           return JSON.stringify(result).slice(0, 300);
+        }),
+    }),
+  },
+  {
+    // An admin moves a user between plans: the period's allowance at once, the difference on an upgrade.
+    name: "setPlan",
+    weight: 2,
+    when: (w) => w.users.length > 0,
+    plan: (w) => {
+      const user = w.rng.pick(w.users);
+      const tier = w.rng.pick(["free", "pro"]);
+      return {
+        detail: `${user.uid} → ${tier}`,
+        run: () =>
+          outcomeOf(async () => {
+            await w.db.collection("config").doc("plans").set(SIM_PLANS);
+            const result = await setPlan(w.creditDeps(), ADMIN, {
+              user_id: user.uid,
+              tier,
+              idempotency_key: w.id("plan"),
+            });
+            user.deleted = false;
+            return `${result.tier} ${result.period_start.slice(0, 7)}`;
+          }),
+      };
+    },
+  },
+  {
+    // The hourly allowance run; the clock's moves take it into new months (rollover included).
+    name: "grantAllowances",
+    weight: 2,
+    when: () => true,
+    plan: (w) => ({
+      detail: `at ${w.clock.now().toISOString()}`,
+      run: () =>
+        outcomeOf(async () => {
+          const run = await grantAllowances({
+            db: w.db,
+            clock: w.clock,
+            budgetMs: 60_000,
+            pageSize: 50,
+            stateId: `sim-allowances-${w.nonce}`,
+            plans: SIM_PLANS,
+          });
+          return `${run.period} granted ${run.granted} current ${run.current} failed ${run.failed.length}`;
         }),
     }),
   },

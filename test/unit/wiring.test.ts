@@ -35,6 +35,8 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
   spendCredits: { kind: "callable" },
   listTransactions: { kind: "callable" },
   listLots: { kind: "callable" },
+  setPlan: { kind: "callable" },
+  grantAllowances: { kind: "schedule", schedule: "every 60 minutes", timeoutSeconds: 540 },
   grantCredits: { kind: "callable" },
   refundCredits: { kind: "callable" },
   adjustCredits: { kind: "callable" },

@@ -5,7 +5,7 @@
 import { declareOnFirstRead } from "../shared/lazy-export";
 import { firestore, realtimeDb } from "../adapters/firebase";
 import { redis } from "../adapters/redis";
-import { METERING_API_KEY } from "../config";
+import { ALLOWANCE_PAGE_SIZE, ALLOWANCE_TIME_BUDGET_SECONDS, METERING_API_KEY } from "../config";
 import { callable } from "../shared/callable";
 import { apiKeyEndpoint } from "../shared/http";
 import { logs } from "../shared/logs";
@@ -31,6 +31,7 @@ import {
   ListTransactionsInput,
   MeterInput,
   RefundInput,
+  SetPlanInput,
   SpendInput,
 } from "./schemas";
 
@@ -114,6 +115,17 @@ export const adjustCredits = callable({
   handler: (input, caller) => adjust({ db: firestore(), lock: redis() }, caller.uid, input),
 });
 
+/** Admin: puts a user on a plan and grants what the current period owes under it (see plans.ts). */
+export const setPlan = callable({
+  name: "setPlan",
+  access: "admin",
+  schema: SetPlanInput,
+  handler: async (input, caller) => {
+    const { setPlan: putOnPlan } = await import("./plans");
+    return putOnPlan({ db: firestore(), lock: redis() }, caller.uid, input);
+  },
+});
+
 /**
  * HTTPS `meterUsage`: the app's own servers meter a user's usage.
  *
@@ -168,6 +180,42 @@ declareOnFirstRead(exports as object, "onUserDeleted", () => {
     // What settled stays settled; a retry settles the rest and skips what is done.
     if (result.errors.length > 0)
       throw new Error(`account ${event.params.uid} not fully closed: ${result.errors.join("; ")}`);
+  });
+});
+
+/**
+ * Hourly: grants each user the allowance of the period (calendar month, UTC)
+ * once, within a time budget, resuming where the last run stopped (see
+ * allowances.ts). A repeated delivery of the same tick is skipped.
+ */
+declareOnFirstRead("grantAllowances", () => {
+  const { onSchedule } = require("firebase-functions/v2/scheduler") as typeof import("firebase-functions/v2/scheduler");
+  return onSchedule({ schedule: "every 60 minutes", timeoutSeconds: 540, retryCount: 0 }, async (event) => {
+    const { grantAllowances } = await import("./allowances");
+    const { runOnce } = await import("../shared/dedupe");
+    const db = firestore();
+    const outcome = await runOnce(
+      db,
+      "grantAllowances",
+      event.scheduleTime,
+      async () => {
+        const run = await grantAllowances({
+          db,
+          budgetMs: ALLOWANCE_TIME_BUDGET_SECONDS.value() * 1000,
+          pageSize: ALLOWANCE_PAGE_SIZE.value(),
+        });
+        logs.allowancesRun({
+          period: run.period,
+          complete: run.complete,
+          scanned: run.scanned,
+          granted: run.granted,
+          current: run.current,
+          failed: run.failed.length,
+        });
+      },
+      { leaseMs: 600_000, retainDays: 2 },
+    );
+    if (outcome !== "done") logs.scheduleSkipped("grantAllowances", outcome);
   });
 });
 

@@ -103,6 +103,34 @@ export const ListLotsInput = z
   })
   .strict();
 
+/** A plan's name: the `users.tier` value. */
+const tier = z
+  .string()
+  .min(1)
+  .max(40)
+  .regex(/^[a-z0-9_-]+$/, "lowercase letters, digits, _ and -");
+
+/** One plan of `config/plans`: its monthly allowance and what of it rolls over to the next month. */
+export const PlanConfig = z
+  .object({
+    monthly_allowance: z.number().int().min(0).max(10_000_000),
+    allowance_priority: lotPriority.optional(),
+    rollover: z
+      .union([z.literal("none"), z.object({ max: z.number().int().min(0).max(10_000_000) }).strict()])
+      .default("none"),
+  })
+  .strict();
+
+/** Firestore `config/plans`. */
+export const PlansConfig = z
+  .object({
+    plans: z.record(tier, PlanConfig).refine((plans) => Object.keys(plans).length > 0, "at least one plan"),
+  })
+  .strict();
+
+/** `setPlan` (admin). */
+export const SetPlanInput = z.object({ user_id: userId, tier, idempotency_key: idempotencyKey }).strict();
+
 /** `min_version`: the newest ledger version the client has seen; an older cached balance is never served. */
 export const BalanceInput = z
   .object({ min_version: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional() })
@@ -126,5 +154,8 @@ export type RefundInput = z.infer<typeof RefundInput>;
 export type AdjustInput = z.infer<typeof AdjustInput>;
 export type ListTransactionsInput = z.infer<typeof ListTransactionsInput>;
 export type ListLotsInput = z.infer<typeof ListLotsInput>;
+export type PlanConfig = z.infer<typeof PlanConfig>;
+export type PlansConfig = z.infer<typeof PlansConfig>;
+export type SetPlanInput = z.infer<typeof SetPlanInput>;
 export type BalanceInput = z.infer<typeof BalanceInput>;
 export type QueuedOperation = z.infer<typeof QueuedOperation>;

@@ -59,6 +59,10 @@ export const logs = {
   quotaResetFailed: (quotaId: string, error: string) =>
     logger.error("quota_reset_failed", { quota_id: quotaId, error }),
   routerConfigInvalid: (issues: string) => logger.error("router_config_invalid", { issues }),
+  plansConfigInvalid: (issues: string) => logger.error("plans_config_invalid", { issues }),
+  allowanceFailed: (uid: string, period: string, reason: string) =>
+    logger.error("allowance_failed", { uid, period, reason }),
+  allowancesRun: (fields: Fields) => logger.info("allowances_run", fields),
   routeDecided: (fields: Fields) => logger.info("route_decided", fields),
   alertAcknowledged: (alertId: string, uid: string, changed: boolean) =>
     logger.info("alert_acknowledged", { alert_id: alertId, uid, changed }),
