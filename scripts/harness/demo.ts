@@ -55,16 +55,34 @@ export async function seedDemo(env: Record<string, string>, step: (text: string)
   const { grantCredits } = (await import(
     path.join(functionsSrc, "credits", "operations")
   )) as typeof import("../../functions/src/credits/operations");
+  const { setPlan } = (await import(
+    path.join(functionsSrc, "credits", "plans")
+  )) as typeof import("../../functions/src/credits/plans");
   const db = firestore();
-  const granted = await grantCredits({ db }, DEMO_ADMIN, {
+  // Three lots, one of each kind the burn order tells apart: a purchase (burns last, never expires), a promo
+  // expiring in three days, and the free plan's allowance for this month (burns first).
+  await grantCredits({ db }, DEMO_ADMIN, {
     user_id: DEMO_USER,
-    amount: 500,
-    type: "grant",
-    reason: "demo credits",
-    idempotency_key: "demo-seed-grant",
+    amount: 400,
+    type: "purchase",
+    reason: "demo purchase",
+    idempotency_key: "demo-seed-purchase",
   });
-  await db.collection("users").doc(DEMO_USER).set({ email: "demo@example.com", tier: "free" }, { merge: true });
-  step(`demo: ${DEMO_USER} has ${granted.balance} credits (ledger version ${granted.version})`);
+  await grantCredits({ db }, DEMO_ADMIN, {
+    user_id: DEMO_USER,
+    amount: 50,
+    type: "grant",
+    source: "promo",
+    expires_at: new Date(Date.now() + 3 * 86_400_000).toISOString(),
+    reason: "demo promo",
+    idempotency_key: "demo-seed-promo",
+  });
+  await db.collection("users").doc(DEMO_USER).set({ email: "demo@example.com" }, { merge: true });
+  await setPlan({ db }, DEMO_ADMIN, { user_id: DEMO_USER, tier: "free", idempotency_key: "demo-seed-plan" });
+  const account = (await db.collection("users").doc(DEMO_USER).get()).data() ?? {};
+  step(
+    `demo: ${DEMO_USER} has ${String(account.credits_balance)} credits in three lots: the free plan's allowance, a promo expiring in 3 days, a purchase (ledger version ${String(account.ledger_version)})`,
+  );
   // Provider configuration and the provider stand-in for providerHealthCheck and the router.
   await seedScheduledDemo(env, step);
 
@@ -80,6 +98,8 @@ export async function seedDemo(env: Record<string, string>, step: (text: string)
       "",
       "Sample calls (tokens are Auth-emulator tokens for the demo user, valid 1 h):",
       `  curl -s -X POST ${base}/getBalance -H 'content-type: application/json' \\`,
+      `    -H 'authorization: Bearer ${userToken}' -d '{"data":{}}'`,
+      `  curl -s -X POST ${base}/listLots -H 'content-type: application/json' \\`,
       `    -H 'authorization: Bearer ${userToken}' -d '{"data":{}}'`,
       `  curl -s -X POST ${base}/spendCredits -H 'content-type: application/json' \\`,
       `    -H 'authorization: Bearer ${userToken}' \\`,

@@ -60,7 +60,12 @@ describe("integration: plans and allowances", function () {
       { amount: 2000, remaining: 2000, status: "active", expires_at: "2031-04-01T00:00:00.000Z" },
     ]);
     const doc = await user(uid);
-    assert.deepEqual([doc.tier, doc.allowance_period, doc.allowance_granted], ["pro", "2031-03", 2000]);
+    assert.deepEqual([doc.tier, doc.allowance_period], ["pro", "2031-03"]);
+    const record = (await db().collection("credit_allowances").doc(`allowance:${uid}:2031-03`).get()).data();
+    assert.deepEqual(
+      [record?.granted, record?.tier, record?.lot_id],
+      [2000, "pro", `${uid}_allowance_10_${Date.UTC(2031, 3, 1)}`],
+    );
     const again = await setPlan({ db: db(), clock }, "admin", { user_id: uid, tier: "pro", ...key });
     assert.equal(again.replayed, true);
     // Another request for the same period grants nothing more.
@@ -91,6 +96,23 @@ describe("integration: plans and allowances", function () {
     const next = await grantUserAllowance(db(), uid, DEFAULT_PLANS, at("2031-06-01T00:30:00Z"));
     assert.equal(next, "granted");
     assert.deepEqual((await ledgerOf(uid)).map((entry) => [entry.type, entry.amount]).slice(2), [["grant", 50]]);
+    await assertLedgerInvariants(uid);
+  });
+
+  it("when an account is deleted and re-opened within a period, then its allowance is not granted again", async () => {
+    const uid = newUid();
+    const clock = at("2031-08-05T00:00:00Z");
+    await setPlan({ db: db(), clock }, "admin", { user_id: uid, tier: "free", ...plan() });
+    await db().collection("users").doc(uid).delete();
+    await assert.rejects(setPlan({ db: db(), clock }, "admin", { user_id: uid, tier: "free", ...plan() }), {
+      code: "not-found",
+    });
+    await fund(uid, 3); // re-opens the account
+    assert.equal(await grantUserAllowance(db(), uid, DEFAULT_PLANS, clock), "current");
+    assert.deepEqual(
+      (await ledgerOf(uid)).map((entry) => entry.amount),
+      [50, 3],
+    );
     await assertLedgerInvariants(uid);
   });
 

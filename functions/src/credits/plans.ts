@@ -6,12 +6,14 @@
  * a lot of source `allowance` that expires at the period's end, and what of
  * the previous period's allowance rolls over (`rollover: {max}`).
  *
- * The user document records the allowance state, written in the transaction
- * that grants it, so each period is granted once per user whatever runs it
- * (`grantAllowances` hourly, `setPlan` at once):
- *   allowance_period   the period (`YYYY-MM`) last granted
- *   allowance_granted  the allowance credits granted for it (what an upgrade tops up)
- *   allowance_lot      the lot they went into (what the next period rolls over from)
+ * Each period granted leaves a record `credit_allowances/allowance:{uid}:{period}`
+ * (`granted`: the allowance credits granted for it, what an upgrade tops up;
+ * `lot_id`: the lot they went into, what the next period rolls over from),
+ * written in the transaction that grants, so a period is granted once per user
+ * whatever runs it (`grantAllowances` hourly, `setPlan` at once), also across
+ * the deletion and re-opening of an account (the record, like the ledger, is
+ * kept). `users/{uid}.allowance_period` repeats the last period granted, so
+ * the hourly pass can skip users without a transaction; the record decides.
  *
  * An upgrade mid-period grants the new allowance less what the period already
  * granted (never negative); a downgrade applies from the next period.
@@ -80,28 +82,38 @@ function previousPeriod(period: Period): Period {
   return periodOf(new Date(period.start.getTime() - 1));
 }
 
-/** The allowance state recorded on the user document. */
-interface AllowanceState {
-  period: string | null;
-  granted: number;
-  lot: string | null;
+export const ALLOWANCES = "credit_allowances";
+
+/** The key of a period's allowance (and the id of its record): at most one per user and period. */
+export function allowanceKey(uid: string, period: Period): string {
+  return `allowance:${uid}:${period.id}`;
 }
 
-function allowanceState(fields: Record<string, unknown>): AllowanceState {
-  return {
-    period: typeof fields.allowance_period === "string" ? fields.allowance_period : null,
-    granted: typeof fields.allowance_granted === "number" ? fields.allowance_granted : 0,
-    lot: typeof fields.allowance_lot === "string" ? fields.allowance_lot : null,
-  };
+/** A period's record: the allowance credits it granted, and the lot they went into. */
+interface AllowanceRecord {
+  granted: number;
+  lotId: string;
+}
+
+/** The records of `period` and of the one before it (what a rollover comes from). */
+async function readRecords(
+  tx: Transaction,
+  db: Firestore,
+  uid: string,
+  period: Period,
+): Promise<{ current: AllowanceRecord | null; previous: AllowanceRecord | null }> {
+  const snapshots = await tx.getAll(
+    db.collection(ALLOWANCES).doc(allowanceKey(uid, period)),
+    db.collection(ALLOWANCES).doc(allowanceKey(uid, previousPeriod(period))),
+  );
+  const [current, previous] = snapshots.map((snapshot) =>
+    snapshot.exists ? { granted: Number(snapshot.get("granted")), lotId: String(snapshot.get("lot_id")) } : null,
+  );
+  return { current, previous };
 }
 
 export function tierOf(account: Account): string {
   return typeof account.fields.tier === "string" ? account.fields.tier : DEFAULT_TIER;
-}
-
-/** Whether the account's current period still needs its allowance. */
-export function allowanceDue(account: Account, period: Period): boolean {
-  return allowanceState(account.fields).period !== period.id;
 }
 
 interface AllowanceStep {
@@ -111,36 +123,39 @@ interface AllowanceStep {
   period: Period;
   now: Date;
   actor: string;
-  /** The key the allowance entry records (the period's for a period grant, the request's for an upgrade). */
-  idempotencyKey: string;
+  /** Only a period not yet granted (the schedule); otherwise an upgrade tops it up too (setPlan). */
+  onlyIfDue: boolean;
+  /** The key an upgrade's top-up records (its request's); a period's grant records the period's. */
+  requestKey?: string;
 }
+
+export type AllowanceOutcome = "granted" | "current" | "no-account";
 
 /**
  * Grants what the period still owes `account` under `step.plan`, in the
  * caller's transaction (the account read, nothing written yet), and records
- * the state on the user document. A period not yet granted gets the plan's
- * whole allowance, and, if the plan rolls over and the previous period was
- * granted, up to `max` of what that period's allowance lot had left when it
- * expired (expiring it now if retention has not yet), into the new lot. A
- * period already granted gets the difference when the plan grants more than
- * it did (an upgrade). Returns the credits granted.
+ * it. A period not yet granted gets the plan's whole allowance, and, if the
+ * plan rolls over and the previous period was granted, up to `max` of what
+ * that period's allowance lot had left when it expired (expiring it now if
+ * retention has not yet), into the new lot. A period already granted gets the
+ * difference when the plan grants more than it did (an upgrade), unless
+ * `onlyIfDue`.
  */
 export async function grantAllowance(
   tx: Transaction,
   db: Firestore,
   account: Account,
   step: AllowanceStep,
-): Promise<number> {
-  const state = allowanceState(account.fields);
-  const newPeriod = state.period !== step.period.id;
+): Promise<{ outcome: AllowanceOutcome; granted: number }> {
+  const records = await readRecords(tx, db, step.uid, step.period);
+  const newPeriod = records.current === null;
+  if (!newPeriod && step.onlyIfDue) return { outcome: "current", granted: 0 };
+  const alreadyGranted = records.current?.granted ?? 0;
+  const allowance = Math.max(0, step.plan.monthly_allowance - alreadyGranted);
   const priority = step.plan.allowance_priority ?? DEFAULT_PRIORITY.allowance;
   const add = { kind: "add", source: "allowance", priority, expiresAt: step.period.end } as const;
-  const lotId = lotIdOf(step.uid, "allowance", priority, step.period.end);
-  const rollFrom =
-    newPeriod && step.plan.rollover !== "none" && state.lot && state.period === previousPeriod(step.period).id
-      ? state.lot
-      : null;
-  const allowance = newPeriod ? step.plan.monthly_allowance : Math.max(0, step.plan.monthly_allowance - state.granted);
+  const rollFrom = newPeriod && step.plan.rollover !== "none" ? (records.previous?.lotId ?? null) : null;
+  const periodKey = allowanceKey(step.uid, step.period);
 
   // Every read first: the lot rolled over from, and the lot the credits go into.
   if (rollFrom)
@@ -164,30 +179,29 @@ export async function grantAllowance(
   if (rollFrom && step.plan.rollover !== "none" && account.lots) {
     expireLot(tx, db, account, rollFrom, step.actor);
     const rolled = Math.min(step.plan.rollover.max, expiredOf(account.lots, rollFrom));
-    if (rolled > 0) grant(rolled, `allowance rollover from ${state.period}`, `rollover:${step.uid}:${step.period.id}`);
+    const from = previousPeriod(step.period).id;
+    if (rolled > 0) grant(rolled, `allowance rollover from ${from}`, `rollover:${step.uid}:${step.period.id}`);
   }
   if (allowance > 0) {
-    grant(
-      allowance,
-      newPeriod
-        ? `allowance ${step.period.id} (${step.tier})`
-        : `allowance ${step.period.id} (upgrade to ${step.tier})`,
-      step.idempotencyKey,
-    );
+    const reason = newPeriod
+      ? `allowance ${step.period.id} (${step.tier})`
+      : `allowance ${step.period.id} (upgrade to ${step.tier})`;
+    grant(allowance, reason, newPeriod ? periodKey : (step.requestKey ?? periodKey));
   }
-  if (!account.exists) return granted;
   const { FieldValue } = firestoreValues();
-  tx.set(
-    account.ref,
-    {
-      allowance_period: step.period.id,
-      allowance_granted: newPeriod ? step.plan.monthly_allowance : Math.max(state.granted, step.plan.monthly_allowance),
-      allowance_lot: allowance > 0 || granted > 0 ? lotId : state.lot,
+  if (newPeriod || allowance > 0) {
+    tx.set(db.collection(ALLOWANCES).doc(periodKey), {
+      user_id: step.uid,
+      period: step.period.id,
+      tier: step.tier,
+      granted: alreadyGranted + allowance,
+      lot_id: lotIdOf(step.uid, "allowance", priority, step.period.end),
       updated_at: FieldValue.serverTimestamp(),
-    },
-    { merge: true },
-  );
-  return granted;
+    });
+  }
+  // A hint for the hourly pass (the record decides); it never brings a closed account's document back.
+  if (account.exists) tx.set(account.ref, { allowance_period: step.period.id }, { merge: true });
+  return { outcome: newPeriod ? "granted" : "current", granted };
 }
 
 export interface SetPlanResult {
@@ -226,14 +240,15 @@ export async function setPlan(
   return idempotentTransaction(deps, input.user_id, scope, async (tx, account): Promise<SetPlanResult> => {
     const now = clock.now();
     const period = periodOf(now);
-    const granted = await grantAllowance(tx, deps.db, account, {
+    const { granted } = await grantAllowance(tx, deps.db, account, {
       uid: input.user_id,
       plan,
       tier: input.tier,
       period,
       now,
       actor,
-      idempotencyKey: allowanceDue(account, period) ? allowanceKey(input.user_id, period) : input.idempotency_key,
+      onlyIfDue: false,
+      requestKey: input.idempotency_key,
     });
     // A deleted account keeps its ledger; only credits re-open it (ledger.ts), a plan alone does not.
     if (account.closed && granted === 0) throw new NotFound("Credit account");
@@ -252,13 +267,6 @@ export async function setPlan(
   });
 }
 
-/** The key of a period's allowance: at most one per user and period. */
-export function allowanceKey(uid: string, period: Period): string {
-  return `allowance:${uid}:${period.id}`;
-}
-
-export type AllowanceOutcome = "granted" | "current" | "no-account";
-
 /** The scheduled grant for one user: the current period's allowance if it is still due. */
 export async function grantUserAllowance(
   db: Firestore,
@@ -271,8 +279,6 @@ export async function grantUserAllowance(
       const account = await readAccount(tx, db, uid);
       if (!account.exists) return "no-account";
       const now = clock.now();
-      const period = periodOf(now);
-      if (!allowanceDue(account, period)) return "current";
       const tier = tierOf(account);
       const plan = plans.plans[tier];
       if (!plan)
@@ -280,16 +286,16 @@ export async function grantUserAllowance(
           reason: "unknown-tier",
           tier,
         });
-      await grantAllowance(tx, db, account, {
+      const { outcome } = await grantAllowance(tx, db, account, {
         uid,
         plan,
         tier,
-        period,
+        period: periodOf(now),
         now,
         actor: ALLOWANCE_ACTOR,
-        idempotencyKey: allowanceKey(uid, period),
+        onlyIfDue: true,
       });
-      return "granted";
+      return outcome;
     },
     { maxAttempts: TRANSACTION_ATTEMPTS },
   );
