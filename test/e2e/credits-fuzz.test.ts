@@ -143,6 +143,15 @@ describe("e2e: fuzzing credit callables with fast-check", function () {
           fc.string({ minLength: 1 }).map((cursor) => ({ cursor: `!${cursor}` })),
         )
         .map((data) => ({ name: "listLots", data })),
+      // setPlan: a tier that is not a plan name, or no plan of config/plans; extra fields; ids Firestore refuses.
+      fc
+        .oneof(fc.constantFrom("", "Pro", "pro plan", "no-such-plan", "x".repeat(41)), notANumber)
+        .map((tier) => ({ name: "setPlan", data: { user_id: uid, tier, idempotency_key: "a" } })),
+      extraField.map((field) => ({
+        name: "setPlan",
+        data: { user_id: uid, tier: "pro", idempotency_key: "a", [field]: 1 },
+      })),
+      badId.map((id) => ({ name: "setPlan", data: { user_id: id, tier: "pro", idempotency_key: "a" } })),
       fc.tuple(fc.constantFrom("grantCredits", "adjustCredits"), badId).map(([name, id]) => ({
         name,
         data: { user_id: id, amount: 5, reason: "fuzz", idempotency_key: "a" },

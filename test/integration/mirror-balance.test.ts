@@ -1,7 +1,8 @@
 /** The balance mirror's guarded write racing a user deletion, on Firestore and the RTDB substitute. */
 import assert from "node:assert/strict";
 import { realtimeDb } from "../support/stores";
-import { mirrorBalance, type BalanceState } from "../../functions/src/mirror/balance";
+import { grantCredits } from "../../functions/src/credits/operations";
+import { balanceStateOf, mirrorBalance, withNextExpiry, type BalanceState } from "../../functions/src/mirror/balance";
 import { db } from "../support/credits";
 import { newUid } from "../support/suite";
 
@@ -37,6 +38,32 @@ describe("integration: balance mirror against user deletion", function () {
     assert.equal(interleaved, true);
     assert.equal(outcome, "removed");
     assert.equal(await mirrorOf(uid), null, "no mirror for a deleted user");
+  });
+
+  it("when the user has credits that expire, then the mirror carries the next expiry (epoch ms); without, none", async () => {
+    const uid = newUid("mirror");
+    const at = Date.now() + 5 * 86_400_000;
+    await grantCredits({ db: db() }, "test-admin", {
+      user_id: uid,
+      amount: 30,
+      type: "grant",
+      source: "promo",
+      expires_at: new Date(at).toISOString(),
+      reason: "test",
+      idempotency_key: `g-${uid}`,
+    });
+    const doc = (await db().collection("users").doc(uid).get()).data();
+    const read = balanceStateOf(doc, 1);
+    assert.ok(read);
+    assert.equal(
+      await mirrorBalance({ rtdb: realtimeDb(), db: db() }, uid, await withNextExpiry(db(), uid, read)),
+      "written",
+    );
+    assert.deepEqual((await mirrorOf(uid))?.next_expiry, { amount: 30, at });
+    const plain = newUid("mirror");
+    await db().collection("users").doc(plain).set({ credits_balance: 0, credits_held: 0, ledger_version: 1 });
+    await mirrorBalance({ rtdb: realtimeDb(), db: db() }, plain, await withNextExpiry(db(), plain, state));
+    assert.equal((await mirrorOf(plain))?.next_expiry ?? null, null);
   });
 
   it("when the user still exists, then the first build writes the mirror", async () => {

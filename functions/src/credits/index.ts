@@ -26,6 +26,6 @@ export {
   type SettleResult,
 } from "./holds";
 export { idempotentTransaction, type IdempotencyScope } from "./idempotency";
-export { expireDueLot } from "./lot-views";
+export { expireDueLot, lotSummary, type LotSummary } from "./lot-views";
 export { priceOf } from "./price-book";
 export { purchaseTransaction, type GrantPurchase, type PurchaseGrant, type PurchaseResult } from "./purchase";

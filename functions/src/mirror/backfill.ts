@@ -5,7 +5,7 @@
  */
 import type { Firestore } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
-import { balanceStateOf, mirrorBalance, type MirrorDeps, type MirrorOutcome } from "./balance";
+import { balanceStateOf, mirrorBalance, withNextExpiry, type MirrorDeps, type MirrorOutcome } from "./balance";
 
 export interface BackfillProgress {
   scanned: number;
@@ -27,9 +27,10 @@ export async function backfillMirrors(
     const page = await query.get();
     if (page.empty) break;
     const outcomes: MirrorOutcome[] = await Promise.all(
-      page.docs.map((doc) => {
+      page.docs.map(async (doc) => {
         const updatedAt = doc.updateTime ? doc.updateTime.toMillis() : Date.now();
-        return mirrorBalance(deps, doc.id, balanceStateOf(doc.data(), updatedAt));
+        const state = balanceStateOf(doc.data(), updatedAt);
+        return mirrorBalance(deps, doc.id, state && (await withNextExpiry(deps.db, doc.id, state)));
       }),
     );
     progress.scanned += page.size;

@@ -11,13 +11,26 @@
  */
 import type { Database } from "firebase-admin/database";
 import type { Firestore } from "firebase-admin/firestore";
-import type { Balance } from "../credits";
+import { lotSummary, type Balance, type LotSummary } from "../credits";
 
 export const USER_BALANCES = "user_balances";
 
-/** What `user_balances/{uid}` holds: the balance and when the user document was written (ms). */
+/**
+ * What `user_balances/{uid}` holds: the balance, when the user document was
+ * written (ms), and the next expiry of credits (`{amount, at}` with `at` in
+ * epoch ms, or null; see getBalance's lots summary).
+ */
 export interface BalanceState extends Balance {
   updated_at: number;
+  next_expiry?: LotSummary["next_expiry"];
+}
+
+/**
+ * Adds the next expiry, read from the user's lots. Lots change only with a
+ * ledger entry, so the version guard keeps it as current as the balance.
+ */
+export async function withNextExpiry(db: Firestore, uid: string, state: BalanceState): Promise<BalanceState> {
+  return { ...state, next_expiry: (await lotSummary(db, uid)).next_expiry };
 }
 
 export type MirrorOutcome = "written" | "stale" | "removed" | "skipped";

@@ -111,6 +111,37 @@ async function armedBefore(
   return true;
 }
 
+/** How long before credits expire the user is warned. */
+export const EXPIRY_WARNING_MS = 3 * 86_400_000;
+
+/**
+ * Warns once when credits worth at least `threshold` (LOW_BALANCE_THRESHOLD)
+ * expire within 3 days: `nextExpiry` is the user's next expiry (the unheld
+ * credits of the active lots sharing the earliest `expires_at`). One
+ * notification per user and expiry instant (its dedupe key), however many
+ * balance changes see it. Returns notifications created (0 or 1).
+ */
+export async function observeExpiring(
+  deps: Pick<LowBalanceDeps, "notify">,
+  uid: string,
+  nextExpiry: { amount: number; at: number } | null,
+  now: Date,
+  threshold: number,
+): Promise<number> {
+  if (!nextExpiry || nextExpiry.amount < Math.max(1, threshold)) return 0;
+  const left = nextExpiry.at - now.getTime();
+  if (left <= 0 || left > EXPIRY_WARNING_MS) return 0;
+  const { created } = await deps.notify({
+    userId: uid,
+    type: "credits-expiring",
+    toastMessage: `${nextExpiry.amount} of your credits expire on ${new Date(nextExpiry.at).toISOString().slice(0, 10)}.`,
+    urgency: "normal",
+    persistent: false,
+    dedupeKey: `credits_expiring:${uid}:${nextExpiry.at}`,
+  });
+  return created ? 1 : 0;
+}
+
 /**
  * Available credits after ledger version `version`; undefined when unknown: a
  * missing entry, or version 0 (before the first change, which counts as above
