@@ -232,6 +232,51 @@ describe("e2e: credits through the functions emulator", function () {
     assert.deepEqual(other.result?.items, [], "a user sees only their own ledger");
   });
 
+  it("when a user on a plan with a promo lists lots and asks for the balance, then the callables show the lots, burn order and next expiry", async () => {
+    const uid = newUid();
+    const expiresAt = new Date(Date.now() + 2 * 86_400_000);
+    expiresAt.setUTCMilliseconds(0);
+    const promo = await callFunction<Change & { lot_id: string }>(
+      "grantCredits",
+      {
+        user_id: uid,
+        amount: 30,
+        source: "promo",
+        expires_at: expiresAt.toISOString(),
+        reason: "welcome promo",
+        idempotency_key: "promo",
+      },
+      admin,
+    );
+    assert.ok(promo.result?.lot_id);
+    const plan = await callFunction<{ tier: string; period_start: string; period_end: string }>(
+      "setPlan",
+      { user_id: uid, tier: "free", idempotency_key: "plan" },
+      admin,
+    );
+    assert.equal(plan.result?.tier, "free");
+    const denied = await callFunction("setPlan", { user_id: uid, tier: "pro", idempotency_key: "p2" }, { uid });
+    assert.equal(denied.error?.status, "PERMISSION_DENIED");
+    type Lots = { items: Array<{ lot_id: string; source: string; remaining: number; expires_at: string | null }> };
+    const lots = await callFunction<Lots>("listLots", {}, { uid });
+    assert.deepEqual(
+      lots.result?.items.map((lot) => [lot.source, lot.remaining]),
+      [
+        ["allowance", 50],
+        ["promo", 30],
+      ],
+    );
+    assert.equal(lots.result?.items[0].expires_at, plan.result?.period_end);
+    type BalanceAnswer = { balance: number; lots: { count: number; next_expiry: { amount: number; at: string } } };
+    const balance = await callFunction<BalanceAnswer>("getBalance", {}, { uid });
+    assert.equal(balance.result?.balance, 80);
+    assert.equal(balance.result?.lots.count, 2);
+    // The promo expires first (in two days), before the month's allowance, unless the month ends sooner.
+    const next = balance.result?.lots.next_expiry;
+    assert.ok(next && typeof next.at === "string" && [30, 50].includes(next.amount));
+    await assertLedgerInvariants(uid);
+  });
+
   it("when the app's server meters usage with the API key, then it is charged once; a wrong key gets 401 and writes nothing", async () => {
     const uid = newUid();
     await fund(uid, 20);
