@@ -22,7 +22,7 @@ import { firestoreValues } from "../adapters/firebase";
 import { DomainError, NotFound } from "../shared/errors";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
-import { postEntry, readAccount, readLotsFor, TRANSACTION_ATTEMPTS, type Account, type Posted } from "./ledger";
+import { postEntry, readAccount, readLotsFor, runCreditTransaction, type Account, type Posted } from "./ledger";
 import { heldAllocationsOf, type Allocation } from "./lots";
 
 export const HOLDS = "credit_holds";
@@ -202,16 +202,13 @@ export async function settleHold(
   reason: string,
   clock: Clock = systemClock,
 ): Promise<SettleResult> {
-  return db.runTransaction(
-    async (tx) => {
-      const hold = await readHold(tx, db, holdId);
-      if (hold.status !== "open") return { settled: false, status: hold.status };
-      const account = await readAccount(tx, db, hold.userId);
-      await readHoldLots(tx, db, hold, account, clock);
-      return settleHoldInTransaction(tx, db, hold, account, settlement, actor, reason);
-    },
-    { maxAttempts: TRANSACTION_ATTEMPTS },
-  );
+  return runCreditTransaction(db, async (tx) => {
+    const hold = await readHold(tx, db, holdId);
+    if (hold.status !== "open") return { settled: false, status: hold.status };
+    const account = await readAccount(tx, db, hold.userId);
+    await readHoldLots(tx, db, hold, account, clock);
+    return settleHoldInTransaction(tx, db, hold, account, settlement, actor, reason);
+  });
 }
 
 /** A job's hold is settled only with its job (jobs/finish.ts finishJob); credits never expires it on its own. */
@@ -236,17 +233,14 @@ export async function releaseExpiredHold(
   holdId: string,
   clock: Clock = systemClock,
 ): Promise<SettleResult> {
-  return db.runTransaction(
-    async (tx) => {
-      const hold = await readHold(tx, db, holdId);
-      if (hold.status !== "open" || hold.expiresAt.getTime() > clock.now().getTime()) {
-        return { settled: false, status: hold.status };
-      }
-      if (hold.jobId) throw new HoldOwnedByJob(hold.id, hold.jobId);
-      const account = await readAccount(tx, db, hold.userId);
-      await readHoldLots(tx, db, hold, account, clock);
-      return settleHoldInTransaction(tx, db, hold, account, { kind: "expire" }, "system:ttlCleanup", "hold expired");
-    },
-    { maxAttempts: TRANSACTION_ATTEMPTS },
-  );
+  return runCreditTransaction(db, async (tx) => {
+    const hold = await readHold(tx, db, holdId);
+    if (hold.status !== "open" || hold.expiresAt.getTime() > clock.now().getTime()) {
+      return { settled: false, status: hold.status };
+    }
+    if (hold.jobId) throw new HoldOwnedByJob(hold.id, hold.jobId);
+    const account = await readAccount(tx, db, hold.userId);
+    await readHoldLots(tx, db, hold, account, clock);
+    return settleHoldInTransaction(tx, db, hold, account, { kind: "expire" }, "system:ttlCleanup", "hold expired");
+  });
 }

@@ -20,7 +20,7 @@ import type { RedisGateway } from "../adapters/redis";
 import { DomainError, type ErrorCode } from "../shared/errors";
 import { HOUR_MS, systemClock, type Clock } from "../shared/time";
 import { IdempotencyKeyReused } from "./errors";
-import { accountFrom, TRANSACTION_ATTEMPTS, userRef, type Account } from "./ledger";
+import { accountFrom, runCreditTransaction, userRef, type Account } from "./ledger";
 import { withUserLock } from "./user-lock";
 
 export const IDEMPOTENCY_KEYS = "idempotency_keys";
@@ -161,7 +161,8 @@ export async function idempotentTransaction<R extends object>(
 ): Promise<R & { replayed: boolean }> {
   const clock = deps.clock ?? systemClock;
   const answer = await withUserLock(deps.lock, uid, () =>
-    deps.db.runTransaction(
+    runCreditTransaction(
+      deps.db,
       async (tx): Promise<(R & { replayed: boolean }) | { rejection: RecordedRejection }> => {
         // The idempotency record and the account in one round trip.
         const keyRef = idempotencyRef(deps.db, scope);
@@ -181,7 +182,6 @@ export async function idempotentTransaction<R extends object>(
         recordIdempotency(tx, check, scope, response, clock.now());
         return { ...response, replayed: false };
       },
-      { maxAttempts: TRANSACTION_ATTEMPTS },
     ),
   );
   if ("rejection" in answer) throw rejectionError(answer.rejection);

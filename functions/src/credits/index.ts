@@ -13,7 +13,14 @@
  *   in the same transaction.
  */
 export { InsufficientCredits } from "./errors";
-export { TRANSACTION_ATTEMPTS, availableAfter, readAccount, type Account, type Balance } from "./ledger";
+export {
+  TRANSACTION_ATTEMPTS,
+  availableAfter,
+  readAccount,
+  runCreditTransaction,
+  type Account,
+  type Balance,
+} from "./ledger";
 export {
   holdRef,
   placeHold,

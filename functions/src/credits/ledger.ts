@@ -44,6 +44,35 @@ export const TRANSACTIONS = "credit_transactions";
  */
 export const TRANSACTION_ATTEMPTS = 25;
 
+/** Whole-transaction retries after the emulator closed a transaction under us (see runCreditTransaction). */
+const CLOSED_TRANSACTION_RETRIES = 10;
+
+/**
+ * Runs a credit transaction with the ledger's retry budget. A change reads in
+ * more than one round trip (the account, then its lots), and the Firestore
+ * emulator answers a read of a transaction it has already aborted for
+ * contention with INVALID_ARGUMENT "Transaction is invalid or closed", which
+ * the SDK does not retry (Firestore itself says ABORTED, which it does).
+ * Nothing was committed then, so the transaction is run again.
+ */
+export async function runCreditTransaction<T>(db: Firestore, work: (tx: Transaction) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.runTransaction(work, { maxAttempts: TRANSACTION_ATTEMPTS });
+    } catch (error) {
+      if (attempt >= CLOSED_TRANSACTION_RETRIES || !closedUnderUs(error)) throw error;
+    }
+  }
+}
+
+function closedUnderUs(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    (error as Error & { code?: unknown }).code === 3 &&
+    /transaction is invalid or closed/i.test(error.message)
+  );
+}
+
 export type EntryType =
   "grant" | "purchase" | "spend" | "hold" | "capture" | "release" | "refund" | "expire" | "adjust";
 

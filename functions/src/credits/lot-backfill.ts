@@ -12,7 +12,7 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { systemClock, type Clock } from "../shared/time";
-import { readAccount, TRANSACTION_ATTEMPTS } from "./ledger";
+import { readAccount, runCreditTransaction } from "./ledger";
 import { lotWrites, readLots } from "./lots";
 
 export interface LotBackfillProgress {
@@ -71,15 +71,12 @@ export async function backfillLots(db: Firestore, options: LotBackfillOptions = 
 
 /** Creates one user's legacy lot if they need one; true when it did. */
 export async function backfillUser(db: Firestore, uid: string, clock: Clock = systemClock): Promise<boolean> {
-  return db.runTransaction(
-    async (tx) => {
-      const account = await readAccount(tx, db, uid);
-      if (!account.exists || account.lotsReady) return false;
-      const book = await readLots(tx, db, account, { ids: [], draw: 0 }, clock.now());
-      const created = [...book.byId.values()].some((lot) => lot.changed);
-      if (created) lotWrites(tx, book);
-      return created;
-    },
-    { maxAttempts: TRANSACTION_ATTEMPTS },
-  );
+  return runCreditTransaction(db, async (tx) => {
+    const account = await readAccount(tx, db, uid);
+    if (!account.exists || account.lotsReady) return false;
+    const book = await readLots(tx, db, account, { ids: [], draw: 0 }, clock.now());
+    const created = [...book.byId.values()].some((lot) => lot.changed);
+    if (created) lotWrites(tx, book);
+    return created;
+  });
 }

@@ -6,7 +6,7 @@ import type { Firestore, Query } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { DomainError } from "../shared/errors";
 import { systemClock, type Clock } from "../shared/time";
-import { expireLot, readAccount, readLotsFor, TRANSACTION_ATTEMPTS, type Posted } from "./ledger";
+import { expireLot, readAccount, readLotsFor, runCreditTransaction, type Posted } from "./ledger";
 import { LOTS, lotRef, type LotSource, type LotStatus } from "./lots";
 import type { ListLotsInput } from "./schemas";
 
@@ -26,20 +26,17 @@ export interface LotExpiry {
  * until their holds are settled.
  */
 export async function expireDueLot(db: Firestore, lotId: string, clock: Clock = systemClock): Promise<LotExpiry> {
-  return db.runTransaction(
-    async (tx): Promise<LotExpiry> => {
-      const snapshot = await tx.get(lotRef(db, lotId));
-      const expiresAt = snapshot.get("expires_at") as { toMillis(): number } | null | undefined;
-      const now = clock.now();
-      if (!snapshot.exists || snapshot.get("status") !== "active" || !expiresAt || expiresAt.toMillis() > now.getTime())
-        return { expired: false };
-      const account = await readAccount(tx, db, String(snapshot.get("user_id")));
-      await readLotsFor(tx, db, account, { amount: 0, heldDelta: 0, lots: { kind: "lapse", lotId } }, now);
-      const posted = expireLot(tx, db, account, lotId, EXPIRY_ACTOR);
-      return posted ? { expired: true, posted } : { expired: true };
-    },
-    { maxAttempts: TRANSACTION_ATTEMPTS },
-  );
+  return runCreditTransaction(db, async (tx): Promise<LotExpiry> => {
+    const snapshot = await tx.get(lotRef(db, lotId));
+    const expiresAt = snapshot.get("expires_at") as { toMillis(): number } | null | undefined;
+    const now = clock.now();
+    if (!snapshot.exists || snapshot.get("status") !== "active" || !expiresAt || expiresAt.toMillis() > now.getTime())
+      return { expired: false };
+    const account = await readAccount(tx, db, String(snapshot.get("user_id")));
+    await readLotsFor(tx, db, account, { amount: 0, heldDelta: 0, lots: { kind: "lapse", lotId } }, now);
+    const posted = expireLot(tx, db, account, lotId, EXPIRY_ACTOR);
+    return posted ? { expired: true, posted } : { expired: true };
+  });
 }
 
 export interface LotView {

@@ -29,7 +29,7 @@ import {
   postEntry,
   readAccount,
   readLotsFor,
-  TRANSACTION_ATTEMPTS,
+  runCreditTransaction,
   type Account,
   type Change,
 } from "./ledger";
@@ -274,31 +274,28 @@ export async function grantUserAllowance(
   plans: PlansConfig,
   clock: Clock = systemClock,
 ): Promise<AllowanceOutcome> {
-  return db.runTransaction(
-    async (tx): Promise<AllowanceOutcome> => {
-      const account = await readAccount(tx, db, uid);
-      if (!account.exists) return "no-account";
-      const now = clock.now();
-      const tier = tierOf(account);
-      const plan = plans.plans[tier];
-      if (!plan)
-        throw new DomainError("failed-precondition", `No plan ${tier} in config/plans.`, {
-          reason: "unknown-tier",
-          tier,
-        });
-      const { outcome } = await grantAllowance(tx, db, account, {
-        uid,
-        plan,
+  return runCreditTransaction(db, async (tx): Promise<AllowanceOutcome> => {
+    const account = await readAccount(tx, db, uid);
+    if (!account.exists) return "no-account";
+    const now = clock.now();
+    const tier = tierOf(account);
+    const plan = plans.plans[tier];
+    if (!plan)
+      throw new DomainError("failed-precondition", `No plan ${tier} in config/plans.`, {
+        reason: "unknown-tier",
         tier,
-        period: periodOf(now),
-        now,
-        actor: ALLOWANCE_ACTOR,
-        onlyIfDue: true,
       });
-      return outcome;
-    },
-    { maxAttempts: TRANSACTION_ATTEMPTS },
-  );
+    const { outcome } = await grantAllowance(tx, db, account, {
+      uid,
+      plan,
+      tier,
+      period: periodOf(now),
+      now,
+      actor: ALLOWANCE_ACTOR,
+      onlyIfDue: true,
+    });
+    return outcome;
+  });
 }
 
 export const ALLOWANCE_ACTOR = "system:grantAllowances";

@@ -18,7 +18,7 @@ import {
   type IdempotencyScope,
   type IdempotentDeps,
 } from "./idempotency";
-import { accountFrom, postEntry, readLotsFor, TRANSACTION_ATTEMPTS, userRef, type Change, type Posted } from "./ledger";
+import { accountFrom, postEntry, readLotsFor, runCreditTransaction, userRef, type Change, type Posted } from "./ledger";
 import { DEFAULT_PRIORITY } from "./lots";
 import { withUserLock } from "./user-lock";
 import { systemClock } from "../shared/time";
@@ -69,32 +69,30 @@ export function purchaseTransaction<R>(
 ): Promise<R> {
   const clock = deps.clock ?? systemClock;
   return withUserLock(deps.lock, uid, () =>
-    deps.db.runTransaction(
-      (tx) =>
-        body(tx, async (grant) => {
-          const scope = purchaseScope(uid, grant);
-          const keyRef = idempotencyRef(deps.db, scope);
-          const accountRef = userRef(deps.db, uid);
-          const [keySnapshot, accountSnapshot] = await tx.getAll(keyRef, accountRef);
-          const check = idempotencyFrom<Posted>(keyRef, scope, keySnapshot);
-          if (check.replay) return { ...check.replay, replayed: true };
-          const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
-          const change: Change = {
-            type: "purchase",
-            amount: grant.credits,
-            heldDelta: 0,
-            actor: `${grant.provider}:${grant.providerPaymentId}`,
-            reason: grant.reason,
-            idempotencyKey: grant.providerPaymentId,
-            metadata: { payment_id: grant.paymentId, provider: grant.provider },
-            lots: { kind: "add", source: "purchase", priority: DEFAULT_PRIORITY.purchase, expiresAt: null },
-          };
-          await readLotsFor(tx, deps.db, account, change, clock.now());
-          const { posted } = postEntry(tx, deps.db, account, change);
-          recordIdempotency(tx, check, scope, posted, clock.now());
-          return { ...posted, replayed: false };
-        }),
-      { maxAttempts: TRANSACTION_ATTEMPTS },
+    runCreditTransaction(deps.db, (tx) =>
+      body(tx, async (grant) => {
+        const scope = purchaseScope(uid, grant);
+        const keyRef = idempotencyRef(deps.db, scope);
+        const accountRef = userRef(deps.db, uid);
+        const [keySnapshot, accountSnapshot] = await tx.getAll(keyRef, accountRef);
+        const check = idempotencyFrom<Posted>(keyRef, scope, keySnapshot);
+        if (check.replay) return { ...check.replay, replayed: true };
+        const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
+        const change: Change = {
+          type: "purchase",
+          amount: grant.credits,
+          heldDelta: 0,
+          actor: `${grant.provider}:${grant.providerPaymentId}`,
+          reason: grant.reason,
+          idempotencyKey: grant.providerPaymentId,
+          metadata: { payment_id: grant.paymentId, provider: grant.provider },
+          lots: { kind: "add", source: "purchase", priority: DEFAULT_PRIORITY.purchase, expiresAt: null },
+        };
+        await readLotsFor(tx, deps.db, account, change, clock.now());
+        const { posted } = postEntry(tx, deps.db, account, change);
+        recordIdempotency(tx, check, scope, posted, clock.now());
+        return { ...posted, replayed: false };
+      }),
     ),
   );
 }

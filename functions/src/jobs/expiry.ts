@@ -17,7 +17,7 @@ import {
   readHoldLots,
   releaseExpiredHold,
   settleHoldInTransaction,
-  TRANSACTION_ATTEMPTS,
+  runCreditTransaction,
   type SettleResult,
 } from "../credits";
 import type { ReleaseExpiredHold } from "../retention/policies";
@@ -62,26 +62,23 @@ export async function expireHold(deps: JobDeps & { clock: Clock }, holdId: strin
 
 /** Expires a job hold whose job document does not exist; re-checks both inside the transaction. */
 async function expireOrphanHold(db: Firestore, holdId: string, jobId: string, clock: Clock): Promise<SettleResult> {
-  return db.runTransaction(
-    async (tx) => {
-      const job = await tx.get(jobRef(db, jobId));
-      const hold = await readHold(tx, db, holdId);
-      if (job.exists || hold.status !== "open" || hold.expiresAt.getTime() > clock.now().getTime())
-        return { settled: false, status: hold.status };
-      const account = await readAccount(tx, db, hold.userId);
-      await readHoldLots(tx, db, hold, account, clock);
-      return settleHoldInTransaction(
-        tx,
-        db,
-        hold,
-        account,
-        { kind: "expire" },
-        EXPIRY_ACTOR,
-        `hold expired; job ${jobId} does not exist`,
-      );
-    },
-    { maxAttempts: TRANSACTION_ATTEMPTS },
-  );
+  return runCreditTransaction(db, async (tx) => {
+    const job = await tx.get(jobRef(db, jobId));
+    const hold = await readHold(tx, db, holdId);
+    if (job.exists || hold.status !== "open" || hold.expiresAt.getTime() > clock.now().getTime())
+      return { settled: false, status: hold.status };
+    const account = await readAccount(tx, db, hold.userId);
+    await readHoldLots(tx, db, hold, account, clock);
+    return settleHoldInTransaction(
+      tx,
+      db,
+      hold,
+      account,
+      { kind: "expire" },
+      EXPIRY_ACTOR,
+      `hold expired; job ${jobId} does not exist`,
+    );
+  });
 }
 
 function settledOrNot(result: SettleResult, done: HoldExpiry): HoldExpiry {

@@ -13,7 +13,7 @@ import {
   readHold,
   readHoldLots,
   settleHoldInTransaction,
-  TRANSACTION_ATTEMPTS,
+  runCreditTransaction,
   type Hold,
   type Settlement,
 } from "../credits";
@@ -67,45 +67,42 @@ export async function finishJob(
   beforeWrite?: (tx: Transaction) => Promise<boolean>,
 ): Promise<FinishResult> {
   const { db } = deps;
-  const result = await db.runTransaction(
-    async (tx): Promise<FinishResult> => {
-      const job = await readJob(tx, db, jobId);
-      if (TERMINAL.has(job.status)) return { changed: false, settled: false, job };
-      const hold = await readHold(tx, db, job.holdId);
-      const account = await readAccount(tx, db, job.userId);
-      await readHoldLots(tx, db, hold, account, deps.clock);
-      if (guard && !guard(job, hold)) return { changed: false, settled: false, job };
-      if (beforeWrite && !(await beforeWrite(tx))) return { changed: false, settled: false, job };
-      const settledElsewhere = hold.status !== "open";
-      const status = settledElsewhere && outcome.status === "succeeded" ? "failed" : outcome.status;
-      const cost = status === "succeeded" ? Math.min(outcome.cost ?? 0, hold.amount) : 0;
-      if (!settledElsewhere) {
-        const settlement: Settlement =
-          status === "succeeded" ? { kind: "capture", cost } : { kind: outcome.settlement ?? "release" };
-        settleHoldInTransaction(tx, db, hold, account, settlement, outcome.actor, outcome.reason);
-      }
-      const reported = outcome.status === "succeeded" ? outcome.cost : undefined;
-      const { FieldValue } = firestoreValues();
-      const version = job.version + 1;
-      const pct = status === "succeeded" ? 100 : job.pct;
-      const stage = status === "succeeded" ? "done" : job.stage;
-      tx.update(job.ref, {
-        status,
-        version,
-        cost,
-        ...(reported !== undefined && reported !== cost ? { cost_reported: reported } : {}),
-        outputs: status === "succeeded" ? (outcome.outputs ?? null) : null,
-        error: settledElsewhere ? `not charged: its hold was already ${hold.status}` : (outcome.error ?? null),
-        "progress.pct": pct,
-        "progress.stage": stage,
-        ...(job.dispatch.state !== "dispatched" ? { "dispatch.state": "skipped" } : {}),
-        finished_at: FieldValue.serverTimestamp(),
-        updated_at: FieldValue.serverTimestamp(),
-      });
-      return { changed: true, settled: !settledElsewhere, job: { ...job, status, version, pct, stage } };
-    },
-    { maxAttempts: TRANSACTION_ATTEMPTS },
-  );
+  const result = await runCreditTransaction(db, async (tx): Promise<FinishResult> => {
+    const job = await readJob(tx, db, jobId);
+    if (TERMINAL.has(job.status)) return { changed: false, settled: false, job };
+    const hold = await readHold(tx, db, job.holdId);
+    const account = await readAccount(tx, db, job.userId);
+    await readHoldLots(tx, db, hold, account, deps.clock);
+    if (guard && !guard(job, hold)) return { changed: false, settled: false, job };
+    if (beforeWrite && !(await beforeWrite(tx))) return { changed: false, settled: false, job };
+    const settledElsewhere = hold.status !== "open";
+    const status = settledElsewhere && outcome.status === "succeeded" ? "failed" : outcome.status;
+    const cost = status === "succeeded" ? Math.min(outcome.cost ?? 0, hold.amount) : 0;
+    if (!settledElsewhere) {
+      const settlement: Settlement =
+        status === "succeeded" ? { kind: "capture", cost } : { kind: outcome.settlement ?? "release" };
+      settleHoldInTransaction(tx, db, hold, account, settlement, outcome.actor, outcome.reason);
+    }
+    const reported = outcome.status === "succeeded" ? outcome.cost : undefined;
+    const { FieldValue } = firestoreValues();
+    const version = job.version + 1;
+    const pct = status === "succeeded" ? 100 : job.pct;
+    const stage = status === "succeeded" ? "done" : job.stage;
+    tx.update(job.ref, {
+      status,
+      version,
+      cost,
+      ...(reported !== undefined && reported !== cost ? { cost_reported: reported } : {}),
+      outputs: status === "succeeded" ? (outcome.outputs ?? null) : null,
+      error: settledElsewhere ? `not charged: its hold was already ${hold.status}` : (outcome.error ?? null),
+      "progress.pct": pct,
+      "progress.stage": stage,
+      ...(job.dispatch.state !== "dispatched" ? { "dispatch.state": "skipped" } : {}),
+      finished_at: FieldValue.serverTimestamp(),
+      updated_at: FieldValue.serverTimestamp(),
+    });
+    return { changed: true, settled: !settledElsewhere, job: { ...job, status, version, pct, stage } };
+  });
   if (result.changed && !result.settled) logs.jobHoldSettledElsewhere(jobId, outcome.status, result.job.status);
   await afterChange(deps, result.job);
   return result;
