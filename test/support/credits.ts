@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import type { Firestore } from "firebase-admin/firestore";
-import { firestore } from "../../functions/src/adapters/firebase";
+// Through stores.ts, whose root hook closes the Admin apps: a run of only credits files must exit too.
+import { firestore } from "./stores";
 import { grantCredits } from "../../functions/src/credits/operations";
 
 export function db(): Firestore {
