@@ -5,7 +5,11 @@
  *
  *   npm run bench                 all scenarios
  *   npm run bench -- coldstart    only the named ones
+ *
+ * A scenario that fails prints its error after the rows it had measured; the
+ * others still run, and the exit code is 1.
  */
+import { allowancesBench } from "./allowances";
 import { coldStart } from "./coldstart";
 import { creditsBench } from "./credits";
 import { embeddingsBench } from "./embeddings";
@@ -13,12 +17,14 @@ import { jobsBench } from "./jobs";
 import { printRows, type Row } from "./stats";
 import { ttlBench } from "./ttl";
 
-const SCENARIOS: Record<string, () => Promise<Row[]> | Row[]> = {
-  coldstart: () => coldStart(),
-  credits: () => creditsBench(),
-  embeddings: () => embeddingsBench(),
-  ttl: () => ttlBench(),
-  jobs: () => jobsBench(),
+/** Each scenario pushes its rows into `rows` (all at the end, or as it measures them, like credits). */
+const SCENARIOS: Record<string, (rows: Row[]) => unknown> = {
+  coldstart: (rows) => rows.push(...coldStart()),
+  credits: (rows) => creditsBench(rows),
+  allowances: async (rows) => rows.push(...(await allowancesBench())),
+  embeddings: async (rows) => rows.push(...(await embeddingsBench())),
+  ttl: async (rows) => rows.push(...(await ttlBench())),
+  jobs: async (rows) => rows.push(...(await jobsBench())),
 };
 
 async function main(): Promise<void> {
@@ -27,10 +33,20 @@ async function main(): Promise<void> {
   if (unknown.length > 0)
     throw new Error(`unknown scenario(s) ${unknown.join(", ")}; known: ${Object.keys(SCENARIOS).join(", ")}`);
   const rows: Row[] = [];
+  const failed: string[] = [];
   for (const [name, run] of Object.entries(SCENARIOS)) {
     if (wanted.length > 0 && !wanted.includes(name)) continue;
     process.stdout.write(`[bench] ${name}…\n`);
-    rows.push(...(await run()));
+    // A scenario that fails (e.g. a callable timing out on a busy machine) keeps the rows it measured, prints
+    // its error, and the run goes on: one bad scenario must not cost the others' figures.
+    try {
+      await run(rows);
+    } catch (error) {
+      failed.push(name);
+      process.stderr.write(
+        `[bench] ${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+    }
   }
   process.stdout.write("\n");
   printRows(rows);
@@ -39,6 +55,10 @@ async function main(): Promise<void> {
     process.stdout.write(
       `\n${missed.length} target(s) missed: ${missed.map((row) => `${row.scenario}/${row.name}`).join(", ")}\n`,
     );
+  if (failed.length > 0) {
+    process.stdout.write(`\n${failed.length} scenario(s) failed: ${failed.join(", ")} (errors above)\n`);
+    process.exitCode = 1;
+  }
 }
 
 main().catch((error: unknown) => {

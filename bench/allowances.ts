@@ -1,0 +1,71 @@
+/**
+ * grantAllowances throughput: documents written per second by the hourly
+ * allowance run over BENCH_ALLOWANCE_USERS users (default 10,000) whose
+ * period rolled over, against a floor measured in the same run: a BulkWriter
+ * (throttling off, as in the ttl scenario) writing the same number of
+ * documents. Target ≥ 0.5× (issue 12).
+ *
+ * Each granted user is one transaction that writes four documents: the user
+ * (balance, `allowance_period`), the ledger entry, the allowance lot and the
+ * `credit_allowances` record of the period. The floor writes that many.
+ */
+import { randomUUID } from "node:crypto";
+import type { Firestore } from "firebase-admin/firestore";
+import { firestore } from "../functions/src/adapters/firebase";
+import { grantAllowances } from "../functions/src/credits/allowances";
+import type { Row } from "./stats";
+
+const WRITER = { throttling: false } as const;
+/** Documents one user's allowance grant writes (see above). */
+const DOCS_PER_GRANT = 4;
+
+/** Users on the free plan with no credits yet, created without going through the ledger (it is not measured). */
+async function seedUsers(db: Firestore, count: number, tag: string): Promise<void> {
+  const writer = db.bulkWriter(WRITER);
+  for (let i = 0; i < count; i++)
+    void writer.set(db.collection("users").doc(`bench-al-${tag}-${String(i).padStart(6, "0")}`), { tier: "free" });
+  await writer.close();
+}
+
+async function floorRun(db: Firestore, documents: number, tag: string): Promise<number> {
+  const collection = db.collection(`bench_allowance_floor_${tag}`);
+  const start = performance.now();
+  const writer = db.bulkWriter(WRITER);
+  for (let i = 0; i < documents; i++) void writer.set(collection.doc(`d${i}`), { n: i, payload: "x".repeat(64) });
+  await writer.close();
+  return documents / ((performance.now() - start) / 1000);
+}
+
+export async function allowancesBench(users = Number(process.env.BENCH_ALLOWANCE_USERS ?? 10_000)): Promise<Row[]> {
+  const db = firestore();
+  const tag = randomUUID().slice(0, 8);
+  await seedUsers(db, users, tag);
+  const start = performance.now();
+  // The run pages over every user; those of other scenarios are few and counted like the rest.
+  const run = await grantAllowances({ db, budgetMs: 3_600_000, pageSize: 500, stateId: `bench-${tag}` });
+  const runSeconds = (performance.now() - start) / 1000;
+  if (!run.complete || run.failed.length > 0)
+    throw new Error(`allowance run incomplete: ${JSON.stringify({ ...run, failed: run.failed.slice(0, 3) })}`);
+  const documents = run.granted * DOCS_PER_GRANT;
+  const floorRate = await floorRun(db, documents, tag);
+  const runRate = documents / runSeconds;
+  return [
+    {
+      scenario: "grantAllowances",
+      name: `floor: BulkWriter writing ${documents} documents`,
+      value: floorRate,
+      unit: "docs/s",
+      ratio: 1,
+    },
+    {
+      scenario: "grantAllowances",
+      name: `hourly run granting ${run.granted} users (${run.scanned} scanned)`,
+      value: runRate,
+      unit: "docs/s",
+      ratio: runRate / floorRate,
+      target: "≥ 0.5×",
+      pass: runRate / floorRate >= 0.5,
+      note: `${runSeconds.toFixed(1)} s; ratio > 1 is better here`,
+    },
+  ];
+}
