@@ -119,6 +119,41 @@ describe("integration: credit lot expiry", function () {
     }
   });
 
+  it("when a lot's expiry races a refund into it and the release of a hold on it, then each credit expires exactly once", async () => {
+    for (let round = 0; round < 4; round += 1) {
+      const uid = newUid();
+      const { expiresAt, promo } = await promoAndPurchase(uid);
+      // The promo pays 4 of a spend and reserves 3 for a hold (a cancelled job's); 3 stay unheld.
+      const spent = await spendCredits({ db: db() }, uid, {
+        feature: "chat.message",
+        quantity: 4,
+        idempotency_key: "s",
+      });
+      await hold(uid, `${uid}-h`, 3);
+      const after = at(expiresAt + 1);
+      const work = [
+        () => expireDueLot(db(), promo, after),
+        () =>
+          refundCredits({ db: db(), clock: after }, "test-admin", {
+            transaction_id: spent.transaction_id,
+            reason: "refund",
+            idempotency_key: `r-${uid}`,
+          }),
+        () => settleHold(db(), `${uid}-h`, { kind: "release" }, "test", "cancelled", after),
+      ];
+      const order = round % 2 === 0 ? work : [...work].reverse();
+      await Promise.all(order.map((run) => run()));
+      const state = await assertLedgerInvariants(uid);
+      assert.deepEqual([state.balance, state.held], [10, 0], "only the purchase is left");
+      const expired = (await ledgerOf(uid))
+        .filter((entry) => entry.type === "expire")
+        .reduce((sum, entry) => sum - Number(entry.amount), 0);
+      assert.equal(expired, 10, "the promo's 3 unheld, 4 refunded and 3 released credits expire, each once");
+      const settledLot = await lot(promo);
+      assert.deepEqual([settledLot.status, settledLot.remaining, settledLot.held], ["expired", 0, 0]);
+    }
+  });
+
   it("when a refund returns credits to a lot that has expired, then the returned part expires at once", async () => {
     const uid = newUid();
     const { expiresAt, promo, purchase } = await promoAndPurchase(uid);
