@@ -87,6 +87,37 @@ const PHRASES = [
   `${POISON} corrupt upload`,
 ];
 
+/** One provider health check as the schedule runs it, with the sim's providers and probe; returns the statuses. */
+async function checkHealth(w: World): Promise<string> {
+  w.after.healthChecked = true;
+  w.after.lastProbe.clear();
+  const config = parseRouterConfig({
+    providers: w.providers.map((provider) => ({
+      name: provider.name,
+      probe_url: "http://127.0.0.1:9/probe",
+      models: [{ id: `${provider.name}-model`, task_types: ["chat"], cost_per_1k_tokens: 1 }],
+    })),
+    failures_to_down: 2,
+    error_window: 4,
+    degraded_error_rate: 0.5,
+    slow_ms: 500,
+    ewma_alpha: 0.5,
+    cooldown_ms: 20 * 60_000,
+  });
+  const outcome = await runProviderHealthCheck({
+    db: w.db,
+    clock: w.clock,
+    config,
+    probe: w.probe,
+    probeTimeoutMs: 1000,
+  });
+  for (const provider of outcome.providers) if (provider.alert_id) w.alerts.push(provider.alert_id);
+  return (
+    outcome.providers.map((provider) => `${provider.provider}:${provider.status}`).join(" ") +
+    ` quotas ${outcome.quotas_reset}`
+  );
+}
+
 /** Turns a use case's answer or refusal into the step log's outcome; anything else is logged, not hidden. */
 async function outcomeOf(work: () => Promise<string>): Promise<string> {
   try {
@@ -752,37 +783,33 @@ export const OPERATIONS: Operation[] = [
     when: (w) => w.providers.length > 0,
     plan: (w) => ({
       detail: w.providers.map((provider) => `${provider.name}:${provider.ok ? "ok" : "failing"}`).join(" "),
-      run: () =>
-        outcomeOf(async () => {
-          w.after.healthChecked = true;
-          w.after.lastProbe.clear();
-          const config = parseRouterConfig({
-            providers: w.providers.map((provider) => ({
-              name: provider.name,
-              probe_url: "http://127.0.0.1:9/probe",
-              models: [{ id: `${provider.name}-model`, task_types: ["chat"], cost_per_1k_tokens: 1 }],
-            })),
-            failures_to_down: 2,
-            error_window: 4,
-            degraded_error_rate: 0.5,
-            slow_ms: 500,
-            ewma_alpha: 0.5,
-            cooldown_ms: 20 * 60_000,
-          });
-          const outcome = await runProviderHealthCheck({
-            db: w.db,
-            clock: w.clock,
-            config,
-            probe: w.probe,
-            probeTimeoutMs: 1000,
-          });
-          for (const provider of outcome.providers) if (provider.alert_id) w.alerts.push(provider.alert_id);
-          return (
-            outcome.providers.map((provider) => `${provider.provider}:${provider.status}`).join(" ") +
-            ` quotas ${outcome.quotas_reset}`
-          );
-        }),
+      run: () => outcomeOf(() => checkHealth(w)),
     }),
+  },
+  {
+    // An outage: a healthy provider starts failing and stays down across the checks that notice it (each
+    // transition raises an alert), so acknowledgements, days and retention meet an open alert.
+    name: "outage",
+    weight: 1,
+    when: (w) => w.providers.some((provider) => provider.ok),
+    plan: (w) => {
+      const provider = w.rng.pick(w.providers.filter((candidate) => candidate.ok));
+      return {
+        detail: provider.name,
+        run: () =>
+          outcomeOf(async () => {
+            provider.ok = false;
+            const checks: string[] = [];
+            // The schedule runs every minute.
+            for (let check = 0; check < 3 && !checks.at(-1)?.includes(`${provider.name}:down`); check += 1) {
+              if (check > 0) w.clock.advance(60_000);
+              checks.push(await checkHealth(w));
+            }
+            return checks.join(" → ");
+          }),
+      };
+    },
+    racy: false,
   },
   {
     name: "ackAlert",
