@@ -62,6 +62,7 @@ export interface Operation {
 }
 
 const ADMIN = "sim-admin";
+const PUBSUB_RETENTION_MS = 7 * DAY;
 
 /**
  * Retention as deployed, but alerts become due after 2 days instead of 90: the clock's day-sized jumps then
@@ -153,6 +154,12 @@ const consumerDeps = (w: World): ConsumerDeps => ({
 
 /** Delivers one embedding message and records what the checks need. */
 async function deliverMessage(w: World, message: EmbeddingMessage): Promise<string> {
+  // Pub/Sub keeps a message for its subscription's retention (7 days by default) and delivers nothing older: a
+  // delivery after the clock jumped weeks past the publish does not happen (the consumer's counts outlive 7 days).
+  if (w.clock.now().getTime() - message.request.requested_at > PUBSUB_RETENTION_MS) {
+    message.outcome ??= "dropped by Pub/Sub";
+    return "not delivered: older than Pub/Sub's retention";
+  }
   try {
     const outcome = await consumeEmbeddingRequest(consumerDeps(w), {
       messageId: message.id,
