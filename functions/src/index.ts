@@ -8,14 +8,18 @@
  */
 import { setGlobalOptions } from "firebase-functions/v2/options";
 import { REGION } from "./config";
+import { declared } from "./shared/lazy-export";
 
 setGlobalOptions({ region: REGION, maxInstances: 20 });
 
 type Loader = () => unknown;
 
-/** A domain's `functions.ts`, required on first read; `(name)` is one of its exports, read lazily. */
+/**
+ * A domain's `functions.ts`, required on first read; `(name)` is one of its exports, read lazily
+ * (and declared then, if the domain wraps it in `onFirstRead`).
+ */
 function domain(load: () => Record<string, unknown>): (name: string) => Loader {
-  return (name) => () => load()[name];
+  return (name) => () => declared(load()[name]);
 }
 
 const health = domain(() => require("./health/functions") as Record<string, unknown>);

@@ -2,7 +2,7 @@
  * The credits capability's functions: declarations only; the work is in
  * operations.ts, meter.ts, queue.ts and closure.ts.
  */
-import { declareOnFirstRead } from "../shared/lazy-export";
+import { onFirstRead } from "../shared/lazy-export";
 import { firestore, realtimeDb } from "../adapters/firebase";
 import { redis } from "../adapters/redis";
 import { ALLOWANCE_PAGE_SIZE, ALLOWANCE_TIME_BUDGET_SECONDS, METERING_API_KEY } from "../config";
@@ -148,7 +148,7 @@ export const meterUsage = apiKeyEndpoint({
 });
 
 /** RTDB trigger for operation_queues/{uid}/{opId}: applies each queued operation once (see queue.ts). */
-declareOnFirstRead(exports as object, "applyOperationQueue", () => {
+export const applyOperationQueue = onFirstRead(() => {
   const { onValueWritten } =
     require("firebase-functions/v2/database") as typeof import("firebase-functions/v2/database");
   return onValueWritten({ ref: `${OPERATION_QUEUES}/{uid}/{opId}`, retry: true, timeoutSeconds: 60 }, async (event) => {
@@ -163,7 +163,7 @@ declareOnFirstRead(exports as object, "applyOperationQueue", () => {
 });
 
 /** Firestore trigger for a deleted `users/{uid}`: closes the credit account (see closure.ts). */
-declareOnFirstRead(exports as object, "onUserDeleted", () => {
+export const onUserDeleted = onFirstRead(() => {
   const { onDocumentDeleted } =
     require("firebase-functions/v2/firestore") as typeof import("firebase-functions/v2/firestore");
   return onDocumentDeleted({ document: "users/{uid}", retry: true, timeoutSeconds: 120 }, async (event) => {

@@ -4,7 +4,7 @@
  * `acknowledgeAlert({alert_id})` (see alerts.ts).
  */
 import { onSchedule } from "firebase-functions/v2/scheduler";
-import { declareOnFirstRead } from "../shared/lazy-export";
+import { onFirstRead } from "../shared/lazy-export";
 
 export const providerHealthCheck = onSchedule(
   { schedule: "every 5 minutes", timeoutSeconds: 120, retryCount: 0 },
@@ -15,7 +15,7 @@ export const providerHealthCheck = onSchedule(
 );
 
 // Declared on first read: the callable wrapper and zod are not the schedule's to load at cold start.
-declareOnFirstRead(exports as object, "acknowledgeAlert", () => {
+export const acknowledgeAlert = onFirstRead(() => {
   const { callable } = require("../shared/callable") as typeof import("../shared/callable");
   const { AcknowledgeAlertInput } = require("./schemas") as typeof import("./schemas");
   return callable({
