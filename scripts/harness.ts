@@ -292,7 +292,8 @@ function declaredParams(): Array<{ name: string; default?: ParamDefault; secret:
   const params = require(require.resolve("firebase-functions/params", { paths: [functionsDir] })) as {
     declaredParams: Array<{ name: string; constructor: { name: string }; options?: { default?: ParamDefault } }>;
   };
-  require(path.join(functionsDir, "lib", "config.js"));
+  // The bundle evaluates config.ts (every param is declared there) on load; the functions stay unloaded.
+  require(path.join(functionsDir, "lib", "index.js"));
   return params.declaredParams.map((param) => ({
     name: param.name,
     default: param.options?.default,

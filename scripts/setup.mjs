@@ -82,11 +82,8 @@ try {
   const lib = path.join(root, "functions", "lib", "index.js");
   const src = path.join(root, "functions", "src");
   if (!existsSync(lib) || newestMtime(src) > statSync(lib).mtimeMs) {
-    say("building functions (tsc)");
-    execFileSync(path.join(root, "functions", "node_modules", ".bin", "tsc"), ["-p", "functions"], {
-      cwd: root,
-      stdio: "inherit",
-    });
+    say("building functions (npm run build: tsc --noEmit, then the esbuild bundle)");
+    execFileSync("npm", ["run", "build"], { cwd: path.join(root, "functions"), stdio: "inherit" });
   }
   say("ready");
 } catch (error) {

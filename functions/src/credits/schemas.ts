@@ -2,7 +2,7 @@
  * Input schemas of the credit callables and endpoints. All strict: an unknown
  * field (say `credits_balance`) is an error, not silently dropped.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { documentId, mapKey } from "../shared/ids";
 import { MAX_QUANTITY, PRICE_BOOK, isKnownFeature } from "./price-book";
 

@@ -3,7 +3,7 @@
  * strict. Defaults are applied by the use cases (the callable wrapper wants a
  * schema whose input and output types agree).
  */
-import { z } from "zod";
+import * as z from "zod";
 
 /** Source ids: a safe alphabet, so they can name rows, documents and be quoted in filters. */
 export const SOURCE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;

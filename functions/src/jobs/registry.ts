@@ -2,7 +2,8 @@
  * The job type registry: per type a strict input schema, a price, where the
  * job is dispatched and how long it may take. Adding a type is adding an entry.
  */
-import { z, type ZodType } from "zod";
+import type { ZodType } from "zod";
+import * as z from "zod";
 import { priceOf } from "../credits";
 
 /** Where a job goes: a Pub/Sub topic, or a Redis stream `jobs:{type}` for workers outside Functions. */

@@ -1,5 +1,5 @@
 /** Inputs of the job callables and of worker reports (strict: unknown fields are refused). */
-import { z } from "zod";
+import * as z from "zod";
 import { boundedMap, documentId, mapKey } from "../shared/ids";
 import { JOB_TYPE_NAMES } from "./registry";
 

@@ -1,5 +1,5 @@
 /** Inputs of the notification callables (strict). */
-import { z } from "zod";
+import * as z from "zod";
 import { objectIdHex } from "../shared/ids";
 import { pageCursor, pageLimit } from "../shared/paging";
 

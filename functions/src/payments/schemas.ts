@@ -2,7 +2,7 @@
  * Payments' schemas: the credit packs configuration and the callables'
  * inputs. All strict: an unknown field is an error, not silently dropped.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { documentId } from "../shared/ids";
 
 /** Payment-API style idempotency key: 1–255 printable ASCII characters. */

@@ -3,7 +3,7 @@
  * (Firestore `config/model_router`, defaults from the MODEL_PROVIDERS param)
  * and the admin callable's input.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { documentId } from "../shared/ids";
 
 export const ModelConfig = z

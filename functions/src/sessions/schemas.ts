@@ -1,5 +1,5 @@
 /** Inputs of the session callables (strict). */
-import { z } from "zod";
+import * as z from "zod";
 import { boundedMap, objectIdHex } from "../shared/ids";
 import { pageCursor, pageLimit } from "../shared/paging";
 

@@ -8,7 +8,7 @@
  * `invalid-argument` with the field named, before anything is written.
  */
 import type { ObjectId } from "mongodb";
-import { z } from "zod";
+import * as z from "zod";
 
 /** Firestore's limit on a document id, in UTF-8 bytes. */
 export const MAX_DOCUMENT_ID_BYTES = 1500;

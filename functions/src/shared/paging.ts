@@ -5,7 +5,7 @@
  * sessions and of notifications page this way.
  */
 import type { Db, Filter, ObjectId } from "mongodb";
-import { z } from "zod";
+import * as z from "zod";
 import { InvalidInput } from "./errors";
 import { objectId } from "./ids";
 
