@@ -188,7 +188,7 @@ export const onUserDeleted = onFirstRead(() => {
  * once, within a time budget, resuming where the last run stopped (see
  * allowances.ts). A repeated delivery of the same tick is skipped.
  */
-declareOnFirstRead(exports as object, "grantAllowances", () => {
+export const grantAllowances = onFirstRead(() => {
   const { onSchedule } = require("firebase-functions/v2/scheduler") as typeof import("firebase-functions/v2/scheduler");
   return onSchedule({ schedule: "every 60 minutes", timeoutSeconds: 540, retryCount: 0 }, async (event) => {
     const { grantAllowances } = await import("./allowances");
