@@ -11,9 +11,12 @@
  *   - an ID token the Auth emulator issued for this project (unsigned, as all
  *     its tokens are) is `auth = {uid, provider, token: claims}`;
  *   - no token is `auth = null`; any other token is refused.
- * The rules engine's view of the data is firebase-server's own: every accepted
- * write (WebSocket or REST) yields the engine's next immutable tree, which is
- * kept, so a rule check costs the path it reads, never a copy of the store.
+ * The rules engine's view of the data is the data: rebuilt from the store after
+ * it changed, at the next rule check. Not the tree a verdict returns: firebase-server
+ * checks a transaction attempt's write (and keeps the verdict's tree) before it
+ * checks the attempt's hash, so a stale attempt (the SDK's first guess, e.g. null
+ * for a node not cached yet) left a view the data never had until the SDK's retry
+ * landed; a rule such as "an op may not be rewritten" then let a rewrite through.
  */
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -26,7 +29,6 @@ export type RtdbAuth = typeof ADMIN | { uid: string; provider: string; token: Re
 interface RuleResult {
   allowed: boolean;
   info: string;
-  newDatabase?: TargaryenDatabase;
 }
 
 interface TargaryenDatabase {
@@ -45,6 +47,7 @@ interface DataSnapshot {
 interface Reference {
   child(path: string): Reference;
   once(event: "value", callback: (snapshot: DataSnapshot) => void): void;
+  on(event: "value", callback: (snapshot: DataSnapshot) => void): void;
   set(value: unknown): unknown;
   update(value: Record<string, unknown>): unknown;
   push(): { key: string | null };
@@ -118,8 +121,17 @@ export async function startRtdbSubstituteServer(options: {
   const rules: unknown = JSON.parse(readFileSync(options.rulesFile, "utf8"));
   const enforced = targaryen.ruleset(rules);
   const open = targaryen.ruleset({ rules: { ".read": true, ".write": true } });
-  // The data as the rules engine sees it, advanced by every accepted write.
+  // The data as the rules engine sees it: the store's latest value, turned into the engine's tree when a check needs it.
+  let latest: unknown = null;
   let root: unknown = targaryen.store(null);
+  let stale = false;
+  const current = (): unknown => {
+    if (stale) {
+      root = targaryen.store(latest);
+      stale = false;
+    }
+    return root;
+  };
 
   // firebase-server attaches its WebSocket server to ours, which also answers REST (it would answer 426).
   let rest: (request: IncomingMessage, response: ServerResponse) => void = (_request, response) => {
@@ -136,23 +148,23 @@ export async function startRtdbSubstituteServer(options: {
     data: object,
   ) => FirebaseServerInstance;
   const server = new FirebaseServer({ server: http }, `127.0.0.1:${options.port}`, {});
+  // The in-memory store raises a local write's events as it applies it, so the next check sees every write.
+  server.baseRef.on("value", (snapshot) => {
+    latest = snapshot.exportVal();
+    stale = true;
+  });
 
   // A fresh engine per request (cheap: rules and tree are shared, immutable); `with({auth: null})` would keep a
   // previous caller's auth.
   const rulesAs = (auth: RtdbAuth): TargaryenDatabase => {
-    if (auth === ADMIN) return targaryen.database(open, root);
-    const database = targaryen.database(enforced, root);
+    if (auth === ADMIN) return targaryen.database(open, current());
+    const database = targaryen.database(enforced, current());
     return auth === null ? database : database.as(auth);
-  };
-  const accept = (result: RuleResult) => {
-    if (result.newDatabase) root = result.newDatabase.root;
   };
 
   // The WebSocket side: firebase-server asks `tokenValidator.decode` for a connection's identity (a result
   // with `d` becomes `auth`), then `targaryen.as(auth)` for every read, set and update, and stores the
-  // returned database back: its tree is the rules' next view of the data. (firebase-server checks a
-  // transaction's write before its hash, so a stale attempt's value can reach that view until the SDK's
-  // retry writes the path again; no rule of ours depends on that window.)
+  // returned database back, which is ignored: the view follows the data (see `current`).
   server.tokenValidator = {
     decode: (token: string) => {
       const auth = token === SIGNED_OUT ? null : rtdbIdentity(token, options.projectId);
@@ -163,20 +175,16 @@ export async function startRtdbSubstituteServer(options: {
   Object.defineProperty(server, "targaryen", {
     configurable: true,
     get: () => ({ as: (auth: RtdbAuth | undefined) => rulesAs(auth ?? null) }),
-    set: (database: TargaryenDatabase) => {
-      root = database.root;
-    },
+    set: () => undefined,
   });
 
   server.wss.on("connection", (socket) => completeProtocol(socket, server, rulesAs, options.projectId));
 
   rest = (request, response) => {
-    handleRest(request, response, server.baseRef, { as: rulesAs, accept }, options.projectId).catch(
-      (error: unknown) => {
-        if (!response.headersSent)
-          sendJson(response, 500, { error: error instanceof Error ? error.message : String(error) });
-      },
-    );
+    handleRest(request, response, server.baseRef, { as: rulesAs }, options.projectId).catch((error: unknown) => {
+      if (!response.headersSent)
+        sendJson(response, 500, { error: error instanceof Error ? error.message : String(error) });
+    });
   };
 
   return {
@@ -245,7 +253,7 @@ async function handleRest(
   request: IncomingMessage,
   response: ServerResponse,
   root: Reference,
-  rules: { as(auth: RtdbAuth): TargaryenDatabase; accept(result: RuleResult): void },
+  rules: { as(auth: RtdbAuth): TargaryenDatabase },
   projectId: string,
 ): Promise<void> {
   const url = new URL(request.url ?? "/", "http://localhost");
@@ -285,7 +293,6 @@ async function handleRest(
     const patch = body as Record<string, unknown>;
     const verdict = rules.as(auth).update(rulePath, patch, now);
     if (!verdict.allowed) return denied(verdict);
-    rules.accept(verdict);
     applyLocally(() => ref.update(patch));
     return sendJson(response, 200, patch);
   }
@@ -294,13 +301,11 @@ async function handleRest(
     if (key === null) return sendJson(response, 500, { error: "no push key" });
     const verdict = rules.as(auth).write(`${rulePath}/${key}`.replace(/^\/\//, "/"), body, now);
     if (!verdict.allowed) return denied(verdict);
-    rules.accept(verdict);
     applyLocally(() => ref.child(key).set(body));
     return sendJson(response, 200, { name: key });
   }
   const verdict = rules.as(auth).write(rulePath, body, now);
   if (!verdict.allowed) return denied(verdict);
-  rules.accept(verdict);
   applyLocally(() => ref.set(body));
   return sendJson(response, 200, body);
 }
