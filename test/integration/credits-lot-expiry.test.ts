@@ -4,32 +4,14 @@ import { randomUUID } from "node:crypto";
 import { readAccount } from "../../functions/src/credits/ledger";
 import { placeHold, settleHold } from "../../functions/src/credits/holds";
 import { expireDueLot, listLots } from "../../functions/src/credits/lot-views";
-import { getBalance, grantCredits, refundCredits, spendCredits } from "../../functions/src/credits/operations";
-import type { GrantInput } from "../../functions/src/credits/schemas";
+import { getBalance, refundCredits, spendCredits } from "../../functions/src/credits/operations";
 import { expireHolds } from "../../functions/src/jobs/expiry";
 import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/retention/policies";
 import { runTtlCleanup } from "../../functions/src/retention/runner";
-import type { Clock } from "../../functions/src/shared/time";
-import { assertLedgerInvariants, db, ledgerOf } from "../support/credits";
+import { assertLedgerInvariants, at, db, grantLot, ledgerOf } from "../support/credits";
 import { newUid } from "../support/suite";
 
 const DAY = 86_400_000;
-const at = (ms: number): Clock => ({ now: () => new Date(ms) });
-
-async function grant(
-  uid: string,
-  amount: number,
-  extra: Partial<Pick<GrantInput, "type" | "source" | "priority" | "expires_at">> = {},
-) {
-  return grantCredits({ db: db() }, "test-admin", {
-    user_id: uid,
-    amount,
-    type: extra.type ?? "grant",
-    reason: "test",
-    idempotency_key: `grant-${randomUUID()}`,
-    ...extra,
-  });
-}
 
 async function hold(uid: string, holdId: string, amount: number) {
   return db().runTransaction(async (tx) => {
@@ -57,8 +39,8 @@ const expiries = async (uid: string) =>
 /** A user with a promo lot of 10 expiring in a day (burns first) and a purchase of 10 that never expires. */
 async function promoAndPurchase(uid: string) {
   const expiresAt = Date.now() + DAY;
-  const promo = await grant(uid, 10, { source: "promo", expires_at: new Date(expiresAt).toISOString() });
-  const purchase = await grant(uid, 10, { type: "purchase" });
+  const promo = await grantLot(uid, 10, { source: "promo", expires_at: new Date(expiresAt).toISOString() });
+  const purchase = await grantLot(uid, 10, { type: "purchase" });
   return { expiresAt, promo: promo.lot_id, purchase: purchase.lot_id };
 }
 
@@ -204,10 +186,10 @@ describe("integration: credit lot expiry", function () {
   it("when a user lists their lots and balance, then active lots come in burn order with the next expiry and sums by source", async () => {
     const uid = newUid();
     const soon = Date.now() + 2 * DAY;
-    const purchase = await grant(uid, 40, { type: "purchase" });
-    const promo = await grant(uid, 15, { source: "promo", expires_at: new Date(soon).toISOString() });
-    const grantSoon = await grant(uid, 5, { expires_at: new Date(soon).toISOString() });
-    const later = await grant(uid, 7, { expires_at: new Date(soon + DAY).toISOString() });
+    const purchase = await grantLot(uid, 40, { type: "purchase" });
+    const promo = await grantLot(uid, 15, { source: "promo", expires_at: new Date(soon).toISOString() });
+    const grantSoon = await grantLot(uid, 5, { expires_at: new Date(soon).toISOString() });
+    const later = await grantLot(uid, 7, { expires_at: new Date(soon + DAY).toISOString() });
     await hold(uid, `${uid}-h`, 16); // promo 15, then 1 of the grant expiring with it
     const firstPage = await listLots(db(), uid, { status: "active", limit: 2 });
     assert.deepEqual(

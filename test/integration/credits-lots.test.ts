@@ -4,36 +4,12 @@ import { randomUUID } from "node:crypto";
 import { backfillLots, backfillUser } from "../../functions/src/credits/lot-backfill";
 import { readAccount } from "../../functions/src/credits/ledger";
 import { placeHold, settleHold } from "../../functions/src/credits/holds";
-import {
-  adjustCredits,
-  grantCredits,
-  listTransactions,
-  refundCredits,
-  spendCredits,
-} from "../../functions/src/credits/operations";
-import type { GrantInput } from "../../functions/src/credits/schemas";
+import { adjustCredits, listTransactions, refundCredits, spendCredits } from "../../functions/src/credits/operations";
 import type { Clock } from "../../functions/src/shared/time";
-import { assertLedgerInvariants, db, lotsOf } from "../support/credits";
+import { assertLedgerInvariants, at, db, grantLot, lotsOf } from "../support/credits";
 import { newUid } from "../support/suite";
 
 const DAY = 86_400_000;
-const at = (ms: number): Clock => ({ now: () => new Date(ms) });
-
-async function grant(
-  uid: string,
-  amount: number,
-  extra: Partial<Pick<GrantInput, "type" | "source" | "priority" | "expires_at">> = {},
-  clock?: Clock,
-) {
-  return grantCredits({ db: db(), clock }, "test-admin", {
-    user_id: uid,
-    amount,
-    type: extra.type ?? "grant",
-    reason: "test",
-    idempotency_key: `grant-${randomUUID()}`,
-    ...extra,
-  });
-}
 
 async function spend(uid: string, quantity: number, clock?: Clock, key = `spend-${randomUUID()}`) {
   return spendCredits({ db: db(), clock }, uid, { feature: "chat.message", quantity, idempotency_key: key });
@@ -115,9 +91,9 @@ describe("integration: credit lots", () => {
   it("when credits are granted, then each addition is a lot, and equal source, priority and expiry share one", async () => {
     const uid = newUid();
     const expires = new Date(Date.now() + 10 * DAY).toISOString();
-    const first = await grant(uid, 30, { source: "promo", expires_at: expires });
-    const second = await grant(uid, 20, { source: "promo", expires_at: expires });
-    const bought = await grant(uid, 100, { type: "purchase" });
+    const first = await grantLot(uid, 30, { source: "promo", expires_at: expires });
+    const second = await grantLot(uid, 20, { source: "promo", expires_at: expires });
+    const bought = await grantLot(uid, 100, { type: "purchase" });
     assert.equal(first.lot_id, second.lot_id);
     assert.notEqual(first.lot_id, bought.lot_id);
     const promo = await lot(first.lot_id);
@@ -134,7 +110,7 @@ describe("integration: credit lots", () => {
 
   it("when a grant's expiry is not in the future, then invalid-argument and nothing is written", async () => {
     const uid = newUid();
-    await assert.rejects(grant(uid, 5, { expires_at: new Date(Date.now() - 1000).toISOString() }), {
+    await assert.rejects(grantLot(uid, 5, { expires_at: new Date(Date.now() - 1000).toISOString() }), {
       code: "invalid-argument",
     });
     assert.equal((await lotsOf(uid)).length, 0);
@@ -144,11 +120,11 @@ describe("integration: credit lots", () => {
     const uid = newUid();
     const soon = new Date(Date.now() + 2 * DAY).toISOString();
     const later = new Date(Date.now() + 9 * DAY).toISOString();
-    const purchase = await grant(uid, 10, { type: "purchase" });
-    const never = await grant(uid, 10);
-    const grantLater = await grant(uid, 10, { expires_at: later });
-    const grantSoon = await grant(uid, 10, { expires_at: soon });
-    const promo = await grant(uid, 10, { source: "promo", expires_at: later });
+    const purchase = await grantLot(uid, 10, { type: "purchase" });
+    const never = await grantLot(uid, 10);
+    const grantLater = await grantLot(uid, 10, { expires_at: later });
+    const grantSoon = await grantLot(uid, 10, { expires_at: soon });
+    const promo = await grantLot(uid, 10, { source: "promo", expires_at: later });
     const spent = await spend(uid, 45);
     assert.deepEqual((await entry(spent.transaction_id)).allocations, [
       { lot_id: promo.lot_id, amount: 10 },
@@ -167,8 +143,8 @@ describe("integration: credit lots", () => {
   it("when a lot is past its expiry, then it never pays, even before it is expired", async () => {
     const uid = newUid();
     const now = Date.now();
-    await grant(uid, 10, { source: "promo", expires_at: new Date(now + DAY).toISOString() }, at(now));
-    const purchase = await grant(uid, 5, { type: "purchase" }, at(now));
+    await grantLot(uid, 10, { source: "promo", expires_at: new Date(now + DAY).toISOString() }, at(now));
+    const purchase = await grantLot(uid, 5, { type: "purchase" }, at(now));
     await assert.rejects(spend(uid, 6, at(now + 2 * DAY)), (error: Error & { code?: string; details?: object }) => {
       assert.equal(error.code, "failed-precondition");
       assert.deepEqual(error.details, { reason: "insufficient-credits", available: 5, required: 6 });
@@ -181,8 +157,8 @@ describe("integration: credit lots", () => {
 
   it("when a hold is captured, then it spends from the lots it reserved and releases the rest to them", async () => {
     const uid = newUid();
-    const promo = await grant(uid, 10, { source: "promo" });
-    const purchase = await grant(uid, 50, { type: "purchase" });
+    const promo = await grantLot(uid, 10, { source: "promo" });
+    const purchase = await grantLot(uid, 50, { type: "purchase" });
     await hold(uid, `${uid}-h`, 30);
     const heldLots = await Promise.all([lot(promo.lot_id), lot(purchase.lot_id)]);
     assert.deepEqual(
@@ -216,8 +192,8 @@ describe("integration: credit lots", () => {
 
   it("when a spend is refunded, then its credits go back to the lots it took them from, last-drawn first", async () => {
     const uid = newUid();
-    const promo = await grant(uid, 10, { source: "promo" });
-    const purchase = await grant(uid, 50, { type: "purchase" });
+    const promo = await grantLot(uid, 10, { source: "promo" });
+    const purchase = await grantLot(uid, 50, { type: "purchase" });
     const spent = await spend(uid, 16);
     const partial = await refundCredits({ db: db() }, "test-admin", {
       transaction_id: spent.transaction_id,
@@ -244,7 +220,7 @@ describe("integration: credit lots", () => {
 
   it("when an admin adjusts, then a positive amount is an adjust lot and a negative one draws like a spend", async () => {
     const uid = newUid();
-    const promo = await grant(uid, 10, { source: "promo" });
+    const promo = await grantLot(uid, 10, { source: "promo" });
     const adjust = (amount: number) =>
       adjustCredits({ db: db() }, "test-admin", {
         user_id: uid,
@@ -265,7 +241,7 @@ describe("integration: credit lots", () => {
 
   it("when a spend is replayed, then it returns the first answer and draws nothing again", async () => {
     const uid = newUid();
-    await grant(uid, 20);
+    await grantLot(uid, 20);
     const first = await spend(uid, 3, undefined, "same-key");
     const lotsBefore = JSON.stringify(await lotsOf(uid));
     const again = await spend(uid, 3, undefined, "same-key");
@@ -278,7 +254,7 @@ describe("integration: credit lots", () => {
     const uid = newUid();
     const base = Date.now() + 30 * DAY;
     for (let index = 0; index < 205; index += 1) {
-      await grant(uid, 1, { expires_at: new Date(base + index * 60_000).toISOString() });
+      await grantLot(uid, 1, { expires_at: new Date(base + index * 60_000).toISOString() });
     }
     await assert.rejects(spend(uid, 201), (error: Error & { code?: string; details?: Record<string, unknown> }) => {
       assert.equal(error.code, "failed-precondition");
@@ -294,8 +270,8 @@ describe("integration: credit lots", () => {
 
   it("when concurrent spends draw the same lots, then each credit is taken once", async () => {
     const uid = newUid();
-    await grant(uid, 20, { source: "promo" });
-    await grant(uid, 7, { type: "purchase" });
+    await grantLot(uid, 20, { source: "promo" });
+    await grantLot(uid, 7, { type: "purchase" });
     const results = await Promise.allSettled(Array.from({ length: 12 }, () => spend(uid, 3)));
     const ok = results.filter((result) => result.status === "fulfilled").length;
     assert.equal(ok, 9);
@@ -322,7 +298,7 @@ describe("integration: credit lots", () => {
     const uids = [newUid("bf"), newUid("bf"), newUid("bf")];
     await preLotsUser(uids[0], 25, 0);
     await preLotsUser(uids[1], 30, 12);
-    await grant(uids[2], 9);
+    await grantLot(uids[2], 9);
     const pages: number[] = [];
     for (const uid of uids) assert.equal(await backfillUser(db(), uid), uid !== uids[2]);
     for (const uid of uids) assert.equal(await backfillUser(db(), uid), false);

@@ -5,6 +5,8 @@ import type { Firestore } from "firebase-admin/firestore";
 // Through stores.ts, whose root hook closes the Admin apps: a run of only credits files must exit too.
 import { firestore } from "./stores";
 import { grantCredits } from "../../functions/src/credits/operations";
+import type { GrantInput } from "../../functions/src/credits/schemas";
+import type { Clock } from "../../functions/src/shared/time";
 
 export function db(): Firestore {
   return firestore();
@@ -18,6 +20,26 @@ export async function fund(uid: string, amount: number): Promise<void> {
     type: "grant",
     reason: "test funding",
     idempotency_key: `fund-${randomUUID()}`,
+  });
+}
+
+/** A clock stopped at `ms` (epoch milliseconds). */
+export const at = (ms: number): Clock => ({ now: () => new Date(ms) });
+
+/** An admin grant of `amount` to `uid` (a lot of `extra.source`, `priority`, `expires_at` when given). */
+export async function grantLot(
+  uid: string,
+  amount: number,
+  extra: Partial<Pick<GrantInput, "type" | "source" | "priority" | "expires_at">> = {},
+  clock?: Clock,
+) {
+  return grantCredits({ db: db(), clock }, "test-admin", {
+    user_id: uid,
+    amount,
+    type: extra.type ?? "grant",
+    reason: "test",
+    idempotency_key: `grant-${randomUUID()}`,
+    ...extra,
   });
 }
 
