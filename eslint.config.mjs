@@ -8,6 +8,12 @@ import comments from "@eslint-community/eslint-plugin-eslint-comments/configs";
 import globals from "globals";
 import tseslint from "typescript-eslint";
 
+/** require() only inside a function (lazy loading) or for a JSON file; at module top level, import. */
+const TOP_LEVEL_REQUIRE = {
+  selector: "CallExpression[callee.name='require']:not(:function CallExpression):not([arguments.0.value=/\\.json$/])",
+  message: "Use import at module top level; require() is for lazy loading inside a function.",
+};
+
 export default tseslint.config(
   {
     // Build output, installed packages and harness state; .gitignore holds the same list.
@@ -70,14 +76,7 @@ export default tseslint.config(
       // cold start pays only for its own function (see functions/src/index.ts). That, and reading
       // a JSON file by literal path, are the uses of require(): at module top level, import.
       "@typescript-eslint/no-require-imports": "off",
-      "no-restricted-syntax": [
-        "error",
-        {
-          selector:
-            "CallExpression[callee.name='require']:not(:function CallExpression):not([arguments.0.value=/\\.json$/])",
-          message: "Use import at module top level; require() is for lazy loading inside a function.",
-        },
-      ],
+      "no-restricted-syntax": ["error", TOP_LEVEL_REQUIRE],
     },
   },
   {
@@ -85,6 +84,15 @@ export default tseslint.config(
     files: ["functions/src/**/*.ts"],
     rules: {
       "no-console": "error",
+      // `import { z }` keeps zod's every locale in the bundle (ADR 0012); the namespace import lets it drop them.
+      "no-restricted-syntax": [
+        "error",
+        TOP_LEVEL_REQUIRE,
+        {
+          selector: "ImportDeclaration[source.value='zod'] > ImportSpecifier[imported.name='z']",
+          message: 'Import zod as `import * as z from "zod"` (ADR 0012).',
+        },
+      ],
     },
   },
   {
