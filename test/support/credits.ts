@@ -53,36 +53,52 @@ export async function ledgerOf(uid: string): Promise<Array<Record<string, unknow
 /**
  * PRODUCT.md invariants 1 and 3 for one user: balance = Σ ledger amounts,
  * held = Σ open holds, available ≥ 0, nothing negative, versions contiguous,
- * and every entry's balance_after / held_after is the running total. A user
+ * and every entry's balance_after / held_after is the running total. Debt
+ * (issue 13): credits_debt = Σ debt_delta, never negative; available goes
+ * below zero only through a clawback (and stays ≥ −debt). A user
  * without a document but with a ledger is a deleted (closed) account: its
  * ledger must still be whole, and its open holds are what the last entry says.
  */
-export async function assertLedgerInvariants(uid: string): Promise<{ balance: number; held: number; entries: number }> {
+export async function assertLedgerInvariants(
+  uid: string,
+): Promise<{ balance: number; held: number; debt: number; entries: number }> {
   const user = (await db().collection("users").doc(uid).get()).data();
   const entries = await ledgerOf(uid);
-  if (!user && entries.length === 0) return { balance: 0, held: 0, entries: 0 };
+  if (!user && entries.length === 0) return { balance: 0, held: 0, debt: 0, entries: 0 };
   let balance = 0;
   let held = 0;
+  let debt = 0;
   entries.forEach((entry, index) => {
     assert.equal(entry.ledger_version, index + 1, `${uid}: ledger versions must be 1..n without gaps`);
     assert.equal(entry.id, `${uid}_v${index + 1}`);
+    const availableBefore = balance - held;
     balance += Number(entry.amount);
     held += Number(entry.held_delta);
+    debt += Number(entry.debt_delta ?? 0);
     assert.equal(entry.balance_after, balance, `${uid}: balance_after of v${index + 1}`);
     assert.equal(entry.held_after, held, `${uid}: held_after of v${index + 1}`);
-    assert.ok(balance >= 0 && held >= 0 && balance - held >= 0, `${uid}: negative state after v${index + 1}`);
+    if (entry.debt_after !== undefined) assert.equal(entry.debt_after, debt, `${uid}: debt_after of v${index + 1}`);
+    assert.ok(held >= 0 && debt >= 0, `${uid}: negative held or debt after v${index + 1}`);
+    assert.ok(balance - held >= -debt, `${uid}: available below −debt after v${index + 1}`);
+    if (debt === 0) assert.ok(balance >= 0 && balance - held >= 0, `${uid}: negative state after v${index + 1}`);
+    if (balance - held < 0 && balance - held < availableBefore)
+      assert.ok(
+        entry.type === "clawback" || (entry.type === "expire" && availableBefore < 0),
+        `${uid}: only a clawback takes available below zero (v${index + 1} is ${String(entry.type)})`,
+      );
   });
   if (user) {
     // A user document written before any credits (e.g. holding only stripe_customer_id) has no credit fields yet.
     assert.equal(user.credits_balance ?? 0, balance, `${uid}: credits_balance = Σ ledger amounts`);
     assert.equal(user.credits_held ?? 0, held, `${uid}: credits_held = Σ held deltas`);
     assert.equal(user.ledger_version ?? 0, entries.length, `${uid}: ledger_version = number of entries`);
+    assert.equal(user.credits_debt ?? 0, debt, `${uid}: credits_debt = Σ debt_delta`);
   }
   const holds = await db().collection("credit_holds").where("user_id", "==", uid).where("status", "==", "open").get();
   const openHeld = holds.docs.reduce((sum, doc) => sum + Number(doc.get("amount")), 0);
   assert.equal(held, openHeld, `${uid}: credits_held = Σ open holds`);
-  await assertLotInvariants(uid, entries, balance, held);
-  return { balance, held, entries: entries.length };
+  await assertLotInvariants(uid, entries, balance, held, debt);
+  return { balance, held, debt, entries: entries.length };
 }
 
 type Allocation = { lot_id: string; amount: number };
@@ -97,22 +113,24 @@ const sumOf = (parts: Allocation[]) => parts.reduce((sum, part) => sum + part.am
 
 /**
  * Issue 12's lot invariants for one user (once their credits are in lots):
- * Σ remaining = balance, Σ held = held; no lot negative, held ≤ remaining, a
- * status that fits; every entry's allocations sum to its amount (held ones to
+ * Σ remaining − debt = balance, Σ held = held; no lot negative, held ≤ remaining, a
+ * status that fits; every entry's allocations and debt change sum to its amount (held ones to
  * its held delta); each lot is exactly what the entries say they moved; what
- * a spend, hold or negative adjustment drew follows the burn order.
+ * a spend, hold or negative adjustment drew follows the burn order, and so
+ * does a clawback after the purchase lot it takes from first.
  */
 export async function assertLotInvariants(
   uid: string,
   entries: Array<Record<string, unknown> & { id: string }>,
   balance: number,
   held: number,
+  debt = 0,
 ): Promise<void> {
   const lots = await lotsOf(uid);
   const lotEra = entries.filter((entry) => Array.isArray(entry.allocations));
   if (lots.length === 0 && lotEra.length === 0) return;
   const sum = (field: string) => lots.reduce((total, lot) => total + Number(lot[field]), 0);
-  assert.equal(sum("remaining"), balance, `${uid}: Σ lots.remaining = balance`);
+  assert.equal(sum("remaining") - debt, balance, `${uid}: Σ lots.remaining − credits_debt = balance`);
   assert.equal(sum("held"), held, `${uid}: Σ lots.held = held`);
   const byId = new Map(lots.map((lot) => [lot.id, lot]));
   for (const lot of lots) {
@@ -128,7 +146,12 @@ export async function assertLotInvariants(
     const heldAllocations = (entry.held_allocations ?? []) as Allocation[];
     const amount = Number(entry.amount);
     const heldDelta = Number(entry.held_delta);
-    assert.equal(sumOf(allocations), Math.abs(amount), `${uid}: allocations of ${entry.id} sum to its amount`);
+    const debtPart = Math.abs(Number(entry.debt_delta ?? 0));
+    assert.equal(
+      sumOf(allocations) + debtPart,
+      Math.abs(amount),
+      `${uid}: allocations (and debt change) of ${entry.id} sum to its amount`,
+    );
     assert.equal(sumOf(heldAllocations), Math.abs(heldDelta), `${uid}: held allocations of ${entry.id}`);
     for (const part of allocations) {
       assert.ok(part.amount > 0 && byId.has(part.lot_id), `${uid}: ${entry.id} allocates to lot ${part.lot_id}`);
@@ -142,7 +165,12 @@ export async function assertLotInvariants(
       state.held += Math.sign(heldDelta) * part.amount;
       moved.set(part.lot_id, state);
     }
-    const drawn = entry.type === "hold" ? heldAllocations : amount < 0 && entry.type !== "capture" ? allocations : [];
+    let drawn = entry.type === "hold" ? heldAllocations : amount < 0 && entry.type !== "capture" ? allocations : [];
+    // A clawback takes the purchase lot first, then burn order.
+    if (entry.type === "clawback") {
+      const firstOther = drawn.findIndex((part) => byId.get(part.lot_id)?.source !== "purchase");
+      drawn = firstOther < 0 ? [] : drawn.slice(firstOther);
+    }
     const keys = drawn.map((part) => String(byId.get(part.lot_id)?.burn_key));
     assert.deepEqual(keys, [...keys].sort(), `${uid}: ${entry.id} drew its lots in burn order`);
   }

@@ -11,6 +11,25 @@ export class InsufficientCredits extends DomainError {
   }
 }
 
+/**
+ * A user who owes credits after a payment clawback (balance below zero)
+ * cannot spend, hold or start a job until a purchase or grant pays the debt.
+ */
+export class NegativeBalance extends DomainError {
+  constructor(balance: number, available: number, debt: number) {
+    super(
+      "failed-precondition",
+      `Credits are owed after a payment was taken back: ${available} available, ${debt} owed.`,
+      {
+        reason: "negative-balance",
+        balance,
+        available,
+        debt,
+      },
+    );
+  }
+}
+
 export class IdempotencyKeyReused extends DomainError {
   constructor() {
     super("already-exists", "This idempotency key was already used with different parameters.", {

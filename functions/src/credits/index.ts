@@ -10,9 +10,9 @@
  *   protocol of every keyed change;
  * - the price book;
  * - purchases: a paid payment granted once, with the payment's own records
- *   in the same transaction.
+ *   in the same transaction; and its corrections (clawback, reinstate) the same way.
  */
-export { InsufficientCredits } from "./errors";
+export { InsufficientCredits, NegativeBalance } from "./errors";
 export {
   TRANSACTION_ATTEMPTS,
   availableAfter,
@@ -36,3 +36,4 @@ export { idempotentTransaction, type IdempotencyScope } from "./idempotency";
 export { expireDueLot, lotSummary, type LotSummary } from "./lot-views";
 export { priceOf } from "./price-book";
 export { purchaseTransaction, type GrantPurchase, type PurchaseGrant, type PurchaseResult } from "./purchase";
+export { paymentCorrectionTransaction, type CorrectPayment, type PaymentCorrection } from "./clawback";

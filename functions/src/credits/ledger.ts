@@ -21,7 +21,7 @@
  */
 import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
-import { InsufficientCredits, LedgerConflict } from "./errors";
+import { InsufficientCredits, LedgerConflict, NegativeBalance } from "./errors";
 import {
   isLapsed,
   lotWrites,
@@ -74,7 +74,19 @@ function closedUnderUs(error: unknown): boolean {
 }
 
 export type EntryType =
-  "grant" | "purchase" | "spend" | "hold" | "capture" | "release" | "refund" | "expire" | "adjust";
+  | "grant"
+  | "purchase"
+  | "spend"
+  | "hold"
+  | "capture"
+  | "release"
+  | "refund"
+  | "expire"
+  | "adjust"
+  /** Credits taken back because a payment was refunded or disputed (payments/); the only entry that may owe. */
+  | "clawback"
+  /** Credits a won dispute gives back. */
+  | "reinstate";
 
 /** A user's credit state as read inside a transaction. */
 export interface Account {
@@ -87,6 +99,11 @@ export interface Account {
   balance: number;
   held: number;
   version: number;
+  /**
+   * Credits a clawback could not find in any lot (`credits_debt`): Σ lots.remaining − debt = balance.
+   * While it is owed, nothing may draw credits (NegativeBalance); the next addition pays it first.
+   */
+  debt: number;
   /** The user's credits are in lots (false: they predate lots and the legacy lot is still to be made). */
   lotsReady: boolean;
   /** The user document records since which version the user has lots (`lots_since_version`). */
@@ -111,6 +128,8 @@ export interface Change {
   feature?: string;
   quantity?: number;
   refundOf?: string;
+  /** The payment a clawback or reinstate corrects (`payments/{id}`). */
+  paymentId?: string;
   metadata?: Record<string, string | number | boolean>;
   /** How the change moves lots; the ledger decides the allocations. */
   lots: LotMove;
@@ -175,6 +194,7 @@ export async function accountFrom(
       balance: numberOr0(data.credits_balance),
       held: numberOr0(data.credits_held),
       version: numberOr0(data.ledger_version),
+      debt: numberOr0(data.credits_debt),
       lotsReady: marked,
       lotsMarked: marked,
       fields: data,
@@ -193,6 +213,7 @@ export async function accountFrom(
       balance: 0,
       held: 0,
       version: 0,
+      debt: 0,
       lotsReady: true,
       lotsMarked: false,
       fields: {},
@@ -205,6 +226,7 @@ export async function accountFrom(
     balance: numberOr0(entry.balance_after),
     held: numberOr0(entry.held_after),
     version: numberOr0(entry.ledger_version),
+    debt: numberOr0(entry.debt_after),
     // Entries written since lots began carry allocations.
     lotsReady: Array.isArray(entry.allocations),
     lotsMarked: false,
@@ -213,7 +235,14 @@ export async function accountFrom(
 }
 
 /** Entries that re-open a closed account (bring its user document back); everything else is settled without it. */
-const REOPENS: ReadonlySet<EntryType> = new Set(["grant", "purchase"]);
+const REOPENS: ReadonlySet<EntryType> = new Set(["grant", "purchase", "reinstate"]);
+
+/**
+ * Entries that may take available credits below zero: a clawback (money that
+ * went back to the payer is taken back whatever was spent since), and the
+ * expiry of unheld credits that exist in a lot (it never creates debt).
+ */
+const MAY_GO_NEGATIVE: ReadonlySet<EntryType> = new Set(["clawback", "expire"]);
 
 export function available(account: Pick<Account, "balance" | "held">): number {
   return account.balance - account.held;
@@ -319,7 +348,13 @@ function postOne(
     throw new LedgerConflict("Credit amounts must stay whole numbers within safe range.");
   }
   if (held < 0) throw new LedgerConflict("A hold cannot release more than is held.");
-  if (balance - held < 0) {
+  // A user who owes credits draws nothing (spends, holds, negative adjustments) until an addition pays the debt.
+  if (account.debt > 0 && change.lots.kind === "draw") {
+    throw new NegativeBalance(account.balance, available(account), account.debt);
+  }
+  // Settling an existing hold while owing (capture, release) never lowers available, so it goes through.
+  const lowers = change.amount - change.heldDelta < 0;
+  if (balance - held < 0 && lowers && !MAY_GO_NEGATIVE.has(change.type)) {
     // What the request needed on top of what stays reserved.
     throw new InsufficientCredits(available(account), Math.max(0, -change.amount) + Math.max(0, change.heldDelta));
   }
@@ -328,7 +363,10 @@ function postOne(
   const now = FieldValue.serverTimestamp();
   const transactionId = entryId(account.uid, version);
   // Decided before anything is written: a change the lots cannot cover is refused here.
-  const moved = moveLots(book, change.lots, change.amount, change.heldDelta, version, transactionId);
+  const moved = moveLots(book, change.lots, change.amount, change.heldDelta, version, transactionId, account.debt);
+  const debt = account.debt + moved.debtDelta;
+  // Written only where debt is in play, so entries and users that never owed keep their shape.
+  const debtFields = moved.debtDelta !== 0 || account.debt > 0;
 
   const writeUser = !account.closed || REOPENS.has(change.type);
   if (writeUser) {
@@ -338,6 +376,7 @@ function postOne(
         credits_balance: balance,
         credits_held: held,
         ledger_version: version,
+        ...(debtFields ? { credits_debt: debt } : {}),
         updated_at: now,
         updated_by: change.actor,
         // Since this version the user's credits are in lots (a legacy lot holds what came before).
@@ -363,9 +402,11 @@ function postOne(
     feature: change.feature ?? null,
     quantity: change.quantity ?? null,
     refund_of: change.refundOf ?? null,
+    ...(change.paymentId ? { payment_id: change.paymentId } : {}),
     metadata: change.metadata ?? {},
     allocations: moved.allocations,
     held_allocations: moved.heldAllocations,
+    ...(debtFields ? { debt_delta: moved.debtDelta, debt_after: debt } : {}),
     lot_id: change.lots.kind === "lapse" ? change.lots.lotId : null,
     created_at: now,
   });
@@ -377,6 +418,7 @@ function postOne(
   account.balance = balance;
   account.held = held;
   account.version = version;
+  account.debt = debt;
   return {
     posted: {
       transaction_id: transactionId,

@@ -69,7 +69,12 @@ export type LotMove =
   /** Credits returned (a refund) to these lots. */
   | { kind: "return"; to: Allocation[] }
   /** A lot past its expiry: its unheld credits expire. */
-  | { kind: "lapse"; lotId: string };
+  | { kind: "lapse"; lotId: string }
+  /**
+   * Credits taken back by a payment clawback (amount < 0): the unheld credits of the `first` lots (the
+   * purchase's own), then of the others in burn order; what no lot covers becomes the user's debt.
+   */
+  | { kind: "clawback"; first: string[] };
 
 /** One lot as the transaction knows it; changed in memory by moveLots, written by lotWrites. */
 export interface Lot {
@@ -110,6 +115,11 @@ export interface LotBook {
 /** What a change did to lots, recorded on its entry. */
 export interface LotOutcome {
   allocations: Allocation[];
+  /**
+   * Signed change of the user's debt (`credits_debt`): a clawback's part no lot covered (+), or what an
+   * addition paid off before any of it went into a lot (−). Σ allocations + |debtDelta| = |amount|.
+   */
+  debtDelta: number;
   heldAllocations: Allocation[];
   /** Lots past their expiry that credits went back to: their unheld credits expire at once, one entry each. */
   lapsed: string[];
@@ -161,6 +171,8 @@ export function needOf(uid: string, move: LotMove, amount: number, heldDelta: nu
       return { ids: move.to.map((part) => part.lot_id), draw: 0 };
     case "lapse":
       return { ids: [move.lotId], draw: 0 };
+    case "clawback":
+      return { ids: move.first, draw: Math.max(0, -amount) };
   }
 }
 
@@ -332,9 +344,9 @@ export class TooManyLots extends DomainError {
 
 /**
  * Applies `move` to the lots read (in memory) for an entry at `version`
- * (`entryId`) that changes the balance by `amount` and held by `heldDelta`;
- * returns the allocations. Throws, having changed nothing that is written,
- * when the lots cannot cover it.
+ * (`entryId`) that changes the balance by `amount` and held by `heldDelta`,
+ * for a user owing `debt`; returns the allocations. Throws, having changed
+ * nothing that is written, when the lots cannot cover it.
  */
 export function moveLots(
   book: LotBook,
@@ -343,19 +355,44 @@ export function moveLots(
   heldDelta: number,
   version: number,
   entryId: string,
+  debt = 0,
 ): LotOutcome {
-  const outcome: LotOutcome = { allocations: [], heldAllocations: [], lapsed: [] };
+  const outcome: LotOutcome = { allocations: [], heldAllocations: [], lapsed: [], debtDelta: 0 };
   switch (move.kind) {
     case "add": {
       if (amount <= 0) throw new LedgerConflict("Only a positive amount adds a lot.");
+      // A debt left by a clawback is paid first; only the rest becomes spendable credits in a lot.
+      const settled = Math.min(Math.max(debt, 0), amount);
+      outcome.debtDelta = -settled;
+      const added = amount - settled;
+      if (added === 0) return outcome;
       const lot = known(book, lotIdOf(book.uid, move.source, move.priority, move.expiresAt));
       if (!lot.exists && !lot.changed) describeNewLot(lot, move, version, entryId);
       if (lapsed(book, lot)) throw new LedgerConflict("Credits cannot be added to a lot that has expired.");
-      lot.amount += amount;
-      lot.remaining += amount;
+      lot.amount += added;
+      lot.remaining += added;
       lot.status = "active";
       lot.changed = true;
-      outcome.allocations.push({ lot_id: lot.id, amount });
+      outcome.allocations.push({ lot_id: lot.id, amount: added });
+      return outcome;
+    }
+    case "clawback": {
+      if (amount >= 0) throw new LedgerConflict("A clawback takes a positive number of credits.");
+      let rest = -amount;
+      const take = (lot: Lot) => {
+        if (rest === 0 || !payable(book, lot)) return;
+        const part = Math.min(lot.remaining - lot.held, rest);
+        if (part <= 0) return;
+        lot.remaining -= part;
+        lot.changed = true;
+        if (lot.remaining === 0) lot.status = "exhausted";
+        rest -= part;
+        outcome.allocations.push({ lot_id: lot.id, amount: part });
+      };
+      for (const id of new Set(move.first)) take(known(book, id));
+      for (const lot of inBurnOrder(book)) take(lot);
+      // Held credits stay with their running jobs; what is missing is owed.
+      outcome.debtDelta = rest;
       return outcome;
     }
     case "draw": {
@@ -457,7 +494,7 @@ export function markExpired(book: LotBook, lotId: string): void {
 
 /** Takes `need` unheld credits from payable lots in burn order; refuses if they do not cover it. */
 function drawInOrder(book: LotBook, need: number): Array<{ lot: Lot; amount: number }> {
-  const ordered = [...book.ordered].sort((a, b) => (a.burnKey < b.burnKey ? -1 : a.burnKey > b.burnKey ? 1 : 0));
+  const ordered = inBurnOrder(book);
   const parts: Array<{ lot: Lot; amount: number }> = [];
   let rest = need;
   for (const lot of ordered) {
@@ -473,6 +510,11 @@ function drawInOrder(book: LotBook, need: number): Array<{ lot: Lot; amount: num
     throw new InsufficientCredits(need - rest, need);
   }
   return parts;
+}
+
+/** The active lots read, in burn order. */
+function inBurnOrder(book: LotBook): Lot[] {
+  return [...book.ordered].sort((a, b) => (a.burnKey < b.burnKey ? -1 : a.burnKey > b.burnKey ? 1 : 0));
 }
 
 /** Writes every lot the transaction changed (after all its reads). */
