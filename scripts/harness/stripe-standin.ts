@@ -7,6 +7,7 @@
  *
  *   POST /v1/customers               GET /v1/customers/{id}
  *   POST /v1/checkout/sessions       GET /v1/checkout/sessions/{id}
+ *   POST /v1/refunds                 (`payment_intent` or `charge`, optional `amount`)
  *
  * Requests are form-encoded with bracketed keys (`metadata[user_id]=…`,
  * `line_items[0][price_data][currency]=…`) and authenticated with
@@ -23,9 +24,17 @@
  * - `sign(payload)` makes a `Stripe-Signature` header with the library's own
  *   test helper (`t=…,v1=HMAC-SHA256(secret, "t.payload")`), and `deliver`
  *   posts an event to the webhook signed (or as told);
+ * - a paid checkout has a payment intent and a charge; `refund(pi, amount?)`
+ *   (or `POST /v1/refunds`) refunds it and returns `charge.refunded` with the
+ *   cumulative `amount_refunded`; `dispute(pi)` returns
+ *   `charge.dispute.funds_withdrawn`, `reinstate(disputeId)`
+ *   `charge.dispute.funds_reinstated` (a dispute won); `events()` lists every
+ *   event produced, in order;
  * - over HTTP for other processes (e2e tests, `npm start`):
  *   `POST /_standin/checkout/sessions/{id}/complete` `{payment_status?, deliver?}`,
  *   `POST /_standin/checkout/sessions/{id}/async` `{result, deliver?}`,
+ *   `POST /_standin/payment_intents/{id}/refund` `{amount?, deliver?}`,
+ *   `POST /_standin/payment_intents/{id}/dispute` `{deliver?}`, `POST /_standin/disputes/{id}/reinstate` `{deliver?}`,
  *   `GET /_standin/requests`, `GET /_standin/customers`, and `GET /checkout/{id}`, the "hosted page"
  *   a checkout URL points at, which pays and delivers the events.
  */
@@ -86,6 +95,14 @@ export interface StripeStandin {
   complete(sessionId: string, options?: { paymentStatus?: "paid" | "unpaid" }): StripeEventPayload;
   /** The delayed method's outcome for a completed, unpaid session. */
   asyncResult(sessionId: string, result: "succeeded" | "failed"): StripeEventPayload;
+  /** Refunds `amount` (default: all that is left) of a paid payment intent's charge; the event is `charge.refunded`. */
+  refund(paymentIntent: string, amount?: number): { refund: Record<string, unknown>; event: StripeEventPayload };
+  /** The payer disputes the charge and its funds are withdrawn: `charge.dispute.funds_withdrawn`. */
+  dispute(paymentIntent: string): { dispute: Record<string, unknown>; event: StripeEventPayload };
+  /** The dispute is won and its funds come back: `charge.dispute.funds_reinstated`. */
+  reinstate(disputeId: string): StripeEventPayload;
+  /** Every event produced so far (checkouts, refunds, disputes), oldest first. */
+  events(): StripeEventPayload[];
   /** An event of `type` about `object`, as Stripe would send it. */
   event(type: string, object: Record<string, unknown>): StripeEventPayload;
   /** A `Stripe-Signature` header for `payload`, made by the library's test helper. */
@@ -240,6 +257,10 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
   const host = options.host ?? "127.0.0.1";
   const customers = new Map<string, Record<string, unknown>>();
   const sessions = new Map<string, Record<string, unknown>>();
+  /** Charges by payment intent, created when a checkout is paid. */
+  const charges = new Map<string, Record<string, unknown>>();
+  const disputes = new Map<string, Record<string, unknown>>();
+  const produced: StripeEventPayload[] = [];
   const idempotency = new Map<
     string,
     { method: string; path: string; params: string; status: number; body: unknown }
@@ -321,9 +342,111 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
     return session;
   }
 
+  /** The charge of a paid checkout, made once when its payment succeeds. */
+  function chargeFor(session: Record<string, unknown>): void {
+    const paymentIntent = String(session.payment_intent);
+    if (charges.has(paymentIntent)) return;
+    charges.set(paymentIntent, {
+      id: newId("ch"),
+      object: "charge",
+      amount: session.amount_total,
+      amount_refunded: 0,
+      currency: session.currency,
+      customer: session.customer,
+      payment_intent: paymentIntent,
+      paid: true,
+      refunded: false,
+      disputed: false,
+      status: "succeeded",
+      created: now(),
+      livemode: false,
+    });
+  }
+
+  function chargeOf(paymentIntent: string | undefined, chargeId: string | undefined): Record<string, unknown> {
+    if (paymentIntent) {
+      const found = charges.get(paymentIntent);
+      if (!found) throw noSuch("payment_intent", paymentIntent, "payment_intent");
+      return found;
+    }
+    if (!chargeId) throw missing("payment_intent");
+    const found = [...charges.values()].find((charge) => charge.id === chargeId);
+    if (!found) throw noSuch("charge", chargeId, "charge");
+    return found;
+  }
+
+  /** A refund, as `POST /v1/refunds` makes it: the charge's `amount_refunded` grows, and Stripe reports it. */
+  function createRefund(params: FormObject): { refund: Record<string, unknown>; event: StripeEventPayload } {
+    const charge = chargeOf(asString(params.payment_intent), asString(params.charge));
+    const left = Number(charge.amount) - Number(charge.amount_refunded);
+    const amount = params.amount === undefined ? left : asInteger(params.amount, "amount");
+    if (left === 0)
+      throw new StripeApiError(400, "invalid_request_error", `Charge ${String(charge.id)} has already been refunded.`, {
+        code: "charge_already_refunded",
+      });
+    if (amount < 1 || amount > left)
+      throw invalid("amount", `Refund amount (${amount}) is greater than unrefunded amount on charge (${left}).`);
+    charge.amount_refunded = Number(charge.amount_refunded) + amount;
+    charge.refunded = charge.amount_refunded === charge.amount;
+    const refund = {
+      id: newId("re"),
+      object: "refund",
+      amount,
+      charge: charge.id,
+      payment_intent: charge.payment_intent,
+      currency: charge.currency,
+      status: "succeeded",
+      created: now(),
+    };
+    return { refund, event: record(event("charge.refunded", charge)) };
+  }
+
+  function refund(paymentIntent: string, amount?: number) {
+    return createRefund(
+      amount === undefined
+        ? { payment_intent: paymentIntent }
+        : { payment_intent: paymentIntent, amount: String(amount) },
+    );
+  }
+
+  function dispute(paymentIntent: string): { dispute: Record<string, unknown>; event: StripeEventPayload } {
+    const charge = chargeOf(paymentIntent, undefined);
+    if (charge.disputed) throw invalid("charge", `Charge ${String(charge.id)} is already disputed.`);
+    charge.disputed = true;
+    const opened = {
+      id: newId("dp"),
+      object: "dispute",
+      amount: charge.amount,
+      currency: charge.currency,
+      charge: charge.id,
+      payment_intent: paymentIntent,
+      reason: "fraudulent",
+      status: "needs_response",
+      balance_transactions: [],
+      created: now(),
+      livemode: false,
+    };
+    disputes.set(opened.id, opened);
+    return { dispute: opened, event: record(event("charge.dispute.funds_withdrawn", opened)) };
+  }
+
+  function reinstate(disputeId: string): StripeEventPayload {
+    const found = disputes.get(disputeId);
+    if (!found) throw noSuch("dispute", disputeId);
+    if (found.status === "won") throw invalid("dispute", `Dispute ${disputeId} is already won.`);
+    found.status = "won";
+    return record(event("charge.dispute.funds_reinstated", found));
+  }
+
+  function record(payload: StripeEventPayload): StripeEventPayload {
+    produced.push(payload);
+    return payload;
+  }
+
   /** Routes one authenticated API call. */
   function route(method: string, pathname: string, params: FormObject): { status: number; body: unknown } {
     if (method === "POST" && pathname === "/v1/customers") return { status: 200, body: createCustomer(params) };
+    if (method === "POST" && pathname === "/v1/refunds") return { status: 200, body: createRefund(params).refund };
     if (method === "POST" && pathname === "/v1/checkout/sessions") return { status: 200, body: createSession(params) };
     const customer = /^\/v1\/customers\/([^/]+)$/.exec(pathname);
     if (method === "GET" && customer) {
@@ -408,15 +531,19 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
     session.status = "complete";
     session.payment_status = completeOptions.paymentStatus ?? "paid";
     session.payment_intent = newId("pi");
-    return event("checkout.session.completed", session);
+    if (session.payment_status === "paid") chargeFor(session);
+    return record(event("checkout.session.completed", session));
   }
 
   function asyncResult(sessionId: string, result: "succeeded" | "failed"): StripeEventPayload {
     const session = sessionFor(sessionId);
     if (session.status !== "complete" || session.payment_status !== "unpaid")
       throw invalid("session", `Checkout session ${sessionId} has no payment in progress.`);
-    if (result === "succeeded") session.payment_status = "paid";
-    return event(`checkout.session.async_payment_${result}`, session);
+    if (result === "succeeded") {
+      session.payment_status = "paid";
+      chargeFor(session);
+    }
+    return record(event(`checkout.session.async_payment_${result}`, session));
   }
 
   const sign = (payload: string, signOptions: { timestamp?: number; secret?: string } = {}) =>
@@ -452,6 +579,23 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
           : asyncResult(id, input.result ?? "succeeded");
       const delivery = input.deliver ? await deliver(produced) : undefined;
       return { status: 200, body: { event: produced, delivery: delivery ?? null } };
+    }
+    const money = /^\/_standin\/(payment_intents|disputes)\/([^/]+)\/(refund|dispute|reinstate)$/.exec(pathname);
+    if (method === "POST" && money) {
+      const input = (body ? JSON.parse(body) : {}) as { amount?: number; deliver?: boolean };
+      const id = decodeURIComponent(money[2]);
+      const made =
+        money[3] === "refund" && money[1] === "payment_intents"
+          ? refund(id, input.amount).event
+          : money[3] === "dispute" && money[1] === "payment_intents"
+            ? dispute(id).event
+            : money[3] === "reinstate" && money[1] === "disputes"
+              ? reinstate(id)
+              : undefined;
+      if (!made)
+        throw new StripeApiError(404, "invalid_request_error", `Unrecognized request URL (${method}: ${pathname}).`);
+      const delivery = input.deliver ? await deliver(made) : undefined;
+      return { status: 200, body: { event: made, delivery: delivery ?? null } };
     }
     throw new StripeApiError(404, "invalid_request_error", `Unrecognized request URL (${method}: ${pathname}).`);
   }
@@ -520,6 +664,10 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
     customers: () => [...customers.values()],
     complete,
     asyncResult,
+    refund,
+    dispute,
+    reinstate,
+    events: () => [...produced],
     event,
     sign,
     deliver,
