@@ -12,6 +12,9 @@ export const PAYMENTS = "payments";
 
 export type PaymentStatus = "pending" | "succeeded" | "failed";
 
+/** A dispute's funds: taken from us (`withdrawn`), or given back after we won (`reinstated`, final). */
+export type DisputeState = "withdrawn" | "reinstated";
+
 /** A payment as written, before Firestore sets its timestamps. */
 export type PaymentDraft = Omit<Payment, "created_at" | "updated_at">;
 
@@ -36,6 +39,16 @@ export interface Payment {
   request_fingerprint: string;
   /** The ledger entry that granted the credits. */
   transaction_id: string | null;
+  /**
+   * Refunds and disputes (absent until the first one; see corrections.ts): the largest cumulative
+   * `amount_refunded` reported, each dispute's furthest state, and the credits taken back and given back.
+   */
+  refunded_amount?: number;
+  disputes?: Record<string, DisputeState>;
+  clawed_back?: number;
+  reinstated?: number;
+  /** The ledger entries that took credits back or gave them back, oldest first. */
+  correction_ids?: string[];
   created_at: Timestamp;
   updated_at: Timestamp;
 }

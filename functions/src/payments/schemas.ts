@@ -68,6 +68,9 @@ export const CreateCheckoutInput = z
   })
   .strict();
 
+/** A Stripe id or the expanded object carrying it. */
+const expandable = z.union([z.string(), z.object({ id: z.string() }), z.null()]).optional();
+
 /**
  * What the webhook reads of a verified Stripe event and of a Checkout session in it. Not strict: Stripe adds
  * fields freely, and those are not ours to refuse.
@@ -83,7 +86,26 @@ export const CheckoutSession = z.object({
   payment_status: z.string(),
   amount_total: z.number().int().nullable(),
   currency: z.string().nullable(),
-  payment_intent: z.union([z.string(), z.object({ id: z.string() }), z.null()]).optional(),
+  payment_intent: expandable,
+});
+
+/** What `charge.refunded` carries that we read: the cumulative amount refunded so far. */
+export const Charge = z.object({
+  id: z.string().min(1).max(255),
+  object: z.literal("charge"),
+  payment_intent: expandable,
+  amount: z.number().int().nonnegative(),
+  amount_refunded: z.number().int().nonnegative(),
+  currency: z.string(),
+});
+
+/** What `charge.dispute.funds_withdrawn|funds_reinstated` carry that we read. */
+export const Dispute = z.object({
+  id: z.string().min(1).max(255),
+  object: z.literal("dispute"),
+  payment_intent: expandable,
+  amount: z.number().int().nonnegative(),
+  currency: z.string(),
 });
 
 export type CreditPack = z.infer<typeof CreditPack>;
@@ -92,3 +114,5 @@ export type ListCreditPacksInput = z.infer<typeof ListCreditPacksInput>;
 export type CreateCheckoutInput = z.infer<typeof CreateCheckoutInput>;
 export type StripeEvent = z.infer<typeof StripeEvent>;
 export type CheckoutSession = z.infer<typeof CheckoutSession>;
+export type Charge = z.infer<typeof Charge>;
+export type Dispute = z.infer<typeof Dispute>;

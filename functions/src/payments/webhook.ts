@@ -10,8 +10,11 @@
  * redelivered or concurrent duplicate finds the record and changes nothing.
  * A paid session grants its pack once per payment intent (credits/purchase.ts),
  * whichever of `checkout.session.completed` and
- * `checkout.session.async_payment_succeeded` comes first. Events of other
- * types, or about sessions we never created, change nothing and are not recorded.
+ * `checkout.session.async_payment_succeeded` comes first. Refunds and
+ * disputes (`charge.refunded`, `charge.dispute.funds_withdrawn|reinstated`)
+ * take credits back or give them back the same way (corrections.ts). Events of
+ * other types, or about sessions and payment intents we never recorded, change
+ * nothing and are not recorded.
  */
 import type { Firestore } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
@@ -21,6 +24,7 @@ import { DomainError } from "../shared/errors";
 import { logs } from "../shared/logs";
 import { DAY_MS, systemClock, type Clock } from "../shared/time";
 import { PAYMENTS, paymentRef, type Payment, type PaymentStatus } from "./payment";
+import { applyCorrectionEvent, CORRECTION_EVENTS } from "./corrections";
 import { CheckoutSession, StripeEvent } from "./schemas";
 import { stripeWebhooks } from "./stripe-client";
 
@@ -71,6 +75,14 @@ export type EventOutcome =
   | "failed"
   /** Paid, but not what the payment recorded: nothing granted (logged). */
   | "amount-mismatch"
+  /** A refund or dispute took credits back (one `clawback` entry). */
+  | "clawed-back"
+  /** A won dispute gave back what it took (one `reinstate` entry). */
+  | "reinstated"
+  /** A refund or dispute event that changes nothing owed (e.g. a late, smaller cumulative refund); recorded. */
+  | "unchanged"
+  /** A refund or dispute of a payment whose credits were never granted: recorded, nothing taken. */
+  | "not-granted"
   /** This event was applied before. */
   | "duplicate"
   /** Not ours or not a type we act on: nothing written. */
@@ -84,6 +96,8 @@ const SESSION_EVENTS = new Set([
 
 /** Applies a verified event once; see the module comment. */
 export async function applyStripeEvent(deps: WebhookDeps, event: StripeEvent): Promise<EventOutcome> {
+  if (CORRECTION_EVENTS.has(event.type))
+    return applyCorrectionEvent(deps, event, STRIPE_EVENTS, STRIPE_EVENTS_RETENTION_DAYS);
   if (!SESSION_EVENTS.has(event.type)) return "ignored";
   const session = CheckoutSession.safeParse(event.data.object);
   if (!session.success) return "ignored";

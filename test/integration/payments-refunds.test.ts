@@ -1,0 +1,329 @@
+/**
+ * Refunds and disputes (issue 13): credits clawed back and reinstated by the
+ * webhook's rules, debt and the negative-balance refusals, against the
+ * Firestore emulator and a Stripe stand-in of this test's own.
+ */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { placeHold } from "../../functions/src/credits/holds";
+import { readAccount, runCreditTransaction } from "../../functions/src/credits/ledger";
+import { adjustCredits, grantCredits, spendCredits } from "../../functions/src/credits/operations";
+import { createJob } from "../../functions/src/jobs/create";
+import { createCheckoutSession } from "../../functions/src/payments/checkout";
+import type { Payment } from "../../functions/src/payments/payment";
+import { stripeClient, type StripeClient } from "../../functions/src/payments/stripe-client";
+import { applyStripeEvent, STRIPE_EVENTS, verifyStripeEvent } from "../../functions/src/payments/webhook";
+import { startStripeStandin, type StripeEventPayload, type StripeStandin } from "../../scripts/harness/stripe-standin";
+import { assertLedgerInvariants, db, ledgerOf } from "../support/credits";
+import { RETURN_URLS, sellTestPacks, shuffled, TEST_PACKS } from "../support/payments";
+import { seededRandom } from "../support/random";
+import { newUid } from "../support/suite";
+
+const SECRET_KEY = "sk_test_refunds";
+const WEBHOOK_SECRET = "whsec_refunds";
+const STARTER = TEST_PACKS[0]; // 100 credits for 500
+
+describe("integration: payments — refunds and disputes", function () {
+  this.timeout(300_000);
+  let standin: StripeStandin;
+  let stripe: StripeClient;
+
+  before(async () => {
+    standin = await startStripeStandin({ secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET });
+    stripe = stripeClient(SECRET_KEY, standin.url);
+    await sellTestPacks(db());
+  });
+  after(() => standin.close());
+
+  const apply = (event: StripeEventPayload) => applyStripeEvent({ db: db() }, event);
+
+  /** A paid, granted checkout of `packId` for `uid`: its payment id and payment intent. */
+  async function buy(uid: string, packId = "starter"): Promise<{ paymentId: string; paymentIntent: string }> {
+    const { session_id } = await createCheckoutSession({ db: db(), stripe }, uid, {
+      pack_id: packId,
+      idempotency_key: `checkout-${randomUUID()}`,
+      ...RETURN_URLS,
+    });
+    assert.equal(await apply(standin.complete(session_id)), "granted");
+    const found = await db().collection("payments").where("checkout_session_id", "==", session_id).get();
+    return { paymentId: found.docs[0].id, paymentIntent: String(standin.session(session_id)?.payment_intent) };
+  }
+
+  const paymentOf = async (paymentId: string) =>
+    (await db().collection("payments").doc(paymentId).get()).data() as Payment;
+  const entriesOf = async (uid: string, type: string) =>
+    (await ledgerOf(uid)).filter((entry) => entry.type === type).map((entry) => Number(entry.amount));
+  /** The same event as Stripe might deliver it again later: another id, another snapshot of the object. */
+  const resent = (event: StripeEventPayload, object: Record<string, unknown>): StripeEventPayload => ({
+    ...event,
+    id: `evt_resent_${randomUUID()}`,
+    data: { object: { ...event.data.object, ...object } },
+  });
+  const spend = (uid: string, quantity: number) =>
+    spendCredits({ db: db() }, uid, { feature: "chat.message", quantity, idempotency_key: `spend-${randomUUID()}` });
+
+  describe("charge.refunded", () => {
+    it("when refunded in part, then again, then in full, then exactly the pack's credits are clawed back in total", async () => {
+      const uid = newUid("refund");
+      const { paymentId, paymentIntent } = await buy(uid);
+      // floor(100 × 123 / 500) = 24, floor(100 × 301 / 500) = 60, then 100.
+      assert.equal(await apply(standin.refund(paymentIntent, 123).event), "clawed-back");
+      assert.equal((await assertLedgerInvariants(uid)).balance, 76);
+      const second = standin.refund(paymentIntent, 178).event;
+      assert.equal(await apply(second), "clawed-back");
+      assert.equal(await apply(second), "duplicate");
+      assert.equal((await assertLedgerInvariants(uid)).balance, 40);
+      assert.equal(await apply(standin.refund(paymentIntent).event), "clawed-back");
+
+      assert.deepEqual(await entriesOf(uid, "clawback"), [-24, -36, -40]);
+      const state = await assertLedgerInvariants(uid);
+      assert.equal(state.balance, 0);
+      const payment = await paymentOf(paymentId);
+      assert.equal(payment.refunded_amount, STARTER.amount);
+      assert.equal(payment.clawed_back, STARTER.credits);
+      assert.equal(payment.correction_ids?.length, 3);
+      const clawbacks = (await ledgerOf(uid)).filter((entry) => entry.type === "clawback");
+      for (const entry of clawbacks) assert.equal(entry.payment_id, paymentId);
+    });
+
+    it("when a smaller cumulative amount arrives late, then it takes nothing", async () => {
+      const uid = newUid("late");
+      const { paymentIntent } = await buy(uid);
+      const first = standin.refund(paymentIntent, 100).event;
+      const second = standin.refund(paymentIntent, 200).event;
+      assert.equal(await apply(second), "clawed-back"); // cumulative 300: 60 credits
+      assert.equal(await apply(first), "unchanged"); // cumulative 100, older: nothing
+      assert.equal(await apply(resent(second, { amount_refunded: 250 })), "unchanged");
+      assert.deepEqual(await entriesOf(uid, "clawback"), [-60]);
+      assert.equal((await assertLedgerInvariants(uid)).balance, 40);
+    });
+
+    it("when delivered signed through verification, then it applies as any event", async () => {
+      const uid = newUid("signed");
+      const { paymentIntent } = await buy(uid);
+      const raw = Buffer.from(JSON.stringify(standin.refund(paymentIntent, 250).event));
+      const verified = verifyStripeEvent(raw, standin.sign(raw.toString()), WEBHOOK_SECRET);
+      assert.equal(await applyStripeEvent({ db: db() }, verified), "clawed-back");
+      assert.equal((await assertLedgerInvariants(uid)).balance, 50);
+    });
+
+    it("when the payment intent is not one of our payments, then 200-style ignored and nothing is written", async () => {
+      const charge = { id: "ch_x", object: "charge", payment_intent: `pi_unknown_${randomUUID()}`, amount: 500 };
+      const events = [
+        standin.event("charge.refunded", { ...charge, amount_refunded: 500, currency: "usd" }),
+        standin.event("charge.dispute.funds_withdrawn", {
+          id: "dp_x",
+          object: "dispute",
+          payment_intent: charge.payment_intent,
+          amount: 500,
+          currency: "usd",
+        }),
+      ];
+      for (const event of events) {
+        assert.equal(await apply(event), "ignored");
+        assert.equal((await db().collection(STRIPE_EVENTS).doc(event.id).get()).exists, false);
+      }
+    });
+  });
+
+  describe("disputes", () => {
+    it("when funds are withdrawn, then what remains of the purchase is clawed back; reinstated gives exactly that back", async () => {
+      const uid = newUid("dispute");
+      const { paymentId, paymentIntent } = await buy(uid);
+      assert.equal(await apply(standin.refund(paymentIntent, 100).event), "clawed-back"); // 20
+      const { dispute, event: withdrawn } = standin.dispute(paymentIntent);
+      assert.equal(await apply(withdrawn), "clawed-back");
+      assert.deepEqual(await entriesOf(uid, "clawback"), [-20, -80]);
+      assert.equal((await assertLedgerInvariants(uid)).balance, 0);
+
+      assert.equal(await apply(standin.reinstate(String(dispute.id))), "reinstated");
+      assert.deepEqual(await entriesOf(uid, "reinstate"), [80]);
+      assert.equal((await assertLedgerInvariants(uid)).balance, 80);
+      const payment = await paymentOf(paymentId);
+      assert.deepEqual([payment.clawed_back, payment.reinstated], [100, 80]);
+      assert.deepEqual(payment.disputes, { [String(dispute.id)]: "reinstated" });
+    });
+
+    it("when withdrawn and reinstated are duplicated, concurrent or reordered, then both orders end the same, each applied once", async () => {
+      for (const order of ["withdrawn-first", "reinstated-first"] as const) {
+        const uid = newUid(`order-${order}`);
+        const { paymentIntent } = await buy(uid);
+        const { dispute, event: withdrawn } = standin.dispute(paymentIntent);
+        const reinstated = standin.reinstate(String(dispute.id));
+        if (order === "withdrawn-first") {
+          assert.equal(await apply(withdrawn), "clawed-back");
+          assert.equal(await apply(reinstated), "reinstated");
+        } else {
+          // A reinstatement known first makes the later withdrawal a thing of the past: nothing moves.
+          assert.equal(await apply(reinstated), "unchanged");
+          assert.equal(await apply(withdrawn), "unchanged");
+        }
+        const again = await Promise.all([withdrawn, reinstated, withdrawn, reinstated].map(apply));
+        assert.deepEqual(again, ["duplicate", "duplicate", "duplicate", "duplicate"]);
+        const state = await assertLedgerInvariants(uid);
+        assert.equal(state.balance, STARTER.credits, order);
+      }
+      for (const seed of [1, 2, 3, 4]) {
+        const uid = newUid(`concurrent${seed}`);
+        const { paymentIntent } = await buy(uid);
+        const { dispute, event: withdrawn } = standin.dispute(paymentIntent);
+        const reinstated = standin.reinstate(String(dispute.id));
+        const refund = standin.refund(paymentIntent, 250).event;
+        const outcomes = await Promise.all(
+          shuffled([withdrawn, reinstated, refund, withdrawn, refund], seed).map(apply),
+        );
+        assert.equal(outcomes.filter((outcome) => outcome === "duplicate").length, 2, outcomes.join());
+        // Net: the dispute was won, half the money refunded.
+        const state = await assertLedgerInvariants(uid);
+        assert.equal(state.balance, 50, `seed ${seed}: ${outcomes.join()}`);
+      }
+    });
+  });
+
+  describe("debt and the negative-balance refusals", () => {
+    it("when a clawback finds too little, then the rest is debt; draws are refused until a purchase pays it", async () => {
+      const uid = newUid("debt");
+      await grantCredits({ db: db() }, "admin", {
+        user_id: uid,
+        amount: 30,
+        type: "grant",
+        reason: "promo",
+        source: "promo",
+        idempotency_key: `grant-${randomUUID()}`,
+      });
+      const { paymentIntent } = await buy(uid); // 30 promo + 100 purchased
+      await spend(uid, 90); // promo 30 burns first, then 60 purchased: 40 left, in the purchase lot
+      const job = await createJob({ db: db() }, uid, {
+        type: "podcast",
+        input: { topic: "Held through a clawback", duration_min: 4 },
+        idempotency_key: `job-${randomUUID()}`,
+      }); // holds 20 of the 40
+      const { event } = standin.dispute(paymentIntent);
+      assert.equal(await apply(event), "clawed-back");
+      const clawback = (await ledgerOf(uid)).find((entry) => entry.type === "clawback")!;
+      assert.equal(clawback.amount, -100);
+      assert.equal(clawback.debt_delta, 80, "20 unheld credits were found; the held 20 stay with the job");
+      let state = await assertLedgerInvariants(uid);
+      assert.deepEqual([state.balance, state.held, state.debt], [-60, 20, 80]);
+      const user = (await db().collection("users").doc(uid).get()).data()!;
+      assert.equal(user.credits_debt, 80);
+
+      const refusedAt = (balance: number) => (error: unknown) => {
+        const { code, details } = error as { code: string; details: Record<string, unknown> };
+        assert.equal(code, "failed-precondition");
+        assert.equal(details.reason, "negative-balance");
+        assert.equal(details.balance, balance);
+        return true;
+      };
+      const partial = refusedAt(-60);
+      const before = JSON.stringify(await ledgerOf(uid));
+      await assert.rejects(spend(uid, 1), partial);
+      await assert.rejects(
+        createJob({ db: db() }, uid, {
+          type: "podcast",
+          input: { topic: "Refused", duration_min: 1 },
+          idempotency_key: `job-${randomUUID()}`,
+        }),
+        partial,
+      );
+      await assert.rejects(
+        runCreditTransaction(db(), async (tx) => {
+          const account = await readAccount(tx, db(), uid);
+          return placeHold(tx, db(), account, {
+            holdId: `hold-${randomUUID()}`,
+            amount: 1,
+            expiresAt: new Date(Date.now() + 60_000),
+            actor: "test",
+            reason: "refused",
+            idempotencyKey: `hold-${randomUUID()}`,
+          });
+        }),
+        partial,
+      );
+      await assert.rejects(
+        adjustCredits({ db: db() }, "admin", {
+          user_id: uid,
+          amount: -1,
+          reason: "refused",
+          idempotency_key: `adj-${randomUUID()}`,
+        }),
+        partial,
+      );
+      assert.equal(JSON.stringify(await ledgerOf(uid)), before, "a refusal writes nothing");
+      assert.ok(job.job_id);
+
+      // A grant pays part of the debt and adds nothing to a lot.
+      await grantCredits({ db: db() }, "admin", {
+        user_id: uid,
+        amount: 50,
+        type: "grant",
+        reason: "goodwill",
+        idempotency_key: `grant-${randomUUID()}`,
+      });
+      state = await assertLedgerInvariants(uid);
+      assert.deepEqual([state.balance, state.debt], [-10, 30]);
+      await assert.rejects(spend(uid, 1), refusedAt(-10));
+
+      // The next purchase settles the rest first; the remainder is spendable.
+      await buy(uid);
+      state = await assertLedgerInvariants(uid);
+      assert.deepEqual([state.balance, state.debt], [90, 0]);
+      const last = (await ledgerOf(uid)).at(-1)!;
+      assert.deepEqual([last.type, last.debt_delta, last.debt_after], ["purchase", -30, 0]);
+      await spend(uid, 70);
+      assert.equal((await assertLedgerInvariants(uid)).balance, 20);
+    });
+  });
+
+  describe("a seeded stream of purchases, refunds and disputes", () => {
+    it("when shuffled, duplicated and applied concurrently, then granted − clawed back + reinstated = what the rules leave", async () => {
+      for (const seed of [11, 12]) {
+        const random = seededRandom(seed);
+        const users = [newUid(`stream${seed}a`), newUid(`stream${seed}b`), newUid(`stream${seed}c`)];
+        const events: StripeEventPayload[] = [];
+        /** What each payment should leave, by the rules, once every event is in. */
+        const expected = new Map<string, number>();
+        for (let index = 0; index < 9; index++) {
+          const uid = users[index % users.length];
+          const pack = TEST_PACKS[Math.floor(random() * TEST_PACKS.length)];
+          const { paymentIntent } = await buy(uid, pack.pack_id);
+          let refunded = 0;
+          const refunds = Math.floor(random() * 3);
+          for (let step = 0; step < refunds && refunded < pack.amount; step++) {
+            const amount = 1 + Math.floor(random() * (pack.amount - refunded));
+            refunded += amount;
+            events.push(standin.refund(paymentIntent, amount).event);
+          }
+          let lost = false;
+          if (random() < 0.5 && refunded < pack.amount) {
+            const { dispute, event } = standin.dispute(paymentIntent);
+            events.push(event);
+            lost = true;
+            if (random() < 0.5) {
+              events.push(standin.reinstate(String(dispute.id)));
+              lost = false;
+            }
+          }
+          const kept = lost ? 0 : pack.credits - Math.floor((pack.credits * refunded) / pack.amount);
+          expected.set(uid, (expected.get(uid) ?? 0) + kept);
+        }
+        const withDuplicates = [...events, ...events.filter(() => random() < 0.4)];
+        const stream = shuffled(withDuplicates, seed);
+        for (let start = 0; start < stream.length; start += 4)
+          await Promise.all(stream.slice(start, start + 4).map(apply));
+
+        for (const uid of users) {
+          const purchased = (await entriesOf(uid, "purchase")).reduce((sum, amount) => sum + amount, 0);
+          const clawed = (await entriesOf(uid, "clawback")).reduce((sum, amount) => sum - amount, 0);
+          const reinstated = (await entriesOf(uid, "reinstate")).reduce((sum, amount) => sum + amount, 0);
+          assert.equal(purchased - clawed + reinstated, expected.get(uid) ?? 0, `seed ${seed}, ${uid}`);
+          await assertLedgerInvariants(uid);
+        }
+        // Every distinct event was recorded once.
+        const distinct = new Set(events.map((event) => event.id));
+        const records = await db().getAll(...[...distinct].map((id) => db().collection(STRIPE_EVENTS).doc(id)));
+        assert.ok(records.every((record) => record.exists));
+      }
+    });
+  });
+});
