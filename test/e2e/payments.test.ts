@@ -127,6 +127,46 @@ describe("e2e: Stripe purchases through the functions emulator", function () {
     await assertLedgerInvariants(uid);
   });
 
+  it("when a purchase is refunded in part and then disputed and won, then the webhook claws back, refuses spends in debt, and reinstates", async () => {
+    const uid = newUid("refund");
+    const { session_id } = await newCheckout(uid);
+    const completed = await stripeStandin.complete(session_id);
+    assert.equal((await deliver(completed)).status, 200);
+    const paymentIntent = String(completed.data.object.payment_intent);
+    const outcomeOf = async (event: StripeEventPayload) => {
+      const answer = await deliver(event);
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      return (answer.body as { outcome: string }).outcome;
+    };
+
+    const refunded = await stripeStandin.refund(paymentIntent, 250);
+    assert.equal(await outcomeOf(refunded), "clawed-back");
+    assert.equal(await outcomeOf(refunded), "duplicate");
+    const spent = await callFunction(
+      "spendCredits",
+      { feature: "chat.message", quantity: 30, idempotency_key: `e2e-${randomUUID()}` },
+      { uid },
+    );
+    assert.ok(spent.result, JSON.stringify(spent.error));
+
+    const withdrawn = await stripeStandin.dispute(paymentIntent);
+    assert.equal(await outcomeOf(withdrawn), "clawed-back"); // 50 due, 20 found: 30 owed
+    const refused = await callFunction(
+      "spendCredits",
+      { feature: "chat.message", quantity: 1, idempotency_key: `e2e-${randomUUID()}` },
+      { uid },
+    );
+    assert.equal(refused.error?.status, "FAILED_PRECONDITION");
+    assert.deepEqual(refused.error?.details, { reason: "negative-balance", balance: -30, available: -30, debt: 30 });
+
+    assert.equal(await outcomeOf(await stripeStandin.reinstate(String(withdrawn.data.object.id))), "reinstated");
+    const balance = await callFunction<{ balance: number }>("getBalance", {}, { uid });
+    assert.equal(balance.result?.balance, 20);
+    const types = (await ledgerOf(uid)).map((entry) => entry.type);
+    assert.deepEqual(types, ["purchase", "clawback", "spend", "clawback", "reinstate"]);
+    await assertLedgerInvariants(uid);
+  });
+
   it("when a delayed payment completes unpaid and then fails, then the payment is pending, then failed, and nothing is granted", async () => {
     const uid = newUid("delayed");
     const { session_id } = await newCheckout(uid);

@@ -36,6 +36,18 @@ export const stripeStandin = {
   async asyncResult(sessionId: string, result: "succeeded" | "failed"): Promise<StripeEventPayload> {
     return (await standinPost(`checkout/sessions/${sessionId}/async`, { result })).event;
   },
+  /** Refunds `amount` (default: the rest) of a paid payment intent: `charge.refunded`, delivered when asked. */
+  async refund(paymentIntent: string, amount?: number, deliver = false): Promise<StripeEventPayload> {
+    return (await standinPost(`payment_intents/${paymentIntent}/refund`, { amount, deliver })).event;
+  },
+  /** Opens a dispute whose funds are withdrawn: `charge.dispute.funds_withdrawn`. */
+  async dispute(paymentIntent: string, deliver = false): Promise<StripeEventPayload> {
+    return (await standinPost(`payment_intents/${paymentIntent}/dispute`, { deliver })).event;
+  },
+  /** Wins the dispute: `charge.dispute.funds_reinstated`. */
+  async reinstate(disputeId: string, deliver = false): Promise<StripeEventPayload> {
+    return (await standinPost(`disputes/${disputeId}/reinstate`, { deliver })).event;
+  },
   async customers(): Promise<Array<{ id: string; metadata: Record<string, string> }>> {
     const response = await fetch(`${stripeStandin.url}/_standin/customers`, { signal: AbortSignal.timeout(10_000) });
     return (await response.json()) as Array<{ id: string; metadata: Record<string, string> }>;
