@@ -86,6 +86,27 @@ describe("integration: payments — refunds and disputes", function () {
       for (const entry of clawbacks) assert.equal(entry.payment_id, paymentId);
     });
 
+    it("when the library refunds through the stand-in's API, then charge.refunded is produced once per idempotency key", async () => {
+      const uid = newUid("api");
+      const { paymentIntent } = await buy(uid);
+      const before = standin.events().length;
+      const request = { payment_intent: paymentIntent, amount: 200 };
+      const first = await stripe.refunds.create(request, { idempotencyKey: `refund-${uid}` });
+      const again = await stripe.refunds.create(request, { idempotencyKey: `refund-${uid}` });
+      assert.equal(again.id, first.id);
+      assert.equal(first.amount, 200);
+      const produced = standin.events().slice(before);
+      assert.deepEqual(
+        produced.map((event) => [event.type, event.data.object.amount_refunded]),
+        [["charge.refunded", 200]],
+      );
+      await assert.rejects(stripe.refunds.create({ payment_intent: paymentIntent, amount: 301 }), {
+        type: "StripeInvalidRequestError",
+      });
+      assert.equal(await apply(produced[0]), "clawed-back");
+      assert.equal((await assertLedgerInvariants(uid)).balance, 60);
+    });
+
     it("when a smaller cumulative amount arrives late, then it takes nothing", async () => {
       const uid = newUid("late");
       const { paymentIntent } = await buy(uid);
