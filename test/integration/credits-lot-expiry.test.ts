@@ -1,9 +1,16 @@
 /** Expiry of credit lots (issue 12), and the lot views, against the Firestore emulator. */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { firestoreValues } from "../../functions/src/adapters/firebase";
 import { readAccount } from "../../functions/src/credits/ledger";
 import { placeHold, settleHold } from "../../functions/src/credits/holds";
-import { expireDueLot, listLots } from "../../functions/src/credits/lot-views";
+import {
+  LOT_SUMMARY_MAX,
+  expireDueLot,
+  listLots,
+  lotSummary,
+  summaryCurrent,
+} from "../../functions/src/credits/lot-views";
 import { getBalance, refundCredits, spendCredits } from "../../functions/src/credits/operations";
 import { expireHolds } from "../../functions/src/jobs/expiry";
 import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/retention/policies";
@@ -221,5 +228,53 @@ describe("integration: credit lot expiry", function () {
     });
     const other = await listLots(db(), newUid(), { status: "all", limit: 20 });
     assert.deepEqual(other.items, []);
+  });
+
+  it("when a lot is past its expiry but not expired yet, then the balance's lots summary leaves it out", async () => {
+    const uid = newUid();
+    const soon = Date.now() + DAY;
+    await grantLot(uid, 30, { source: "promo", expires_at: new Date(soon).toISOString() });
+    await grantLot(uid, 8, { expires_at: new Date(soon + DAY).toISOString() });
+    await grantLot(uid, 5, { type: "purchase" });
+    const before = await getBalance({ db: db() }, uid);
+    assert.deepEqual(before.lots.next_expiry, { amount: 30, at: soon });
+    // Past the promo's expiry, before ttlCleanup: it can no longer pay, so it is not counted.
+    const after = await getBalance({ db: db(), clock: at(soon) }, uid);
+    assert.equal(after.balance, 43, "the balance changes only with the expire entry");
+    assert.deepEqual(after.lots, {
+      count: 2,
+      next_expiry: { amount: 8, at: soon + DAY },
+      by_source: { grant: 8, purchase: 5 },
+    });
+    assert.equal(summaryCurrent(before.lots, soon - 1), true);
+    assert.equal(summaryCurrent(before.lots, soon), false, "a cached summary is read again once its expiry passes");
+  });
+
+  it("when a user has more active lots than the summary reads, then the count stays exact and the summary says it is truncated", async () => {
+    const uid = newUid();
+    const base = Date.now() + 10 * DAY;
+    const { Timestamp } = firestoreValues();
+    const writer = db().bulkWriter();
+    const lotAt = (id: string, expiresAt: number | null) =>
+      void writer.set(db().collection("credit_lots").doc(`${uid}_${id}`), {
+        user_id: uid,
+        source: "grant",
+        status: "active",
+        remaining: 1,
+        held: 0,
+        expires_at: expiresAt === null ? null : Timestamp.fromMillis(expiresAt),
+      });
+    lotAt("never", null);
+    lotAt("lapsed", Date.now() - DAY);
+    for (let index = 0; index < LOT_SUMMARY_MAX + 4; index += 1) lotAt(`l${index}`, base + index * 60_000);
+    await writer.close();
+    const summary = await lotSummary(db(), uid);
+    assert.equal(summary.truncated, true);
+    assert.equal(summary.count, LOT_SUMMARY_MAX + 5, "every active lot still ahead of its expiry");
+    assert.deepEqual(summary.next_expiry, { amount: 1, at: base }, "the earliest expiry is always read");
+    assert.equal(summary.by_source.grant, LOT_SUMMARY_MAX - 1, "the lots read, the lapsed one left out");
+    const under = newUid();
+    await grantLot(under, 3, { expires_at: new Date(base).toISOString() });
+    assert.equal((await lotSummary(db(), under)).truncated, undefined);
   });
 });

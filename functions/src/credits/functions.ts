@@ -19,7 +19,7 @@ import {
   spendCredits as spend,
   type BalanceWithLots,
 } from "./operations";
-import { listLots as lotsOf } from "./lot-views";
+import { listLots as lotsOf, summaryCurrent } from "./lot-views";
 import { applyQueuedOperation, OPERATION_QUEUES } from "./queue";
 import { spendLimiter } from "./rate-limit";
 import { BalanceCache, readThrough } from "../mirror/cache";
@@ -38,7 +38,8 @@ import {
 /**
  * Served cache-aside from Redis; see mirror/cache.ts for why a stale value
  * cannot win. The lots summary is cached with the balance (both change only
- * with a ledger version); `next_expiry.at` is answered as ISO 8601.
+ * with a ledger version), unless its next expiry has passed since (then it is
+ * read again); `next_expiry.at` is answered as ISO 8601.
  */
 export const getBalance = callable({
   name: "getBalance",
@@ -50,7 +51,7 @@ export const getBalance = callable({
       caller.uid,
       input.min_version ?? 0,
       () => balanceOf({ db: firestore() }, caller.uid),
-      (hit): hit is BalanceWithLots => "lots" in hit,
+      (hit): hit is BalanceWithLots => "lots" in hit && summaryCurrent((hit as BalanceWithLots).lots, Date.now()),
     );
     const next = state.lots.next_expiry;
     return {

@@ -7,7 +7,7 @@ import { firestoreValues } from "../adapters/firebase";
 import { DomainError } from "../shared/errors";
 import { systemClock, type Clock } from "../shared/time";
 import { expireLot, readAccount, readLotsFor, runCreditTransaction, type Posted } from "./ledger";
-import { LOTS, lotRef, type LotSource, type LotStatus } from "./lots";
+import { LOTS, MAX_LOTS_PER_CHANGE, lotRef, type LotSource, type LotStatus } from "./lots";
 import type { ListLotsInput } from "./schemas";
 
 export const EXPIRY_ACTOR = "system:ttlCleanup";
@@ -90,32 +90,72 @@ export async function listLots(
 /** What getBalance says about lots: active ones, the next expiry, remaining credits by source. */
 export interface LotSummary {
   count: number;
-  /** The unheld credits of the active lots sharing the earliest expiry, and when (ms). */
+  /** The unheld credits of the active lots sharing the earliest expiry still ahead, and when (ms). */
   next_expiry: { amount: number; at: number } | null;
   by_source: Partial<Record<LotSource, number>>;
+  /**
+   * Present (true) only for a user with more than `LOT_SUMMARY_MAX` active lots: `count` comes from an aggregation,
+   * `by_source` covers the lots read (never-expiring first, then by expiry) and `next_expiry` is exact unless
+   * the bound cuts through the lots of the earliest expiry.
+   */
+  truncated?: true;
 }
 
-/** Reads the user's active lots (few: additions with equal source, priority and expiry share one). */
-export async function lotSummary(db: Firestore, uid: string): Promise<LotSummary> {
-  const snapshot = await db
-    .collection(LOTS)
-    .where("user_id", "==", uid)
-    .where("status", "==", "active")
+/**
+ * The most lots a summary reads: the same bound as one change (`MAX_LOTS_PER_CHANGE`). Additions with equal
+ * source, priority and expiry share a lot, so a user over it has credits of 200 different expiries.
+ */
+export const LOT_SUMMARY_MAX = MAX_LOTS_PER_CHANGE;
+
+/**
+ * Reads the user's active lots, at most `LOT_SUMMARY_MAX` (+1 to know whether there are more), ordered by
+ * expiry (never-expiring first, as Firestore orders null), so the earliest expiries are always among them.
+ * A lot whose `expires_at` is at or before `now` is left out: it can no longer pay, even before ttlCleanup
+ * has expired it.
+ */
+export async function lotSummary(db: Firestore, uid: string, now: Date = new Date()): Promise<LotSummary> {
+  const active = db.collection(LOTS).where("user_id", "==", uid).where("status", "==", "active");
+  const snapshot = await active
+    .orderBy("expires_at")
     .select("source", "remaining", "held", "expires_at")
+    .limit(LOT_SUMMARY_MAX + 1)
     .get();
-  const summary: LotSummary = { count: snapshot.size, next_expiry: null, by_source: {} };
-  for (const doc of snapshot.docs) {
+  const truncated = snapshot.size > LOT_SUMMARY_MAX;
+  const docs = snapshot.docs.slice(0, LOT_SUMMARY_MAX);
+  const summary: LotSummary = { count: 0, next_expiry: null, by_source: {} };
+  let lapsed = 0;
+  for (const doc of docs) {
+    const expiresAt = doc.get("expires_at") as { toMillis(): number } | null;
+    const at = expiresAt ? expiresAt.toMillis() : null;
+    if (at !== null && at <= now.getTime()) {
+      lapsed += 1;
+      continue;
+    }
+    summary.count += 1;
     const source = doc.get("source") as LotSource;
     const remaining = Number(doc.get("remaining"));
     summary.by_source[source] = (summary.by_source[source] ?? 0) + remaining;
-    const expiresAt = doc.get("expires_at") as { toMillis(): number } | null;
-    if (!expiresAt) continue;
-    const at = expiresAt.toMillis();
+    if (at === null) continue;
     const unheld = remaining - Number(doc.get("held"));
     if (!summary.next_expiry || at < summary.next_expiry.at) summary.next_expiry = { amount: unheld, at };
     else if (at === summary.next_expiry.at) summary.next_expiry.amount += unheld;
   }
+  if (truncated) {
+    // Past the bound the count alone is exact (an aggregation, not a read of every lot).
+    const all = (await active.count().get()).data().count;
+    summary.count = all - lapsed;
+    summary.truncated = true;
+  }
   return summary;
+}
+
+/**
+ * Whether a summary computed earlier (the cached one) still holds at `nowMs`: not once its next expiry has
+ * passed, since those lots no longer pay (the ledger version, which the cache is keyed by, changes only when
+ * ttlCleanup expires them).
+ */
+export function summaryCurrent(summary: LotSummary, nowMs: number): boolean {
+  return summary.next_expiry === null || summary.next_expiry.at > nowMs;
 }
 
 function isoOf(value: unknown): string | null {

@@ -294,7 +294,8 @@ export interface BalanceWithLots extends Balance {
 }
 
 export async function getBalance(deps: Deps, uid: string): Promise<BalanceWithLots> {
-  const [snapshot, lots] = await Promise.all([userRef(deps.db, uid).get(), lotSummary(deps.db, uid)]);
+  const now = (deps.clock ?? systemClock).now();
+  const [snapshot, lots] = await Promise.all([userRef(deps.db, uid).get(), lotSummary(deps.db, uid, now)]);
   const data = snapshot.data() ?? {};
   const balance = Number(data.credits_balance ?? 0);
   const held = Number(data.credits_held ?? 0);
