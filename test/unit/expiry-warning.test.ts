@@ -38,3 +38,23 @@ describe("unit: warning of credits about to expire", () => {
     assert.equal(sent.length, 0);
   });
 });
+
+describe("unit: the indexes of the lot views", () => {
+  const file = require("../../firestore.indexes.json") as {
+    indexes: Array<{ collectionGroup: string; fields: Array<{ fieldPath: string; order: string }> }>;
+  };
+  const declared = (fields: string[]) =>
+    file.indexes.some(
+      (index) =>
+        index.collectionGroup === "credit_lots" &&
+        index.fields.map((field) => `${field.fieldPath} ${field.order}`).join() === fields.join(),
+    );
+
+  it("when the hourly pass reads lots expiring soon, then (status, expires_at, user_id) is declared", () => {
+    assert.ok(declared(["status ASCENDING", "expires_at ASCENDING", "user_id ASCENDING"]));
+  });
+
+  it("when getBalance summarises a user's lots by expiry, then (user_id, status, expires_at) is declared", () => {
+    assert.ok(declared(["user_id ASCENDING", "status ASCENDING", "expires_at ASCENDING"]));
+  });
+});

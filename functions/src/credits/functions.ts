@@ -5,7 +5,8 @@
 import { onFirstRead } from "../shared/lazy-export";
 import { firestore, realtimeDb } from "../adapters/firebase";
 import { redis } from "../adapters/redis";
-import { ALLOWANCE_PAGE_SIZE, ALLOWANCE_TIME_BUDGET_SECONDS, METERING_API_KEY } from "../config";
+import { mongoConfigured, mongoDb } from "../adapters/mongo";
+import { ALLOWANCE_PAGE_SIZE, ALLOWANCE_TIME_BUDGET_SECONDS, LOW_BALANCE_THRESHOLD, METERING_API_KEY } from "../config";
 import { callable } from "../shared/callable";
 import { apiKeyEndpoint } from "../shared/http";
 import { logs } from "../shared/logs";
@@ -187,7 +188,10 @@ export const onUserDeleted = onFirstRead(() => {
 /**
  * Hourly: grants each user the allowance of the period (calendar month, UTC)
  * once, within a time budget, resuming where the last run stopped (see
- * allowances.ts). A repeated delivery of the same tick is skipped.
+ * allowances.ts); then, with what is left of the budget (at least a page),
+ * warns the users whose credits expire within 3 days (mirror/expiry-warnings.ts):
+ * both are the hourly pass over lots, and the warning must not wait for the
+ * user to change their balance. A repeated delivery of the same tick is skipped.
  */
 export const grantAllowances = onFirstRead(() => {
   const { onSchedule } = require("firebase-functions/v2/scheduler") as typeof import("firebase-functions/v2/scheduler");
@@ -200,11 +204,9 @@ export const grantAllowances = onFirstRead(() => {
       "grantAllowances",
       event.scheduleTime,
       async () => {
-        const run = await grantAllowances({
-          db,
-          budgetMs: ALLOWANCE_TIME_BUDGET_SECONDS.value() * 1000,
-          pageSize: ALLOWANCE_PAGE_SIZE.value(),
-        });
+        const started = performance.now();
+        const budgetMs = ALLOWANCE_TIME_BUDGET_SECONDS.value() * 1000;
+        const run = await grantAllowances({ db, budgetMs, pageSize: ALLOWANCE_PAGE_SIZE.value() });
         logs.allowancesRun({
           period: run.period,
           complete: run.complete,
@@ -213,6 +215,19 @@ export const grantAllowances = onFirstRead(() => {
           current: run.current,
           failed: run.failed.length,
         });
+        // Without MongoDB there is nowhere to warn (logged once by mongoConfigured).
+        if (!mongoConfigured()) return;
+        const { warnExpiringCredits } = await import("../mirror/expiry-warnings");
+        const { notify } = await import("../notifications/notifications");
+        const mongo = await mongoDb();
+        const warnings = await warnExpiringCredits({
+          db,
+          notify: (input) => notify({ mongo, redis: redis() }, input),
+          threshold: LOW_BALANCE_THRESHOLD.value(),
+          budgetMs: Math.max(0, budgetMs - (performance.now() - started)),
+          pageSize: ALLOWANCE_PAGE_SIZE.value(),
+        });
+        logs.expiryWarningsRun({ ...warnings });
       },
       { leaseMs: 600_000, retainDays: 2 },
     );

@@ -8,6 +8,7 @@
  *   (a job's state and its hold change together) or on its own;
  * - `idempotentTransaction`, the lock → transaction → idempotency-record
  *   protocol of every keyed change;
+ * - lot views: getBalance's summary, and the lots expiring soon (the warning);
  * - the price book;
  * - purchases: a paid payment granted once, with the payment's own records
  *   in the same transaction; and its corrections (clawback, reinstate) the same way.
@@ -33,7 +34,14 @@ export {
   type SettleResult,
 } from "./holds";
 export { idempotentTransaction, type IdempotencyScope } from "./idempotency";
-export { expireDueLot, lotSummary, type LotSummary } from "./lot-views";
+export {
+  expireDueLot,
+  expiringLots,
+  lotSummary,
+  type ExpiringCursor,
+  type ExpiringLot,
+  type LotSummary,
+} from "./lot-views";
 export { priceOf } from "./price-book";
 export { purchaseTransaction, type GrantPurchase, type PurchaseGrant, type PurchaseResult } from "./purchase";
 export { paymentCorrectionTransaction, type CorrectPayment, type PaymentCorrection } from "./clawback";

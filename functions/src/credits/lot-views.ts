@@ -149,6 +149,60 @@ export async function lotSummary(db: Firestore, uid: string, now: Date = new Dat
   return summary;
 }
 
+/** Where a pass over expiring lots stopped: the last lot handled, in the order below. */
+export interface ExpiringCursor {
+  at: number;
+  uid: string;
+  id: string;
+}
+
+/** One active lot expiring soon, as the credits-expiring warning reads it. */
+export interface ExpiringLot {
+  uid: string;
+  /** Its expiry (ms). */
+  at: number;
+  /** Its credits that would expire: remaining less what open holds reserve. */
+  unheld: number;
+  cursor: ExpiringCursor;
+}
+
+/**
+ * A page of the active lots expiring in (fromMs, toMs], after `after`, ordered by expiry, then user, then id,
+ * so the lots of one user and expiry come one after another whatever the user ids look like (index: status,
+ * expires_at, user_id).
+ */
+export async function expiringLots(
+  db: Firestore,
+  fromMs: number,
+  toMs: number,
+  after: ExpiringCursor | null,
+  limit: number,
+): Promise<ExpiringLot[]> {
+  const { FieldPath, Timestamp } = firestoreValues();
+  let query = db
+    .collection(LOTS)
+    .where("status", "==", "active")
+    .where("expires_at", ">", Timestamp.fromMillis(fromMs))
+    .where("expires_at", "<=", Timestamp.fromMillis(toMs))
+    .orderBy("expires_at")
+    .orderBy("user_id")
+    .orderBy(FieldPath.documentId())
+    .select("user_id", "remaining", "held", "expires_at")
+    .limit(limit);
+  if (after) query = query.startAfter(Timestamp.fromMillis(after.at), after.uid, after.id);
+  const snapshot = await query.get();
+  return snapshot.docs.map((doc) => {
+    const uid = String(doc.get("user_id"));
+    const at = (doc.get("expires_at") as { toMillis(): number }).toMillis();
+    return {
+      uid,
+      at,
+      unheld: Number(doc.get("remaining")) - Number(doc.get("held")),
+      cursor: { at, uid, id: doc.id },
+    };
+  });
+}
+
 /**
  * Whether a summary computed earlier (the cached one) still holds at `nowMs`: not once its next expiry has
  * passed, since those lots no longer pay (the ledger version, which the cache is keyed by, changes only when

@@ -63,6 +63,7 @@ export const logs = {
   allowanceFailed: (uid: string, period: string, reason: string) =>
     logger.error("allowance_failed", { uid, period, reason }),
   allowancesRun: (fields: Fields) => logger.info("allowances_run", fields),
+  expiryWarningsRun: (fields: Fields) => logger.info("expiry_warnings_run", fields),
   routeDecided: (fields: Fields) => logger.info("route_decided", fields),
   alertAcknowledged: (alertId: string, uid: string, changed: boolean) =>
     logger.info("alert_acknowledged", { alert_id: alertId, uid, changed }),
