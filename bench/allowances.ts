@@ -65,7 +65,7 @@ export async function allowancesBench(users = Number(process.env.BENCH_ALLOWANCE
       ratio: runRate / floorRate,
       target: "≥ 0.5×",
       pass: runRate / floorRate >= 0.5,
-      note: `${runSeconds.toFixed(1)} s; ratio > 1 is better here`,
+      note: `${runSeconds.toFixed(1)} s, ${run.alone} users through their own transaction; ratio > 1 is better here`,
     },
   ];
 }

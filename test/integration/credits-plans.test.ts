@@ -205,4 +205,67 @@ describe("integration: plans and allowances", function () {
       await assertLedgerInvariants(uid);
     }
   });
+
+  it("when two grantAllowances runs race each other and spends on the same users, then each user gets the period (and its rollover) exactly once", async () => {
+    const plans: PlansConfig = { plans: { free: { monthly_allowance: 50, rollover: { max: 30 } } } };
+    const uids = Array.from({ length: 12 }, () => newUid("al-race"));
+    for (const [index, uid] of uids.entries()) {
+      await fund(uid, 3);
+      assert.equal(await grantUserAllowance(db(), uid, plans, at("2035-03-10T00:00:00Z")), "granted");
+      // 50 − 10 × i left in March's lot: rollovers of 30 (capped) down to none.
+      if (index % 6 > 0)
+        await spendCredits({ db: db(), clock: at("2035-03-20T00:00:00Z") }, uid, {
+          feature: "chat.message",
+          quantity: 10 * (index % 6),
+          idempotency_key: `march-${uid}`,
+        });
+    }
+    const clock = at("2035-04-01T01:00:00Z");
+    const run = (tag: string) =>
+      grantAllowances({
+        db: db(),
+        clock,
+        budgetMs: 60_000,
+        pageSize: 200,
+        stateId: newUid(`allowance-race-${tag}`),
+        plans,
+        batchUsers: 4,
+        concurrency: 2,
+      });
+    // Spends land between the runs' reads and commits, so some batches find a user changed and fail as a whole.
+    const spends = uids.slice(0, 6).map((uid) =>
+      spendCredits({ db: db(), clock }, uid, {
+        feature: "chat.message",
+        quantity: 1,
+        idempotency_key: `april-${uid}`,
+      }),
+    );
+    const [first, second] = await Promise.all([run("a"), run("b"), ...spends]);
+    assert.equal(first.complete && second.complete, true);
+    assert.deepEqual(
+      [...first.failed, ...second.failed].filter((failure) => uids.includes(failure.uid)),
+      [],
+    );
+    for (const [index, uid] of uids.entries()) {
+      const april = (await ledgerOf(uid))
+        .filter((entry) => String(entry.reason).includes("2035-04") || String(entry.reason).includes("from 2035-03"))
+        .map((entry) => [entry.type, entry.amount, entry.reason]);
+      const left = 50 - 10 * (index % 6);
+      assert.deepEqual(
+        april,
+        [
+          ...(Math.min(30, left) > 0 ? [["grant", Math.min(30, left), "allowance rollover from 2035-03"]] : []),
+          ["grant", 50, "allowance 2035-04 (free)"],
+        ],
+        `${uid}: the period and its rollover once`,
+      );
+      const expired = (await ledgerOf(uid)).filter((entry) => entry.type === "expire");
+      assert.deepEqual(
+        expired.map((entry) => entry.amount),
+        left > 0 ? [-left] : [],
+        `${uid}: March's lot expired once`,
+      );
+      await assertLedgerInvariants(uid);
+    }
+  });
 });

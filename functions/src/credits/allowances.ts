@@ -2,32 +2,54 @@
  * `grantAllowances`: once a period (calendar month, UTC) begins, every user
  * gets its allowance (plans.ts), exactly once per user and period.
  *
- * One pass over `users` per period, page by page, a few users at a time, each
- * user one transaction that re-checks the period recorded on the user
- * document. Within a time budget: when it runs out, the place (period and last
+ * One pass over `users` per period, page by page. The users due in a page are
+ * granted in batches of `batchUsers`, `concurrency` batches at a time: each
+ * batch reads its users' documents in bulk and writes them in one commit,
+ * every write guarded by what was read (prefetched-transaction.ts), so a batch
+ * costs two round trips where a transaction per user cost five per user.
+ * Exactly once per user and period rests on the period's record, created (never
+ * overwritten) in the commit that grants: a second run, `setPlan`, or any change
+ * of the user since the read fails the batch's guards, and its users are then
+ * granted one transaction each, which finds the record and grants nothing. Within a time budget: when it runs out, the place (period and last
  * user id) is saved in `scheduler_state/{stateId}` and the next run resumes
  * there. A pass that is done is not repeated within its period; users whose
  * grant failed are recorded with the reason (logged) and retried by the next
  * runs without blocking the others.
  */
-import type { Firestore } from "firebase-admin/firestore";
+import type { DocumentSnapshot, Firestore } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { logs } from "../shared/logs";
 import { systemClock, type Clock } from "../shared/time";
-import { grantUserAllowance, loadPlans, periodOf } from "./plans";
+import {
+  allowanceLotRefs,
+  allowanceRecordRefs,
+  grantDueAllowance,
+  grantUserAllowance,
+  loadPlans,
+  periodOf,
+  type AllowanceOutcome,
+} from "./plans";
+import { Prefetch, PrefetchedTransaction } from "./prefetched-transaction";
 import type { PlansConfig } from "./schemas";
 
 export const ALLOWANCE_STATE = { collection: "scheduler_state", doc: "grantAllowances" } as const;
 /** Failed users kept for retry (bounded: the state is one document). */
 const MAX_RETRY = 500;
+/**
+ * Users per commit: 4 documents each (user, entry, lot, record), so 20 users is a commit of about 80 writes,
+ * well under Firestore's 500, and one user changing under the pass sends only 19 others to the slow path.
+ */
+const BATCH_USERS = 20;
 
 export interface AllowanceRunDeps {
   db: Firestore;
   clock?: Clock;
   budgetMs: number;
   pageSize: number;
-  /** Users granted at once within a page. */
+  /** Batches of users granted at once within a page. */
   concurrency?: number;
+  /** Users per batch (one commit); 1 still saves the transaction's round trips. */
+  batchUsers?: number;
   /** Where the place is kept; tests use their own. */
   stateId?: string;
   /** Monotonic milliseconds, for the budget (the injected clock may be fixed). */
@@ -45,6 +67,8 @@ export interface AllowanceRun {
   /** Users already granted this period. */
   current: number;
   failed: Array<{ uid: string; reason: string }>;
+  /** Users a batch could not take, granted (or refused) through their own transaction. */
+  alone: number;
 }
 
 interface State {
@@ -65,55 +89,114 @@ export async function grantAllowances(deps: AllowanceRunDeps): Promise<Allowance
     saved?.period === period
       ? { ...saved, retry: saved.retry ?? [] }
       : { period, cursor: null, done: false, retry: [] };
-  const run: AllowanceRun = { period, complete: false, scanned: 0, granted: 0, current: 0, failed: [] };
+  const run: AllowanceRun = { period, complete: false, scanned: 0, granted: 0, current: 0, failed: [], alone: 0 };
   const plans = deps.plans ?? (await loadPlans(deps.db));
 
-  const grantAll = async (uids: string[]) => {
+  /** One user through its own transaction: the path of a retry, and of users a batch could not take. */
+  const grantOne = async (uid: string) => {
+    try {
+      const outcome = await grantUserAllowance(deps.db, uid, plans, clock);
+      if (outcome === "granted") run.granted += 1;
+      else run.current += 1;
+    } catch (error) {
+      const reason = error instanceof Error ? error.message.split("\n")[0].slice(0, 200) : String(error);
+      run.failed.push({ uid, reason });
+      logs.allowanceFailed(uid, period, reason);
+    }
+  };
+
+  /**
+   * A few users in one commit (see prefetched-transaction.ts): what their grants read fetched in one `getAll`
+   * (their documents come with the page), each user's grant decided by the same code as the transaction,
+   * every write guarded by what was read. If the commit fails (a guard: a user changed since, or a concurrent
+   * run granted first), nothing of it was written and each of its users goes through its own transaction,
+   * which reads and decides again.
+   */
+  const grantBatch = async (users: DocumentSnapshot[]) => {
+    const now = clock.now();
+    const prefetch = new Prefetch(deps.db);
+    prefetch.seed(users);
+    await prefetch.load(
+      users.flatMap((user) => [
+        ...allowanceRecordRefs(deps.db, user.id, now),
+        ...(user.exists ? allowanceLotRefs(deps.db, user.id, plans, now, user.data() ?? {}) : []),
+      ]),
+    );
+    const batch = deps.db.batch();
+    const batched: Array<{ uid: string; outcome: AllowanceOutcome }> = [];
+    const alone: string[] = [];
+    for (const { id: uid } of users) {
+      const tx = new PrefetchedTransaction(prefetch);
+      try {
+        const outcome = await grantDueAllowance(tx.asTransaction(), deps.db, uid, plans, now);
+        tx.commitInto(batch);
+        batched.push({ uid, outcome });
+      } catch {
+        // Nothing of this user is in the batch; its own transaction decides (and records a refusal).
+        alone.push(uid);
+      }
+    }
+    try {
+      if (batched.length > 0) await batch.commit();
+      for (const { outcome } of batched) {
+        if (outcome === "granted") run.granted += 1;
+        else run.current += 1;
+      }
+    } catch {
+      alone.push(...batched.map((entry) => entry.uid));
+    }
+    run.alone += alone.length;
+    for (const uid of alone) await grantOne(uid);
+  };
+
+  /** `users` in batches of `batchUsers`, `concurrency` batches at a time. */
+  const grantAll = async (users: DocumentSnapshot[]) => {
+    const size = Math.max(1, deps.batchUsers ?? BATCH_USERS);
+    const batches = Array.from({ length: Math.ceil(users.length / size) }, (_, index) =>
+      users.slice(index * size, (index + 1) * size),
+    );
     let next = 0;
     const worker = async () => {
-      while (next < uids.length) {
-        const uid = uids[next++];
-        try {
-          const outcome = await grantUserAllowance(deps.db, uid, plans, clock);
-          if (outcome === "granted") run.granted += 1;
-          else run.current += 1;
-        } catch (error) {
-          const reason = error instanceof Error ? error.message.split("\n")[0].slice(0, 200) : String(error);
-          run.failed.push({ uid, reason });
-          logs.allowanceFailed(uid, period, reason);
-        }
-      }
+      while (next < batches.length) await grantBatch(batches[next++]);
     };
-    await Promise.all(Array.from({ length: Math.min(deps.concurrency ?? 16, uids.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(deps.concurrency ?? 16, batches.length) }, worker));
   };
 
   if (state.done) {
     // The pass is over: only the users that failed are tried again.
-    await grantAll(state.retry);
+    const retry = state.retry.map((uid) => deps.db.collection("users").doc(uid));
+    await grantAll(retry.length > 0 ? await deps.db.getAll(...retry) : []);
     run.scanned = state.retry.length;
   } else {
     const { FieldPath } = firestoreValues();
+    const pageAfter = (cursor: string | null) => {
+      let query = deps.db.collection("users").orderBy(FieldPath.documentId()).limit(deps.pageSize);
+      if (cursor) query = query.startAfter(cursor);
+      const read = query.get();
+      // Handled where it is awaited; a page read ahead and then left (the budget ran out) must not crash the run.
+      read.catch(() => undefined);
+      return read;
+    };
+    let ahead = pageAfter(state.cursor);
     let pages = 0;
     for (;;) {
       if (pages > 0 && elapsed() - started >= deps.budgetMs) {
         await stateRef.set({ ...state, retry: mergeRetry(state.retry, run.failed), updated_at: clock.now() });
         return run;
       }
-      let query = deps.db
-        .collection("users")
-        .orderBy(FieldPath.documentId())
-        .select("allowance_period")
-        .limit(deps.pageSize);
-      if (state.cursor) query = query.startAfter(state.cursor);
-      const page = await query.get();
+      const page = await ahead;
       pages += 1;
       run.scanned += page.size;
-      const due = page.docs.filter((doc) => doc.get("allowance_period") !== period).map((doc) => doc.id);
+      const last = page.docs[page.docs.length - 1];
+      const more = page.size === deps.pageSize && last !== undefined;
+      // The next page is read while this one is granted (its documents are only the batches' first guess).
+      if (more) ahead = pageAfter(last.id);
+      // Whole documents: a due user's grant reads its document, and the batch takes it from here.
+      const due = page.docs.filter((doc) => doc.get("allowance_period") !== period);
       run.current += page.size - due.length;
       await grantAll(due);
-      const last = page.docs[page.docs.length - 1];
       if (last) state.cursor = last.id;
-      if (page.size < deps.pageSize) break;
+      if (!more) break;
     }
   }
   const retry = mergeRetry(state.done ? [] : state.retry, run.failed);

@@ -214,6 +214,7 @@ export const grantAllowances = onFirstRead(() => {
           granted: run.granted,
           current: run.current,
           failed: run.failed.length,
+          alone: run.alone,
         });
         // Without MongoDB there is nowhere to warn (logged once by mongoConfigured).
         if (!mongoConfigured()) return;

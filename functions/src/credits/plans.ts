@@ -18,7 +18,7 @@
  * An upgrade mid-period grants the new allowance less what the period already
  * granted (never negative); a downgrade applies from the next period.
  */
-import type { Firestore, Transaction } from "firebase-admin/firestore";
+import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { DomainError, InvalidInput, NotFound } from "../shared/errors";
 import { logs } from "../shared/logs";
@@ -33,7 +33,7 @@ import {
   type Account,
   type Change,
 } from "./ledger";
-import { DEFAULT_PRIORITY, expiredOf, lotIdOf } from "./lots";
+import { DEFAULT_PRIORITY, expiredOf, legacyLotId, lotIdOf, lotRef } from "./lots";
 import { PlansConfig, type PlanConfig, type SetPlanInput } from "./schemas";
 
 export const PLANS_CONFIG = { collection: "config", doc: "plans" } as const;
@@ -274,28 +274,72 @@ export async function grantUserAllowance(
   plans: PlansConfig,
   clock: Clock = systemClock,
 ): Promise<AllowanceOutcome> {
-  return runCreditTransaction(db, async (tx): Promise<AllowanceOutcome> => {
-    const account = await readAccount(tx, db, uid);
-    if (!account.exists) return "no-account";
-    const now = clock.now();
-    const tier = tierOf(account);
-    const plan = plans.plans[tier];
-    if (!plan)
-      throw new DomainError("failed-precondition", `No plan ${tier} in config/plans.`, {
-        reason: "unknown-tier",
-        tier,
-      });
-    const { outcome } = await grantAllowance(tx, db, account, {
-      uid,
-      plan,
+  return runCreditTransaction(db, (tx) => grantDueAllowance(tx, db, uid, plans, clock.now()));
+}
+
+/**
+ * The scheduled grant's work in `tx`: a real transaction (grantUserAllowance)
+ * or a prefetched one whose writes are guarded and batched with other users'
+ * (allowances.ts); the same reads and writes either way.
+ */
+export async function grantDueAllowance(
+  tx: Transaction,
+  db: Firestore,
+  uid: string,
+  plans: PlansConfig,
+  now: Date,
+): Promise<AllowanceOutcome> {
+  const account = await readAccount(tx, db, uid);
+  if (!account.exists) return "no-account";
+  const tier = tierOf(account);
+  const plan = plans.plans[tier];
+  if (!plan)
+    throw new DomainError("failed-precondition", `No plan ${tier} in config/plans.`, {
+      reason: "unknown-tier",
       tier,
-      period: periodOf(now),
-      now,
-      actor: ALLOWANCE_ACTOR,
-      onlyIfDue: true,
     });
-    return outcome;
+  const { outcome } = await grantAllowance(tx, db, account, {
+    uid,
+    plan,
+    tier,
+    period: periodOf(now),
+    now,
+    actor: ALLOWANCE_ACTOR,
+    onlyIfDue: true,
   });
+  return outcome;
+}
+
+/** The allowance records grantDueAllowance reads for a user: the period's and the previous one's. */
+export function allowanceRecordRefs(db: Firestore, uid: string, now: Date): [DocumentReference, DocumentReference] {
+  const period = periodOf(now);
+  return [
+    db.collection(ALLOWANCES).doc(allowanceKey(uid, period)),
+    db.collection(ALLOWANCES).doc(allowanceKey(uid, previousPeriod(period))),
+  ];
+}
+
+/**
+ * The lots grantDueAllowance reads for a user whose document holds `data`:
+ * the one the allowance goes into, the legacy lot of a user from before lots,
+ * and, for a plan that rolls over, the previous period's allowance lot as the
+ * plan would have made it (its record says; a guess missed is read later).
+ */
+export function allowanceLotRefs(
+  db: Firestore,
+  uid: string,
+  plans: PlansConfig,
+  now: Date,
+  data: Record<string, unknown>,
+): DocumentReference[] {
+  const plan = plans.plans[typeof data.tier === "string" ? data.tier : DEFAULT_TIER];
+  if (!plan) return [];
+  const priority = plan.allowance_priority ?? DEFAULT_PRIORITY.allowance;
+  const period = periodOf(now);
+  const ids = [lotIdOf(uid, "allowance", priority, period.end)];
+  if (typeof data.lots_since_version !== "number") ids.push(legacyLotId(uid));
+  if (plan.rollover !== "none") ids.push(lotIdOf(uid, "allowance", priority, previousPeriod(period).end));
+  return ids.map((id) => lotRef(db, id));
 }
 
 export const ALLOWANCE_ACTOR = "system:grantAllowances";

@@ -1,0 +1,135 @@
+/**
+ * A ledger change without a Firestore transaction, for passes that change
+ * many users at once (the hourly allowance pass): the reads come from
+ * snapshots fetched beforehand, many users' in one `getAll`, and the writes
+ * go into a `WriteBatch` shared by a few users, one commit for all of them.
+ *
+ * What makes it as safe as the transaction it stands in for: the first write
+ * to every document it read is guarded by what was read — `lastUpdateTime`
+ * for a document that existed, `create` (must not exist) for one that did
+ * not. Every change of a user's credits writes the user document (ledger.ts),
+ * so its guard catches any change since the read, and a `create` of a record
+ * with a deterministic id (the period's allowance) fails if someone else made
+ * it first. A batch is atomic: one failed guard and nothing of it is written;
+ * the caller then runs each of its users through the ordinary transaction,
+ * which reads again and decides again.
+ *
+ * Only the writes the ledger makes are supported (create; set, merged or not,
+ * of a document read as missing; merged set or update of one read as
+ * existing, with top-level fields only); anything else throws before the
+ * batch is touched, and the caller takes the transactional path for that user.
+ */
+import type {
+  DocumentData,
+  DocumentReference,
+  DocumentSnapshot,
+  Firestore,
+  Query,
+  QuerySnapshot,
+  SetOptions,
+  Transaction,
+  WriteBatch,
+} from "firebase-admin/firestore";
+
+/** Snapshots read for several users at once, by document path. */
+export class Prefetch {
+  private readonly snapshots = new Map<string, DocumentSnapshot>();
+
+  constructor(private readonly db: Firestore) {}
+
+  /** Snapshots read already (e.g. by the query that found the users). */
+  seed(snapshots: DocumentSnapshot[]): void {
+    for (const snapshot of snapshots) this.snapshots.set(snapshot.ref.path, snapshot);
+  }
+
+  /** Reads in one round trip every document not read yet. */
+  async load(refs: DocumentReference[]): Promise<void> {
+    const missing = [...new Map(refs.map((ref) => [ref.path, ref])).values()].filter(
+      (ref) => !this.snapshots.has(ref.path),
+    );
+    if (missing.length === 0) return;
+    for (const snapshot of await this.db.getAll(...missing)) this.snapshots.set(snapshot.ref.path, snapshot);
+  }
+
+  async get(ref: DocumentReference): Promise<DocumentSnapshot> {
+    await this.load([ref]);
+    const snapshot = this.snapshots.get(ref.path);
+    if (!snapshot) throw new Error(`not read: ${ref.path}`);
+    return snapshot;
+  }
+}
+
+/** A write this change asks for, kept until the change is complete. */
+type Write =
+  | { kind: "create"; ref: DocumentReference; data: DocumentData }
+  | { kind: "update"; ref: DocumentReference; data: DocumentData; guard?: DocumentSnapshot };
+
+/** A write this adapter cannot guard; the caller runs the user through a transaction instead. */
+export class UnsupportedWrite extends Error {}
+
+/** One user's change: the reads and writes of a transaction, served by a Prefetch and kept for a batch. */
+export class PrefetchedTransaction {
+  private readonly read = new Map<string, DocumentSnapshot>();
+  private readonly writes: Write[] = [];
+  private readonly written = new Set<string>();
+
+  constructor(private readonly prefetch: Prefetch) {}
+
+  /** The transaction the ledger's functions take (they only get, getAll, create, set and update). */
+  asTransaction(): Transaction {
+    return this as unknown as Transaction;
+  }
+
+  get(ref: DocumentReference): Promise<DocumentSnapshot>;
+  get(query: Query): Promise<QuerySnapshot>;
+  async get(target: DocumentReference | Query): Promise<DocumentSnapshot | QuerySnapshot> {
+    if (typeof (target as Partial<DocumentReference>).collection !== "function")
+      // A query (a closed account's last entry): not guarded, so the user is left to a transaction.
+      throw new UnsupportedWrite("a query read");
+    const ref = target as DocumentReference;
+    const snapshot = await this.prefetch.get(ref);
+    this.read.set(ref.path, snapshot);
+    return snapshot;
+  }
+
+  async getAll(...refs: DocumentReference[]): Promise<DocumentSnapshot[]> {
+    await this.prefetch.load(refs);
+    return Promise.all(refs.map((ref) => this.get(ref)));
+  }
+
+  create(ref: DocumentReference, data: DocumentData): this {
+    this.writes.push({ kind: "create", ref, data });
+    this.written.add(ref.path);
+    return this;
+  }
+
+  set(ref: DocumentReference, data: DocumentData, options?: SetOptions): this {
+    const first = !this.written.has(ref.path);
+    const snapshot = this.read.get(ref.path);
+    if (first && snapshot && !snapshot.exists) return this.create(ref, data);
+    if (!options || !("merge" in options) || !options.merge) throw new UnsupportedWrite(`set of ${ref.path}`);
+    if (first && !snapshot) throw new UnsupportedWrite(`unread ${ref.path}`);
+    return this.update(ref, data);
+  }
+
+  update(ref: DocumentReference, data: DocumentData): this {
+    // An update replaces a nested map that a merged set would merge: only top-level fields are the same.
+    if (Object.values(data).some((value) => value !== null && Object.getPrototypeOf(value) === Object.prototype))
+      throw new UnsupportedWrite(`nested fields of ${ref.path}`);
+    const first = !this.written.has(ref.path);
+    const guard = first ? this.read.get(ref.path) : undefined;
+    if (first && !guard?.exists) throw new UnsupportedWrite(`update of unread ${ref.path}`);
+    this.writes.push({ kind: "update", ref, data, guard });
+    this.written.add(ref.path);
+    return this;
+  }
+
+  /** Adds the change's writes to `batch`, each document's first write guarded by what was read. */
+  commitInto(batch: WriteBatch): void {
+    for (const write of this.writes) {
+      if (write.kind === "create") batch.create(write.ref, write.data);
+      else if (write.guard?.updateTime) batch.update(write.ref, write.data, { lastUpdateTime: write.guard.updateTime });
+      else batch.update(write.ref, write.data);
+    }
+  }
+}
