@@ -11,11 +11,11 @@ import { adjustCredits, grantCredits, spendCredits } from "../../functions/src/c
 import { createJob } from "../../functions/src/jobs/create";
 import { createCheckoutSession } from "../../functions/src/payments/checkout";
 import type { Payment } from "../../functions/src/payments/payment";
-import { stripeClient, type StripeClient } from "../../functions/src/payments/stripe-client";
+import type { StripeClient } from "../../functions/src/payments/stripe-client";
 import { applyStripeEvent, STRIPE_EVENTS, verifyStripeEvent } from "../../functions/src/payments/webhook";
-import { startStripeStandin, type StripeEventPayload, type StripeStandin } from "../../scripts/harness/stripe-standin";
+import type { StripeEventPayload, StripeStandin } from "../../scripts/harness/stripe-standin";
 import { assertLedgerInvariants, db, ledgerOf } from "../support/credits";
-import { RETURN_URLS, sellTestPacks, shuffled, TEST_PACKS } from "../support/payments";
+import { RETURN_URLS, openStripeStandin, shuffled, TEST_PACKS } from "../support/payments";
 import { seededRandom } from "../support/random";
 import { newUid } from "../support/suite";
 
@@ -29,9 +29,7 @@ describe("integration: payments — refunds and disputes", function () {
   let stripe: StripeClient;
 
   before(async () => {
-    standin = await startStripeStandin({ secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET });
-    stripe = stripeClient(SECRET_KEY, standin.url);
-    await sellTestPacks(db());
+    ({ standin, stripe } = await openStripeStandin(db(), { secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET }));
   });
   after(() => standin.close());
 

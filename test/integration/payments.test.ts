@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { createCheckoutSession } from "../../functions/src/payments/checkout";
 import { loadCreditPacks } from "../../functions/src/payments/packs";
 import { paymentIdFor, type Payment } from "../../functions/src/payments/payment";
-import { stripeClient, type StripeClient } from "../../functions/src/payments/stripe-client";
+import type { StripeClient } from "../../functions/src/payments/stripe-client";
 import {
   applyStripeEvent,
   STRIPE_EVENTS,
@@ -15,9 +15,9 @@ import {
   WebhookUnverified,
   type EventOutcome,
 } from "../../functions/src/payments/webhook";
-import { startStripeStandin, type StripeEventPayload, type StripeStandin } from "../../scripts/harness/stripe-standin";
+import type { StripeEventPayload, StripeStandin } from "../../scripts/harness/stripe-standin";
 import { assertLedgerInvariants, db, ledgerOf } from "../support/credits";
-import { RETURN_URLS, sellTestPacks, shuffled, sibling, TEST_PACKS } from "../support/payments";
+import { openStripeStandin, RETURN_URLS, sellTestPacks, shuffled, sibling, TEST_PACKS } from "../support/payments";
 import { newUid } from "../support/suite";
 
 const SECRET_KEY = "sk_test_integration";
@@ -29,9 +29,7 @@ describe("integration: payments (Stripe Checkout purchases)", function () {
   let stripe: StripeClient;
 
   before(async () => {
-    standin = await startStripeStandin({ secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET });
-    stripe = stripeClient(SECRET_KEY, standin.url);
-    await sellTestPacks(db());
+    ({ standin, stripe } = await openStripeStandin(db(), { secretKey: SECRET_KEY, webhookSecret: WEBHOOK_SECRET }));
   });
   after(() => standin.close());
 

@@ -4,7 +4,8 @@
  * its events to the webhook, in any order and as many times as wanted.
  */
 import type { Firestore } from "firebase-admin/firestore";
-import type { StripeEventPayload } from "../../scripts/harness/stripe-standin";
+import { startStripeStandin, type StripeEventPayload, type StripeStandin } from "../../scripts/harness/stripe-standin";
+import { stripeClient, type StripeClient } from "../../functions/src/payments/stripe-client";
 import type { CreditPack } from "../../functions/src/payments/schemas";
 import { seededRandom } from "./random";
 import { env, suite } from "./suite";
@@ -17,6 +18,16 @@ export const TEST_PACKS: CreditPack[] = [
 /** Puts the test packs on sale (the same document in every test, so files can run in any order). */
 export async function sellTestPacks(db: Firestore): Promise<void> {
   await db.collection("config").doc("credit_packs").set({ packs: TEST_PACKS });
+}
+
+/** An in-process stand-in with these keys, a `stripe` client pointed at it, and the test packs on sale. */
+export async function openStripeStandin(
+  db: Firestore,
+  keys: { secretKey: string; webhookSecret: string },
+): Promise<{ standin: StripeStandin; stripe: StripeClient }> {
+  const standin = await startStripeStandin(keys);
+  await sellTestPacks(db);
+  return { standin, stripe: stripeClient(keys.secretKey, standin.url) };
 }
 
 /** A test's URLs for Checkout to return to. */
