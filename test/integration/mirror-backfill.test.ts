@@ -1,8 +1,7 @@
 /** The backfill command's use case: rebuilds mirrors from Firestore, idempotently, never going backwards. */
 import assert from "node:assert/strict";
-import { realtimeDb } from "../../functions/src/adapters/firebase";
+import { realtimeDb, unwatchedFirestore as db } from "../support/stores";
 import { backfillMirrors } from "../../functions/src/mirror/backfill";
-import { db } from "../support/credits";
 import { newUid } from "../support/suite";
 
 describe("integration: mirror backfill", function () {

@@ -1,9 +1,14 @@
-/** The balance mirror's guarded write racing a user deletion, on Firestore and the RTDB substitute. */
+/**
+ * The balance mirror's guarded write racing a user deletion, on Firestore and the RTDB substitute.
+ *
+ * The users live in a project no trigger watches: in the suite's own project the deployed
+ * `mirrorUserBalance` handles the same documents' events concurrently, and a loaded run once read
+ * its in-flight write (with a real `updated_at`) before that write's own check had undone it.
+ */
 import assert from "node:assert/strict";
-import { realtimeDb } from "../support/stores";
+import { realtimeDb, unwatchedFirestore as db } from "../support/stores";
 import { grantCredits } from "../../functions/src/credits/operations";
 import { balanceStateOf, mirrorBalance, withNextExpiry, type BalanceState } from "../../functions/src/mirror/balance";
-import { db } from "../support/credits";
 import { newUid } from "../support/suite";
 
 describe("integration: balance mirror against user deletion", function () {

@@ -5,6 +5,7 @@
  */
 import type { Db, MongoClient } from "mongodb";
 import type { Connection } from "@lancedb/lancedb";
+import type { Firestore } from "firebase-admin/firestore";
 import { FUNCTIONS_DIR, suite } from "./suite";
 
 export { firestore, realtimeDb } from "../../functions/src/adapters/firebase";
@@ -12,6 +13,23 @@ export { firestore, realtimeDb } from "../../functions/src/adapters/firebase";
 /** Loads a package as the functions package resolves it. */
 export function functionsRequire<T>(name: string): T {
   return require(require.resolve(name, { paths: [FUNCTIONS_DIR] })) as T;
+}
+
+let unwatched: Firestore | undefined;
+
+/**
+ * The Firestore emulator under a project the functions emulator does not serve,
+ * so no trigger reacts to what a test writes there. For tests that drive a
+ * trigger's use case by hand (the balance mirror) and must not race the
+ * deployed trigger doing the same thing for the same document.
+ */
+export function unwatchedFirestore(): Firestore {
+  if (!unwatched) {
+    const { initializeApp } = functionsRequire<typeof import("firebase-admin/app")>("firebase-admin/app");
+    const { getFirestore } = functionsRequire<typeof import("firebase-admin/firestore")>("firebase-admin/firestore");
+    unwatched = getFirestore(initializeApp({ projectId: `${suite.projectId}-unwatched` }, "unwatched"));
+  }
+  return unwatched;
 }
 
 /** A clock fixed at `at` that tests may move. */
@@ -55,6 +73,7 @@ export async function lanceAt(folder: string): Promise<Connection> {
 after(async () => {
   await closeMongo();
   const { getApps, deleteApp } = functionsRequire<typeof import("firebase-admin/app")>("firebase-admin/app");
+  unwatched = undefined;
   await Promise.all(getApps().map((app) => deleteApp(app)));
   // A handle left open keeps mocha alive after the last test, and CI would wait until its
   // time limit. Name what is still open and fail instead (unref'd: a clean exit is not delayed).
