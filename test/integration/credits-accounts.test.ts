@@ -9,7 +9,7 @@ import { placeHold } from "../../functions/src/credits/holds";
 import { closeAccount } from "../../functions/src/credits/closure";
 import { jobFailer } from "../../functions/src/jobs/finish";
 import { readAccount } from "../../functions/src/credits/ledger";
-import { grantCredits, spendCredits } from "../../functions/src/credits/operations";
+import { adjustCredits, grantCredits, spendCredits } from "../../functions/src/credits/operations";
 import { createJob } from "../../functions/src/jobs/create";
 import { assertJobInvariants, jobDoc } from "../support/jobs";
 import { db, fund, ledgerOf } from "../support/credits";
@@ -84,26 +84,49 @@ describe("integration: closed and re-opened credit accounts", function () {
     await assertJobInvariants(uid);
   });
 
-  it("when a deleted user is granted, spends or creates a job, then each gets a domain answer, never internal", async () => {
+  it("when a deleted user spends, creates a job, is held or adjusted, then it is refused as account-closed (nothing written); a grant re-opens it", async () => {
     const uid = newUid("recreated");
     await fund(uid, 50);
     await spendCredits({ db: db() }, uid, { feature: "chat.message", quantity: 3, idempotency_key: "s1" });
     await db().collection("users").doc(uid).delete();
 
-    // A closed account cannot spend or reserve; the refusal is a domain error with details.
+    // A closed account cannot spend, reserve or be adjusted; the refusal says the account is closed (not a
+    // shortage: it still holds 47 credits) and writes nothing.
+    const closed = (error: Error & { code?: string; details?: unknown }) => {
+      assert.equal(error.code, "failed-precondition");
+      assert.deepEqual(error.details, { reason: "account-closed", balance: 47 });
+      return true;
+    };
     await assert.rejects(
       spendCredits({ db: db() }, uid, { feature: "chat.message", quantity: 1, idempotency_key: "s2" }),
-      (error: Error & { code?: string }) => {
-        assert.equal(error.code, "failed-precondition");
-        return true;
-      },
+      closed,
     );
     await assert.rejects(
       createJob({ db: db() }, uid, { type: "report", input: { subject: "x", pages: 1 }, idempotency_key: "j1" }),
-      (error: Error & { code?: string }) => {
-        assert.equal(error.code, "failed-precondition");
-        return true;
-      },
+      closed,
+    );
+    for (const amount of [-5, 5]) {
+      await assert.rejects(
+        adjustCredits({ db: db() }, "test-admin", {
+          user_id: uid,
+          amount,
+          reason: "fix",
+          idempotency_key: `a${amount}`,
+        }),
+        closed,
+      );
+    }
+    await assert.rejects(looseHold(uid, `${uid}-closed`, 1), closed);
+    assert.equal((await ledgerOf(uid)).length, 2, "a refusal writes nothing");
+    // Without any account, a spend is still a shortage and an adjustment still has nothing to correct.
+    const never = newUid("never");
+    await assert.rejects(
+      spendCredits({ db: db() }, never, { feature: "chat.message", quantity: 1, idempotency_key: "n1" }),
+      (error: Error & { details?: { reason?: string } }) => error.details?.reason === "insufficient-credits",
+    );
+    await assert.rejects(
+      adjustCredits({ db: db() }, "test-admin", { user_id: never, amount: -1, reason: "fix", idempotency_key: "n2" }),
+      (error: Error & { code?: string }) => error.code === "not-found",
     );
     const granted = await grant(uid, 10);
     assert.equal(granted.transaction_id, `${uid}_v3`);

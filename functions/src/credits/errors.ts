@@ -30,6 +30,20 @@ export class NegativeBalance extends DomainError {
   }
 }
 
+/**
+ * The user document was deleted (the account is closed, see closure.ts): nothing may draw credits from it
+ * (spend, hold, createJob, a negative adjustment) or adjust it. Not a shortage: topping up with credits the
+ * user cannot reach would not help. A grant or purchase re-opens the account with its kept balance.
+ */
+export class AccountClosed extends DomainError {
+  constructor(balance: number) {
+    super("failed-precondition", "This credit account is closed (the user was deleted).", {
+      reason: "account-closed",
+      balance,
+    });
+  }
+}
+
 export class IdempotencyKeyReused extends DomainError {
   constructor() {
     super("already-exists", "This idempotency key was already used with different parameters.", {

@@ -21,7 +21,7 @@
  */
 import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
-import { InsufficientCredits, LedgerConflict, NegativeBalance } from "./errors";
+import { AccountClosed, InsufficientCredits, LedgerConflict, NegativeBalance } from "./errors";
 import {
   isLapsed,
   lotWrites,
@@ -348,6 +348,8 @@ function postOne(
     throw new LedgerConflict("Credit amounts must stay whole numbers within safe range.");
   }
   if (held < 0) throw new LedgerConflict("A hold cannot release more than is held.");
+  // A closed account draws nothing (spends, holds, negative adjustments): the refusal says so, not "insufficient".
+  if (account.closed && change.lots.kind === "draw") throw new AccountClosed(account.balance);
   // A user who owes credits draws nothing (spends, holds, negative adjustments) until an addition pays the debt.
   if (account.debt > 0 && change.lots.kind === "draw") {
     throw new NegativeBalance(account.balance, available(account), account.debt);

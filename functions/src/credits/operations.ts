@@ -5,7 +5,7 @@
  */
 import type { Query, Transaction } from "firebase-admin/firestore";
 import { DomainError, InvalidInput, NotFound } from "../shared/errors";
-import { InsufficientCredits } from "./errors";
+import { AccountClosed, InsufficientCredits } from "./errors";
 import {
   idempotentTransaction,
   type IdempotencyScope,
@@ -101,8 +101,8 @@ export function spendCredits(
     uid,
     {
       build: (account) => {
-        // No account yet is the same as an empty one for a spender.
-        if (!account.exists) throw new InsufficientCredits(0, cost);
+        // No account yet is the same as an empty one for a spender; a closed one is refused by the ledger.
+        if (!account.exists && !account.closed) throw new InsufficientCredits(0, cost);
         return {
           type: "spend",
           amount: -cost,
@@ -196,6 +196,8 @@ export function adjustCredits(deps: Deps, adminUid: string, input: AdjustInput):
   };
   return idempotentChange(deps, scope, input.user_id, {
     build: (account) => {
+      // A closed account takes no correction either way (a positive one would not re-open it: REOPENS).
+      if (account.closed) throw new AccountClosed(account.balance);
       if (!account.exists) throw new NotFound("Credit account");
       return {
         type: "adjust",

@@ -57,7 +57,8 @@ export async function createJob(deps: CreateDeps, uid: string, request: CreateJo
   const holdId = holdIdOf(jobId);
   const { db } = deps;
   return idempotentTransaction(deps, uid, scope, async (tx, account): Promise<Omit<CreatedJob, "replayed">> => {
-    if (!account.exists) throw new InsufficientCredits(0, price);
+    // Never an account: nothing to reserve from. A closed one is refused by the ledger (account-closed).
+    if (!account.exists && !account.closed) throw new InsufficientCredits(0, price);
     const now = clock.now();
     const deadline = new Date(now.getTime() + type.deadlineMs);
     await placeHold(
