@@ -509,6 +509,38 @@ describe("integration: races between ingests, deletes and the consumer (issue 10
     );
   });
 
+  it("when a message published before generations arrives (a pre-deploy backlog), then it is dead-lettered with its source, changes nothing, and is not retried", async () => {
+    const id = newUid("doc");
+    assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "indexed");
+    const before = { record: await record(id), rows: await rows(id) };
+    const { generation: _, ...legacy } = (await ingestMessage(id, { text: NEW })).request;
+    // The stamp the ingest above took is what a post-deploy request would carry; the backlog message has none.
+    const backlog: Delivery = { messageId: `legacy-${randomUUID()}`, data: Buffer.from(JSON.stringify(legacy)) };
+    assert.equal(await consumeEmbeddingRequest(deps(), backlog), "dead-lettered");
+    const letter = (
+      await testFirestore().collection("dead_letters").doc(`embeddings:${backlog.messageId}`).get()
+    ).data();
+    assert.equal(letter?.source_id, id);
+    assert.equal(letter?.transient, false);
+    assert.match(String(letter?.error), /before generations existed \(no generation\).*re-ingest source/);
+    const { generation: __, ...recordBefore } = before.record;
+    const { generation: ___, ...recordAfter } = await record(id);
+    assert.deepEqual(recordAfter, recordBefore, "the source record is untouched");
+    assert.deepEqual(await rows(id), before.rows, "LanceDB is untouched");
+    // A redelivery of it is a duplicate, not a retry.
+    assert.equal(await consumeEmbeddingRequest(deps(), backlog), "duplicate");
+    // Without a generation and otherwise malformed: still a malformed message, with no source.
+    const broken: Delivery = {
+      messageId: `legacy-${randomUUID()}`,
+      data: Buffer.from(JSON.stringify({ ...legacy, text: undefined })),
+    };
+    assert.equal(await consumeEmbeddingRequest(deps(), broken), "dead-lettered");
+    const brokenLetter = (
+      await testFirestore().collection("dead_letters").doc(`embeddings:${broken.messageId}`).get()
+    ).data();
+    assert.match(String(brokenLetter?.error), /^malformed message/);
+  });
+
   it("when a failed request is followed by one whose content is already live, then the source is indexed again without a write", async () => {
     const id = newUid("doc");
     assert.equal(await consumeEmbeddingRequest(deps(), await ingestMessage(id, { text: OLD })), "indexed");

@@ -105,6 +105,14 @@ async function handle(deps: ConsumerDeps, delivery: Delivery): Promise<Outcome> 
     await deadLetter(deps, delivery.messageId, undefined, `malformed message: ${request}`, 1, false);
     return "dead-lettered";
   }
+  if ("withoutGeneration" in request) {
+    // Published before generations existed (a pre-deploy backlog): it cannot be placed among the source's
+    // requests, so it may be older than an ingest or delete made since; applying it could index old or deleted
+    // text (issue 10, hole 4). It is never applied: dead-lettered with its source, for a re-ingest.
+    const sourceId = request.withoutGeneration;
+    await deadLetter(deps, delivery.messageId, sourceId, `${NO_GENERATION}; re-ingest source ${sourceId}`, 1, false);
+    return "dead-lettered";
+  }
   const current = sourceState(await sourceRef(deps.db, request.source_id).get());
   try {
     if (!expects(current, request.generation)) return await stale(deps, delivery, request, current);
@@ -359,8 +367,14 @@ async function deadLetter(
   logs.embeddingDeadLettered(messageId, sourceId, attempts, error);
 }
 
-/** The request, or a one-line reason it is not one. */
-function parseRequest(data: Buffer): EmbeddingRequest | string {
+/** The dead letter's reason for a request published before generations existed. */
+export const NO_GENERATION = "published before generations existed (no generation): not applied";
+
+/**
+ * The request; or, for a well-formed request from before generations, its source (`withoutGeneration`); or a
+ * one-line reason it is not a request.
+ */
+function parseRequest(data: Buffer): EmbeddingRequest | { withoutGeneration: string } | string {
   let json: unknown;
   try {
     json = JSON.parse(data.toString("utf8"));
@@ -369,6 +383,11 @@ function parseRequest(data: Buffer): EmbeddingRequest | string {
   }
   const parsed = EmbeddingRequest.safeParse(json);
   if (parsed.success) return parsed.data;
+  if (json !== null && typeof json === "object" && !Array.isArray(json) && !("generation" in json)) {
+    // Valid in every other respect (checked with a stand-in generation): only then is it a pre-generation request.
+    const legacy = EmbeddingRequest.safeParse({ ...json, generation: 1 });
+    if (legacy.success) return { withoutGeneration: legacy.data.source_id };
+  }
   const issue = parsed.error.issues[0];
   return `${issue?.path.join(".") || "message"}: ${issue?.message ?? "invalid"}`;
 }
