@@ -34,6 +34,14 @@ export interface IdempotencyScope {
   key: string;
   /** The request's parameters; anything that changes the effect must be here. */
   params: unknown;
+  /**
+   * A key space this operation's keys were recorded in before (admin keys were per admin, `admin:{adminUid}`,
+   * until they moved to the target user). Read only: a record there with the same fingerprint is this request's
+   * earlier answer and is replayed; one with another fingerprint was another request (the old space was shared
+   * by every user the admin acted on) and is ignored. Records expire after IDEMPOTENCY_RETENTION_MS, so the
+   * lookup finds nothing once that long has passed since the move.
+   */
+  formerOwner?: string;
 }
 
 export interface IdempotencyCheck<R> {
@@ -167,10 +175,19 @@ export async function idempotentTransaction<R extends object>(
         // The idempotency record and the account in one round trip.
         const keyRef = idempotencyRef(deps.db, scope);
         const accountRef = userRef(deps.db, uid);
-        const [keySnapshot, accountSnapshot] = await tx.getAll(keyRef, accountRef);
+        const formerRef = scope.formerOwner
+          ? idempotencyRef(deps.db, { owner: scope.formerOwner, key: scope.key })
+          : null;
+        const [keySnapshot, accountSnapshot, formerSnapshot] = await tx.getAll(
+          keyRef,
+          accountRef,
+          ...(formerRef ? [formerRef] : []),
+        );
         const check = idempotencyFrom<R>(keyRef, scope, keySnapshot);
         if (check.rejection) return { rejection: check.rejection };
         if (check.replay) return { ...check.replay, replayed: true };
+        const former = formerSnapshot ? formerAnswer<R>(formerSnapshot, check.fingerprint) : undefined;
+        if (former) return { ...former, replayed: true };
         const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
         let response: R;
         try {
@@ -186,6 +203,12 @@ export async function idempotentTransaction<R extends object>(
   );
   if ("rejection" in answer) throw rejectionError(answer.rejection);
   return answer;
+}
+
+/** The response recorded in a former key space for this very request (same fingerprint), if any. */
+function formerAnswer<R>(snapshot: DocumentSnapshot, fingerprint: string): R | undefined {
+  if (!snapshot.exists || snapshot.get("fingerprint") !== fingerprint) return undefined;
+  return snapshot.get("response") as R | undefined;
 }
 
 /** JSON with sorted object keys, so equal parameters give equal fingerprints. */

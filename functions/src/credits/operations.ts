@@ -130,6 +130,15 @@ function adminKeySpace(uid: string): string {
   return `admin>${uid}`;
 }
 
+/**
+ * Where an admin's keys were recorded before they moved to the target user (49680e6): a retry, after that deploy,
+ * of a request first made before it finds its answer there (IdempotencyScope.formerOwner). Can go once every
+ * record there has expired (IDEMPOTENCY_RETENTION_MS after the deploy).
+ */
+function formerAdminKeySpace(adminUid: string): string {
+  return `admin:${adminUid}`;
+}
+
 /** A grant's answer: the entry, and the lot its credits went into. */
 export interface GrantResult extends ChangeResult {
   lot_id: string;
@@ -147,6 +156,7 @@ export function grantCredits(deps: Deps, adminUid: string, input: GrantInput): P
   const expiresAt = input.expires_at ? new Date(input.expires_at) : null;
   const scope: IdempotencyScope = {
     owner: adminKeySpace(input.user_id),
+    formerOwner: formerAdminKeySpace(adminUid),
     operation: "grant",
     key: input.idempotency_key,
     params: {
@@ -190,6 +200,7 @@ export function adjustCredits(deps: Deps, adminUid: string, input: AdjustInput):
   const actor = `admin:${adminUid}`;
   const scope: IdempotencyScope = {
     owner: adminKeySpace(input.user_id),
+    formerOwner: formerAdminKeySpace(adminUid),
     operation: "adjust",
     key: input.idempotency_key,
     params: { user_id: input.user_id, amount: input.amount, reason: input.reason },
@@ -236,6 +247,7 @@ export async function refundCredits(deps: Deps, adminUid: string, input: RefundI
   const uid = String(probe.get("user_id"));
   const scope: IdempotencyScope = {
     owner: adminKeySpace(uid),
+    formerOwner: formerAdminKeySpace(adminUid),
     operation: "refund",
     key: input.idempotency_key,
     params: { transaction_id: input.transaction_id, amount: input.amount ?? null, reason: input.reason },
