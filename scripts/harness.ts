@@ -19,7 +19,15 @@ import { startControlServer } from "./harness/control";
 import { startEmbeddingsApi } from "./harness/embeddings-api";
 import { LOCAL_MODEL_PROVIDERS } from "./harness/local-params";
 import { startStripeStandin } from "./harness/stripe-standin";
-import { installExitHandlers, isTearingDown, onTeardown, startProcess, teardown } from "./harness/processes";
+import {
+  installExitHandlers,
+  isTearingDown,
+  onTeardown,
+  reapPath,
+  startProcess,
+  startReaper,
+  teardown,
+} from "./harness/processes";
 import {
   PROJECT_ID,
   REGION,
@@ -49,8 +57,11 @@ async function main(): Promise<number> {
 
   const runDir = path.join(STATE_DIR, `run-${process.pid}`);
   mkdirSync(runDir, { recursive: true });
+  // Before any child: they all inherit the run's mark, which is how the reaper finds them if we die.
+  startReaper(runDir);
   const lanceDir = mkdtempSync(path.join(os.tmpdir(), "metered-ai-lancedb-"));
   onTeardown(() => rmSync(lanceDir, { recursive: true, force: true }));
+  reapPath({ remove: lanceDir });
 
   if (mode === "test" && rest.length > 0 && rest.every((tier) => tier === "unit" || tier.startsWith("test/unit/"))) {
     // Pure unit tests need no services.
@@ -179,6 +190,7 @@ async function main(): Promise<number> {
       .join("\n") + "\n",
   );
   onTeardown(() => rmSync(envFile, { force: true }));
+  reapPath({ remove: envFile });
   const { seedDemo } = await import("./harness/demo");
   await seedDemo(suiteEnv, step);
   startScheduleTicker({ functionsOrigin: emulators.functionsOrigin, log: step });
@@ -308,6 +320,7 @@ function writeRestoredOnTeardown(file: string, values: Record<string, string>): 
     .join("\n");
   writeFileSync(file, `# written by scripts/harness.ts for this run\n${body}\n`);
   onTeardown(() => (previous === undefined ? rmSync(file, { force: true }) : writeFileSync(file, previous)));
+  reapPath(previous === undefined ? { remove: file } : { restore: file, content: previous });
 }
 
 function printTable(step: (text: string) => void, rows: Array<[string, string]>): void {

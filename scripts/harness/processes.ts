@@ -4,10 +4,15 @@
  * Each child runs in its own process group (detached), so stopping it also
  * stops whatever it started (firebase-tools starts Java emulators and function
  * runtimes). Teardown sends SIGTERM/SIGINT to every group, waits, then SIGKILLs
- * what is left; it runs on normal exit, failure and Ctrl-C.
+ * what is left; it runs on normal exit, failure and Ctrl-C. Should the harness
+ * die before it finishes (tsx SIGKILLs it when it does not confirm a relayed
+ * signal within ~60 ms), its reaper (reaper.mjs) kills every process carrying
+ * this run's mark and restores the files it wrote.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { createWriteStream, readFileSync, readdirSync, type WriteStream } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { createWriteStream, readFileSync, readdirSync, rmSync, writeFileSync, type WriteStream } from "node:fs";
+import path from "node:path";
 
 export interface Managed {
   name: string;
@@ -28,6 +33,78 @@ type Cleanup = () => Promise<void> | void;
 const children: Managed[] = [];
 const cleanups: Cleanup[] = [];
 let tearingDown: Promise<void> | undefined;
+
+/** The variable every process the harness starts inherits, naming its run (see reaper.mjs). */
+export const RUN_MARK = "HARNESS_RUN_MARK";
+
+/** What the reaper undoes if the harness dies before its teardown did (reaper.mjs). */
+interface ReaperPlan {
+  /** The process groups of the children (each child leads one), with the leader's start time (against pid reuse). */
+  groups: Array<{ pgid: number; started: string | null }>;
+  remove: string[];
+  restore: Array<{ path: string; content: string }>;
+}
+const reaperPlan: ReaperPlan = { groups: [], remove: [], restore: [] };
+let reaperManifest: string | undefined;
+let reaper: ChildProcess | undefined;
+
+/**
+ * Marks this run (every child started from now on inherits the mark) and starts its reaper, a process of its own
+ * session that waits for this one to end and, if the teardown did not finish, finishes it. Call before starting
+ * any child.
+ */
+export function startReaper(runDir: string): void {
+  const mark = `${process.pid}-${randomBytes(6).toString("hex")}`;
+  process.env[RUN_MARK] = mark;
+  reaperManifest = path.join(runDir, "reaper.json");
+  writeReaperPlan();
+  const env = { ...process.env };
+  delete env[RUN_MARK];
+  reaper = spawn(process.execPath, [path.join(__dirname, "reaper.mjs"), String(process.pid), mark, reaperManifest], {
+    detached: true,
+    stdio: "ignore",
+    env,
+  });
+  reaper.unref();
+}
+
+/** Tells the reaper about a file or folder the teardown removes, or a file it restores to `content`. */
+export function reapPath(entry: { remove: string } | { restore: string; content: string }): void {
+  if ("remove" in entry) reaperPlan.remove.push(entry.remove);
+  else reaperPlan.restore.push({ path: entry.restore, content: entry.content });
+  writeReaperPlan();
+}
+
+/** A process's start time (field 22 of /proc/{pid}/stat), or null: with the pid, it names one process. */
+function startTimeOf(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function writeReaperPlan(): void {
+  if (reaperManifest) writeFileSync(reaperManifest, JSON.stringify(reaperPlan));
+}
+
+/** Processes carrying this run's mark (the harness's descendants, re-parented or not), this one excepted. */
+export function markedProcesses(): number[] {
+  const mark = process.env[RUN_MARK];
+  if (!mark) return [];
+  const line = `${RUN_MARK}=${mark}`;
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`, "latin1").split("\0").includes(line)) found.push(Number(entry));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found;
+}
 
 /** Starts `command` in a new process group, its output appended to `logFile` (and echoed when `echo` is set). */
 export function startProcess(
@@ -57,6 +134,12 @@ export function startProcess(
   });
   const managed: Managed = { name, child, exited, log: options.logFile, known: new Set() };
   children.push(managed);
+  // Not every child keeps the run mark readable (redis-server rewrites its environment for its process title),
+  // so the reaper also knows each child's group.
+  if (child.pid !== undefined && reaperManifest) {
+    reaperPlan.groups.push({ pgid: child.pid, started: startTimeOf(child.pid) });
+    writeReaperPlan();
+  }
   return managed;
 }
 
@@ -70,6 +153,7 @@ export async function stopProcess(
   managed: Managed,
   signal: NodeJS.Signals = "SIGTERM",
   graceMs = 15_000,
+  { signalled = false }: { signalled?: boolean } = {},
 ): Promise<void> {
   const pid = managed.child.pid;
   if (pid === undefined || managed.child.exitCode !== null || managed.child.signalCode !== null) {
@@ -84,7 +168,8 @@ export async function stopProcess(
   // firebase-tools starts its Java emulators detached, in process groups of their own: remember the
   // whole tree now, while they are still its children, so none survives if it is killed before it stops them.
   const tree = new Set([...managed.known, ...descendantsOf(pid)]);
-  killGroup(pid, signal);
+  // Not twice: a second SIGINT makes firebase-tools exit without stopping its emulators.
+  if (!signalled) killGroup(pid, signal);
   const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), graceMs).unref());
   await Promise.race([managed.exited, timer]);
   // Whatever the leader did, nothing of its group or tree may stay behind.
@@ -104,12 +189,13 @@ export function isTearingDown(): boolean {
 /** Stops every child and runs every cleanup, once. */
 export function teardown(): Promise<void> {
   tearingDown ??= (async () => {
-    // firebase-tools shuts its emulators down cleanly on SIGINT; others take SIGTERM.
-    await Promise.all(
-      [...children]
-        .reverse()
-        .map((managed) => stopProcess(managed, managed.name === "firebase" ? "SIGINT" : "SIGTERM")),
-    );
+    // firebase-tools shuts its emulators down cleanly on SIGINT; others take SIGTERM. Every group is signalled
+    // first, before the slower /proc walks: if we are killed mid-teardown (tsx SIGKILLs us ~60 ms after relaying a
+    // signal we did not confirm in time), every child has at least been told, and the reaper does the rest.
+    const stopping = [...children].reverse();
+    const signalOf = (managed: Managed): NodeJS.Signals => (managed.name === "firebase" ? "SIGINT" : "SIGTERM");
+    for (const managed of stopping) killGroup(managed.child.pid, signalOf(managed));
+    await Promise.all(stopping.map((managed) => stopProcess(managed, signalOf(managed), 15_000, { signalled: true })));
     for (const cleanup of [...cleanups].reverse()) {
       try {
         await cleanup();
@@ -117,6 +203,11 @@ export function teardown(): Promise<void> {
         process.stderr.write(`teardown: ${error instanceof Error ? error.message : String(error)}\n`);
       }
     }
+    // Whatever escaped the process groups and trees (re-parented before we looked) still carries the mark.
+    for (const pid of markedProcesses()) killPid(pid);
+    // The teardown is done: the reaper has nothing left to do.
+    if (reaperManifest) rmSync(reaperManifest, { force: true });
+    if (reaper?.pid !== undefined) killPid(reaper.pid);
   })();
   return tearingDown;
 }

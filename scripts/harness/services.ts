@@ -11,7 +11,7 @@ import { createConnection } from "node:net";
 import path from "node:path";
 import { freePort, http, waitFor } from "./net";
 import { startRtdbSubstituteServer } from "./rtdb-substitute";
-import { onTeardown, rememberTree, startProcess, stopProcess, type Managed } from "./processes";
+import { onTeardown, reapPath, rememberTree, startProcess, stopProcess, type Managed } from "./processes";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
 export const STATE_DIR = path.join(ROOT, ".harness");
@@ -195,6 +195,7 @@ export async function startEmulators(options: {
   const configPath = path.join(ROOT, `.firebase.harness-${process.pid}.json`);
   writeFileSync(configPath, JSON.stringify(config, null, 2));
   onTeardown(() => rmSync(configPath, { force: true }));
+  reapPath({ remove: configPath });
 
   const only = ["functions", "firestore", "pubsub", "auth", "hosting", ...(options.withDatabase ? ["database"] : [])];
   const binaries = localEmulatorBinaries();
