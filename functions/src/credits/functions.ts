@@ -17,12 +17,12 @@ import {
   grantCredits as grant,
   listTransactions as list,
   refundCredits as refund,
-  spendCredits as spend,
   type BalanceWithLots,
 } from "./operations";
 import { listLots as lotsOf, summaryCurrent } from "./lot-views";
 import { applyQueuedOperation, OPERATION_QUEUES } from "./queue";
 import { spendLimiter } from "./rate-limit";
+import { spendAsUser } from "./spend";
 import { BalanceCache, readThrough } from "../mirror/cache";
 import {
   AdjustInput,
@@ -73,20 +73,8 @@ export const spendCredits = callable({
   name: "spendCredits",
   access: "user",
   schema: SpendInput,
-  handler: async (input, caller) => {
-    await spendLimiter().enforce("spend", caller.uid);
-    const result = await spend({ db: firestore(), lock: redis() }, caller.uid, input);
-    // The caller now knows this version; make the cache at least as new (best effort). A replay carries
-    // the first answer's (older) state, which must not go back into the cache.
-    if (!result.replayed)
-      await new BalanceCache(redis()).put(caller.uid, {
-        balance: result.balance,
-        held: result.held,
-        available: result.available,
-        version: result.version,
-      });
-    return result;
-  },
+  handler: (input, caller) =>
+    spendAsUser({ db: firestore(), redis: redis(), limiter: spendLimiter() }, caller.uid, input),
 });
 
 export const listTransactions = callable({

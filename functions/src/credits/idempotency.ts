@@ -21,7 +21,8 @@ import { DomainError, type ErrorCode } from "../shared/errors";
 import { HOUR_MS, systemClock, type Clock } from "../shared/time";
 import { IdempotencyKeyReused } from "./errors";
 import { accountFrom, runCreditTransaction, userRef, type Account } from "./ledger";
-import { withUserLock } from "./user-lock";
+import { DEFAULT_LOCK, withUserLock, type AfterWork } from "./user-lock";
+import type { LockGate } from "./rate-limit";
 
 export const IDEMPOTENCY_KEYS = "idempotency_keys";
 /** Kept well past the 24 h a client may retry in. */
@@ -140,7 +141,7 @@ export interface IdempotentDeps {
   lock?: RedisGateway;
 }
 
-export interface IdempotentOptions {
+export interface IdempotentOptions<A extends object = object> {
   /**
    * Record a refusal (a DomainError thrown by the work) as the key's final
    * answer, in the same transaction, so a later delivery of the same request
@@ -149,6 +150,13 @@ export interface IdempotentOptions {
    * request leave it off.
    */
   finalRejections?: boolean;
+  /** A check made with the user lock's first try in one Redis round trip (the spend rate limit; user-lock.ts). */
+  gate?: LockGate;
+  /**
+   * Best-effort Redis commands sent with the lock's release in one round trip, from the answer (e.g. the
+   * balance cache fill); not for a recorded refusal.
+   */
+  after?: (answer: A & { replayed: boolean }) => AfterWork | undefined;
 }
 
 /**
@@ -165,7 +173,7 @@ export async function idempotentTransaction<R extends object>(
   uid: string,
   scope: IdempotencyScope,
   work: (tx: Transaction, account: Account) => Promise<R> | R,
-  options: IdempotentOptions = {},
+  options: IdempotentOptions<R> = {},
 ): Promise<R & { replayed: boolean }> {
   const clock = deps.clock ?? systemClock;
   const answer = await withUserLock(deps.lock, uid, () =>
@@ -200,6 +208,13 @@ export async function idempotentTransaction<R extends object>(
         return { ...response, replayed: false };
       },
     ),
+    DEFAULT_LOCK,
+    {
+      gate: options.gate,
+      after: options.after
+        ? (answer) => ("rejection" in answer ? undefined : options.after?.(answer))
+        : undefined,
+    },
   );
   if ("rejection" in answer) throw rejectionError(answer.rejection);
   return answer;

@@ -11,7 +11,7 @@ import type { MeterInput } from "./schemas";
 export const METERING_ACTOR = "api:metering";
 
 export async function meterUsage(deps: Deps & { limiter: RateLimiter }, input: MeterInput): Promise<ChangeResult> {
-  await deps.limiter.enforce("spend", input.user_id);
   const { user_id: uid, ...spend } = input;
-  return spendCredits(deps, uid, spend, METERING_ACTOR);
+  // The limit is checked with the user lock's first try, in one Redis round trip (see spend.ts).
+  return spendCredits(deps, uid, spend, METERING_ACTOR, { gate: deps.limiter.gate("spend", uid) });
 }

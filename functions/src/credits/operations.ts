@@ -60,7 +60,7 @@ function idempotentChange<R extends object = Posted>(
   scope: IdempotencyScope,
   uid: string,
   steps: ChangeSteps<R>,
-  options: IdempotentOptions = {},
+  options: IdempotentOptions<R> = {},
 ): Promise<R & { replayed: boolean }> {
   const clock = deps.clock ?? systemClock;
   return idempotentTransaction(
@@ -86,7 +86,7 @@ export function spendCredits(
   uid: string,
   input: SpendInput,
   actor = `user:${uid}`,
-  options: IdempotentOptions = {},
+  options: IdempotentOptions<Posted> = {},
 ): Promise<ChangeResult> {
   const cost = priceOf(input.feature, input.quantity);
   const scope: IdempotencyScope = {

@@ -7,6 +7,11 @@
  * spending and never makes a caller wait. Instances do not share it, so the
  * real bound during an outage is (instances serving the user) × that limit,
  * at most maxInstances × RATE_LIMIT_SPEND_FALLBACK_PER_INSTANCE.
+ *
+ * A spend also takes the user's ledger lock (user-lock.ts): `gate` makes the
+ * limit check and the lock's first try one script, so a spend pays one Redis
+ * round trip for both, not two. The lock stays an accelerator: when Redis is
+ * down the fallback window decides and the spend runs unlocked.
  */
 import { redis as redisGateway, type RedisGateway } from "../adapters/redis";
 import { RATE_LIMIT_SPEND_FALLBACK_PER_INSTANCE, RATE_LIMIT_SPEND_PER_MINUTE } from "../config";
@@ -21,6 +26,35 @@ if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1])
 if count > tonumber(ARGV[2]) then return {0, count, ttl} end
 return {1, count, ttl}
 `;
+
+/**
+ * The window above, then (only when allowed) the ledger lock's first try: KEYS[1] counter, KEYS[2] lock;
+ * ARGV[1] window ms, ARGV[2] limit, ARGV[3] lock token, ARGV[4] lock ttl ms → {allowed 0/1, ms until reset,
+ * locked 0/1}. A refused call takes no lock.
+ */
+const WINDOW_AND_LOCK_SCRIPT = `
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+if count > tonumber(ARGV[2]) then return {0, ttl, 0} end
+if redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4], 'NX') then return {1, ttl, 1} end
+return {1, ttl, 0}
+`;
+
+/** What the lock's first try found: taken, held by another, or Redis not answering (run unlocked). */
+export type FirstTry = "locked" | "busy" | "unavailable";
+
+/**
+ * A check that rides on the ledger lock's first try (user-lock.ts withUserLock): `checkAndLock` checks and
+ * tries the lock in one round trip on `gateway`; `check` is the check alone (no lock to take there).
+ * Both throw to refuse (RateLimited), having taken no lock.
+ */
+export interface LockGate {
+  gateway: RedisGateway;
+  check(): Promise<void>;
+  checkAndLock(lockKey: string, token: string, ttlMs: number): Promise<FirstTry>;
+}
 
 export interface RateLimitDecision {
   allowed: boolean;
@@ -66,6 +100,39 @@ export class RateLimiter {
   async enforce(bucket: string, subject: string): Promise<void> {
     const decision = await this.check(bucket, subject);
     if (!decision.allowed) throw new RateLimited(decision.retryAfterMs);
+  }
+
+  /** The limit for `subject` as a gate on its ledger lock (one Redis round trip for both). */
+  gate(bucket: string, subject: string): LockGate {
+    return {
+      gateway: this.gateway,
+      check: () => this.enforce(bucket, subject),
+      checkAndLock: async (lockKey, token, ttlMs) => {
+        let answer: [number, number, number];
+        try {
+          answer = await this.gateway.run(
+            (client) =>
+              client.eval(
+                WINDOW_AND_LOCK_SCRIPT,
+                2,
+                `rl:${bucket}:${subject}`,
+                lockKey,
+                this.options.windowMs,
+                this.options.limit,
+                token,
+                ttlMs,
+              ) as Promise<[number, number, number]>,
+          );
+        } catch {
+          const decision = this.checkLocally(`${bucket}:${subject}`);
+          if (!decision.allowed) throw new RateLimited(decision.retryAfterMs);
+          return "unavailable";
+        }
+        const [allowed, ttl, locked] = answer;
+        if (allowed !== 1) throw new RateLimited(Number(ttl));
+        return locked === 1 ? "locked" : "busy";
+      },
+    };
   }
 
   private checkLocally(key: string): RateLimitDecision {

@@ -7,9 +7,16 @@
  * user lets them run one after another instead. Correctness never depends on
  * it: when Redis is down, slow, or the wait runs out, the transaction runs
  * unlocked and Firestore's own concurrency control decides.
+ *
+ * Round trips: the lock costs two (take, release). A caller folds them into
+ * its own Redis work (`LockSteps`): a gate (the spend rate limit) rides on the
+ * first try as one script, and commands that follow the work (the balance
+ * cache fill) go in one pipeline with the release.
  */
 import { randomUUID } from "node:crypto";
+import type { ChainableCommander } from "ioredis";
 import type { RedisGateway } from "../adapters/redis";
+import type { LockGate } from "./rate-limit";
 
 /** Deletes the lock only if it is still ours (it may have expired and been taken). */
 const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
@@ -23,27 +30,83 @@ export interface UserLockOptions {
 
 export const DEFAULT_LOCK: UserLockOptions = { ttlMs: 5_000, maxWaitMs: 25_000 };
 
+/** Commands queued on the pipeline that carries the lock's release (best effort, like the release). */
+export type AfterWork = (pipeline: ChainableCommander) => void;
+
+/** Redis work a caller folds into the lock's round trips. */
+export interface LockSteps<T> {
+  /** A check made with the first try of the lock, in one script; it refuses by throwing, before any work. */
+  gate?: LockGate;
+  /**
+   * Commands to send with the release once `work` has succeeded, from its result (undefined: none); on the
+   * lock's Redis, so without one they are not sent (they must be best effort, like the balance cache fill).
+   */
+  after?: (result: T) => AfterWork | undefined;
+}
+
+export function lockKeyOf(uid: string): string {
+  return `lock:ledger:${uid}`;
+}
+
 export async function withUserLock<T>(
   gateway: RedisGateway | undefined,
   uid: string,
   work: () => Promise<T>,
   options: UserLockOptions = DEFAULT_LOCK,
+  steps: LockSteps<T> = {},
 ): Promise<T> {
-  const key = `lock:ledger:${uid}`;
+  const key = lockKeyOf(uid);
   const token = randomUUID();
-  const acquired = gateway ? await acquire(gateway, key, token, options) : false;
-  try {
-    return await work();
-  } finally {
-    if (acquired && gateway) {
-      await gateway.run((client) => client.eval(RELEASE_SCRIPT, 1, key, token)).catch(() => undefined);
-    }
+  let acquired = false;
+  if (gateway && steps.gate?.gateway === gateway) {
+    const first = await steps.gate.checkAndLock(key, token, options.ttlMs);
+    acquired = first === "locked" || (first === "busy" && (await acquire(gateway, key, token, options, true)));
+  } else {
+    // No lock to ride on (no Redis configured for it, or the gate's is another): the check on its own.
+    if (steps.gate) await steps.gate.check();
+    acquired = gateway ? await acquire(gateway, key, token, options) : false;
   }
+  let result: T;
+  try {
+    result = await work();
+  } catch (error) {
+    if (acquired && gateway) await release(gateway, key, token);
+    throw error;
+  }
+  const after = steps.after?.(result);
+  if (gateway && (acquired || after)) {
+    // The release and what follows the work in one round trip; a failure costs only the cache fill (the lock
+    // expires on its own), never the result.
+    await gateway
+      .run((client) => {
+        const pipeline = client.pipeline();
+        if (acquired) pipeline.eval(RELEASE_SCRIPT, 1, key, token);
+        after?.(pipeline);
+        return pipeline.exec();
+      })
+      .catch(() => undefined);
+  }
+  return result;
 }
 
-async function acquire(gateway: RedisGateway, key: string, token: string, options: UserLockOptions): Promise<boolean> {
+async function release(gateway: RedisGateway, key: string, token: string): Promise<void> {
+  await gateway.run((client) => client.eval(RELEASE_SCRIPT, 1, key, token)).catch(() => undefined);
+}
+
+async function acquire(
+  gateway: RedisGateway,
+  key: string,
+  token: string,
+  options: UserLockOptions,
+  /** The first try was made already (it found the lock held): pause before the next. */
+  triedOnce = false,
+): Promise<boolean> {
   const deadline = Date.now() + options.maxWaitMs;
   let pause = 2;
+  if (triedOnce) {
+    await new Promise((resolve) => setTimeout(resolve, pause + Math.random() * pause));
+    pause *= 2;
+  }
   for (;;) {
     try {
       const answer = await gateway.run((client) => client.set(key, token, "PX", options.ttlMs, "NX"));

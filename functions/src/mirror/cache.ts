@@ -8,6 +8,7 @@
  * a cache entry older than that is ignored. Redis being down only means reads
  * go to Firestore.
  */
+import type { ChainableCommander } from "ioredis";
 import type { RedisGateway } from "../adapters/redis";
 import type { Balance } from "../credits";
 
@@ -58,6 +59,11 @@ export class BalanceCache {
     } catch {
       return false;
     }
+  }
+
+  /** `put` as a command queued on a pipeline the caller sends (e.g. with the ledger lock's release). */
+  queuePut(pipeline: ChainableCommander, uid: string, value: Balance): void {
+    pipeline.eval(SET_IF_NEWER, 1, balanceKey(uid), value.version, JSON.stringify(value), this.ttlMs);
   }
 
   async remove(uid: string): Promise<void> {
