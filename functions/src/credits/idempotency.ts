@@ -176,44 +176,45 @@ export async function idempotentTransaction<R extends object>(
   options: IdempotentOptions<R> = {},
 ): Promise<R & { replayed: boolean }> {
   const clock = deps.clock ?? systemClock;
-  const answer = await withUserLock(deps.lock, uid, () =>
-    runCreditTransaction(
-      deps.db,
-      async (tx): Promise<(R & { replayed: boolean }) | { rejection: RecordedRejection }> => {
-        // The idempotency record and the account in one round trip.
-        const keyRef = idempotencyRef(deps.db, scope);
-        const accountRef = userRef(deps.db, uid);
-        const formerRef = scope.formerOwner
-          ? idempotencyRef(deps.db, { owner: scope.formerOwner, key: scope.key })
-          : null;
-        const [keySnapshot, accountSnapshot, formerSnapshot] = await tx.getAll(
-          keyRef,
-          accountRef,
-          ...(formerRef ? [formerRef] : []),
-        );
-        const check = idempotencyFrom<R>(keyRef, scope, keySnapshot);
-        if (check.rejection) return { rejection: check.rejection };
-        if (check.replay) return { ...check.replay, replayed: true };
-        const former = formerSnapshot ? formerAnswer<R>(formerSnapshot, check.fingerprint) : undefined;
-        if (former) return { ...former, replayed: true };
-        const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
-        let response: R;
-        try {
-          response = await work(tx, account);
-        } catch (error) {
-          if (!options.finalRejections || !(error instanceof DomainError)) throw error;
-          return { rejection: recordRejection(tx, check, scope, error, clock.now()) };
-        }
-        recordIdempotency(tx, check, scope, response, clock.now());
-        return { ...response, replayed: false };
-      },
-    ),
+  const answer = await withUserLock(
+    deps.lock,
+    uid,
+    () =>
+      runCreditTransaction(
+        deps.db,
+        async (tx): Promise<(R & { replayed: boolean }) | { rejection: RecordedRejection }> => {
+          // The idempotency record and the account in one round trip.
+          const keyRef = idempotencyRef(deps.db, scope);
+          const accountRef = userRef(deps.db, uid);
+          const formerRef = scope.formerOwner
+            ? idempotencyRef(deps.db, { owner: scope.formerOwner, key: scope.key })
+            : null;
+          const [keySnapshot, accountSnapshot, formerSnapshot] = await tx.getAll(
+            keyRef,
+            accountRef,
+            ...(formerRef ? [formerRef] : []),
+          );
+          const check = idempotencyFrom<R>(keyRef, scope, keySnapshot);
+          if (check.rejection) return { rejection: check.rejection };
+          if (check.replay) return { ...check.replay, replayed: true };
+          const former = formerSnapshot ? formerAnswer<R>(formerSnapshot, check.fingerprint) : undefined;
+          if (former) return { ...former, replayed: true };
+          const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
+          let response: R;
+          try {
+            response = await work(tx, account);
+          } catch (error) {
+            if (!options.finalRejections || !(error instanceof DomainError)) throw error;
+            return { rejection: recordRejection(tx, check, scope, error, clock.now()) };
+          }
+          recordIdempotency(tx, check, scope, response, clock.now());
+          return { ...response, replayed: false };
+        },
+      ),
     DEFAULT_LOCK,
     {
       gate: options.gate,
-      after: options.after
-        ? (answer) => ("rejection" in answer ? undefined : options.after?.(answer))
-        : undefined,
+      after: options.after ? (answer) => ("rejection" in answer ? undefined : options.after?.(answer)) : undefined,
     },
   );
   if ("rejection" in answer) throw rejectionError(answer.rejection);
