@@ -5,12 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { RedisGateway } from "../../functions/src/adapters/redis";
+import type { Firestore } from "firebase-admin/firestore";
 import { RateLimited } from "../../functions/src/credits/errors";
+import { spendCredits } from "../../functions/src/credits/operations";
 import { RateLimiter } from "../../functions/src/credits/rate-limit";
 import { spendAsUser } from "../../functions/src/credits/spend";
 import { lockKeyOf } from "../../functions/src/credits/user-lock";
 import { balanceKey } from "../../functions/src/mirror/cache";
-import { assertLedgerInvariants, db, fund, ledgerOf } from "../support/credits";
+import { assertLedgerInvariants, db, fund, grantLot, ledgerOf } from "../support/credits";
 import { newUid, suite, waitFor } from "../support/suite";
 
 function liveGateway(): RedisGateway {
@@ -125,5 +127,75 @@ describe("integration: the spend path's folded Redis round trips", function () {
     } finally {
       await down.close();
     }
+  });
+});
+
+type Rpc = (method: string, ...rest: unknown[]) => unknown;
+
+/** The Firestore RPCs `work` sends, by method name (the client's request funnels wrapped for its duration). */
+async function rpcsOf(firestore: Firestore, work: () => Promise<unknown>): Promise<string[]> {
+  const client = firestore as unknown as { request: Rpc; requestStream: Rpc };
+  const { request, requestStream } = client;
+  const methods: string[] = [];
+  client.request = (method, ...rest) => (methods.push(method), request.call(firestore, method, ...rest));
+  client.requestStream = (method, ...rest) => (methods.push(method), requestStream.call(firestore, method, ...rest));
+  try {
+    await work();
+  } finally {
+    delete (client as Partial<typeof client>).request;
+    delete (client as Partial<typeof client>).requestStream;
+  }
+  return methods;
+}
+
+describe("integration: a spend reads the lots its instance saw last with the account", function () {
+  this.timeout(60_000);
+  const spend = (uid: string, key: string) => spendCredits({ db: db() }, uid, spendInput(key));
+
+  it("when nothing changed since this instance's last spend of the user, then the next spend reads its lots in the account's getAll: no burn-order query", async () => {
+    const uid = newUid("hint");
+    for (let lot = 0; lot < 3; lot++)
+      await grantLot(uid, 10, { expires_at: new Date(Date.now() + (10 + lot) * 86_400_000).toISOString() });
+    const first = await rpcsOf(db(), () => spend(uid, "h1"));
+    assert.ok(first.includes("runQuery"), `a first spend queries the burn order: ${first.join(", ")}`);
+    const second = await rpcsOf(db(), () => spend(uid, "h2"));
+    assert.deepEqual(second, ["batchGetDocuments", "commit"]);
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 28);
+  });
+
+  it("when a lot that burns earlier is added between two spends, then the second spend draws from it (the hint is not used at the new version)", async () => {
+    const uid = newUid("hint");
+    const grant = await grantLot(uid, 50);
+    const first = await spend(uid, "e1");
+    const promo = await grantLot(uid, 5, { source: "promo" });
+    const second = await spend(uid, "e2");
+    const entries = await ledgerOf(uid);
+    const allocationsOf = (id: string) => entries.find((entry) => entry.id === id)?.allocations;
+    assert.deepEqual(allocationsOf(first.transaction_id), [{ lot_id: grant.lot_id, amount: -first.amount }]);
+    assert.deepEqual(allocationsOf(second.transaction_id), [{ lot_id: promo.lot_id, amount: -second.amount }]);
+    await assertLedgerInvariants(uid);
+  });
+
+  it("when the hinted lots run out, then the spend pages on from where the hint ended and still follows the burn order", async () => {
+    const uid = newUid("hint");
+    // 12 one-credit lots of different expiries: the first page holds 10 of them.
+    for (let lot = 0; lot < 12; lot++)
+      await grantLot(uid, 1, { expires_at: new Date(Date.now() + (10 + lot) * 86_400_000).toISOString() });
+    // chat.message costs 1: eleven spends, the last ones past the ten lots the hint holds.
+    for (let i = 1; i <= 11; i++) await spend(uid, `p${i}`);
+    const entries = await ledgerOf(uid);
+    const drawn = entries
+      .filter((entry) => entry.type === "spend")
+      .flatMap((entry) => (entry.allocations as Array<{ lot_id: string; amount: number }>).map((part) => part.lot_id));
+    const expiries = drawn.map((id) => Number(id.split("_").pop()));
+    assert.deepEqual(
+      expiries,
+      [...expiries].sort((a, b) => a - b),
+      "lots drawn in burn order across pages",
+    );
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 1);
+    assert.equal(drawn.length, 11);
   });
 });

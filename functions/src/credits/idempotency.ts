@@ -150,6 +150,11 @@ export interface IdempotentOptions<A extends object = object> {
    * request leave it off.
    */
   finalRejections?: boolean;
+  /**
+   * Further documents to read in the same getAll as the record and the account (asked at each attempt);
+   * their snapshots are given to the work in this order.
+   */
+  alsoRead?: () => DocumentReference[];
   /** A check made with the user lock's first try in one Redis round trip (the spend rate limit; user-lock.ts). */
   gate?: LockGate;
   /**
@@ -172,7 +177,7 @@ export async function idempotentTransaction<R extends object>(
   deps: IdempotentDeps,
   uid: string,
   scope: IdempotencyScope,
-  work: (tx: Transaction, account: Account) => Promise<R> | R,
+  work: (tx: Transaction, account: Account, also: DocumentSnapshot[]) => Promise<R> | R,
   options: IdempotentOptions<R> = {},
 ): Promise<R & { replayed: boolean }> {
   const clock = deps.clock ?? systemClock;
@@ -183,17 +188,17 @@ export async function idempotentTransaction<R extends object>(
       runCreditTransaction(
         deps.db,
         async (tx): Promise<(R & { replayed: boolean }) | { rejection: RecordedRejection }> => {
-          // The idempotency record and the account in one round trip.
+          // The idempotency record, the account and what the work asked for in one round trip.
           const keyRef = idempotencyRef(deps.db, scope);
           const accountRef = userRef(deps.db, uid);
           const formerRef = scope.formerOwner
             ? idempotencyRef(deps.db, { owner: scope.formerOwner, key: scope.key })
             : null;
-          const [keySnapshot, accountSnapshot, formerSnapshot] = await tx.getAll(
-            keyRef,
-            accountRef,
-            ...(formerRef ? [formerRef] : []),
-          );
+          const extra = options.alsoRead?.() ?? [];
+          const snapshots = await tx.getAll(keyRef, accountRef, ...extra, ...(formerRef ? [formerRef] : []));
+          const [keySnapshot, accountSnapshot] = snapshots;
+          const also = snapshots.slice(2, 2 + extra.length);
+          const formerSnapshot = formerRef ? snapshots[2 + extra.length] : undefined;
           const check = idempotencyFrom<R>(keyRef, scope, keySnapshot);
           if (check.rejection) return { rejection: check.rejection };
           if (check.replay) return { ...check.replay, replayed: true };
@@ -202,7 +207,7 @@ export async function idempotentTransaction<R extends object>(
           const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
           let response: R;
           try {
-            response = await work(tx, account);
+            response = await work(tx, account, also);
           } catch (error) {
             if (!options.finalRejections || !(error instanceof DomainError)) throw error;
             return { rejection: recordRejection(tx, check, scope, error, clock.now()) };

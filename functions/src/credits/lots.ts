@@ -20,7 +20,7 @@
  * `readLots` (every read, before any write of the transaction), then
  * `moveLots` (pure, in memory), then `lotWrites`.
  */
-import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
+import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { DomainError } from "../shared/errors";
 import { InsufficientCredits, LedgerConflict } from "./errors";
@@ -242,6 +242,88 @@ export async function readLots(
     if (page.size < pageSize) book.complete = true;
   }
   return book;
+}
+
+/**
+ * Per instance: where each recent draw left the head of the user's burn order (the active lots it had read, at
+ * the ledger version it committed). The next draw of that user reads those lots by id in the same getAll as
+ * its idempotency record and account (idempotency.ts `alsoRead`), instead of a query after it: one Firestore
+ * round trip less. The hint is only a guess about which ids to read. It is used only when the account read
+ * with them is still at the hint's version: every change that can make a lot pay (an addition, a refund, a
+ * release, the legacy lot) is a ledger entry, which moves the version, so at the same version the lots ahead
+ * of the hint's cursor are exactly the hinted ones, and they were read in this transaction. Otherwise the
+ * draw reads by query as before.
+ */
+interface BurnHint {
+  version: number;
+  ids: string[];
+  cursor: [burnKey: string, id: string] | null;
+  complete: boolean;
+}
+const hints = new Map<string, BurnHint>();
+const MAX_HINTS = 10_000;
+
+/** The lots to read with the account for a draw by `uid` (none when no draw of theirs was seen here). */
+export function hintedLotRefs(db: Firestore, uid: string): DocumentReference[] {
+  return (hints.get(uid)?.ids ?? []).map((id) => lotRef(db, id));
+}
+
+/**
+ * Starts the transaction's lot book from the hinted lots read with the account (`snapshots`, in the order of
+ * hintedLotRefs), when the hint is still current (see above); call before readLots. Returns whether it did.
+ */
+export function seedFromHint(
+  account: LotAccount & { exists: boolean },
+  snapshots: DocumentSnapshot[],
+  now: Date,
+): boolean {
+  const hint = hints.get(account.uid);
+  if (!hint || account.lots || !account.exists || !account.lotsReady || hint.version !== account.version) return false;
+  if (snapshots.length !== hint.ids.length || snapshots.some((snapshot, i) => snapshot.id !== hint.ids[i]))
+    return false;
+  const book: LotBook = {
+    uid: account.uid,
+    now: now.getTime(),
+    byId: new Map(),
+    ordered: [],
+    complete: hint.complete,
+    cursor: hint.cursor,
+    scanned: 0,
+    legacyChecked: false,
+  };
+  for (const snapshot of snapshots) {
+    if (!snapshot.exists) continue;
+    const lot = lotFrom(snapshot.ref, snapshot.data() ?? {});
+    remember(book, lot);
+    if (lot.status === "active") book.ordered.push(lot);
+  }
+  book.scanned = book.ordered.length;
+  account.lots = book;
+  return true;
+}
+
+/** Records where a committed draw left `uid`'s burn order (the book as written, at `version`). */
+export function rememberBurnOrder(uid: string, version: number, book: LotBook): void {
+  hints.delete(uid);
+  // A legacy lot made in this transaction is not where the query stopped: no hint from such a book.
+  if (book.legacyChecked) return;
+  const ordered = inBurnOrder(book);
+  const ids: string[] = [];
+  let considered = 0;
+  for (const lot of ordered) {
+    if (ids.length === FIRST_PAGE) break;
+    considered += 1;
+    if (lot.status === "active") ids.push(lot.id);
+  }
+  const all = considered === ordered.length;
+  if (hints.size >= MAX_HINTS) hints.delete(hints.keys().next().value as string);
+  hints.set(uid, {
+    version,
+    ids,
+    // Past the last lot looked at; the rest (if any) is read by query from there.
+    cursor: all ? book.cursor : [ordered[considered - 1].burnKey, ordered[considered - 1].id],
+    complete: all && book.complete,
+  });
 }
 
 /**

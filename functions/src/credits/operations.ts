@@ -24,7 +24,14 @@ import {
   type Entry,
   type Posted,
 } from "./ledger";
-import { DEFAULT_PRIORITY, refundAllocations, type Allocation } from "./lots";
+import {
+  DEFAULT_PRIORITY,
+  hintedLotRefs,
+  refundAllocations,
+  rememberBurnOrder,
+  seedFromHint,
+  type Allocation,
+} from "./lots";
 import { lotSummary, type LotSummary } from "./lot-views";
 import { systemClock } from "../shared/time";
 import { priceOf } from "./price-book";
@@ -48,6 +55,11 @@ interface ChangeSteps<R> {
   write?: (tx: Transaction, entry: Entry) => void;
   /** The answer (default: the posted entry). */
   respond?: (entry: Entry) => R;
+  /**
+   * The change draws lots in burn order (a spend): the lots where this instance saw the user's last draw
+   * end are read with the account, saving the burn-order query when nothing changed since (lots.ts hints).
+   */
+  draws?: boolean;
 }
 
 /**
@@ -55,7 +67,7 @@ interface ChangeSteps<R> {
  * read (the steps', then the lots the change moves), then the entry and the
  * steps' writes.
  */
-function idempotentChange<R extends object = Posted>(
+async function idempotentChange<R extends object = Posted>(
   deps: Deps,
   scope: IdempotencyScope,
   uid: string,
@@ -63,21 +75,28 @@ function idempotentChange<R extends object = Posted>(
   options: IdempotentOptions<R> = {},
 ): Promise<R & { replayed: boolean }> {
   const clock = deps.clock ?? systemClock;
-  return idempotentTransaction(
+  // The account as the last attempt (the one that committed) left it.
+  let written: Account | undefined;
+  const result = await idempotentTransaction(
     deps,
     uid,
     scope,
-    async (tx, account): Promise<R> => {
+    async (tx, account, hinted): Promise<R> => {
+      written = undefined;
+      if (steps.draws) seedFromHint(account, hinted, clock.now());
       if (steps.read) await steps.read(tx);
       const change = steps.build(account);
       await readLotsFor(tx, deps.db, account, change, clock.now());
       // postEntry checks everything before it writes, so a refusal here has written nothing.
       const entry = postEntry(tx, deps.db, account, change);
       steps.write?.(tx, entry);
+      written = account;
       return steps.respond ? steps.respond(entry) : (entry.posted as R);
     },
-    options,
+    steps.draws ? { ...options, alsoRead: () => hintedLotRefs(deps.db, uid) } : options,
   );
+  if (steps.draws && written?.lots && !result.replayed) rememberBurnOrder(uid, written.version, written.lots);
+  return result;
 }
 
 /** Spends credits for metered usage, priced from the server's price book. */
@@ -116,6 +135,7 @@ export function spendCredits(
           lots: { kind: "draw" },
         };
       },
+      draws: true,
     },
     options,
   );
