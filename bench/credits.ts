@@ -100,7 +100,7 @@ export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): 
       { uid: user },
       { timeoutMs },
     );
-    if (!answer.result) throw new Error(`spend failed: ${JSON.stringify(answer.error)}`);
+    if (!answer.result) throw new Error(`spend failed: HTTP ${answer.status} ${JSON.stringify(answer.error ?? null)}`);
   };
   const spend = () => spendAs(uid);
   // A user only read: its getBalance is a cache hit (emulator + callable overhead, no store).
@@ -158,10 +158,13 @@ export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): 
         idempotency_key: randomUUID(),
       }),
     );
+  // The first spend of a user on an instance, then the next (which reads its lots with the account: lots.ts).
   const trips = await tripsOf(uid);
+  const nextTrips = await tripsOf(uid);
+  await tripsOf(manyLots);
   const lotTrips = await tripsOf(manyLots);
   const describe = (counted: { redis: number; firestore: number; calls: string[] }) =>
-    `Redis ${counted.redis} + Firestore ${counted.firestore} (${counted.calls.join(", ")}) + the callable's own`;
+    `Redis ${counted.redis} + Firestore ${counted.firestore} (${counted.calls.join(", ")}) + 1 callable`;
   rows.push(
     {
       scenario: "spendCredits",
@@ -191,14 +194,21 @@ export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): 
     },
     {
       scenario: "spendCredits",
-      name: "round trips of one spend",
+      name: "round trips of a user's first spend on an instance",
       value: trips.total + 1,
       unit: "trips",
       note: describe(trips),
     },
     {
       scenario: "spendCredits",
-      name: "round trips of one spend, 20 lots",
+      name: "round trips of the next spend",
+      value: nextTrips.total + 1,
+      unit: "trips",
+      note: describe(nextTrips),
+    },
+    {
+      scenario: "spendCredits",
+      name: "round trips of the next spend, 20 lots",
       value: lotTrips.total + 1,
       unit: "trips",
       note: describe(lotTrips),
@@ -245,9 +255,16 @@ export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): 
   const burstSpend = () => spendAs(uid, 180_000);
   await Promise.allSettled(Array.from({ length: concurrent }, burstSpend));
   const floorBurst = await timed(() => Promise.all(Array.from({ length: concurrent }, bareTransaction)));
-  const spendBurst = await timed(() => Promise.all(Array.from({ length: concurrent }, burstSpend)));
+  let settled: PromiseSettledResult<void>[] = [];
+  const spendBurst = await timed(async () => {
+    settled = await Promise.allSettled(Array.from({ length: concurrent }, burstSpend));
+  });
+  // A spend of the burst that failed (a worker timing out on a loaded machine) is reported, not fatal: the rate
+  // is then over the answered spends only, and says so.
+  const failures = settled.filter((result): result is PromiseRejectedResult => result.status === "rejected");
+  const answered = concurrent - failures.length;
   const floorRate = (concurrent / floorBurst) * 1000;
-  const spendRate = (concurrent / spendBurst) * 1000;
+  const spendRate = (answered / spendBurst) * 1000;
   rows.push(
     {
       scenario: "spendCredits",
@@ -262,7 +279,10 @@ export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): 
       value: spendRate,
       unit: "spends/s",
       ratio: spendRate / floorRate,
-      note: "ratio > 1 is better here",
+      note:
+        failures.length === 0
+          ? "ratio > 1 is better here"
+          : `${failures.length} of ${concurrent} failed (rate over the rest): ${String(failures[0].reason).slice(0, 160)}`,
     },
   );
 }

@@ -302,18 +302,27 @@ export function seedFromHint(
   return true;
 }
 
-/** Records where a committed draw left `uid`'s burn order (the book as written, at `version`). */
-export function rememberBurnOrder(uid: string, version: number, book: LotBook): void {
+/** A hint holds the lots that cover this many draws like the last (fewer documents in the getAll). */
+const HINT_COVER = 4;
+
+/**
+ * Records where a committed draw of `drawn` credits left `uid`'s burn order (the book as written, at
+ * `version`): the active lots that pay first, as many as cover HINT_COVER such draws, at most a first page.
+ */
+export function rememberBurnOrder(uid: string, version: number, book: LotBook, drawn: number): void {
   hints.delete(uid);
   // A legacy lot made in this transaction is not where the query stopped: no hint from such a book.
   if (book.legacyChecked) return;
   const ordered = inBurnOrder(book);
   const ids: string[] = [];
   let considered = 0;
+  let covered = 0;
   for (const lot of ordered) {
-    if (ids.length === FIRST_PAGE) break;
+    if (ids.length === FIRST_PAGE || (ids.length > 0 && covered >= HINT_COVER * drawn)) break;
     considered += 1;
-    if (lot.status === "active") ids.push(lot.id);
+    if (lot.status !== "active") continue;
+    ids.push(lot.id);
+    if (payable(book, lot)) covered += lot.remaining - lot.held;
   }
   const all = considered === ordered.length;
   if (hints.size >= MAX_HINTS) hints.delete(hints.keys().next().value as string);

@@ -76,7 +76,7 @@ async function idempotentChange<R extends object = Posted>(
 ): Promise<R & { replayed: boolean }> {
   const clock = deps.clock ?? systemClock;
   // The account as the last attempt (the one that committed) left it.
-  let written: Account | undefined;
+  let written: { account: Account; drawn: number } | undefined;
   const result = await idempotentTransaction(
     deps,
     uid,
@@ -90,12 +90,13 @@ async function idempotentChange<R extends object = Posted>(
       // postEntry checks everything before it writes, so a refusal here has written nothing.
       const entry = postEntry(tx, deps.db, account, change);
       steps.write?.(tx, entry);
-      written = account;
+      written = { account, drawn: Math.max(0, -change.amount) + Math.max(0, change.heldDelta) };
       return steps.respond ? steps.respond(entry) : (entry.posted as R);
     },
     steps.draws ? { ...options, alsoRead: () => hintedLotRefs(deps.db, uid) } : options,
   );
-  if (steps.draws && written?.lots && !result.replayed) rememberBurnOrder(uid, written.version, written.lots);
+  if (steps.draws && written?.account.lots && !result.replayed)
+    rememberBurnOrder(uid, written.account.version, written.account.lots, written.drawn);
   return result;
 }
 
