@@ -14,6 +14,7 @@ import { randomUUID } from "node:crypto";
 import type { Firestore } from "firebase-admin/firestore";
 import { firestore } from "../functions/src/adapters/firebase";
 import { redis } from "../functions/src/adapters/redis";
+import { TRANSACTION_ATTEMPTS } from "../functions/src/credits/ledger";
 import { grantCredits } from "../functions/src/credits/operations";
 import { RateLimiter } from "../functions/src/credits/rate-limit";
 import { spendAsUser } from "../functions/src/credits/spend";
@@ -67,11 +68,16 @@ export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): 
   const db = firestore();
   const floorDoc = db.collection("bench_floor").doc(randomUUID());
   await floorDoc.set({ n: 0 });
+  // The ledger's retry budget (TRANSACTION_ATTEMPTS), so the floor's burst on one document survives contention on
+  // a loaded machine as the spends' does (the SDK's default of 5 attempts ends in ABORTED there).
   const bareTransaction = () =>
-    db.runTransaction(async (tx) => {
-      const snapshot = await tx.get(floorDoc);
-      tx.update(floorDoc, { n: Number(snapshot.get("n")) + 1 });
-    });
+    db.runTransaction(
+      async (tx) => {
+        const snapshot = await tx.get(floorDoc);
+        tx.update(floorDoc, { n: Number(snapshot.get("n")) + 1 });
+      },
+      { maxAttempts: TRANSACTION_ATTEMPTS },
+    );
 
   const uid = `bench-${randomUUID().slice(0, 8)}`;
   await grantCredits({ db }, "bench", {

@@ -48,7 +48,7 @@ export async function applyQueuedOperation(
   try {
     rejectPrototypeKeys(value);
     const operation = parseInput(QueuedOperation, value);
-    if (deps.limiter) await deps.limiter.enforce("spend", uid);
+    // The limit is checked with the user lock's first try, in one Redis round trip (see spend.ts).
     const result = await spendCredits(
       { db: deps.db, clock, lock: deps.lock },
       uid,
@@ -59,7 +59,7 @@ export async function applyQueuedOperation(
         metadata: operation.metadata,
       },
       `user:${uid}`,
-      { finalRejections: true },
+      { finalRejections: true, gate: deps.limiter?.gate("spend", uid) },
     );
     const { replayed: _replayed, ...stable } = result;
     writeBack = { status: "applied", result: stable, error: null };
