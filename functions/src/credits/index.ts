@@ -11,7 +11,8 @@
  * - lot views: getBalance's summary, and the lots expiring soon (the warning);
  * - the price book;
  * - purchases: a paid payment granted once, with the payment's own records
- *   in the same transaction; and its corrections (clawback, reinstate) the same way.
+ *   in the same transaction; and its corrections (clawback, reinstate) the same way;
+ * - auto top-up: its settings, and a charge's outcome (the ledger itself starts top-ups).
  */
 export { InsufficientCredits, NegativeBalance } from "./errors";
 export {
@@ -45,3 +46,19 @@ export {
 export { priceOf } from "./price-book";
 export { purchaseTransaction, type GrantPurchase, type PurchaseGrant, type PurchaseResult } from "./purchase";
 export { paymentCorrectionTransaction, type CorrectPayment, type PaymentCorrection } from "./clawback";
+export {
+  MAX_CONSECUTIVE_FAILURES,
+  NoPaymentMethod,
+  TOPUPS,
+  autoTopUpOf,
+  configureAutoTopUp,
+  monthOf,
+  settleTopUp,
+  topUpRefs,
+  topUpTransaction,
+  type AutoTopUpSettings,
+  type AutoTopUpState,
+  type TopUp,
+  type TopUpOutcome,
+  type TopUpSettlement,
+} from "./topup";

@@ -34,6 +34,7 @@ import {
   type LotBook,
   type LotMove,
 } from "./lots";
+import { createTopUp, topUpDue } from "./topup";
 
 export const USERS = "users";
 export const TRANSACTIONS = "credit_transactions";
@@ -371,6 +372,16 @@ function postOne(
   const debtFields = moved.debtDelta !== 0 || account.debt > 0;
 
   const writeUser = !account.closed || REOPENS.has(change.type);
+  // Auto top-up is decided here, for every change, from the user document this transaction read (topup.ts).
+  const topUp = writeUser
+    ? topUpDue(
+        account.fields,
+        { type: change.type, uid: account.uid, version, transactionId },
+        available(account),
+        balance - held,
+        book.now,
+      )
+    : null;
   if (writeUser) {
     tx.set(
       account.ref,
@@ -384,9 +395,14 @@ function postOne(
         // Since this version the user's credits are in lots (a legacy lot holds what came before).
         ...(account.lotsMarked ? {} : { lots_since_version: account.version }),
         ...(account.exists ? {} : { created_at: now, tier: "free" }),
+        ...(topUp ? { auto_topup: topUp.state } : {}),
       },
       { merge: true },
     );
+  }
+  if (topUp) {
+    createTopUp(tx, db, topUp);
+    account.fields = { ...account.fields, auto_topup: topUp.state };
   }
   tx.create(db.collection(TRANSACTIONS).doc(transactionId), {
     user_id: account.uid,

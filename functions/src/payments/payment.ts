@@ -2,6 +2,9 @@
  * The payment record `payments/{paymentId}`: what a user is buying, through
  * which checkout, and how far it got. Written only by this domain.
  *
+ * Two kinds: a Checkout purchase (`kind` absent or `checkout`), and an auto
+ * top-up's off-session charge (`kind: "auto_topup"`, `topup_id`, no session).
+ *
  * Statuses: `pending` (checkout created, or completed but not yet paid) →
  * `succeeded` (paid and granted) | `failed` (an asynchronous payment failed).
  */
@@ -29,6 +32,9 @@ export interface Payment {
   priority: number | null;
   status: PaymentStatus;
   provider: "stripe";
+  kind?: "checkout" | "auto_topup";
+  /** The top-up this payment charges (`topups/{id}`), for `kind: "auto_topup"`. */
+  topup_id?: string;
   /** Set once Stripe created the session; the webhook finds the payment by it. */
   checkout_session_id: string | null;
   checkout_url: string | null;

@@ -68,6 +68,19 @@ export const CreateCheckoutInput = z
   })
   .strict();
 
+/**
+ * setAutoTopUp: below `threshold` available credits, buy `pack_id`, at most `monthly_cap` credits a calendar
+ * month (UTC). Whole credits; the cap must fit the pack at least once (checked against the pack).
+ */
+export const SetAutoTopUpInput = z
+  .object({
+    enabled: z.boolean(),
+    threshold: z.number().int().min(1).max(10_000_000),
+    pack_id: PackId,
+    monthly_cap: z.number().int().min(1).max(100_000_000),
+  })
+  .strict();
+
 /** A Stripe id or the expanded object carrying it. */
 const expandable = z.union([z.string(), z.object({ id: z.string() }), z.null()]).optional();
 
@@ -78,6 +91,7 @@ const expandable = z.union([z.string(), z.object({ id: z.string() }), z.null()])
 export const StripeEvent = z.object({
   id: z.string().min(1).max(255),
   type: z.string(),
+  created: z.number().int().optional(),
   data: z.object({ object: z.unknown() }),
 });
 
@@ -87,6 +101,22 @@ export const CheckoutSession = z.object({
   amount_total: z.number().int().nullable(),
   currency: z.string().nullable(),
   payment_intent: expandable,
+});
+
+/** What `payment_intent.succeeded|payment_failed` carry that we read. */
+export const PaymentIntent = z.object({
+  id: z.string().min(1).max(255),
+  object: z.literal("payment_intent"),
+  amount: z.number().int().nonnegative(),
+  currency: z.string(),
+  customer: expandable,
+  payment_method: expandable,
+  setup_future_usage: z.string().nullable().optional(),
+  metadata: z.record(z.string(), z.string()).optional(),
+  last_payment_error: z
+    .object({ code: z.string().optional(), decline_code: z.string().optional(), message: z.string().optional() })
+    .nullable()
+    .optional(),
 });
 
 /** What `charge.refunded` carries that we read: the cumulative amount refunded so far. */
@@ -112,7 +142,9 @@ export type CreditPack = z.infer<typeof CreditPack>;
 export type CreditPacks = z.infer<typeof CreditPacks>;
 export type ListCreditPacksInput = z.infer<typeof ListCreditPacksInput>;
 export type CreateCheckoutInput = z.infer<typeof CreateCheckoutInput>;
+export type SetAutoTopUpInput = z.infer<typeof SetAutoTopUpInput>;
 export type StripeEvent = z.infer<typeof StripeEvent>;
+export type PaymentIntent = z.infer<typeof PaymentIntent>;
 export type CheckoutSession = z.infer<typeof CheckoutSession>;
 export type Charge = z.infer<typeof Charge>;
 export type Dispute = z.infer<typeof Dispute>;

@@ -12,7 +12,9 @@
  * whichever of `checkout.session.completed` and
  * `checkout.session.async_payment_succeeded` comes first. Refunds and
  * disputes (`charge.refunded`, `charge.dispute.funds_withdrawn|reinstated`)
- * take credits back or give them back the same way (corrections.ts). Events of
+ * take credits back or give them back the same way (corrections.ts). Payment
+ * intent events save a checkout's card for off-session use and settle auto
+ * top-ups (auto-topup.ts). Events of
  * other types, or about sessions and payment intents we never recorded, change
  * nothing and are not recorded.
  */
@@ -25,6 +27,12 @@ import { logs } from "../shared/logs";
 import { DAY_MS, systemClock, type Clock } from "../shared/time";
 import { PAYMENTS, paymentRef, type Payment, type PaymentStatus } from "./payment";
 import { applyCorrectionEvent, CORRECTION_EVENTS } from "./corrections";
+import {
+  applyPaymentIntentEvent,
+  PAYMENT_INTENT_EVENTS,
+  type NotifyAutoTopUpDisabled,
+  type PaymentIntentOutcome,
+} from "./auto-topup";
 import { CheckoutSession, StripeEvent } from "./schemas";
 import { stripeWebhooks } from "./stripe-client";
 
@@ -63,6 +71,8 @@ export interface WebhookDeps {
   db: Firestore;
   lock?: RedisGateway;
   clock?: Clock;
+  /** Tells a user auto top-up turned itself off; without it the state changes but nobody is told. */
+  notifyDisabled?: NotifyAutoTopUpDisabled;
 }
 
 export type EventOutcome =
@@ -86,7 +96,9 @@ export type EventOutcome =
   /** This event was applied before. */
   | "duplicate"
   /** Not ours or not a type we act on: nothing written. */
-  | "ignored";
+  | "ignored"
+  /** Payment intent events (auto-topup.ts). */
+  | PaymentIntentOutcome;
 
 const SESSION_EVENTS = new Set([
   "checkout.session.completed",
@@ -98,6 +110,7 @@ const SESSION_EVENTS = new Set([
 export async function applyStripeEvent(deps: WebhookDeps, event: StripeEvent): Promise<EventOutcome> {
   if (CORRECTION_EVENTS.has(event.type))
     return applyCorrectionEvent(deps, event, STRIPE_EVENTS, STRIPE_EVENTS_RETENTION_DAYS);
+  if (PAYMENT_INTENT_EVENTS.has(event.type)) return applyPaymentIntentEvent(deps, event);
   if (!SESSION_EVENTS.has(event.type)) return "ignored";
   const session = CheckoutSession.safeParse(event.data.object);
   if (!session.success) return "ignored";

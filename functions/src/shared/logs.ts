@@ -98,6 +98,13 @@ export const logs = {
   stripeEventApplied: (fields: Fields) => logger.info("stripe_event_applied", fields),
   /** A paid session whose amount or currency is not what the payment recorded: granted nothing. */
   stripeAmountMismatch: (fields: Fields) => logger.error("stripe_amount_mismatch", fields),
+  /** A checkout saved the buyer's card for off-session charges (auto top-up). */
+  paymentMethodSaved: (fields: Fields) => logger.info("payment_method_saved", fields),
+  autoTopUpSet: (fields: Fields) => logger.info("auto_topup_set", fields),
+  /** An auto top-up's charge was sent to Stripe (or declined, or could not be tried). */
+  autoTopUpCharged: (fields: Fields) => logger.info("auto_topup_charged", fields),
+  /** Three declines in a row: auto top-up turned itself off. */
+  autoTopUpDisabled: (fields: Fields) => logger.warn("auto_topup_disabled", fields),
   unexpectedError: (where: string, error: unknown) =>
     logger.error("unexpected_error", {
       where,
