@@ -76,6 +76,8 @@ const functions: Record<string, Loader> = {
   listCreditPacks: payments("listCreditPacks"),
   createCheckoutSession: payments("createCheckoutSession"),
   stripeWebhook: payments("stripeWebhook"),
+  setAutoTopUp: payments("setAutoTopUp"),
+  chargeAutoTopUp: payments("chargeAutoTopUp"),
 };
 
 for (const [name, load] of Object.entries(functions)) {

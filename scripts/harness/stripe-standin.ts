@@ -8,6 +8,8 @@
  *   POST /v1/customers               GET /v1/customers/{id}
  *   POST /v1/checkout/sessions       GET /v1/checkout/sessions/{id}
  *   POST /v1/refunds                 (`payment_intent` or `charge`, optional `amount`)
+ *   POST /v1/payment_intents         (off-session with `confirm`: a saved card charged now)
+ *   GET  /v1/payment_intents/{id}
  *
  * Requests are form-encoded with bracketed keys (`metadata[user_id]=…`,
  * `line_items[0][price_data][currency]=…`) and authenticated with
@@ -30,11 +32,19 @@
  *   `charge.dispute.funds_withdrawn`, `reinstate(disputeId)`
  *   `charge.dispute.funds_reinstated` (a dispute won); `events()` lists every
  *   event produced, in order;
+ * - a paid checkout also reports its payment intent (`payment_intent.succeeded`,
+ *   with `customer`, `payment_method` and the `setup_future_usage` and
+ *   `metadata` of `payment_intent_data`), as Stripe does; a payment intent
+ *   created with `confirm` charges the customer's card at once: `succeeded`
+ *   (`payment_intent.succeeded`), or, for a customer whose cards
+ *   `declineCards(customer)` made decline, a 402 `card_error` carrying the
+ *   payment intent (`payment_intent.payment_failed`);
  * - over HTTP for other processes (e2e tests, `npm start`):
  *   `POST /_standin/checkout/sessions/{id}/complete` `{payment_status?, deliver?}`,
  *   `POST /_standin/checkout/sessions/{id}/async` `{result, deliver?}`,
  *   `POST /_standin/payment_intents/{id}/refund` `{amount?, deliver?}`,
  *   `POST /_standin/payment_intents/{id}/dispute` `{deliver?}`, `POST /_standin/disputes/{id}/reinstate` `{deliver?}`,
+ *   `POST /_standin/customers/{id}/decline` `{decline?}`,
  *   `GET /_standin/requests`, `GET /_standin/customers`, and `GET /checkout/{id}`, the "hosted page"
  *   a checkout URL points at, which pays and delivers the events.
  */
@@ -101,6 +111,10 @@ export interface StripeStandin {
   dispute(paymentIntent: string): { dispute: Record<string, unknown>; event: StripeEventPayload };
   /** The dispute is won and its funds come back: `charge.dispute.funds_reinstated`. */
   reinstate(disputeId: string): StripeEventPayload;
+  /** Makes every charge of `customer`'s cards decline (`insufficient_funds`) from now on, or stop declining. */
+  declineCards(customer: string, decline?: boolean): void;
+  /** Every payment intent, by id (checkouts' and those created through the API). */
+  paymentIntents(): Array<Record<string, unknown>>;
   /** Every event produced so far (checkouts, refunds, disputes), oldest first. */
   events(): StripeEventPayload[];
   /** An event of `type` about `object`, as Stripe would send it. */
@@ -125,12 +139,12 @@ class StripeApiError extends Error {
     readonly status: number,
     readonly type: string,
     message: string,
-    readonly extra: { code?: string; param?: string } = {},
+    readonly extra: { code?: string; param?: string } & Record<string, unknown> = {},
   ) {
     super(message);
   }
 
-  toJSON(): { error: Record<string, string> } {
+  toJSON(): { error: Record<string, unknown> } {
     return { error: { type: this.type, message: this.message, ...this.extra } };
   }
 }
@@ -260,6 +274,10 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
   /** Charges by payment intent, created when a checkout is paid. */
   const charges = new Map<string, Record<string, unknown>>();
   const disputes = new Map<string, Record<string, unknown>>();
+  const intents = new Map<string, Record<string, unknown>>();
+  /** What each session asked of its payment intent (`payment_intent_data`). */
+  const intentData = new Map<string, { setupFutureUsage: string | null; metadata: Record<string, string> }>();
+  const declining = new Set<string>();
   const produced: StripeEventPayload[] = [];
   const idempotency = new Map<
     string,
@@ -339,20 +357,95 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
       livemode: false,
     };
     sessions.set(id, session);
+    intentData.set(id, {
+      setupFutureUsage: setupFutureUsage ?? null,
+      metadata: metadataOf(paymentIntentData.metadata, "payment_intent_data[metadata]"),
+    });
     return session;
   }
 
-  /** The charge of a paid checkout, made once when its payment succeeds. */
-  function chargeFor(session: Record<string, unknown>): void {
-    const paymentIntent = String(session.payment_intent);
+  /** A payment intent object as Stripe returns it. */
+  function intentObject(fields: {
+    amount: number;
+    currency: string;
+    customer: string | null;
+    paymentMethod: string | null;
+    setupFutureUsage: string | null;
+    metadata: Record<string, string>;
+    status: string;
+    offSession?: boolean;
+  }): Record<string, unknown> {
+    const intent = {
+      id: newId("pi"),
+      object: "payment_intent",
+      amount: fields.amount,
+      amount_received: fields.status === "succeeded" ? fields.amount : 0,
+      currency: fields.currency,
+      customer: fields.customer,
+      payment_method: fields.paymentMethod,
+      setup_future_usage: fields.setupFutureUsage,
+      metadata: fields.metadata,
+      status: fields.status,
+      last_payment_error: null as Record<string, unknown> | null,
+      created: now(),
+      livemode: false,
+    };
+    intents.set(intent.id, intent);
+    return intent;
+  }
+
+  /**
+   * POST /v1/payment_intents. Only what auto top-up sends is served: a saved card (`customer`,
+   * `payment_method`) charged now (`confirm`), usually `off_session`.
+   */
+  function createPaymentIntent(params: FormObject): Record<string, unknown> {
+    const amount = asInteger(params.amount, "amount");
+    if (amount < 1) throw invalid("amount", "Amount must be at least 1.");
+    const currency = asString(params.currency);
+    if (!currency) throw missing("currency");
+    const customer = asString(params.customer);
+    if (customer && !customers.has(customer)) throw noSuch("customer", customer, "customer");
+    const paymentMethod = asString(params.payment_method);
+    const confirm = asString(params.confirm) === "true";
+    if (asString(params.off_session) === "true" && !confirm)
+      throw invalid("off_session", "off_session can only be used with confirm=true.");
+    if (confirm && !paymentMethod) throw missing("payment_method");
+    const metadata = metadataOf(params.metadata, "metadata");
+    const base = { amount, currency, customer: customer ?? null, paymentMethod: paymentMethod ?? null, metadata };
+    if (!confirm) return intentObject({ ...base, setupFutureUsage: null, status: "requires_confirmation" });
+    if (customer && declining.has(customer)) {
+      const intent = intentObject({ ...base, setupFutureUsage: null, status: "requires_payment_method" });
+      const error = {
+        type: "card_error",
+        code: "card_declined",
+        decline_code: "insufficient_funds",
+        message: "Your card has insufficient funds.",
+      };
+      intent.last_payment_error = error;
+      record(event("payment_intent.payment_failed", intent));
+      throw new StripeApiError(402, "card_error", error.message, {
+        code: error.code,
+        decline_code: error.decline_code,
+        payment_intent: structuredClone(intent),
+      });
+    }
+    const intent = intentObject({ ...base, setupFutureUsage: null, status: "succeeded" });
+    chargeForIntent(intent);
+    record(event("payment_intent.succeeded", intent));
+    return intent;
+  }
+
+  /** The charge of a succeeded payment intent, made once. */
+  function chargeForIntent(intent: Record<string, unknown>): void {
+    const paymentIntent = String(intent.id);
     if (charges.has(paymentIntent)) return;
     charges.set(paymentIntent, {
       id: newId("ch"),
       object: "charge",
-      amount: session.amount_total,
+      amount: intent.amount,
       amount_refunded: 0,
-      currency: session.currency,
-      customer: session.customer,
+      currency: intent.currency,
+      customer: intent.customer,
       payment_intent: paymentIntent,
       paid: true,
       refunded: false,
@@ -361,6 +454,37 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
       created: now(),
       livemode: false,
     });
+  }
+
+  /**
+   * A paid checkout's payment succeeds: its charge (once), and `payment_intent.succeeded` carrying the card
+   * and what `payment_intent_data` asked for, recorded after the session's own event.
+   */
+  function chargeFor(session: Record<string, unknown>): () => void {
+    const paymentIntent = String(session.payment_intent);
+    const intent = intents.get(paymentIntent);
+    if (!intent || intent.status === "succeeded") return () => undefined;
+    intent.status = "succeeded";
+    intent.amount_received = intent.amount;
+    intent.payment_method = newId("pm");
+    chargeForIntent(intent);
+    return () => void record(event("payment_intent.succeeded", intent));
+  }
+
+  /** The payment intent a completed checkout creates. */
+  function intentForSession(session: Record<string, unknown>): string {
+    const data = intentData.get(String(session.id));
+    return String(
+      intentObject({
+        amount: Number(session.amount_total),
+        currency: String(session.currency),
+        customer: (session.customer as string | null) ?? null,
+        paymentMethod: null,
+        setupFutureUsage: data?.setupFutureUsage ?? null,
+        metadata: data?.metadata ?? {},
+        status: "processing",
+      }).id,
+    );
   }
 
   function chargeOf(paymentIntent: string | undefined, chargeId: string | undefined): Record<string, unknown> {
@@ -438,6 +562,12 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
     return record(event("charge.dispute.funds_reinstated", found));
   }
 
+  function declineCards(customer: string, decline = true): void {
+    if (!customers.has(customer)) throw noSuch("customer", customer);
+    if (decline) declining.add(customer);
+    else declining.delete(customer);
+  }
+
   function record(payload: StripeEventPayload): StripeEventPayload {
     produced.push(payload);
     return payload;
@@ -448,6 +578,14 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
     if (method === "POST" && pathname === "/v1/customers") return { status: 200, body: createCustomer(params) };
     if (method === "POST" && pathname === "/v1/refunds") return { status: 200, body: createRefund(params).refund };
     if (method === "POST" && pathname === "/v1/checkout/sessions") return { status: 200, body: createSession(params) };
+    if (method === "POST" && pathname === "/v1/payment_intents")
+      return { status: 200, body: createPaymentIntent(params) };
+    const intent = /^\/v1\/payment_intents\/([^/]+)$/.exec(pathname);
+    if (method === "GET" && intent) {
+      const found = intents.get(decodeURIComponent(intent[1]));
+      if (!found) throw noSuch("payment_intent", intent[1]);
+      return { status: 200, body: found };
+    }
     const customer = /^\/v1\/customers\/([^/]+)$/.exec(pathname);
     if (method === "GET" && customer) {
       const found = customers.get(decodeURIComponent(customer[1]));
@@ -530,20 +668,25 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
       throw invalid("session", `Checkout session ${sessionId} is ${String(session.status)}.`);
     session.status = "complete";
     session.payment_status = completeOptions.paymentStatus ?? "paid";
-    session.payment_intent = newId("pi");
-    if (session.payment_status === "paid") chargeFor(session);
-    return record(event("checkout.session.completed", session));
+    session.payment_intent = intentForSession(session);
+    const paid = session.payment_status === "paid" ? chargeFor(session) : () => undefined;
+    const completed = record(event("checkout.session.completed", session));
+    paid();
+    return completed;
   }
 
   function asyncResult(sessionId: string, result: "succeeded" | "failed"): StripeEventPayload {
     const session = sessionFor(sessionId);
     if (session.status !== "complete" || session.payment_status !== "unpaid")
       throw invalid("session", `Checkout session ${sessionId} has no payment in progress.`);
+    let paid = () => undefined as void;
     if (result === "succeeded") {
       session.payment_status = "paid";
-      chargeFor(session);
+      paid = chargeFor(session);
     }
-    return record(event(`checkout.session.async_payment_${result}`, session));
+    const reported = record(event(`checkout.session.async_payment_${result}`, session));
+    paid();
+    return reported;
   }
 
   const sign = (payload: string, signOptions: { timestamp?: number; secret?: string } = {}) =>
@@ -579,6 +722,12 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
           : asyncResult(id, input.result ?? "succeeded");
       const delivery = input.deliver ? await deliver(produced) : undefined;
       return { status: 200, body: { event: produced, delivery: delivery ?? null } };
+    }
+    const decline = /^\/_standin\/customers\/([^/]+)\/decline$/.exec(pathname);
+    if (method === "POST" && decline) {
+      const input = (body ? JSON.parse(body) : {}) as { decline?: boolean };
+      declineCards(decodeURIComponent(decline[1]), input.decline ?? true);
+      return { status: 200, body: { declining: [...declining] } };
     }
     const money = /^\/_standin\/(payment_intents|disputes)\/([^/]+)\/(refund|dispute|reinstate)$/.exec(pathname);
     if (method === "POST" && money) {
@@ -667,6 +816,8 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
     refund,
     dispute,
     reinstate,
+    declineCards,
+    paymentIntents: () => [...intents.values()],
     events: () => [...produced],
     event,
     sign,

@@ -30,6 +30,7 @@ const ALLOWED: Record<string, Partial<Record<Who, Op[]>>> = {
   low_balance_state: {},
   processed_events: {},
   payments: { owner: ["get", "list"], admin: ["get", "list"] },
+  topups: { owner: ["get", "list"], admin: ["get", "list"] },
   stripe_events: {},
 };
 
@@ -62,6 +63,7 @@ describe("integration: Firestore rules denial matrix", function () {
         "audit_logs",
         "low_balance_state",
         "payments",
+        "topups",
         "stripe_events",
       ]) {
         await setDoc(doc(db, name, "d1"), { user_id: OWNER, amount: 1 });

@@ -120,6 +120,15 @@ const EXPECTED: Record<string, Expected & { timeoutSeconds?: number; secrets?: s
   listCreditPacks: { kind: "callable" },
   createCheckoutSession: { kind: "callable", secrets: ["STRIPE_SECRET_KEY"] },
   stripeWebhook: { kind: "https", timeoutSeconds: 60, secrets: ["STRIPE_WEBHOOK_SECRET"] },
+  setAutoTopUp: { kind: "callable" },
+  chargeAutoTopUp: {
+    kind: "event",
+    eventType: "google.cloud.firestore.document.v1.created",
+    filter: { database: "(default)", namespace: "(default)", document: "topups/{topupId}" },
+    retry: true,
+    timeoutSeconds: 60,
+    secrets: ["STRIPE_SECRET_KEY"],
+  },
 };
 
 describe("unit: deploy manifest of every exported function", () => {
