@@ -43,8 +43,11 @@ export async function grantLot(
   });
 }
 
-export async function ledgerOf(uid: string): Promise<Array<Record<string, unknown> & { id: string }>> {
-  const snapshot = await db().collection("credit_transactions").where("user_id", "==", uid).get();
+export async function ledgerOf(
+  uid: string,
+  store: Firestore = db(),
+): Promise<Array<Record<string, unknown> & { id: string }>> {
+  const snapshot = await store.collection("credit_transactions").where("user_id", "==", uid).get();
   return snapshot.docs
     .map((doc): Record<string, unknown> & { id: string } => ({ id: doc.id, ...doc.data() }))
     .sort((a, b) => Number(a.ledger_version) - Number(b.ledger_version));
@@ -58,12 +61,14 @@ export async function ledgerOf(uid: string): Promise<Array<Record<string, unknow
  * below zero only through a clawback (and stays ≥ −debt). A user
  * without a document but with a ledger is a deleted (closed) account: its
  * ledger must still be whole, and its open holds are what the last entry says.
+ * `store`: another Firestore than the suite's (e.g. unwatchedFirestore()).
  */
 export async function assertLedgerInvariants(
   uid: string,
+  store: Firestore = db(),
 ): Promise<{ balance: number; held: number; debt: number; entries: number }> {
-  const user = (await db().collection("users").doc(uid).get()).data();
-  const entries = await ledgerOf(uid);
+  const user = (await store.collection("users").doc(uid).get()).data();
+  const entries = await ledgerOf(uid, store);
   if (!user && entries.length === 0) return { balance: 0, held: 0, debt: 0, entries: 0 };
   let balance = 0;
   let held = 0;
@@ -94,18 +99,18 @@ export async function assertLedgerInvariants(
     assert.equal(user.ledger_version ?? 0, entries.length, `${uid}: ledger_version = number of entries`);
     assert.equal(user.credits_debt ?? 0, debt, `${uid}: credits_debt = Σ debt_delta`);
   }
-  const holds = await db().collection("credit_holds").where("user_id", "==", uid).where("status", "==", "open").get();
+  const holds = await store.collection("credit_holds").where("user_id", "==", uid).where("status", "==", "open").get();
   const openHeld = holds.docs.reduce((sum, doc) => sum + Number(doc.get("amount")), 0);
   assert.equal(held, openHeld, `${uid}: credits_held = Σ open holds`);
-  await assertLotInvariants(uid, entries, balance, held, debt);
+  await assertLotInvariants(uid, entries, balance, held, debt, store);
   return { balance, held, debt, entries: entries.length };
 }
 
 type Allocation = { lot_id: string; amount: number };
 type Lot = Record<string, unknown> & { id: string };
 
-export async function lotsOf(uid: string): Promise<Lot[]> {
-  const snapshot = await db().collection("credit_lots").where("user_id", "==", uid).get();
+export async function lotsOf(uid: string, store: Firestore = db()): Promise<Lot[]> {
+  const snapshot = await store.collection("credit_lots").where("user_id", "==", uid).get();
   return snapshot.docs.map((doc): Lot => ({ id: doc.id, ...doc.data() }));
 }
 
@@ -125,8 +130,9 @@ export async function assertLotInvariants(
   balance: number,
   held: number,
   debt = 0,
+  store: Firestore = db(),
 ): Promise<void> {
-  const lots = await lotsOf(uid);
+  const lots = await lotsOf(uid, store);
   const lotEra = entries.filter((entry) => Array.isArray(entry.allocations));
   if (lots.length === 0 && lotEra.length === 0) return;
   const sum = (field: string) => lots.reduce((total, lot) => total + Number(lot[field]), 0);
