@@ -183,7 +183,11 @@ function cardErrorOf(error: unknown): { code: string; paymentIntent: string | nu
   };
   if (candidate?.type !== "StripeCardError") return null;
   const code =
-    typeof candidate.decline_code === "string" ? candidate.decline_code : String(candidate.code ?? "card_declined");
+    typeof candidate.decline_code === "string"
+      ? candidate.decline_code
+      : typeof candidate.code === "string"
+        ? candidate.code
+        : "card_declined";
   const id = candidate.raw?.payment_intent?.id;
   return { code, paymentIntent: typeof id === "string" ? id : null };
 }
