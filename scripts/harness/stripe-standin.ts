@@ -422,7 +422,7 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
         message: "Your card has insufficient funds.",
       };
       intent.last_payment_error = error;
-      record(event("payment_intent.payment_failed", intent));
+      send(record(event("payment_intent.payment_failed", intent)));
       throw new StripeApiError(402, "card_error", error.message, {
         code: error.code,
         decline_code: error.decline_code,
@@ -431,7 +431,7 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
     }
     const intent = intentObject({ ...base, setupFutureUsage: null, status: "succeeded" });
     chargeForIntent(intent);
-    record(event("payment_intent.succeeded", intent));
+    send(record(event("payment_intent.succeeded", intent)));
     return intent;
   }
 
@@ -566,6 +566,18 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
     if (!customers.has(customer)) throw noSuch("customer", customer);
     if (decline) declining.add(customer);
     else declining.delete(customer);
+  }
+
+  /**
+   * As Stripe does for what happens without a buyer (an off-session charge): the event is sent to the webhook
+   * on its own, after the API's answer, when the stand-in has a webhook URL (the harness's; tests in process
+   * deliver events themselves).
+   */
+  function send(payload: StripeEventPayload): void {
+    if (!standin.webhookUrl) return;
+    setImmediate(() => {
+      deliver(payload).catch(() => undefined);
+    });
   }
 
   function record(payload: StripeEventPayload): StripeEventPayload {
@@ -706,6 +718,12 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
     if (method === "GET" && hosted) {
       const completed = complete(decodeURIComponent(hosted[1]));
       const delivery = standin.webhookUrl ? await deliver(completed) : undefined;
+      // Then the payment intent's own event (it saves the card when the checkout asked to).
+      const paid = produced.find(
+        (made) =>
+          made.type === "payment_intent.succeeded" && made.data.object.id === completed.data.object.payment_intent,
+      );
+      if (paid && standin.webhookUrl) await deliver(paid);
       return { status: 200, body: { paid: true, session_id: hosted[1], webhook: delivery ?? null } };
     }
     const action = /^\/_standin\/checkout\/sessions\/([^/]+)\/(complete|async)$/.exec(pathname);
