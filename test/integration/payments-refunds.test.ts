@@ -37,14 +37,30 @@ describe("integration: payments — refunds and disputes", function () {
 
   /** A paid, granted checkout of `packId` for `uid`: its payment id and payment intent. */
   async function buy(uid: string, packId = "starter"): Promise<{ paymentId: string; paymentIntent: string }> {
+    const { paymentId, paymentIntent, completed } = await pay(uid, packId);
+    assert.equal(await apply(completed), "granted");
+    return { paymentId, paymentIntent };
+  }
+
+  /** A checkout of `packId` paid at Stripe, its `checkout.session.completed` not delivered yet. */
+  async function pay(
+    uid: string,
+    packId = "starter",
+    paymentStatus: "paid" | "unpaid" = "paid",
+  ): Promise<{ paymentId: string; paymentIntent: string; sessionId: string; completed: StripeEventPayload }> {
     const { session_id } = await createCheckoutSession({ db: db(), stripe }, uid, {
       pack_id: packId,
       idempotency_key: `checkout-${randomUUID()}`,
       ...RETURN_URLS,
     });
-    assert.equal(await apply(standin.complete(session_id)), "granted");
+    const completed = standin.complete(session_id, { paymentStatus });
     const found = await db().collection("payments").where("checkout_session_id", "==", session_id).get();
-    return { paymentId: found.docs[0].id, paymentIntent: String(standin.session(session_id)?.payment_intent) };
+    return {
+      paymentId: found.docs[0].id,
+      paymentIntent: String(standin.session(session_id)?.payment_intent),
+      sessionId: session_id,
+      completed,
+    };
   }
 
   const paymentOf = async (paymentId: string) =>
@@ -126,7 +142,7 @@ describe("integration: payments — refunds and disputes", function () {
       assert.equal((await assertLedgerInvariants(uid)).balance, 50);
     });
 
-    it("when the payment intent is not one of our payments, then 200-style ignored and nothing is written", async () => {
+    it("when the payment intent is not one of our payments, then it is parked and changes no credits", async () => {
       const charge = { id: "ch_x", object: "charge", payment_intent: `pi_unknown_${randomUUID()}`, amount: 500 };
       const events = [
         standin.event("charge.refunded", { ...charge, amount_refunded: 500, currency: "usd" }),
@@ -139,8 +155,102 @@ describe("integration: payments — refunds and disputes", function () {
         }),
       ];
       for (const event of events) {
-        assert.equal(await apply(event), "ignored");
-        assert.equal((await db().collection(STRIPE_EVENTS).doc(event.id).get()).exists, false);
+        assert.equal(await apply(event), "parked");
+        assert.equal(await apply(event), "duplicate");
+        const record = await db().collection(STRIPE_EVENTS).doc(event.id).get();
+        assert.deepEqual([record.get("outcome"), record.get("payment_id"), record.get("credits")], ["parked", null, 0]);
+      }
+      const parked = await db().collection(STRIPE_EVENTS).doc(`payment_intent:${charge.payment_intent}`).get();
+      assert.deepEqual(
+        (parked.get("parked") as Array<{ event_id: string }>).map((entry) => entry.event_id),
+        events.map((event) => event.id),
+      );
+      assert.equal(parked.get("payment_id"), null);
+      assert.ok(parked.get("expire_at"), "kept only as long as the stripe_events records");
+      const payments = await db().collection("payments").where("payment_intent", "==", charge.payment_intent).get();
+      assert.equal(payments.size, 0);
+    });
+  });
+
+  describe("a refund or dispute delivered before its checkout's events", () => {
+    /** Checks the total rule for one payment: granted − clawed back + reinstated = `kept`. */
+    async function assertKept(uid: string, paymentId: string, kept: number): Promise<void> {
+      const entries = (await ledgerOf(uid)).filter((entry) => entry.type !== "spend");
+      const sum = (type: string) =>
+        entries.filter((entry) => entry.type === type).reduce((total, entry) => total + Number(entry.amount), 0);
+      assert.equal(sum("purchase") + sum("clawback") + sum("reinstate"), kept);
+      const payment = await paymentOf(paymentId);
+      assert.equal(STARTER.credits - (payment.clawed_back ?? 0) + (payment.reinstated ?? 0), kept);
+      for (const entry of entries.filter((entry) => entry.type === "clawback"))
+        assert.equal(entry.payment_id, paymentId);
+      await assertLedgerInvariants(uid);
+    }
+
+    it("when a partial refund comes first, then it is parked and the checkout grants the pack less what it lost", async () => {
+      const uid = newUid("early-refund");
+      const { paymentId, paymentIntent, completed } = await pay(uid);
+      const refund = standin.refund(paymentIntent, 123).event; // 24 credits
+      assert.equal(await apply(refund), "parked");
+      assert.equal((await assertLedgerInvariants(uid)).balance, 0);
+      assert.equal(await apply(refund), "duplicate");
+
+      assert.equal(await apply(completed), "granted");
+      assert.deepEqual(await entriesOf(uid, "purchase"), [100]);
+      assert.deepEqual(await entriesOf(uid, "clawback"), [-24]);
+      assert.equal((await assertLedgerInvariants(uid)).balance, 76);
+      const payment = await paymentOf(paymentId);
+      assert.deepEqual([payment.status, payment.refunded_amount, payment.clawed_back], ["succeeded", 123, 24]);
+      assert.equal(payment.correction_ids?.length, 1);
+      // Applied once: the redelivered checkout event and the refund are duplicates, and the rest of the refund
+      // takes exactly what is left.
+      assert.equal(await apply(completed), "duplicate");
+      assert.equal(await apply(refund), "duplicate");
+      assert.equal(await apply(standin.refund(paymentIntent).event), "clawed-back");
+      await assertKept(uid, paymentId, 0);
+    });
+
+    it("when a dispute is withdrawn and reinstated before the checkout, then the grant keeps the pack", async () => {
+      const uid = newUid("early-dispute");
+      const { paymentId, paymentIntent, completed } = await pay(uid);
+      const { dispute, event: withdrawn } = standin.dispute(paymentIntent);
+      assert.equal(await apply(withdrawn), "parked");
+      const withdrawnOnly = await pay(uid);
+      assert.equal(await apply(standin.dispute(withdrawnOnly.paymentIntent).event), "parked");
+      assert.equal(await apply(standin.reinstate(String(dispute.id))), "parked");
+
+      assert.equal(await apply(completed), "granted");
+      await assertKept(uid, paymentId, STARTER.credits);
+      // The other payment's dispute is still withdrawn: granted and taken back at once, all of it.
+      assert.equal(await apply(withdrawnOnly.completed), "granted");
+      assert.deepEqual(await entriesOf(uid, "clawback"), [-100]);
+      assert.equal((await assertLedgerInvariants(uid)).balance, STARTER.credits);
+    });
+
+    it("when the checkout completes unpaid, then a refund is learnt and the later async success grants net of it", async () => {
+      const uid = newUid("early-async");
+      const { paymentId, paymentIntent, sessionId, completed } = await pay(uid, "starter", "unpaid");
+      const succeeded = standin.asyncResult(sessionId, "succeeded");
+      assert.equal(await apply(standin.refund(paymentIntent, 250).event), "parked");
+      assert.equal(await apply(completed), "pending");
+      assert.equal((await paymentOf(paymentId)).refunded_amount, 250);
+      assert.equal((await assertLedgerInvariants(uid)).balance, 0);
+      assert.equal(await apply(succeeded), "granted");
+      await assertKept(uid, paymentId, 50);
+    });
+
+    it("when the refund and the checkout race, then either order grants once and claws back once", async () => {
+      for (const seed of [1, 2, 3, 4, 5, 6]) {
+        const uid = newUid(`race${seed}`);
+        const { paymentId, paymentIntent, completed } = await pay(uid);
+        const refund = standin.refund(paymentIntent, 250).event; // 50 credits
+        const { event: withdrawn } = standin.dispute(paymentIntent);
+        const events = seed % 2 === 0 ? [refund, completed] : [completed, refund, withdrawn, completed];
+        const outcomes = await Promise.all(shuffled(events, seed).map(apply));
+        const kept = seed % 2 === 0 ? 50 : 0;
+        await assertKept(uid, paymentId, kept);
+        assert.deepEqual((await entriesOf(uid, "purchase")).length, 1, `seed ${seed}: ${outcomes.join()}`);
+        // Whatever came first, every distinct event is recorded.
+        for (const event of events) assert.ok((await db().collection(STRIPE_EVENTS).doc(event.id).get()).exists);
       }
     });
   });
@@ -305,7 +415,9 @@ describe("integration: payments — refunds and disputes", function () {
         for (let index = 0; index < 9; index++) {
           const uid = users[index % users.length];
           const pack = TEST_PACKS[Math.floor(random() * TEST_PACKS.length)];
-          const { paymentIntent } = await buy(uid, pack.pack_id);
+          // The checkout's own event goes into the stream too: refunds and disputes may overtake it.
+          const { paymentIntent, completed } = await pay(uid, pack.pack_id);
+          events.push(completed);
           let refunded = 0;
           const refunds = Math.floor(random() * 3);
           for (let step = 0; step < refunds && refunded < pack.amount; step++) {

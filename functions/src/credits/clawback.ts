@@ -23,6 +23,7 @@ import {
   runCreditTransaction,
   TRANSACTIONS,
   userRef,
+  type Change,
   type Posted,
 } from "./ledger";
 import { DEFAULT_PRIORITY, lotIdOf, type Allocation } from "./lots";
@@ -53,6 +54,28 @@ function purchaseLotId(uid: string): string {
 }
 
 /**
+ * The ledger change of a correction: a clawback takes from `purchaseLots` (the lots the purchase entry added
+ * to) first, a reinstate adds to the purchase lot. Also used by purchase.ts when a refund or dispute reported
+ * before the grant is taken back in the grant's own transaction.
+ */
+export function correctionChange(uid: string, correction: PaymentCorrection, purchaseLots: string[]): Change {
+  return {
+    type: correction.type,
+    amount: correction.type === "clawback" ? -correction.credits : correction.credits,
+    heldDelta: 0,
+    actor: `${correction.provider}:${correction.eventId}`,
+    reason: correction.reason,
+    idempotencyKey: correction.eventId,
+    paymentId: correction.paymentId,
+    metadata: { payment_id: correction.paymentId, provider: correction.provider },
+    lots:
+      correction.type === "clawback"
+        ? { kind: "clawback", first: purchaseLots.length > 0 ? purchaseLots : [purchaseLotId(uid)] }
+        : { kind: "add", source: "purchase", priority: DEFAULT_PRIORITY.purchase, expiresAt: null },
+  };
+}
+
+/**
  * Runs `body` as one credit transaction for `uid` (user lock, then a
  * Firestore transaction with the ledger's retry budget), handing it
  * `correct`. `body` does its reads, calls `correct` at most once (which reads
@@ -77,25 +100,7 @@ export function paymentCorrectionTransaction<R>(
         const [accountSnapshot, purchaseSnapshot] = await tx.getAll(accountRef, purchaseRef);
         const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
         const purchaseLots = ((purchaseSnapshot.get("allocations") ?? []) as Allocation[]).map((part) => part.lot_id);
-        const change = {
-          type: correction.type,
-          amount: correction.type === "clawback" ? -correction.credits : correction.credits,
-          heldDelta: 0,
-          actor: `${correction.provider}:${correction.eventId}`,
-          reason: correction.reason,
-          idempotencyKey: correction.eventId,
-          paymentId: correction.paymentId,
-          metadata: { payment_id: correction.paymentId, provider: correction.provider },
-          lots:
-            correction.type === "clawback"
-              ? { kind: "clawback" as const, first: purchaseLots.length > 0 ? purchaseLots : [purchaseLotId(uid)] }
-              : {
-                  kind: "add" as const,
-                  source: "purchase" as const,
-                  priority: DEFAULT_PRIORITY.purchase,
-                  expiresAt: null,
-                },
-        };
+        const change = correctionChange(uid, correction, purchaseLots);
         await readLotsFor(tx, deps.db, account, change, clock.now());
         return postEntry(tx, deps.db, account, change).posted;
       }),

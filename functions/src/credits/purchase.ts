@@ -19,7 +19,8 @@ import {
   type IdempotentDeps,
 } from "./idempotency";
 import { accountFrom, postEntry, readLotsFor, runCreditTransaction, userRef, type Change, type Posted } from "./ledger";
-import { DEFAULT_PRIORITY } from "./lots";
+import { correctionChange } from "./clawback";
+import { DEFAULT_PRIORITY, lotIdOf } from "./lots";
 import { withUserLock } from "./user-lock";
 import { systemClock } from "../shared/time";
 
@@ -32,15 +33,31 @@ export interface PurchaseGrant {
   paymentId: string;
   credits: number;
   reason: string;
+  /**
+   * Credits the payment already lost to refunds or disputes reported before it was granted (Stripe events
+   * arrive in any order): taken back by one `clawback` entry right after the purchase, in the same transaction,
+   * from the purchase's own lot first. `eventId` is the event that grants (the entry's idempotency key).
+   */
+  clawBack?: { credits: number; eventId: string; reason: string };
 }
 
-/** The posted purchase entry and the balance after it; `replayed` when this payment was granted before. */
+/**
+ * The posted purchase entry and the balance after it; `replayed` when this payment was granted before.
+ * `clawback`: the entry that took back `clawBack`, when one was asked for and posted.
+ */
 export interface PurchaseResult extends Posted {
   replayed: boolean;
+  clawback?: Posted;
 }
 
 /** Grants a purchase inside the running transaction; see purchaseTransaction. */
 export type GrantPurchase = (grant: PurchaseGrant) => Promise<PurchaseResult>;
+
+/** The lot a purchase change adds to. */
+function purchaseLotOf(uid: string, change: Change): string {
+  if (change.lots.kind !== "add") throw new Error("a purchase adds a lot");
+  return lotIdOf(uid, change.lots.source, change.lots.priority, change.lots.expiresAt);
+}
 
 function purchaseScope(uid: string, grant: PurchaseGrant): IdempotencyScope {
   return {
@@ -88,10 +105,30 @@ export function purchaseTransaction<R>(
           metadata: { payment_id: grant.paymentId, provider: grant.provider },
           lots: { kind: "add", source: "purchase", priority: DEFAULT_PRIORITY.purchase, expiresAt: null },
         };
-        await readLotsFor(tx, deps.db, account, change, clock.now());
+        const now = clock.now();
+        await readLotsFor(tx, deps.db, account, change, now);
+        const lost = grant.clawBack;
+        if (lost && (!Number.isSafeInteger(lost.credits) || lost.credits <= 0 || lost.credits > grant.credits))
+          throw new Error(`purchaseTransaction: cannot claw back ${lost.credits} of ${grant.credits} credits`);
+        // Every read before the first write: the clawback's lots (the purchase lot, then burn order) too.
+        const correction = lost
+          ? correctionChange(
+              uid,
+              {
+                type: "clawback",
+                provider: grant.provider,
+                paymentId: grant.paymentId,
+                purchaseEntryId: null,
+                ...lost,
+              },
+              [purchaseLotOf(uid, change)],
+            )
+          : null;
+        if (correction) await readLotsFor(tx, deps.db, account, correction, now);
         const { posted } = postEntry(tx, deps.db, account, change);
-        recordIdempotency(tx, check, scope, posted, clock.now());
-        return { ...posted, replayed: false };
+        recordIdempotency(tx, check, scope, posted, now);
+        const clawback = correction ? postEntry(tx, deps.db, account, correction).posted : undefined;
+        return { ...posted, replayed: false, ...(clawback ? { clawback } : {}) };
       }),
     ),
   );

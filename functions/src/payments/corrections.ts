@@ -20,12 +20,16 @@
  * reordered deliveries of the same events end in the same state.
  *
  * The payment is found by the `payment_intent` recorded when its checkout
- * completed; events about payment intents we never recorded change nothing.
+ * completed. Stripe reorders events, so a refund or dispute may arrive before
+ * the checkout event that records its payment intent: it is then **parked**
+ * (parkCorrection) and the transaction that records the payment intent on the
+ * payment applies it (webhook.ts). Events about payment intents no payment
+ * ever records stay parked until their record expires: they change no credits.
  * The decision is made from the payment as read inside the credit transaction
  * that posts the entry, together with the event's record: one writer at a time
  * per payment, and each event applied once.
  */
-import type { Firestore } from "firebase-admin/firestore";
+import type { DocumentReference, Firestore } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { paymentCorrectionTransaction, type CorrectPayment } from "../credits";
 import { logs } from "../shared/logs";
@@ -126,10 +130,17 @@ export async function applyCorrectionEvent(
 ): Promise<EventOutcome> {
   const read = reportOf(event);
   if (!read) return "ignored";
-  const payment = await findByPaymentIntent(deps.db, read.paymentIntent);
-  if (!payment) return "ignored";
-  const { id: paymentId, userId: uid } = payment;
   const clock = deps.clock ?? systemClock;
+  let payment = await findByPaymentIntent(deps.db, read.paymentIntent);
+  if (!payment) {
+    const parked = await parkCorrection(deps.db, event, read, stripeEvents, retentionDays, clock.now());
+    if ("outcome" in parked) {
+      logs.stripeEventApplied({ event_id: event.id, type: event.type, payment_intent: read.paymentIntent, ...parked });
+      return parked.outcome;
+    }
+    payment = parked.payment;
+  }
+  const { id: paymentId, userId: uid } = payment;
 
   const { outcome, credits } = await paymentCorrectionTransaction(deps, uid, async (tx, correct: CorrectPayment) => {
     const eventRef = deps.db.collection(stripeEvents).doc(event.id);
@@ -190,4 +201,76 @@ async function findByPaymentIntent(
   const found = await db.collection(PAYMENTS).where("payment_intent", "==", paymentIntent).limit(1).get();
   const doc = found.docs[0];
   return doc ? { id: doc.id, userId: String(doc.get("user_id")) } : null;
+}
+
+/** A refund or dispute reported before its payment intent was recorded on a payment. */
+export interface ParkedReport {
+  event_id: string;
+  type: string;
+  report: Report;
+}
+
+/** The most reports one payment intent parks (a payment has a handful of refunds and disputes). */
+export const MAX_PARKED = 100;
+
+/**
+ * `stripe_events/payment_intent:{pi}`: the payment intent's parked reports while no payment records it
+ * (`payment_id: null`), then the payment that recorded it. Kept, like every `stripe_events` record, until
+ * `expire_at`. The transaction that records the payment intent on a payment reads and writes it; so does
+ * parkCorrection: a park and a recording that race conflict, and one of them runs again.
+ */
+export function parkedRef(db: Firestore, stripeEvents: string, paymentIntent: string): DocumentReference {
+  return db.collection(stripeEvents).doc(`payment_intent:${paymentIntent}`);
+}
+
+/** The reports parked for a payment intent that no payment has recorded yet (what `parkedRef` holds). */
+export function parkedReportsOf(data: Record<string, unknown> | undefined): ParkedReport[] {
+  if (!data || data.payment_id) return [];
+  return Array.isArray(data.parked) ? (data.parked as ParkedReport[]) : [];
+}
+
+/**
+ * Parks a refund or dispute whose payment intent no payment records (yet), with the event's record, in one
+ * transaction; or, when a payment recorded the payment intent meanwhile, answers that payment.
+ */
+async function parkCorrection(
+  db: Firestore,
+  event: StripeEvent,
+  read: { paymentIntent: string; report: Report },
+  stripeEvents: string,
+  retentionDays: number,
+  now: Date,
+): Promise<{ outcome: EventOutcome } | { payment: { id: string; userId: string } }> {
+  const eventRef = db.collection(stripeEvents).doc(event.id);
+  const ref = parkedRef(db, stripeEvents, read.paymentIntent);
+  return db.runTransaction(async (tx) => {
+    const [eventSnapshot, parkedSnapshot] = await tx.getAll(eventRef, ref);
+    if (eventSnapshot.exists) return { outcome: "duplicate" as const };
+    const data = parkedSnapshot.data();
+    if (data?.payment_id) return { payment: { id: String(data.payment_id), userId: String(data.user_id) } };
+    const parked = parkedReportsOf(data);
+    // Far more than a real payment has: not one of ours, or not worth keeping. Nothing written.
+    if (parked.length >= MAX_PARKED) return { outcome: "ignored" as const };
+    const { FieldValue } = firestoreValues();
+    const expireAt = new Date(now.getTime() + retentionDays * DAY_MS);
+    tx.set(ref, {
+      payment_intent: read.paymentIntent,
+      payment_id: null,
+      user_id: null,
+      parked: [...parked, { event_id: event.id, type: event.type, report: read.report }],
+      updated_at: FieldValue.serverTimestamp(),
+      expire_at: expireAt,
+    });
+    tx.create(eventRef, {
+      type: event.type,
+      payment_id: null,
+      user_id: null,
+      payment_intent: read.paymentIntent,
+      outcome: "parked",
+      credits: 0,
+      received_at: FieldValue.serverTimestamp(),
+      expire_at: expireAt,
+    });
+    return { outcome: "parked" as const };
+  });
 }

@@ -12,11 +12,12 @@
  * whichever of `checkout.session.completed` and
  * `checkout.session.async_payment_succeeded` comes first. Refunds and
  * disputes (`charge.refunded`, `charge.dispute.funds_withdrawn|reinstated`)
- * take credits back or give them back the same way (corrections.ts). Payment
- * intent events save a checkout's card for off-session use and settle auto
- * top-ups (auto-topup.ts). Events of
- * other types, or about sessions and payment intents we never recorded, change
- * nothing and are not recorded.
+ * take credits back or give them back the same way (corrections.ts); one that
+ * arrives before its payment intent is recorded is parked, and the session
+ * event that records the payment intent applies it. Payment intent events save
+ * a checkout's card for off-session use and settle auto top-ups
+ * (auto-topup.ts). Events of other types, or about sessions and payment
+ * intents we never recorded, change nothing and are not recorded.
  */
 import type { Firestore } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
@@ -26,7 +27,16 @@ import { DomainError } from "../shared/errors";
 import { logs } from "../shared/logs";
 import { DAY_MS, systemClock, type Clock } from "../shared/time";
 import { PAYMENTS, paymentRef, type Payment, type PaymentStatus } from "./payment";
-import { applyCorrectionEvent, CORRECTION_EVENTS } from "./corrections";
+import {
+  applyCorrectionEvent,
+  CORRECTION_EVENTS,
+  correctionsOf,
+  creditsLost,
+  learn,
+  parkedRef,
+  parkedReportsOf,
+  type ParkedReport,
+} from "./corrections";
 import {
   applyPaymentIntentEvent,
   PAYMENT_INTENT_EVENTS,
@@ -93,6 +103,11 @@ export type EventOutcome =
   | "unchanged"
   /** A refund or dispute of a payment whose credits were never granted: recorded, nothing taken. */
   | "not-granted"
+  /**
+   * A refund or dispute for a payment intent no payment records yet: kept, and applied by the event that
+   * records the payment intent (the checkout's events may arrive after it).
+   */
+  | "parked"
   /** This event was applied before. */
   | "duplicate"
   /** Not ours or not a type we act on: nothing written. */
@@ -125,13 +140,33 @@ export async function applyStripeEvent(deps: WebhookDeps, event: StripeEvent): P
   const { outcome, expected } = await purchaseTransaction(deps, uid, async (tx, grant) => {
     const eventRef = deps.db.collection(STRIPE_EVENTS).doc(event.id);
     const ref = paymentRef(deps.db, paymentDoc.id);
-    const [eventSnapshot, paymentSnapshot] = await tx.getAll(eventRef, ref);
+    const sessionIntent = paymentIntentOf(session.data);
+    const parkRef = sessionIntent ? parkedRef(deps.db, STRIPE_EVENTS, sessionIntent) : null;
+    const [eventSnapshot, paymentSnapshot, parkSnapshot] = await tx.getAll(
+      eventRef,
+      ref,
+      ...(parkRef ? [parkRef] : []),
+    );
     if (eventSnapshot.exists) return { outcome: "duplicate" as const };
     const payment = paymentSnapshot.data() as Payment;
-    const { outcome, update } = await decide(event.type, session.data, paymentDoc.id, payment, grant);
+    // Refunds and disputes that arrived before any event recorded this payment intent; applied now, once: the
+    // record below says the payment intent is ours from here on.
+    const recording = parkRef !== null && !parkSnapshot?.get("payment_id") && !payment.payment_intent;
+    const parked = recording ? parkedReportsOf(parkSnapshot?.data()) : [];
+    const { outcome, update } = await decide(event, session.data, paymentDoc.id, payment, parked, grant);
     const { FieldValue } = firestoreValues();
     if (update) tx.update(ref, { ...update, updated_at: FieldValue.serverTimestamp() });
     const now = clock.now();
+    if (recording && parkRef)
+      tx.set(parkRef, {
+        payment_intent: sessionIntent,
+        payment_id: paymentDoc.id,
+        user_id: uid,
+        parked,
+        applied_by: event.id,
+        updated_at: FieldValue.serverTimestamp(),
+        expire_at: new Date(now.getTime() + STRIPE_EVENTS_RETENTION_DAYS * DAY_MS),
+      });
     tx.create(eventRef, {
       type: event.type,
       payment_id: paymentDoc.id,
@@ -165,18 +200,33 @@ export async function applyStripeEvent(deps: WebhookDeps, event: StripeEvent): P
   return outcome;
 }
 
-type PaymentUpdate = Partial<Pick<Payment, "status" | "payment_intent" | "transaction_id">>;
+type PaymentUpdate = Partial<
+  Pick<
+    Payment,
+    "status" | "payment_intent" | "transaction_id" | "refunded_amount" | "disputes" | "clawed_back" | "correction_ids"
+  >
+>;
 
-/** What one session event does to its payment (and, for a paid one, the grant), inside the transaction. */
+/**
+ * What one session event does to its payment (and, for a paid one, the grant), inside the transaction.
+ * `parked`: refunds and disputes reported before this payment intent was recorded, learnt now; a grant takes
+ * back at once what they (and anything learnt before) say the payment lost.
+ */
 async function decide(
-  type: string,
+  event: StripeEvent,
   session: CheckoutSession,
   paymentId: string,
   payment: Payment,
+  parked: ParkedReport[],
   grant: GrantPurchase,
 ): Promise<{ outcome: EventOutcome; update?: PaymentUpdate }> {
+  const type = event.type;
   const paymentIntent = paymentIntentOf(session);
-  const learnt: PaymentUpdate = paymentIntent && !payment.payment_intent ? { payment_intent: paymentIntent } : {};
+  const known = parked.reduce((sum, { report }) => learn(sum, report), correctionsOf(payment));
+  const learnt: PaymentUpdate = {
+    ...(paymentIntent && !payment.payment_intent ? { payment_intent: paymentIntent } : {}),
+    ...(parked.length > 0 ? { refunded_amount: known.refundedAmount, disputes: known.disputes } : {}),
+  };
   const paid =
     type === "checkout.session.async_payment_succeeded" ||
     (type === "checkout.session.completed" && session.payment_status === "paid");
@@ -191,6 +241,9 @@ async function decide(
   if (session.amount_total !== payment.amount || session.currency !== payment.currency)
     return { outcome: "amount-mismatch", update: learnt };
   if (payment.status === "succeeded") return { outcome: "already-granted", update: learnt };
+  // Nothing was granted yet, so nothing was taken back: what the refunds and disputes known so far say the
+  // payment lost goes back in the grant's own transaction.
+  const lost = creditsLost(payment, known);
   // Keyed by the payment intent, so the two events reporting one payment grant once (a paid session has one;
   // the session id stands in only if a payload ever lacks it).
   const result = await grant({
@@ -199,11 +252,28 @@ async function decide(
     paymentId,
     credits: payment.credits,
     reason: `Purchase of credit pack ${payment.pack_id}`,
+    ...(lost > 0
+      ? {
+          clawBack: {
+            credits: lost,
+            eventId: event.id,
+            reason: `Refunded or disputed before it was granted: credit pack ${payment.pack_id}`,
+          },
+        }
+      : {}),
   });
+  const clawedBack: PaymentUpdate = result.clawback
+    ? {
+        refunded_amount: known.refundedAmount,
+        disputes: known.disputes,
+        clawed_back: known.clawedBack + lost,
+        correction_ids: [...(payment.correction_ids ?? []), result.clawback.transaction_id],
+      }
+    : {};
   return {
     outcome: result.replayed ? "already-granted" : "granted",
     // Money received outranks an earlier failure report (events arrive in any order).
-    update: { ...learnt, status: "succeeded", transaction_id: result.transaction_id },
+    update: { ...learnt, ...clawedBack, status: "succeeded", transaction_id: result.transaction_id },
   };
 }
 
