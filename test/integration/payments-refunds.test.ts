@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import type { Timestamp } from "firebase-admin/firestore";
 import { placeHold } from "../../functions/src/credits/holds";
 import { readAccount, runCreditTransaction } from "../../functions/src/credits/ledger";
 import { adjustCredits, grantCredits, spendCredits } from "../../functions/src/credits/operations";
@@ -14,7 +15,7 @@ import type { Payment } from "../../functions/src/payments/payment";
 import type { StripeClient } from "../../functions/src/payments/stripe-client";
 import { applyStripeEvent, STRIPE_EVENTS, verifyStripeEvent } from "../../functions/src/payments/webhook";
 import type { StripeEventPayload, StripeStandin } from "../../scripts/harness/stripe-standin";
-import { assertLedgerInvariants, db, ledgerOf } from "../support/credits";
+import { assertLedgerInvariants, at, db, ledgerOf, lotsOf } from "../support/credits";
 import { RETURN_URLS, openStripeStandin, shuffled, TEST_PACKS } from "../support/payments";
 import { seededRandom } from "../support/random";
 import { newUid } from "../support/suite";
@@ -252,6 +253,92 @@ describe("integration: payments — refunds and disputes", function () {
         // Whatever came first, every distinct event is recorded.
         for (const event of events) assert.ok((await db().collection(STRIPE_EVENTS).doc(event.id).get()).exists);
       }
+    });
+  });
+
+  describe("pack lots: expires_after_days and priority", () => {
+    const PRO = TEST_PACKS[1]; // 1200 credits for 5000, 365 days, priority 10
+    const DAY = 86_400_000;
+    const purchaseLotsOf = async (uid: string) =>
+      (await lotsOf(uid)).filter((lot) => lot.source === "purchase").sort((a, b) => (a.id < b.id ? -1 : 1));
+
+    it("when a pack has an expiry and a priority, then its purchase adds to that lot; the same day's purchases share it", async () => {
+      const uid = newUid("packlot");
+      const before = Date.now();
+      await buy(uid, "pro");
+      await buy(uid, "pro");
+      await buy(uid, "starter");
+      const after = Date.now();
+      const [pro, starter] = await purchaseLotsOf(uid);
+      // The end of the UTC day, 365 days after the grant.
+      const expiry = (pro.expires_at as Timestamp).toMillis();
+      assert.equal(expiry % DAY, 0);
+      assert.ok(expiry >= before + 365 * DAY && expiry <= Math.ceil((after + 365 * DAY) / DAY) * DAY);
+      assert.deepEqual(
+        [pro.id, pro.priority, pro.amount, pro.remaining],
+        [`${uid}_purchase_10_${expiry}`, 10, 2 * PRO.credits, 2 * PRO.credits],
+      );
+      assert.deepEqual(
+        [starter.id, starter.priority, starter.expires_at, starter.amount],
+        [`${uid}_purchase_80_never`, 80, null, STARTER.credits],
+      );
+      const purchases = (await ledgerOf(uid)).filter((entry) => entry.type === "purchase");
+      assert.deepEqual(
+        purchases.map((entry) => (entry.allocations as Array<{ lot_id: string }>).map((part) => part.lot_id)),
+        [[pro.id], [pro.id], [starter.id]],
+      );
+      // Priority 10 burns before the never-expiring starter credits.
+      const spent = await spend(uid, 5);
+      const entry = (await ledgerOf(uid)).find((row) => row.id === spent.transaction_id);
+      assert.deepEqual(entry?.allocations, [{ lot_id: pro.id, amount: 5 }]);
+      await assertLedgerInvariants(uid);
+    });
+
+    it("when a purchase is refunded, then the clawback takes from the lot its purchase added to, before burn order", async () => {
+      const uid = newUid("packclaw");
+      const starterBuy = await buy(uid, "starter");
+      const proBuy = await buy(uid, "pro");
+      const [pro, starter] = await purchaseLotsOf(uid);
+      // Burn order would take the pro lot (priority 10) first; the starter refund takes its own lot.
+      assert.equal(await apply(standin.refund(starterBuy.paymentIntent).event), "clawed-back");
+      assert.equal(await apply(standin.refund(proBuy.paymentIntent, 2500).event), "clawed-back"); // 600
+      const clawbacks = (await ledgerOf(uid)).filter((entry) => entry.type === "clawback");
+      assert.deepEqual(
+        clawbacks.map((entry) => entry.allocations),
+        [[{ lot_id: starter.id, amount: 100 }], [{ lot_id: pro.id, amount: 600 }]],
+      );
+      assert.equal((await assertLedgerInvariants(uid)).balance, 600);
+    });
+
+    it("when a dispute is won, then the credits go back to the pack's lot, and expire at once if it expired meanwhile", async () => {
+      const uid = newUid("packwon");
+      const { paymentIntent } = await buy(uid, "pro");
+      const [pro] = await purchaseLotsOf(uid);
+      const { dispute, event: withdrawn } = standin.dispute(paymentIntent);
+      assert.equal(await apply(withdrawn), "clawed-back");
+      assert.equal(await apply(standin.reinstate(String(dispute.id))), "reinstated");
+      const reinstate = (await ledgerOf(uid)).find((entry) => entry.type === "reinstate");
+      assert.deepEqual(reinstate?.allocations, [{ lot_id: pro.id, amount: PRO.credits }]);
+      assert.equal((await assertLedgerInvariants(uid)).balance, PRO.credits);
+
+      // Won only after the pack's lot expired: the credits return to it and expire with it.
+      const late = newUid("packlate");
+      const lateBuy = await buy(late, "pro");
+      const [lateLot] = await purchaseLotsOf(late);
+      const second = standin.dispute(lateBuy.paymentIntent);
+      assert.equal(await apply(second.event), "clawed-back");
+      const afterExpiry = at((lateLot.expires_at as Timestamp).toMillis() + DAY);
+      const won = standin.reinstate(String(second.dispute.id));
+      assert.equal(await applyStripeEvent({ db: db(), clock: afterExpiry }, won), "reinstated");
+      const entries = await ledgerOf(late);
+      assert.deepEqual(
+        entries.slice(-2).map((entry) => [entry.type, entry.amount, entry.reason === "lot-expired"]),
+        [
+          ["reinstate", PRO.credits, false],
+          ["expire", -PRO.credits, true],
+        ],
+      );
+      assert.equal((await assertLedgerInvariants(late)).balance, 0);
     });
   });
 

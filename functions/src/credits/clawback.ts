@@ -6,7 +6,9 @@
  * user's other lots in burn order, never from what open holds reserve; what
  * no lot covers becomes the user's debt (`credits_debt`), so it is the one
  * entry that may take a balance below zero (ledger.ts). A `reinstate` (a
- * dispute won) adds credits back to the purchase lot, paying any debt first.
+ * dispute won) adds credits back to the lot the purchase added to (its
+ * priority and expiry), paying any debt first; to that lot past its expiry,
+ * the credits go back and expire at once, as a refund's do (lots.ts).
  *
  * Like a purchase, the caller's own bookkeeping (its payment record, the
  * provider event being applied, which is also what makes the change happen
@@ -26,7 +28,7 @@ import {
   type Change,
   type Posted,
 } from "./ledger";
-import { DEFAULT_PRIORITY, lotIdOf, type Allocation } from "./lots";
+import { DEFAULT_PRIORITY, lotIdOf, lotTermsOf, readLots, type Allocation, type LotMove, type LotSource } from "./lots";
 import { withUserLock } from "./user-lock";
 import { systemClock } from "../shared/time";
 
@@ -53,12 +55,25 @@ function purchaseLotId(uid: string): string {
   return lotIdOf(uid, "purchase", DEFAULT_PRIORITY.purchase, null);
 }
 
+/** Where a reinstate puts credits back: the purchase's own lot when it has one (`terms`), else the default. */
+type ReinstateTo = {
+  lotId: string;
+  terms: { source: LotSource; priority: number; expiresAt: Date | null; lapsed: boolean };
+} | null;
+
 /**
  * The ledger change of a correction: a clawback takes from `purchaseLots` (the lots the purchase entry added
- * to) first, a reinstate adds to the purchase lot. Also used by purchase.ts when a refund or dispute reported
- * before the grant is taken back in the grant's own transaction.
+ * to) first; a reinstate adds to the purchase's lot (`reinstateTo`), or returns to it when it is past its
+ * expiry (the ledger expires them at once), or, for a purchase that added to no lot (it all paid a debt), adds
+ * to the default purchase lot. Also used by purchase.ts when a refund or dispute reported before the grant is
+ * taken back in the grant's own transaction.
  */
-export function correctionChange(uid: string, correction: PaymentCorrection, purchaseLots: string[]): Change {
+export function correctionChange(
+  uid: string,
+  correction: PaymentCorrection,
+  purchaseLots: string[],
+  reinstateTo: ReinstateTo = null,
+): Change {
   return {
     type: correction.type,
     amount: correction.type === "clawback" ? -correction.credits : correction.credits,
@@ -71,8 +86,14 @@ export function correctionChange(uid: string, correction: PaymentCorrection, pur
     lots:
       correction.type === "clawback"
         ? { kind: "clawback", first: purchaseLots.length > 0 ? purchaseLots : [purchaseLotId(uid)] }
-        : { kind: "add", source: "purchase", priority: DEFAULT_PRIORITY.purchase, expiresAt: null },
+        : reinstateLots(reinstateTo, correction.credits),
   };
+}
+
+function reinstateLots(to: ReinstateTo, credits: number): LotMove {
+  if (!to) return { kind: "add", source: "purchase", priority: DEFAULT_PRIORITY.purchase, expiresAt: null };
+  if (to.terms.lapsed) return { kind: "return", to: [{ lot_id: to.lotId, amount: credits }] };
+  return { kind: "add", source: to.terms.source, priority: to.terms.priority, expiresAt: to.terms.expiresAt };
 }
 
 /**
@@ -100,8 +121,16 @@ export function paymentCorrectionTransaction<R>(
         const [accountSnapshot, purchaseSnapshot] = await tx.getAll(accountRef, purchaseRef);
         const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
         const purchaseLots = ((purchaseSnapshot.get("allocations") ?? []) as Allocation[]).map((part) => part.lot_id);
-        const change = correctionChange(uid, correction, purchaseLots);
-        await readLotsFor(tx, deps.db, account, change, clock.now());
+        const now = clock.now();
+        let reinstateTo: ReinstateTo = null;
+        if (correction.type === "reinstate" && purchaseLots.length > 0) {
+          // The purchase's lot first: its terms say where the credits go back.
+          const book = await readLots(tx, deps.db, account, { ids: [purchaseLots[0]], draw: 0 }, now);
+          const terms = lotTermsOf(book, purchaseLots[0]);
+          if (terms) reinstateTo = { lotId: purchaseLots[0], terms };
+        }
+        const change = correctionChange(uid, correction, purchaseLots, reinstateTo);
+        await readLotsFor(tx, deps.db, account, change, now);
         return postEntry(tx, deps.db, account, change).posted;
       }),
     ),

@@ -576,6 +576,21 @@ export function isLapsed(book: LotBook, lotId: string): boolean {
   return lapsed(book, known(book, lotId));
 }
 
+/** A lot's terms (source, priority, expiry) and whether it is past its expiry; null for a lot that does not exist. */
+export function lotTermsOf(
+  book: LotBook,
+  lotId: string,
+): { source: LotSource; priority: number; expiresAt: Date | null; lapsed: boolean } | null {
+  const lot = known(book, lotId);
+  if (!lot.exists) return null;
+  return {
+    source: lot.source,
+    priority: lot.priority,
+    expiresAt: lot.expiresAt === null ? null : new Date(lot.expiresAt),
+    lapsed: lapsed(book, lot),
+  };
+}
+
 /** Marks a lot expired when it has nothing unheld left to expire (no entry needed). */
 export function markExpired(book: LotBook, lotId: string): void {
   const lot = known(book, lotId);

@@ -7,8 +7,9 @@
  * provider's events report the same payment, and in whatever order, one
  * `purchase` entry is posted. The caller's own bookkeeping (its payment record,
  * the provider event it is applying) commits in the same transaction as the
- * entry, so "paid, recorded and granted" is one fact. Purchased credits are a
- * lot of source `purchase` (priority 80, never expire): they burn last.
+ * entry, so "paid, recorded and granted" is one fact. Purchased credits go
+ * into a lot of source `purchase` with the pack's priority and expiry
+ * (default: priority 80, never expire, so they burn last); see purchaseLot.
  */
 import type { Transaction } from "firebase-admin/firestore";
 import {
@@ -20,9 +21,9 @@ import {
 } from "./idempotency";
 import { accountFrom, postEntry, readLotsFor, runCreditTransaction, userRef, type Change, type Posted } from "./ledger";
 import { correctionChange } from "./clawback";
-import { DEFAULT_PRIORITY, lotIdOf } from "./lots";
+import { DEFAULT_PRIORITY, lotIdOf, type LotMove } from "./lots";
 import { withUserLock } from "./user-lock";
-import { systemClock } from "../shared/time";
+import { DAY_MS, systemClock } from "../shared/time";
 
 export interface PurchaseGrant {
   /** The payment provider, e.g. `stripe`; names the key space and the entry's actor. */
@@ -33,6 +34,11 @@ export interface PurchaseGrant {
   paymentId: string;
   credits: number;
   reason: string;
+  /**
+   * The lot the credits go into, as the pack sold describes it: `priority` (0–100; default 80) and
+   * `expiresAfterDays` (null: never). Purchases with the same terms granted the same UTC day share a lot.
+   */
+  lot?: { priority?: number | null; expiresAfterDays?: number | null };
   /**
    * Credits the payment already lost to refunds or disputes reported before it was granted (Stripe events
    * arrive in any order): taken back by one `clawback` entry right after the purchase, in the same transaction,
@@ -52,6 +58,22 @@ export interface PurchaseResult extends Posted {
 
 /** Grants a purchase inside the running transaction; see purchaseTransaction. */
 export type GrantPurchase = (grant: PurchaseGrant) => Promise<PurchaseResult>;
+
+/**
+ * The lot a purchase adds to: the pack's priority (default 80) and expiry, `expiresAfterDays` after `now`
+ * rounded up to the next UTC midnight, so a day's purchases of one pack share one lot (issue 12: lots of the
+ * same source, priority and expiry are one lot), which keeps the lots a spend must read few.
+ */
+export function purchaseLot(grant: Pick<PurchaseGrant, "lot">, now: Date): Extract<LotMove, { kind: "add" }> {
+  const priority = grant.lot?.priority ?? DEFAULT_PRIORITY.purchase;
+  const days = grant.lot?.expiresAfterDays ?? null;
+  if (!Number.isInteger(priority) || priority < 0 || priority > 100)
+    throw new Error(`purchaseTransaction: lot priority ${priority} is not a whole number from 0 to 100`);
+  if (days !== null && (!Number.isInteger(days) || days <= 0))
+    throw new Error(`purchaseTransaction: ${days} is not a positive whole number of days`);
+  const expiresAt = days === null ? null : new Date(Math.ceil((now.getTime() + days * DAY_MS) / DAY_MS) * DAY_MS);
+  return { kind: "add", source: "purchase", priority, expiresAt };
+}
 
 /** The lot a purchase change adds to. */
 function purchaseLotOf(uid: string, change: Change): string {
@@ -103,7 +125,7 @@ export function purchaseTransaction<R>(
           reason: grant.reason,
           idempotencyKey: grant.providerPaymentId,
           metadata: { payment_id: grant.paymentId, provider: grant.provider },
-          lots: { kind: "add", source: "purchase", priority: DEFAULT_PRIORITY.purchase, expiresAt: null },
+          lots: purchaseLot(grant, clock.now()),
         };
         const now = clock.now();
         await readLotsFor(tx, deps.db, account, change, now);

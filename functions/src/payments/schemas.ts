@@ -26,8 +26,10 @@ export const CreditPack = z
     amount: z.number().int().positive().max(99_999_999),
     /** ISO 4217, lowercase as Stripe sends it. */
     currency: z.string().regex(/^[a-z]{3}$/, "a lowercase ISO 4217 code, e.g. usd"),
+    /** The purchased credits' lot expires this many days after the grant (end of that UTC day); none: never. */
     expires_after_days: z.number().int().positive().max(3650).optional(),
-    priority: z.number().int().min(0).max(1000).optional(),
+    /** The purchased credits' lot priority (0–100, lower burns first); default 80, as every purchase. */
+    priority: z.number().int().min(0).max(100).optional(),
   })
   .strict();
 

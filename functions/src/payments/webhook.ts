@@ -252,6 +252,8 @@ async function decide(
     paymentId,
     credits: payment.credits,
     reason: `Purchase of credit pack ${payment.pack_id}`,
+    // The lot the pack describes, as it was sold.
+    lot: { priority: payment.priority, expiresAfterDays: payment.expires_after_days },
     ...(lost > 0
       ? {
           clawBack: {
