@@ -158,10 +158,13 @@ describe("e2e: Stripe purchases through the functions emulator", function () {
     );
     assert.equal(refused.error?.status, "FAILED_PRECONDITION");
     assert.deepEqual(refused.error?.details, { reason: "negative-balance", balance: -30, available: -30, debt: 30 });
+    type Shown = { balance: number; available: number; debt: number };
+    const owing = await callFunction<Shown>("getBalance", {}, { uid });
+    assert.deepEqual([owing.result?.balance, owing.result?.available, owing.result?.debt], [-30, -30, 30]);
 
     assert.equal(await outcomeOf(await stripeStandin.reinstate(String(withdrawn.data.object.id))), "reinstated");
-    const balance = await callFunction<{ balance: number }>("getBalance", {}, { uid });
-    assert.equal(balance.result?.balance, 20);
+    const balance = await callFunction<Shown>("getBalance", {}, { uid });
+    assert.deepEqual([balance.result?.balance, balance.result?.debt], [20, 0]);
     const types = (await ledgerOf(uid)).map((entry) => entry.type);
     assert.deepEqual(types, ["purchase", "clawback", "spend", "clawback", "reinstate"]);
     await assertLedgerInvariants(uid);

@@ -8,7 +8,8 @@ import { randomUUID } from "node:crypto";
 import type { Timestamp } from "firebase-admin/firestore";
 import { placeHold } from "../../functions/src/credits/holds";
 import { readAccount, runCreditTransaction } from "../../functions/src/credits/ledger";
-import { adjustCredits, grantCredits, spendCredits } from "../../functions/src/credits/operations";
+import { adjustCredits, getBalance, grantCredits, spendCredits } from "../../functions/src/credits/operations";
+import { balanceStateOf } from "../../functions/src/mirror/balance";
 import { createJob } from "../../functions/src/jobs/create";
 import { createCheckoutSession } from "../../functions/src/payments/checkout";
 import type { Payment } from "../../functions/src/payments/payment";
@@ -423,6 +424,12 @@ describe("integration: payments — refunds and disputes", function () {
       assert.deepEqual([state.balance, state.held, state.debt], [-60, 20, 80]);
       const user = (await db().collection("users").doc(uid).get()).data()!;
       assert.equal(user.credits_debt, 80);
+      // getBalance and the RTDB mirror's state show it: Σ lots.remaining − debt = balance, available = balance − held.
+      const shown = await getBalance({ db: db() }, uid);
+      assert.deepEqual([shown.balance, shown.held, shown.available, shown.debt], [-60, 20, -80, 80]);
+      const lotsRemaining = (await lotsOf(uid)).reduce((sum, lot) => sum + Number(lot.remaining), 0);
+      assert.equal(lotsRemaining - shown.debt, shown.balance);
+      assert.equal(balanceStateOf(user, 0)?.debt, 80);
 
       const refusedAt = (balance: number) => (error: unknown) => {
         const { code, details } = error as { code: string; details: Record<string, unknown> };
@@ -488,6 +495,7 @@ describe("integration: payments — refunds and disputes", function () {
       assert.deepEqual([last.type, last.debt_delta, last.debt_after], ["purchase", -30, 0]);
       await spend(uid, 70);
       assert.equal((await assertLedgerInvariants(uid)).balance, 20);
+      assert.equal((await getBalance({ db: db() }, uid)).debt, 0, "paid: 0, not absent");
     });
   });
 

@@ -52,7 +52,8 @@ export const getBalance = callable({
       caller.uid,
       input.min_version ?? 0,
       () => balanceOf({ db: firestore() }, caller.uid),
-      (hit): hit is BalanceWithLots => "lots" in hit && summaryCurrent((hit as BalanceWithLots).lots, Date.now()),
+      (hit): hit is BalanceWithLots =>
+        "lots" in hit && "debt" in hit && summaryCurrent((hit as BalanceWithLots).lots, Date.now()),
     );
     const next = state.lots.next_expiry;
     return {

@@ -323,8 +323,13 @@ export async function refundCredits(deps: Deps, adminUid: string, input: RefundI
   });
 }
 
-/** A balance with what getBalance says about the lots (cached with it: both change only with the ledger). */
+/**
+ * A balance with what getBalance says about the lots and the debt (cached with it: all change only with the
+ * ledger). `debt`: credits a clawback could not find in any lot (`credits_debt`, 0 when none); Σ lots.remaining −
+ * debt = balance, so while it is owed the balance (and available) may be below zero and nothing can be spent.
+ */
 export interface BalanceWithLots extends Balance {
+  debt: number;
   lots: LotSummary;
 }
 
@@ -339,6 +344,7 @@ export async function getBalance(deps: Deps, uid: string): Promise<BalanceWithLo
     held,
     available: available({ balance, held }),
     version: Number(data.ledger_version ?? 0),
+    debt: Number(data.credits_debt ?? 0),
     lots,
   };
 }

@@ -16,11 +16,14 @@ import { lotSummary, type Balance, type LotSummary } from "../credits";
 export const USER_BALANCES = "user_balances";
 
 /**
- * What `user_balances/{uid}` holds: the balance, when the user document was
- * written (ms), and the next expiry of credits (`{amount, at}` with `at` in
- * epoch ms, or null; see getBalance's lots summary).
+ * What `user_balances/{uid}` holds: the balance, the debt (`credits_debt`, 0
+ * when none: read from the same user document and version as the balance, so
+ * the version guard keeps them together), when the user document was written
+ * (ms), and the next expiry of credits (`{amount, at}` with `at` in epoch ms,
+ * or null; see getBalance's lots summary).
  */
 export interface BalanceState extends Balance {
+  debt?: number;
   updated_at: number;
   next_expiry?: LotSummary["next_expiry"];
 }
@@ -48,6 +51,7 @@ export function balanceStateOf(
     held,
     available: balance - held,
     version: Number(data.ledger_version ?? 0),
+    debt: Number(data.credits_debt ?? 0),
     updated_at: updatedAtMs,
   };
 }
