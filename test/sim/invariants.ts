@@ -69,6 +69,7 @@ export async function checkAll(w: World): Promise<string[]> {
     ["audit", () => checkAudit(w)],
     ["knowledge", () => checkKnowledge(w)],
     ["providers", () => checkProviders(w)],
+    ["payments", () => checkPayments(w)],
   ];
   if (w.after.swept) checkers.push(["sweep", () => checkSweep(w)]);
   const results = await Promise.allSettled(checkers.map(([, check]) => check()));
@@ -103,6 +104,37 @@ async function settled(check: () => Promise<void>): Promise<void> {
       if (Date.now() >= deadline) throw error;
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/**
+ * Issue 13, per Stripe payment: credits granted − clawed back + reinstated = what the rules owe for the events
+ * the webhook has been told (each at least once, in whatever order): nothing before the paid completion; after
+ * it, the pack less floor(credits × refunded / amount), or nothing while a dispute's funds are withdrawn. Debt
+ * ≥ 0 and Σ lots.remaining − debt = balance are checked with the ledger (assertLedgerInvariants).
+ */
+async function checkPayments(w: World): Promise<void> {
+  const byUser = new Map<string, Entry[]>();
+  for (const uid of new Set(w.payments.map((payment) => payment.uid))) byUser.set(uid, await ledgerOf(uid));
+  for (const payment of w.payments) {
+    const told = payment.delivered;
+    const lost =
+      told.withdrawn && !told.reinstated
+        ? payment.credits
+        : Math.floor((payment.credits * told.refunded) / payment.amount);
+    const owed = told.paid ? payment.credits - lost : 0;
+    const moved = (byUser.get(payment.uid) ?? [])
+      .filter((entry) => {
+        const metadata = (entry.metadata ?? {}) as Data;
+        return entry.payment_id === payment.id || (entry.type === "purchase" && metadata.payment_id === payment.id);
+      })
+      .reduce((sum, entry) => sum + Number(entry.amount), 0);
+    assert.equal(
+      moved,
+      owed,
+      `payment ${payment.id} of ${payment.uid}: granted − clawed back + reinstated = ${moved}, the rules owe ${owed} ` +
+        `(told: ${JSON.stringify(told)})`,
+    );
   }
 }
 

@@ -32,6 +32,8 @@ import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/retent
 import { runProviderHealthCheck } from "../../functions/src/routing/provider-health";
 import { runTtlCleanup } from "../../functions/src/retention/runner";
 import { DomainError } from "../../functions/src/shared/errors";
+import type { PaymentDraft } from "../../functions/src/payments/payment";
+import { applyStripeEvent } from "../../functions/src/payments/webhook";
 import { control, waitFor } from "../support/suite";
 import {
   DAY,
@@ -42,7 +44,9 @@ import {
   gate,
   type EmbeddingMessage,
   type QueueOp,
+  type SimPayment,
   type SimSource,
+  type SimStripeDelivery,
   type World,
 } from "./world";
 
@@ -62,6 +66,42 @@ export interface Operation {
 }
 
 const ADMIN = "sim-admin";
+/** Stripe retries an event for three days; after that the sim stops owing it. */
+const STRIPE_RETRY_MS = 3 * DAY;
+/** The packs the sim sells: one as every purchase (priority 80, never expires), one expiring and burning early. */
+const SIM_PACKS = [
+  { pack_id: "small", credits: 40, amount: 400, expires_after_days: null, priority: null },
+  { pack_id: "month", credits: 90, amount: 700, expires_after_days: 2, priority: 30 },
+] as const;
+
+/** A Stripe event about `payment` (the shapes the webhook reads), owed from now. */
+function sendStripe(w: World, payment: SimPayment, type: string, object: Record<string, unknown>): SimStripeDelivery {
+  const delivery = { payment, event: { id: w.id("evt"), type, data: { object } }, sentAt: w.clock.now().getTime() };
+  w.stripeDeliveries.push(delivery);
+  return delivery;
+}
+
+function chargeOf(payment: SimPayment): Record<string, unknown> {
+  return {
+    id: `ch_${payment.paymentIntent}`,
+    object: "charge",
+    payment_intent: payment.paymentIntent,
+    amount: payment.amount,
+    amount_refunded: payment.refunded,
+    currency: "usd",
+  };
+}
+
+/** What a delivered event tells the model of what the webhook has been told. */
+function learnDelivered(delivery: SimStripeDelivery): void {
+  const { payment, event } = delivery;
+  const object = event.data.object;
+  if (event.type === "checkout.session.completed") payment.delivered.paid = true;
+  if (event.type === "charge.refunded")
+    payment.delivered.refunded = Math.max(payment.delivered.refunded, Number(object.amount_refunded));
+  if (event.type === "charge.dispute.funds_withdrawn") payment.delivered.withdrawn = true;
+  if (event.type === "charge.dispute.funds_reinstated") payment.delivered.reinstated = true;
+}
 const PUBSUB_RETENTION_MS = 7 * DAY;
 
 /**
@@ -501,6 +541,143 @@ export const OPERATIONS: Operation[] = [
             .join(" ");
         }),
     }),
+  },
+  {
+    // A Checkout payment paid at Stripe: the payment as createCheckoutSession records it, and its paid
+    // `checkout.session.completed` owed to the webhook (granted through purchaseTransaction when delivered).
+    name: "buyPack",
+    weight: 3,
+    when: (w) => w.users.length > 0,
+    plan: (w) => {
+      const user = w.rng.pick(w.users);
+      const pack = w.rng.pick(SIM_PACKS);
+      const payment: SimPayment = {
+        id: w.id("pay"),
+        uid: user.uid,
+        sessionId: w.id("cs"),
+        paymentIntent: w.id("pi"),
+        credits: pack.credits,
+        amount: pack.amount,
+        refunded: 0,
+        delivered: { paid: false, refunded: 0, withdrawn: false, reinstated: false },
+      };
+      return {
+        detail: `${user.uid} ${pack.pack_id} ${payment.id}`,
+        run: () =>
+          outcomeOf(async () => {
+            const draft: PaymentDraft = {
+              user_id: user.uid,
+              pack_id: pack.pack_id,
+              credits: pack.credits,
+              amount: pack.amount,
+              currency: "usd",
+              expires_after_days: pack.expires_after_days,
+              priority: pack.priority,
+              status: "pending",
+              provider: "stripe",
+              checkout_session_id: payment.sessionId,
+              checkout_url: null,
+              payment_intent: null,
+              save_payment_method: false,
+              request_fingerprint: "sim",
+              transaction_id: null,
+            };
+            await w.db
+              .collection("payments")
+              .doc(payment.id)
+              .set({ ...draft, created_at: w.clock.now() });
+            w.payments.push(payment);
+            sendStripe(w, payment, "checkout.session.completed", {
+              id: payment.sessionId,
+              object: "checkout.session",
+              payment_status: "paid",
+              amount_total: payment.amount,
+              currency: "usd",
+              payment_intent: payment.paymentIntent,
+            });
+            return "paid at Stripe";
+          }),
+      };
+    },
+  },
+  {
+    // A partial or full refund at Stripe: `charge.refunded` with the cumulative amount, owed to the webhook
+    // (possibly before the payment's own checkout event).
+    name: "refundPayment",
+    weight: 2,
+    when: (w) => w.payments.some((payment) => payment.refunded < payment.amount),
+    plan: (w) => {
+      const payment = w.rng.pick(w.payments.filter((candidate) => candidate.refunded < candidate.amount));
+      const full = w.rng.chance(0.3);
+      const amount = full ? payment.amount - payment.refunded : w.rng.int(1, payment.amount - payment.refunded);
+      return {
+        detail: `${payment.id} ${full ? "in full" : `+${amount}`}`,
+        run: async () => {
+          payment.refunded += amount;
+          sendStripe(w, payment, "charge.refunded", chargeOf(payment));
+          return `refunded ${payment.refunded} of ${payment.amount}`;
+        },
+      };
+    },
+  },
+  {
+    // A dispute opened (funds withdrawn) or won (funds reinstated) at Stripe, owed to the webhook.
+    name: "disputePayment",
+    weight: 2,
+    when: (w) => w.payments.some((payment) => payment.dispute?.state !== "reinstated"),
+    plan: (w) => {
+      const payment = w.rng.pick(w.payments.filter((candidate) => candidate.dispute?.state !== "reinstated"));
+      const win = payment.dispute !== undefined;
+      return {
+        detail: `${payment.id} ${win ? "won" : "opened"}`,
+        run: async () => {
+          payment.dispute = win
+            ? { id: payment.dispute!.id, state: "reinstated" }
+            : { id: w.id("dp"), state: "withdrawn" };
+          sendStripe(w, payment, win ? "charge.dispute.funds_reinstated" : "charge.dispute.funds_withdrawn", {
+            id: payment.dispute.id,
+            object: "dispute",
+            payment_intent: payment.paymentIntent,
+            amount: payment.amount,
+            currency: "usd",
+          });
+          return payment.dispute.state;
+        },
+      };
+    },
+  },
+  {
+    // Stripe delivering one owed event to the webhook: any order, duplicated (kept for later), racing others;
+    // one older than Stripe's three days of retries is no longer sent.
+    name: "deliverStripe",
+    weight: 5,
+    when: (w) => w.stripeDeliveries.length > 0,
+    plan: (w) => {
+      const now = w.clock.now().getTime();
+      w.stripeDeliveries = w.stripeDeliveries.filter((delivery) => now - delivery.sentAt <= STRIPE_RETRY_MS);
+      if (w.stripeDeliveries.length === 0) return { detail: "nothing owed", run: () => Promise.resolve("none") };
+      const delivery = take(w, w.stripeDeliveries, 0.3);
+      return {
+        detail: `${delivery.event.type} ${delivery.event.id} ${delivery.payment.id}`,
+        run: () =>
+          outcomeOf(async () => {
+            const outcome = await applyStripeEvent({ db: w.db, lock: w.redis, clock: w.clock }, delivery.event).catch(
+              (error: unknown) => {
+                // Answered 5xx: Stripe sends it again.
+                w.stripeDeliveries.push(delivery);
+                throw error;
+              },
+            );
+            learnDelivered(delivery);
+            // A purchase re-opens a closed account.
+            if (outcome === "granted") {
+              const user = w.users.find((candidate) => candidate.uid === delivery.payment.uid);
+              if (user) user.deleted = false;
+            }
+            return outcome;
+          }),
+      };
+    },
   },
   {
     name: "advanceClock",

@@ -173,6 +173,28 @@ export interface ClosureDelivery {
 /** An audit trigger's event for users/{uid} (path and time are filled in at delivery), and the actor it must record. */
 export type AuditDelivery = Pick<AuditEvent, "eventId" | "before" | "after"> & { uid: string; actor: string };
 
+/** A Stripe event the sim owes the webhook: sent at `sentAt` (sim ms); Stripe retries it for three days. */
+export interface SimStripeDelivery {
+  payment: SimPayment;
+  event: { id: string; type: string; data: { object: Record<string, unknown> } };
+  sentAt: number;
+}
+
+/** A Checkout payment as Stripe sees it (what it has sent) and as the webhook has been told (what was delivered). */
+export interface SimPayment {
+  id: string;
+  uid: string;
+  sessionId: string;
+  paymentIntent: string;
+  credits: number;
+  amount: number;
+  /** Sent so far: the cumulative amount refunded, the dispute and its state. */
+  refunded: number;
+  dispute?: { id: string; state: "withdrawn" | "reinstated" };
+  /** Delivered at least once: the paid completion, the largest cumulative refund, dispute states. */
+  delivered: { paid: boolean; refunded: number; withdrawn: boolean; reinstated: boolean };
+}
+
 export interface SimProvider {
   name: string;
   ok: boolean;
@@ -215,6 +237,8 @@ export class World {
   messages: EmbeddingMessage[] = [];
   sources: SimSource[] = [];
   providers: SimProvider[] = [];
+  payments: SimPayment[] = [];
+  stripeDeliveries: SimStripeDelivery[] = [];
   /** Spend and capture entries a refund may name. */
   refundable: string[] = [];
   alerts: string[] = [];
