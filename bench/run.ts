@@ -14,6 +14,7 @@ import { coldStart } from "./coldstart";
 import { creditsBench } from "./credits";
 import { embeddingsBench } from "./embeddings";
 import { jobsBench } from "./jobs";
+import { paymentsBench } from "./payments";
 import { printRows, type Row } from "./stats";
 import { ttlBench } from "./ttl";
 
@@ -25,6 +26,7 @@ const SCENARIOS: Record<string, (rows: Row[]) => unknown> = {
   embeddings: async (rows) => rows.push(...(await embeddingsBench())),
   ttl: async (rows) => rows.push(...(await ttlBench())),
   jobs: async (rows) => rows.push(...(await jobsBench())),
+  payments: (rows) => paymentsBench(rows),
 };
 
 async function main(): Promise<void> {
