@@ -546,7 +546,7 @@ export const OPERATIONS: Operation[] = [
     // A Checkout payment paid at Stripe: the payment as createCheckoutSession records it, and its paid
     // `checkout.session.completed` owed to the webhook (granted through purchaseTransaction when delivered).
     name: "buyPack",
-    weight: 3,
+    weight: 5,
     when: (w) => w.users.length > 0,
     plan: (w) => {
       const user = w.rng.pick(w.users);
@@ -604,7 +604,7 @@ export const OPERATIONS: Operation[] = [
     // A partial or full refund at Stripe: `charge.refunded` with the cumulative amount, owed to the webhook
     // (possibly before the payment's own checkout event).
     name: "refundPayment",
-    weight: 2,
+    weight: 4,
     when: (w) => w.payments.some((payment) => payment.refunded < payment.amount),
     plan: (w) => {
       const payment = w.rng.pick(w.payments.filter((candidate) => candidate.refunded < candidate.amount));
@@ -623,7 +623,7 @@ export const OPERATIONS: Operation[] = [
   {
     // A dispute opened (funds withdrawn) or won (funds reinstated) at Stripe, owed to the webhook.
     name: "disputePayment",
-    weight: 2,
+    weight: 3,
     when: (w) => w.payments.some((payment) => payment.dispute?.state !== "reinstated"),
     plan: (w) => {
       const payment = w.rng.pick(w.payments.filter((candidate) => candidate.dispute?.state !== "reinstated"));
@@ -650,7 +650,7 @@ export const OPERATIONS: Operation[] = [
     // Stripe delivering one owed event to the webhook: any order, duplicated (kept for later), racing others;
     // one older than Stripe's three days of retries is no longer sent.
     name: "deliverStripe",
-    weight: 5,
+    weight: 10,
     when: (w) => w.stripeDeliveries.length > 0,
     plan: (w) => {
       const now = w.clock.now().getTime();
