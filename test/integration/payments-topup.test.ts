@@ -24,7 +24,7 @@ import type { StripeClient } from "../../functions/src/payments/stripe-client";
 import { applyStripeEvent } from "../../functions/src/payments/webhook";
 import type { Clock } from "../../functions/src/shared/time";
 import type { StripeEventPayload, StripeStandin } from "../../scripts/harness/stripe-standin";
-import { assertLedgerInvariants, ledgerOf } from "../support/credits";
+import { assertLedgerInvariants, ledgerOf, lotsOf } from "../support/credits";
 import { openStripeStandin, RETURN_URLS, TEST_PACKS } from "../support/payments";
 import { fixedClock, mongo, unwatchedFirestore } from "../support/stores";
 import { newUid } from "../support/suite";
@@ -32,6 +32,7 @@ import { newUid } from "../support/suite";
 const SECRET_KEY = "sk_test_topup";
 const WEBHOOK_SECRET = "whsec_topup";
 const STARTER = TEST_PACKS[0];
+const PRO = TEST_PACKS[1];
 
 describe("integration: auto top-up (saved card, ledger trigger, off-session charge)", function () {
   this.timeout(120_000);
@@ -318,6 +319,27 @@ describe("integration: auto top-up (saved card, ledger trigger, off-session char
       assert.deepEqual([state?.pending_topup_id, state?.consecutive_failures], [null, 0]);
       const { balance } = await assertLedgerInvariants(uid, store);
       assert.equal(balance, STARTER.credits - 60 + STARTER.credits);
+    });
+
+    it("when the pack has an expiry and a priority, then the top-up's credits land in a lot with them, as a checkout's would", async () => {
+      const uid = newUid("prolot");
+      await saveCard(uid);
+      await setAutoTopUp(deps(), uid, { enabled: true, threshold: 50, pack_id: PRO.pack_id, monthly_cap: 5000 });
+      await spend(uid, 60);
+      const [topUp] = await topUpsOf(uid);
+      assert.ok(topUp);
+      const chargedAt = Date.now();
+      const { reported } = await chargeAndReport(topUp.id);
+      assert.equal(reported, "granted");
+      const lot = (await lotsOf(uid, store)).find((candidate) => candidate.amount === PRO.credits);
+      assert.ok(lot, "a lot of the pack's credits");
+      assert.deepEqual([lot.source, lot.priority], ["purchase", PRO.priority]);
+      // The pack's days after the grant, rounded up to the next UTC midnight (purchaseLot).
+      const expiresAt = (lot.expires_at as { toMillis(): number } | null)?.toMillis() ?? null;
+      const days = (PRO.expires_after_days ?? 0) * 86_400_000;
+      assert.ok(expiresAt !== null && expiresAt >= chargedAt + days && expiresAt <= Date.now() + days + 86_400_000);
+      assert.equal(expiresAt % 86_400_000, 0, "at a UTC midnight");
+      await assertLedgerInvariants(uid, store);
     });
 
     it("when the monthly cap would be exceeded, then no top-up starts; the next month it starts again", async () => {

@@ -13,6 +13,8 @@ const state = (overrides: Partial<AutoTopUpState> = {}): AutoTopUpState => ({
   credits: 100,
   amount: 500,
   currency: "usd",
+  expires_after_days: null,
+  priority: null,
   pending_topup_id: null,
   month: "2026-12",
   month_credits: 0,

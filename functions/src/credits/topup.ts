@@ -45,6 +45,9 @@ export interface TopUpPack {
   credits: number;
   amount: number;
   currency: string;
+  /** The lot the credits go into, as for a checkout of the pack (null: purchase defaults). */
+  expires_after_days: number | null;
+  priority: number | null;
 }
 
 /** `users/{uid}.auto_topup`. */
@@ -98,6 +101,8 @@ export function autoTopUpOf(fields: Record<string, unknown>): AutoTopUpState | n
     credits: Number(raw.credits ?? 0),
     amount: Number(raw.amount ?? 0),
     currency: String(raw.currency ?? ""),
+    expires_after_days: typeof raw.expires_after_days === "number" ? raw.expires_after_days : null,
+    priority: typeof raw.priority === "number" ? raw.priority : null,
     pending_topup_id: typeof raw.pending_topup_id === "string" ? raw.pending_topup_id : null,
     month: typeof raw.month === "string" ? raw.month : null,
     month_credits: Number(raw.month_credits ?? 0),
@@ -146,6 +151,8 @@ export function topUpDue(
       credits: state.credits,
       amount: state.amount,
       currency: state.currency,
+      expires_after_days: state.expires_after_days,
+      priority: state.priority,
       month,
       ledger_version: change.version,
       transaction_id: change.transactionId,

@@ -92,7 +92,13 @@ export async function setAutoTopUp(
     deps,
     uid,
     input,
-    { credits: pack.credits, amount: pack.amount, currency: pack.currency },
+    {
+      credits: pack.credits,
+      amount: pack.amount,
+      currency: pack.currency,
+      expires_after_days: pack.expires_after_days ?? null,
+      priority: pack.priority ?? null,
+    },
     hasPaymentMethod,
   );
   logs.autoTopUpSet({ uid, enabled: state.enabled, pack_id: state.pack_id, threshold: state.threshold });
@@ -204,8 +210,9 @@ async function recordTopUpPayment(db: Firestore, paymentId: string, topupId: str
       credits: topUp.credits,
       amount: topUp.amount,
       currency: topUp.currency,
-      expires_after_days: null,
-      priority: null,
+      // Older top-ups (before the lot terms were kept) have neither: purchase defaults.
+      expires_after_days: topUp.expires_after_days ?? null,
+      priority: topUp.priority ?? null,
       status: "pending",
       provider: "stripe",
       kind: "auto_topup",
@@ -419,6 +426,7 @@ async function applyTopUpEvent(
         paymentId,
         credits: current.credits,
         reason: `Auto top-up: credit pack ${current.pack_id}`,
+        lot: { priority: current.priority, expiresAfterDays: current.expires_after_days },
       });
       settleTopUp(tx, topUpSnapshot, userSnapshot, {
         status: "succeeded",
