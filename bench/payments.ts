@@ -16,8 +16,7 @@ import { randomUUID } from "node:crypto";
 import { firestore } from "../functions/src/adapters/firebase";
 import { grantCredits } from "../functions/src/credits/operations";
 import type { PaymentDraft } from "../functions/src/payments/payment";
-import { STRIPE_API_VERSION } from "../functions/src/payments/stripe-client";
-import { deliverEvent, type StripeEventPayload } from "../scripts/harness/stripe-standin";
+import { deliverEvent, stripeEvent, type StripeEventPayload } from "../scripts/harness/stripe-standin";
 import { env, suite } from "../test/support/suite";
 import type { Row } from "./stats";
 
@@ -57,26 +56,14 @@ export async function paymentsBench(rows: Row[], samples = 40, concurrent = 10):
       .collection("payments")
       .doc(`pay_bench_${run}_${counter}`)
       .set({ ...draft, created_at: new Date() });
-    return {
-      id: `evt_bench_${run}_${counter}`,
-      object: "event",
-      type: "checkout.session.completed",
-      api_version: STRIPE_API_VERSION,
-      created: Math.floor(Date.now() / 1000),
-      livemode: false,
-      pending_webhooks: 1,
-      request: { id: null, idempotency_key: null },
-      data: {
-        object: {
-          id: sessionId,
-          object: "checkout.session",
-          payment_status: "paid",
-          amount_total: AMOUNT,
-          currency: "usd",
-          payment_intent: `pi_bench_${run}_${counter}`,
-        },
-      },
-    };
+    return stripeEvent(`evt_bench_${run}_${counter}`, "checkout.session.completed", {
+      id: sessionId,
+      object: "checkout.session",
+      payment_status: "paid",
+      amount_total: AMOUNT,
+      currency: "usd",
+      payment_intent: `pi_bench_${run}_${counter}`,
+    });
   };
   const post = async (event: StripeEventPayload) => {
     const answer = await deliverEvent(url, event, secret);

@@ -129,6 +129,29 @@ export interface StripeStandin {
 /** Stripe's API version the stand-in claims; events carry it. */
 const API_VERSION = "2026-11-18.endive";
 
+/**
+ * An event as Stripe sends it, around a copy of `object`: the stand-in's own events, and those a test or the
+ * bench makes up for objects the stand-in never saw.
+ */
+export function stripeEvent(
+  id: string,
+  type: string,
+  object: Record<string, unknown>,
+  created = Math.floor(Date.now() / 1000),
+): StripeEventPayload {
+  return {
+    id,
+    object: "event",
+    type,
+    api_version: API_VERSION,
+    created,
+    livemode: false,
+    pending_webhooks: 1,
+    request: { id: null, idempotency_key: null },
+    data: { object: structuredClone(object) },
+  };
+}
+
 type FormValue = string | FormObject | FormValue[];
 export interface FormObject {
   [key: string]: FormValue;
@@ -652,17 +675,7 @@ export async function startStripeStandin(options: StripeStandinOptions): Promise
   }
 
   function event(type: string, object: Record<string, unknown>): StripeEventPayload {
-    return {
-      id: newId("evt"),
-      object: "event",
-      type,
-      api_version: API_VERSION,
-      created: now(),
-      livemode: false,
-      pending_webhooks: 1,
-      request: { id: null, idempotency_key: null },
-      data: { object: structuredClone(object) },
-    };
+    return stripeEvent(newId("evt"), type, object, now());
   }
 
   function sessionFor(id: string): Record<string, unknown> {

@@ -6,7 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { deliverEvent, signStripePayload, type StripeEventPayload } from "../../scripts/harness/stripe-standin";
+import {
+  deliverEvent,
+  signStripePayload,
+  stripeEvent,
+  type StripeEventPayload,
+} from "../../scripts/harness/stripe-standin";
 import { assertLedgerInvariants, db, ledgerOf } from "../support/credits";
 import {
   RETURN_URLS,
@@ -208,25 +213,13 @@ describe("e2e: Stripe purchases through the functions emulator", function () {
   });
 
   it("when an event is of another type or about a session we never created, then 200 and nothing is written", async () => {
-    const foreign: StripeEventPayload = {
-      id: `evt_foreign_${randomUUID()}`,
-      object: "event",
-      type: "checkout.session.completed",
-      api_version: "2026-11-18.endive",
-      created: Math.floor(Date.now() / 1000),
-      livemode: false,
-      pending_webhooks: 1,
-      request: { id: null, idempotency_key: null },
-      data: {
-        object: {
-          id: `cs_test_foreign_${randomUUID()}`,
-          payment_status: "paid",
-          amount_total: 500,
-          currency: "usd",
-          payment_intent: "pi_foreign",
-        },
-      },
-    };
+    const foreign = stripeEvent(`evt_foreign_${randomUUID()}`, "checkout.session.completed", {
+      id: `cs_test_foreign_${randomUUID()}`,
+      payment_status: "paid",
+      amount_total: 500,
+      currency: "usd",
+      payment_intent: "pi_foreign",
+    });
     const other = { ...foreign, id: `evt_other_${randomUUID()}`, type: "invoice.paid" };
     for (const event of [foreign, other]) {
       const answer = await deliver(event);

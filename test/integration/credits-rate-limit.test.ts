@@ -1,18 +1,8 @@
 /** The spend rate limit with and without Redis (real redis-server; a gateway to nowhere for "down"). */
 import assert from "node:assert/strict";
-import { RedisGateway } from "../../functions/src/adapters/redis";
 import { RateLimiter } from "../../functions/src/credits/rate-limit";
+import { downRedisGateway as downGateway } from "../support/stores";
 import { newUid } from "../support/suite";
-
-function downGateway(): RedisGateway {
-  // Port 1 on loopback: nothing listens, every call fails fast.
-  return new RedisGateway({
-    url: "redis://127.0.0.1:1",
-    commandTimeoutMs: 100,
-    connectWaitMs: 100,
-    breaker: { failureThreshold: 1, cooldownMs: 60_000 },
-  });
-}
 
 async function allowedOf(limiter: RateLimiter, uid: string, tries: number): Promise<number> {
   let allowed = 0;

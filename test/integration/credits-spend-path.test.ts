@@ -4,7 +4,7 @@
  * Real redis-server and Firestore emulator; a gateway to nowhere for "Redis down".
  */
 import assert from "node:assert/strict";
-import { RedisGateway } from "../../functions/src/adapters/redis";
+import type { RedisGateway } from "../../functions/src/adapters/redis";
 import type { Firestore } from "firebase-admin/firestore";
 import { RateLimited } from "../../functions/src/credits/errors";
 import { spendCredits } from "../../functions/src/credits/operations";
@@ -13,26 +13,8 @@ import { spendAsUser } from "../../functions/src/credits/spend";
 import { lockKeyOf } from "../../functions/src/credits/user-lock";
 import { balanceKey } from "../../functions/src/mirror/cache";
 import { assertLedgerInvariants, db, fund, grantLot, ledgerOf } from "../support/credits";
-import { newUid, suite, waitFor } from "../support/suite";
-
-function liveGateway(): RedisGateway {
-  return new RedisGateway({
-    url: suite.redisUrl,
-    commandTimeoutMs: 2000,
-    connectWaitMs: 2000,
-    breaker: { failureThreshold: 1000, cooldownMs: 10 },
-  });
-}
-
-function downGateway(): RedisGateway {
-  // Port 1 on loopback: nothing listens, every call fails fast.
-  return new RedisGateway({
-    url: "redis://127.0.0.1:1",
-    commandTimeoutMs: 100,
-    connectWaitMs: 100,
-    breaker: { failureThreshold: 1, cooldownMs: 60_000 },
-  });
-}
+import { downRedisGateway as downGateway, liveRedisGateway as liveGateway } from "../support/stores";
+import { newUid, waitFor } from "../support/suite";
 
 const spendInput = (key: string) => ({ feature: "chat.message", quantity: 1, idempotency_key: key });
 

@@ -6,6 +6,7 @@
 import type { Db, MongoClient } from "mongodb";
 import type { Connection } from "@lancedb/lancedb";
 import type { Firestore } from "firebase-admin/firestore";
+import { RedisGateway } from "../../functions/src/adapters/redis";
 import { FUNCTIONS_DIR, suite } from "./suite";
 
 export { firestore, realtimeDb } from "../../functions/src/adapters/firebase";
@@ -13,6 +14,26 @@ export { firestore, realtimeDb } from "../../functions/src/adapters/firebase";
 /** Loads a package as the functions package resolves it. */
 export function functionsRequire<T>(name: string): T {
   return require(require.resolve(name, { paths: [FUNCTIONS_DIR] })) as T;
+}
+
+/** A gateway to the harness's redis-server whose breaker never opens in a test. */
+export function liveRedisGateway(): RedisGateway {
+  return new RedisGateway({
+    url: suite.redisUrl,
+    commandTimeoutMs: 2000,
+    connectWaitMs: 2000,
+    breaker: { failureThreshold: 1000, cooldownMs: 10 },
+  });
+}
+
+/** "Redis down": a gateway to port 1 on loopback, where nothing listens, so every call fails fast. */
+export function downRedisGateway(): RedisGateway {
+  return new RedisGateway({
+    url: "redis://127.0.0.1:1",
+    commandTimeoutMs: 100,
+    connectWaitMs: 100,
+    breaker: { failureThreshold: 1, cooldownMs: 60_000 },
+  });
 }
 
 let unwatched: Firestore | undefined;
