@@ -13,6 +13,7 @@ import { grantCredits, spendCredits } from "../../functions/src/credits/operatio
 import type { AutoTopUpState, TopUp } from "../../functions/src/credits/topup";
 import {
   autoTopUpDisabledNotifier,
+  CHARGE_WINDOW_MS,
   chargeTopUp,
   setAutoTopUp,
   topUpPaymentId,
@@ -339,6 +340,32 @@ describe("integration: auto top-up (saved card, ledger trigger, off-session char
       const days = (PRO.expires_after_days ?? 0) * 86_400_000;
       assert.ok(expiresAt !== null && expiresAt >= chargedAt + days && expiresAt <= Date.now() + days + 86_400_000);
       assert.equal(expiresAt % 86_400_000, 0, "at a UTC midnight");
+      await assertLedgerInvariants(uid, store);
+    });
+
+    it("when the trigger first runs after the charge window, then no PaymentIntent is made and the top-up fails uncounted; one already made is left to its event", async () => {
+      const late = fixedClock(new Date(Date.now() + CHARGE_WINDOW_MS + 60_000));
+      const uid = newUid("late");
+      await saveCard(uid);
+      await enable(uid, 50, 1000);
+      await spend(uid, 60);
+      const [topUp] = await topUpsOf(uid);
+      assert.equal(await chargeTopUp(deps(late), topUp.id), "not-charged");
+      assert.deepEqual(intentsFor(topUp.id), [], "Stripe was not asked: its idempotency key may be forgotten");
+      const [failed] = await topUpsOf(uid);
+      assert.deepEqual([failed.status, failed.failure_reason], ["failed", "charge-window-passed"]);
+      assert.equal((await stateOf(uid))?.consecutive_failures, 0, "not a decline");
+
+      // A top-up whose PaymentIntent was made in time, retried late: left pending for Stripe's event.
+      const other = newUid("late-made");
+      await saveCard(other);
+      await enable(other, 50, 1000);
+      await spend(other, 60);
+      const [made] = await topUpsOf(other);
+      assert.equal(await chargeTopUp(deps(), made.id), "charged");
+      assert.equal(await chargeTopUp(deps(late), made.id), "charged");
+      assert.equal(intentsFor(made.id).length, 1);
+      assert.equal((await topUpsOf(other))[0].status, "pending");
       await assertLedgerInvariants(uid, store);
     });
 

@@ -113,6 +113,14 @@ export async function setAutoTopUp(
 export type ChargeOutcome = "charged" | "declined" | "not-charged" | "settled" | "missing";
 
 /**
+ * How long after a top-up was started it may still be sent to Stripe. Stripe keeps idempotency keys for 24 h;
+ * an event trigger's retries can run about as long. A charge sent after the key was forgotten could make a second
+ * PaymentIntent for a top-up whose first one went through, so past this window the top-up fails instead (not
+ * counted as a decline). If the first attempt did reach Stripe, its payment_intent event still settles it.
+ */
+export const CHARGE_WINDOW_MS = 23 * 60 * 60 * 1000;
+
+/**
  * Charges the pending top-up `topupId` off-session (the trigger on its
  * creation; safe to run again: the same Stripe idempotency key answers the
  * same PaymentIntent, and a settled top-up is left alone).
@@ -138,6 +146,13 @@ export async function chargeTopUp(
   }
   if (!hasPaymentMethod(user)) {
     await fail("no-payment-method", false);
+    return "not-charged";
+  }
+  const startedAt = snapshot.createTime?.toMillis() ?? 0;
+  if ((deps.clock ?? systemClock).now().getTime() - startedAt > CHARGE_WINDOW_MS) {
+    // A PaymentIntent already made for it is Stripe's to settle (its event arrives); without one, give up.
+    if ((await paymentRef(deps.db, paymentId).get()).get("payment_intent")) return "charged";
+    await fail("charge-window-passed", false);
     return "not-charged";
   }
 
