@@ -32,9 +32,10 @@ export async function paymentsBench(rows: Row[], samples = 40, concurrent = 10):
 
   /** A pending payment as createCheckoutSession records it, and the paid completion Stripe would send for it. */
   const newPurchase = async (): Promise<StripeEventPayload> => {
-    counter += 1;
-    const uid = `bench-pay-${run}-${counter}`;
-    const sessionId = `cs_bench_${run}_${counter}`;
+    // Taken before the first await: concurrent purchases (the burst) each get their own number.
+    const n = (counter += 1);
+    const uid = `bench-pay-${run}-${n}`;
+    const sessionId = `cs_bench_${run}_${n}`;
     const draft: PaymentDraft = {
       user_id: uid,
       pack_id: "starter",
@@ -54,15 +55,15 @@ export async function paymentsBench(rows: Row[], samples = 40, concurrent = 10):
     };
     await db
       .collection("payments")
-      .doc(`pay_bench_${run}_${counter}`)
+      .doc(`pay_bench_${run}_${n}`)
       .set({ ...draft, created_at: new Date() });
-    return stripeEvent(`evt_bench_${run}_${counter}`, "checkout.session.completed", {
+    return stripeEvent(`evt_bench_${run}_${n}`, "checkout.session.completed", {
       id: sessionId,
       object: "checkout.session",
       payment_status: "paid",
       amount_total: AMOUNT,
       currency: "usd",
-      payment_intent: `pi_bench_${run}_${counter}`,
+      payment_intent: `pi_bench_${run}_${n}`,
     });
   };
   const post = async (event: StripeEventPayload) => {
