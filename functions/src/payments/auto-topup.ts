@@ -38,7 +38,7 @@ import { InvalidInput } from "../shared/errors";
 import { logs } from "../shared/logs";
 import { DAY_MS, systemClock, type Clock } from "../shared/time";
 import { loadCreditPacks } from "./packs";
-import { paymentIdFor, paymentRef, type Payment, type PaymentDraft } from "./payment";
+import { packTerms, paymentIdFor, paymentRef, type Payment, type PaymentDraft } from "./payment";
 import { PaymentIntent, type SetAutoTopUpInput, type StripeEvent } from "./schemas";
 import type { StripeClient } from "./stripe-client";
 
@@ -88,19 +88,7 @@ export async function setAutoTopUp(
     throw new InvalidInput(`Invalid input (monthly_cap: less than the pack's ${pack.credits} credits)`, [
       { path: "monthly_cap", message: `must be at least the pack's ${pack.credits} credits`, code: "too_small" },
     ]);
-  const state = await configureAutoTopUp(
-    deps,
-    uid,
-    input,
-    {
-      credits: pack.credits,
-      amount: pack.amount,
-      currency: pack.currency,
-      expires_after_days: pack.expires_after_days ?? null,
-      priority: pack.priority ?? null,
-    },
-    hasPaymentMethod,
-  );
+  const state = await configureAutoTopUp(deps, uid, input, packTerms(pack), hasPaymentMethod);
   logs.autoTopUpSet({ uid, enabled: state.enabled, pack_id: state.pack_id, threshold: state.threshold });
   return {
     enabled: state.enabled,
@@ -221,13 +209,7 @@ async function recordTopUpPayment(db: Firestore, paymentId: string, topupId: str
     if ((await tx.get(ref)).exists) return;
     const draft: PaymentDraft = {
       user_id: topUp.user_id,
-      pack_id: topUp.pack_id,
-      credits: topUp.credits,
-      amount: topUp.amount,
-      currency: topUp.currency,
-      // Older top-ups (before the lot terms were kept) have neither: purchase defaults.
-      expires_after_days: topUp.expires_after_days ?? null,
-      priority: topUp.priority ?? null,
+      ...packTerms(topUp),
       status: "pending",
       provider: "stripe",
       kind: "auto_topup",

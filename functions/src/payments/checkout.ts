@@ -15,7 +15,7 @@ import { DomainError } from "../shared/errors";
 import { logs } from "../shared/logs";
 import { ensureCustomer } from "./customer";
 import { findCreditPack } from "./packs";
-import { paymentIdFor, paymentRef, type PaymentDraft } from "./payment";
+import { packTerms, paymentIdFor, paymentRef, type PaymentDraft } from "./payment";
 import type { CreateCheckoutInput } from "./schemas";
 import type { StripeClient } from "./stripe-client";
 
@@ -63,12 +63,7 @@ export async function createCheckoutSession(
       if (existing) return existing;
       const draft: PaymentDraft = {
         user_id: uid,
-        pack_id: pack.pack_id,
-        credits: pack.credits,
-        amount: pack.amount,
-        currency: pack.currency,
-        expires_after_days: pack.expires_after_days ?? null,
-        priority: pack.priority ?? null,
+        ...packTerms(pack),
         status: "pending",
         provider: "stripe",
         checkout_session_id: null,

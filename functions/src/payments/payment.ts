@@ -21,6 +21,31 @@ export type DisputeState = "withdrawn" | "reinstated";
 /** A payment as written, before Firestore sets its timestamps. */
 export type PaymentDraft = Omit<Payment, "created_at" | "updated_at">;
 
+/** What a payment keeps of the pack it sells, as sold: later edits of config/credit_packs change nothing. */
+export type PackTerms = Pick<
+  Payment,
+  "pack_id" | "credits" | "amount" | "currency" | "expires_after_days" | "priority"
+>;
+
+/** The terms of a pack (or of a top-up's copy of one, whose older records lack the lot terms: defaults). */
+export function packTerms(pack: {
+  pack_id: string;
+  credits: number;
+  amount: number;
+  currency: string;
+  expires_after_days?: number | null;
+  priority?: number | null;
+}): PackTerms {
+  return {
+    pack_id: pack.pack_id,
+    credits: pack.credits,
+    amount: pack.amount,
+    currency: pack.currency,
+    expires_after_days: pack.expires_after_days ?? null,
+    priority: pack.priority ?? null,
+  };
+}
+
 export interface Payment {
   user_id: string;
   pack_id: string;
