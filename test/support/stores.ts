@@ -89,17 +89,18 @@ export async function lanceAt(folder: string): Promise<Connection> {
 /**
  * Root-level hook (this module is loaded by test files, so mocha registers it
  * on the root suite): after every test, release the clients' sockets so mocha
- * can exit.
+ * can exit. Outside mocha (the benchmarks use these clients too) there is no hook.
  */
-after(async () => {
-  await closeMongo();
-  const { getApps, deleteApp } = functionsRequire<typeof import("firebase-admin/app")>("firebase-admin/app");
-  unwatched = undefined;
-  await Promise.all(getApps().map((app) => deleteApp(app)));
-  // A handle left open keeps mocha alive after the last test, and CI would wait until its
-  // time limit. Name what is still open and fail instead (unref'd: a clean exit is not delayed).
-  setTimeout(() => {
-    console.error("mocha has not exited 60 s after the last test; still open:", process.getActiveResourcesInfo());
-    process.exit(1);
-  }, 60_000).unref();
-});
+if (typeof after === "function")
+  after(async () => {
+    await closeMongo();
+    const { getApps, deleteApp } = functionsRequire<typeof import("firebase-admin/app")>("firebase-admin/app");
+    unwatched = undefined;
+    await Promise.all(getApps().map((app) => deleteApp(app)));
+    // A handle left open keeps mocha alive after the last test, and CI would wait until its
+    // time limit. Name what is still open and fail instead (unref'd: a clean exit is not delayed).
+    setTimeout(() => {
+      console.error("mocha has not exited 60 s after the last test; still open:", process.getActiveResourcesInfo());
+      process.exit(1);
+    }, 60_000).unref();
+  });

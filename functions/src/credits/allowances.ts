@@ -3,7 +3,8 @@
  * gets its allowance (plans.ts), exactly once per user and period.
  *
  * One pass over `users` per period, page by page. The users due in a page are
- * granted in batches of `batchUsers`, `concurrency` batches at a time: each
+ * granted in batches of `batchUsers`, `concurrency` batches at a time (across
+ * pages: the next page starts while this one's last batches finish): each
  * batch reads its users' documents in bulk and writes them in one commit,
  * every write guarded by what was read (prefetched-transaction.ts), so a batch
  * costs two round trips where a transaction per user cost five per user.
@@ -149,17 +150,17 @@ export async function grantAllowances(deps: AllowanceRunDeps): Promise<Allowance
     for (const uid of alone) await grantOne(uid);
   };
 
-  /** `users` in batches of `batchUsers`, `concurrency` batches at a time. */
+  /**
+   * `users` in batches of `batchUsers`, at most `concurrency` batches in flight across the run: a page's last
+   * batches overlap the next page's first, rather than the workers idling until the slowest batch is done.
+   */
+  const slots = semaphore(deps.concurrency ?? 16);
   const grantAll = async (users: DocumentSnapshot[]) => {
     const size = Math.max(1, deps.batchUsers ?? BATCH_USERS);
     const batches = Array.from({ length: Math.ceil(users.length / size) }, (_, index) =>
       users.slice(index * size, (index + 1) * size),
     );
-    let next = 0;
-    const worker = async () => {
-      while (next < batches.length) await grantBatch(batches[next++]);
-    };
-    await Promise.all(Array.from({ length: Math.min(deps.concurrency ?? 16, batches.length) }, worker));
+    await Promise.all(batches.map((batch) => slots(() => grantBatch(batch))));
   };
 
   if (state.done) {
@@ -179,8 +180,12 @@ export async function grantAllowances(deps: AllowanceRunDeps): Promise<Allowance
     };
     let ahead = pageAfter(state.cursor);
     let pages = 0;
+    // The page being granted while the next is: pages finish in order, and the cursor moves past a page only
+    // once it and every page before it are granted.
+    let previous: Promise<void> = Promise.resolve();
     for (;;) {
       if (pages > 0 && elapsed() - started >= deps.budgetMs) {
+        await previous;
         await stateRef.set({ ...state, retry: mergeRetry(state.retry, run.failed), updated_at: clock.now() });
         return run;
       }
@@ -194,15 +199,38 @@ export async function grantAllowances(deps: AllowanceRunDeps): Promise<Allowance
       // Whole documents: a due user's grant reads its document, and the batch takes it from here.
       const due = page.docs.filter((doc) => doc.get("allowance_period") !== period);
       run.current += page.size - due.length;
-      await grantAll(due);
-      if (last) state.cursor = last.id;
+      const granting = grantAll(due);
+      // Handled where it is awaited (below, or at the next page); never left unhandled meanwhile.
+      granting.catch(() => undefined);
+      await previous;
+      previous = granting.then(() => {
+        if (last) state.cursor = last.id;
+      });
       if (!more) break;
     }
+    await previous;
   }
   const retry = mergeRetry(state.done ? [] : state.retry, run.failed);
   await stateRef.set({ period, cursor: null, done: true, retry, updated_at: clock.now() });
   run.complete = true;
   return run;
+}
+
+/** Runs at most `limit` of the tasks given to it at once, in the order given. */
+function semaphore(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  return async (task) => {
+    if (running >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+    else running += 1;
+    try {
+      return await task();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else running -= 1;
+    }
+  };
 }
 
 function mergeRetry(retry: string[], failed: Array<{ uid: string }>): string[] {
