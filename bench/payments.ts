@@ -64,6 +64,8 @@ export async function paymentsBench(rows: Row[], samples = 40, concurrent = 10):
       amount_total: AMOUNT,
       currency: "usd",
       payment_intent: `pi_bench_${run}_${n}`,
+      // As Stripe echoes what createCheckoutSession set.
+      metadata: { user_id: uid, pack_id: "starter", payment_id: `pay_bench_${run}_${n}` },
     });
   };
   const post = async (event: StripeEventPayload) => {

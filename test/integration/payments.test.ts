@@ -190,6 +190,41 @@ describe("integration: payments (Stripe Checkout purchases)", function () {
       }
     });
 
+    it("when the session's metadata names another payment or user, or none, then the payment recorded for the session is applied", async () => {
+      const [buyer, other] = [newUid("buyer"), newUid("other")];
+      const bought = await checkout(buyer);
+      const untouched = await checkout(other);
+      const otherPayment = await paymentOf(untouched.session_id);
+      const completed = standin.complete(bought.session_id);
+      const object = completed.data.object;
+      assert.equal((object.metadata as Record<string, string>).user_id, buyer, "the stand-in echoes our metadata");
+      const withMetadata = (id: string, metadata: Record<string, string> | null) => ({
+        ...completed,
+        id: `evt_${id}_${randomUUID()}`,
+        data: { object: { ...object, metadata } },
+      });
+      // Another user's payment; another user with the buyer's payment; no metadata at all.
+      const misled = [
+        withMetadata("other_payment", { user_id: other, pack_id: "starter", payment_id: otherPayment.id }),
+        withMetadata("other_user", {
+          user_id: other,
+          pack_id: "starter",
+          payment_id: (await paymentOf(bought.session_id)).id,
+        }),
+        withMetadata("none", null),
+      ];
+      const outcomes: EventOutcome[] = [];
+      for (const event of misled) outcomes.push(await apply(event));
+      assert.deepEqual(outcomes, ["granted", "already-granted", "already-granted"]);
+      const payment = await paymentOf(bought.session_id);
+      assert.equal(payment.status, "succeeded");
+      for (const event of misled)
+        assert.equal((await db().collection(STRIPE_EVENTS).doc(event.id).get()).get("payment_id"), payment.id);
+      assert.equal((await paymentOf(untouched.session_id)).status, "pending");
+      assert.equal((await assertLedgerInvariants(buyer)).balance, 100);
+      assert.equal((await assertLedgerInvariants(other)).entries, 0);
+    });
+
     it("when a delayed payment completes unpaid, then it stays pending until async_payment_succeeded grants it", async () => {
       const uid = newUid("delayed");
       const { session_id } = await checkout(uid);

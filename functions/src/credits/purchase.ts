@@ -11,7 +11,7 @@
  * into a lot of source `purchase` with the pack's priority and expiry
  * (default: priority 80, never expire, so they burn last); see purchaseLot.
  */
-import type { Transaction } from "firebase-admin/firestore";
+import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import {
   idempotencyFrom,
   idempotencyRef,
@@ -21,8 +21,9 @@ import {
 } from "./idempotency";
 import { accountFrom, postEntry, readLotsFor, runCreditTransaction, userRef, type Change, type Posted } from "./ledger";
 import { correctionChange } from "./clawback";
-import { DEFAULT_PRIORITY, lotIdOf, type LotMove } from "./lots";
+import { DEFAULT_PRIORITY, lotIdOf, lotRef, type LotMove } from "./lots";
 import { withUserLock } from "./user-lock";
+import { readAhead } from "../shared/read-ahead";
 import { DAY_MS, systemClock } from "../shared/time";
 
 export interface PurchaseGrant {
@@ -83,75 +84,114 @@ function purchaseLotOf(uid: string, change: Change): string {
 
 function purchaseScope(uid: string, grant: PurchaseGrant): IdempotencyScope {
   return {
-    owner: `${grant.provider}>${uid}`,
+    ...purchaseKey(uid, grant),
     operation: "purchase",
-    key: grant.providerPaymentId,
     params: { payment_id: grant.paymentId, credits: grant.credits },
   };
 }
 
+function purchaseKey(uid: string, grant: Pick<PurchaseGrant, "provider" | "providerPaymentId">) {
+  return { owner: `${grant.provider}>${uid}`, key: grant.providerPaymentId };
+}
+
+/** The purchase a caller expects `body` to grant, known before the transaction starts. */
+export type ExpectedPurchase = Pick<PurchaseGrant, "provider" | "providerPaymentId" | "lot">;
+
+/** What purchaseTransaction reads in the transaction's first round trip, before `body` runs. */
+export interface PurchaseReads {
+  /** The caller's own documents, handed to `body` in this order. */
+  refs?: DocumentReference[];
+  /**
+   * The grant `body` will likely make: its idempotency record, the account and the lot it adds to are read in
+   * the same round trip, and the grant's own reads of them are answered from there (shared/read-ahead.ts).
+   * A wrong guess costs only those reads; the grant then reads what it needs.
+   */
+  expected?: ExpectedPurchase;
+}
+
+/** The documents granting `expected` reads (see PurchaseReads). */
+function expectedRefs(db: Firestore, uid: string, expected: ExpectedPurchase, now: Date): DocumentReference[] {
+  const lot = purchaseLot(expected, now);
+  return [
+    idempotencyRef(db, purchaseKey(uid, expected)),
+    userRef(db, uid),
+    lotRef(db, lotIdOf(uid, lot.source, lot.priority, lot.expiresAt)),
+  ];
+}
+
 /**
  * Runs `body` as one credit transaction for `uid` (the user lock, then a
- * Firestore transaction with the ledger's retry budget), handing it `grant`.
+ * Firestore transaction with the ledger's retry budget), handing it `grant`
+ * and the snapshots of `reads.refs`.
  *
  * Firestore wants every read of a transaction before its first write, so
  * `body` reads what it needs, calls `grant` at most once (which reads the
- * payment's idempotency record and the account, then writes the entry, the
- * user document and the record), and only then writes its own documents.
- * A payment granted before answers its first result with `replayed: true` and
- * writes nothing.
+ * payment's idempotency record, the account and the lot, then writes the
+ * entry, the user document, the lot and the record), and only then writes its
+ * own documents. A payment granted before answers its first result with
+ * `replayed: true` and writes nothing. With `reads`, the caller's documents
+ * and the expected grant's are read in one round trip (a webhook's whole
+ * transaction is then that read and the commit).
  */
 export function purchaseTransaction<R>(
   deps: IdempotentDeps,
   uid: string,
-  body: (tx: Transaction, grant: GrantPurchase) => Promise<R>,
+  body: (tx: Transaction, grant: GrantPurchase, read: DocumentSnapshot[]) => Promise<R>,
+  reads: PurchaseReads = {},
 ): Promise<R> {
   const clock = deps.clock ?? systemClock;
   return withUserLock(deps.lock, uid, () =>
-    runCreditTransaction(deps.db, (tx) =>
-      body(tx, async (grant) => {
-        const scope = purchaseScope(uid, grant);
-        const keyRef = idempotencyRef(deps.db, scope);
-        const accountRef = userRef(deps.db, uid);
-        const [keySnapshot, accountSnapshot] = await tx.getAll(keyRef, accountRef);
-        const check = idempotencyFrom<Posted>(keyRef, scope, keySnapshot);
-        if (check.replay) return { ...check.replay, replayed: true };
-        const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
-        const change: Change = {
-          type: "purchase",
-          amount: grant.credits,
-          heldDelta: 0,
-          actor: `${grant.provider}:${grant.providerPaymentId}`,
-          reason: grant.reason,
-          idempotencyKey: grant.providerPaymentId,
-          metadata: { payment_id: grant.paymentId, provider: grant.provider },
-          lots: purchaseLot(grant, clock.now()),
-        };
-        const now = clock.now();
-        await readLotsFor(tx, deps.db, account, change, now);
-        const lost = grant.clawBack;
-        if (lost && (!Number.isSafeInteger(lost.credits) || lost.credits <= 0 || lost.credits > grant.credits))
-          throw new Error(`purchaseTransaction: cannot claw back ${lost.credits} of ${grant.credits} credits`);
-        // Every read before the first write: the clawback's lots (the purchase lot, then burn order) too.
-        const correction = lost
-          ? correctionChange(
-              uid,
-              {
-                type: "clawback",
-                provider: grant.provider,
-                paymentId: grant.paymentId,
-                purchaseEntryId: null,
-                ...lost,
-              },
-              [purchaseLotOf(uid, change)],
-            )
-          : null;
-        if (correction) await readLotsFor(tx, deps.db, account, correction, now);
-        const { posted } = postEntry(tx, deps.db, account, change);
-        recordIdempotency(tx, check, scope, posted, now);
-        const clawback = correction ? postEntry(tx, deps.db, account, correction).posted : undefined;
-        return { ...posted, replayed: false, ...(clawback ? { clawback } : {}) };
-      }),
-    ),
+    runCreditTransaction(deps.db, async (started) => {
+      const own = reads.refs ?? [];
+      const expected = reads.expected ? expectedRefs(deps.db, uid, reads.expected, clock.now()) : [];
+      const { tx, snapshots } = await readAhead(started, [...own, ...expected]);
+      return body(tx, grantIn(tx), snapshots.slice(0, own.length));
+    }),
   );
+
+  function grantIn(tx: Transaction): GrantPurchase {
+    return async (grant) => {
+      const scope = purchaseScope(uid, grant);
+      const keyRef = idempotencyRef(deps.db, scope);
+      const accountRef = userRef(deps.db, uid);
+      const [keySnapshot, accountSnapshot] = await tx.getAll(keyRef, accountRef);
+      const check = idempotencyFrom<Posted>(keyRef, scope, keySnapshot);
+      if (check.replay) return { ...check.replay, replayed: true };
+      const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
+      const change: Change = {
+        type: "purchase",
+        amount: grant.credits,
+        heldDelta: 0,
+        actor: `${grant.provider}:${grant.providerPaymentId}`,
+        reason: grant.reason,
+        idempotencyKey: grant.providerPaymentId,
+        metadata: { payment_id: grant.paymentId, provider: grant.provider },
+        lots: purchaseLot(grant, clock.now()),
+      };
+      const now = clock.now();
+      await readLotsFor(tx, deps.db, account, change, now);
+      const lost = grant.clawBack;
+      if (lost && (!Number.isSafeInteger(lost.credits) || lost.credits <= 0 || lost.credits > grant.credits))
+        throw new Error(`purchaseTransaction: cannot claw back ${lost.credits} of ${grant.credits} credits`);
+      // Every read before the first write: the clawback's lots (the purchase lot, then burn order) too.
+      const correction = lost
+        ? correctionChange(
+            uid,
+            {
+              type: "clawback",
+              provider: grant.provider,
+              paymentId: grant.paymentId,
+              purchaseEntryId: null,
+              ...lost,
+            },
+            [purchaseLotOf(uid, change)],
+          )
+        : null;
+      if (correction) await readLotsFor(tx, deps.db, account, correction, now);
+      const { posted } = postEntry(tx, deps.db, account, change);
+      recordIdempotency(tx, check, scope, posted, now);
+      const clawback = correction ? postEntry(tx, deps.db, account, correction).posted : undefined;
+      return { ...posted, replayed: false, ...(clawback ? { clawback } : {}) };
+    };
+  }
 }

@@ -402,55 +402,59 @@ async function applyTopUpEvent(
   }
   const clock = deps.clock ?? systemClock;
   const refs = topUpRefs(deps.db, topupId, uid);
-  return purchaseTransaction(deps, uid, async (tx, grant) => {
-    const eventRef = deps.db.collection(STRIPE_EVENTS).doc(event.id);
-    const pay = paymentRef(deps.db, paymentId);
-    const [eventSnapshot, paymentSnapshot, topUpSnapshot, userSnapshot] = await tx.getAll(
-      eventRef,
-      pay,
-      refs.topUp,
-      refs.user,
-    );
-    if (eventSnapshot.exists) return "duplicate" as const;
-    const current = paymentSnapshot.data() as Payment;
-    const { FieldValue } = firestoreValues();
-    let outcome: PaymentIntentOutcome = "already-granted";
-    if (current.status !== "succeeded") {
-      // Keyed by the payment intent: a redelivery, or a retried charge (same intent), grants once.
-      const granted = await grant({
-        provider: "stripe",
-        providerPaymentId: intent.id,
-        paymentId,
-        credits: current.credits,
-        reason: `Auto top-up: credit pack ${current.pack_id}`,
-        lot: { priority: current.priority, expiresAfterDays: current.expires_after_days },
-      });
-      settleTopUp(tx, topUpSnapshot, userSnapshot, {
-        status: "succeeded",
-        paymentId,
-        paymentIntent: intent.id,
-        transactionId: granted.transaction_id,
-      });
-      tx.update(pay, {
-        status: "succeeded",
+  const eventRef = deps.db.collection(STRIPE_EVENTS).doc(event.id);
+  const pay = paymentRef(deps.db, paymentId);
+  const terms = { priority: payment.priority, expiresAfterDays: payment.expires_after_days };
+  return purchaseTransaction(
+    deps,
+    uid,
+    async (tx, grant, [eventSnapshot, paymentSnapshot, topUpSnapshot, userSnapshot]) => {
+      if (eventSnapshot.exists) return "duplicate" as const;
+      const current = paymentSnapshot.data() as Payment;
+      const { FieldValue } = firestoreValues();
+      let outcome: PaymentIntentOutcome = "already-granted";
+      if (current.status !== "succeeded") {
+        // Keyed by the payment intent: a redelivery, or a retried charge (same intent), grants once.
+        const granted = await grant({
+          provider: "stripe",
+          providerPaymentId: intent.id,
+          paymentId,
+          credits: current.credits,
+          reason: `Auto top-up: credit pack ${current.pack_id}`,
+          lot: { priority: current.priority, expiresAfterDays: current.expires_after_days },
+        });
+        settleTopUp(tx, topUpSnapshot, userSnapshot, {
+          status: "succeeded",
+          paymentId,
+          paymentIntent: intent.id,
+          transactionId: granted.transaction_id,
+        });
+        tx.update(pay, {
+          status: "succeeded",
+          payment_intent: intent.id,
+          transaction_id: granted.transaction_id,
+          updated_at: FieldValue.serverTimestamp(),
+        });
+        outcome = granted.replayed ? "already-granted" : "granted";
+      }
+      tx.create(eventRef, {
+        type: event.type,
+        payment_id: paymentId,
+        user_id: uid,
+        topup_id: topupId,
         payment_intent: intent.id,
-        transaction_id: granted.transaction_id,
-        updated_at: FieldValue.serverTimestamp(),
+        outcome,
+        received_at: FieldValue.serverTimestamp(),
+        expire_at: new Date(clock.now().getTime() + STRIPE_EVENTS_RETENTION_DAYS * DAY_MS),
       });
-      outcome = granted.replayed ? "already-granted" : "granted";
-    }
-    tx.create(eventRef, {
-      type: event.type,
-      payment_id: paymentId,
-      user_id: uid,
-      topup_id: topupId,
-      payment_intent: intent.id,
-      outcome,
-      received_at: FieldValue.serverTimestamp(),
-      expire_at: new Date(clock.now().getTime() + STRIPE_EVENTS_RETENTION_DAYS * DAY_MS),
-    });
-    return outcome;
-  });
+      return outcome;
+    },
+    // The grant's own reads (its record, the account, the pack's lot) come in the same round trip.
+    {
+      refs: [eventRef, pay, refs.topUp, refs.user],
+      expected: { provider: "stripe", providerPaymentId: intent.id, lot: terms },
+    },
+  );
 }
 
 /**

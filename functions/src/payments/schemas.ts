@@ -103,6 +103,8 @@ export const CheckoutSession = z.object({
   amount_total: z.number().int().nullable(),
   currency: z.string().nullable(),
   payment_intent: expandable,
+  /** What our checkout asked Stripe to echo (user_id, pack_id, payment_id): where to look, never proof. */
+  metadata: z.record(z.string(), z.string()).nullable().optional(),
 });
 
 /** What `payment_intent.succeeded|payment_failed` carry that we read. */

@@ -22,7 +22,7 @@
 import type { Firestore } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import type { RedisGateway } from "../adapters/redis";
-import { purchaseTransaction, type GrantPurchase } from "../credits";
+import { purchaseTransaction, type GrantPurchase, type PurchaseGrant } from "../credits";
 import { DomainError } from "../shared/errors";
 import { logs } from "../shared/logs";
 import { DAY_MS, systemClock, type Clock } from "../shared/time";
@@ -130,73 +130,123 @@ export async function applyStripeEvent(deps: WebhookDeps, event: StripeEvent): P
   const session = CheckoutSession.safeParse(event.data.object);
   if (!session.success) return "ignored";
   // Found by the session id we recorded, never by the payload's metadata: metadata is only what we asked Stripe
-  // to echo. A payment's session id and owner never change once set, so this read needs no transaction.
+  // to echo. It says where to look first (the payment and user our checkout put there), and what is read there
+  // counts only if it records this very session for that user; otherwise the query by session id decides. A
+  // payment's session id and owner never change once set, so the query needs no transaction.
+  const hinted = whereToLook(session.data);
+  if (hinted) {
+    const outcome = await applySessionEvent(deps, event, session.data, hinted);
+    if (outcome !== "not-this-payment") return outcome;
+  }
   const found = await deps.db.collection(PAYMENTS).where("checkout_session_id", "==", session.data.id).limit(1).get();
   const paymentDoc = found.docs[0];
   if (!paymentDoc) return "ignored";
-  const uid = String(paymentDoc.get("user_id"));
-  const clock = deps.clock ?? systemClock;
+  const outcome = await applySessionEvent(deps, event, session.data, {
+    paymentId: paymentDoc.id,
+    uid: String(paymentDoc.get("user_id")),
+    packId: String(paymentDoc.get("pack_id")),
+  });
+  return outcome === "not-this-payment" ? "ignored" : outcome;
+}
 
-  const { outcome, expected } = await purchaseTransaction(deps, uid, async (tx, grant) => {
-    const eventRef = deps.db.collection(STRIPE_EVENTS).doc(event.id);
-    const ref = paymentRef(deps.db, paymentDoc.id);
-    const sessionIntent = paymentIntentOf(session.data);
-    const parkRef = sessionIntent ? parkedRef(deps.db, STRIPE_EVENTS, sessionIntent) : null;
-    const [eventSnapshot, paymentSnapshot, parkSnapshot] = await tx.getAll(
-      eventRef,
-      ref,
-      ...(parkRef ? [parkRef] : []),
-    );
-    if (eventSnapshot.exists) return { outcome: "duplicate" as const };
-    const payment = paymentSnapshot.data() as Payment;
-    // Refunds and disputes that arrived before any event recorded this payment intent; applied now, once: the
-    // record below says the payment intent is ours from here on.
-    const recording = parkRef !== null && !parkSnapshot?.get("payment_id") && !payment.payment_intent;
-    const parked = recording ? parkedReportsOf(parkSnapshot?.data()) : [];
-    const { outcome, update } = await decide(event, session.data, paymentDoc.id, payment, parked, grant);
-    const { FieldValue } = firestoreValues();
-    if (update) tx.update(ref, { ...update, updated_at: FieldValue.serverTimestamp() });
-    const now = clock.now();
-    if (recording && parkRef)
-      tx.set(parkRef, {
-        payment_intent: sessionIntent,
-        payment_id: paymentDoc.id,
+/** A payment a session event may be about, and its owner: from the session's metadata, or found by query. */
+interface SessionPayment {
+  paymentId: string;
+  uid: string;
+  packId: string;
+}
+
+function whereToLook(session: CheckoutSession): SessionPayment | null {
+  const { payment_id: paymentId, user_id: uid, pack_id: packId } = session.metadata ?? {};
+  return paymentId && uid && packId ? { paymentId, uid, packId } : null;
+}
+
+/**
+ * The lot terms of the last payment of each pack applied on this instance: the guess of which lot a grant adds
+ * to, read with the rest before the payment itself is read (a wrong guess costs one more read).
+ */
+const termsSeen = new Map<string, PurchaseGrant["lot"]>();
+const MAX_TERMS_SEEN = 1_000;
+
+/**
+ * Applies a session event to the payment `where` names, in one credit transaction whose first round trip reads
+ * the event's record, the payment, the parked corrections and what the grant will read; "not-this-payment"
+ * (nothing written) if that payment does not record this session for that user.
+ */
+async function applySessionEvent(
+  deps: WebhookDeps,
+  event: StripeEvent,
+  session: CheckoutSession,
+  where: SessionPayment,
+): Promise<EventOutcome | "not-this-payment"> {
+  const { paymentId, uid } = where;
+  const clock = deps.clock ?? systemClock;
+  const eventRef = deps.db.collection(STRIPE_EVENTS).doc(event.id);
+  const ref = paymentRef(deps.db, paymentId);
+  const sessionIntent = paymentIntentOf(session);
+  const parkRef = sessionIntent ? parkedRef(deps.db, STRIPE_EVENTS, sessionIntent) : null;
+  const expected = {
+    provider: "stripe",
+    providerPaymentId: sessionIntent ?? session.id,
+    lot: termsSeen.get(where.packId),
+  };
+
+  const result = await purchaseTransaction(
+    deps,
+    uid,
+    async (tx, grant, [eventSnapshot, paymentSnapshot, parkSnapshot]) => {
+      const payment = paymentSnapshot.data() as Payment | undefined;
+      if (!payment || payment.checkout_session_id !== session.id || payment.user_id !== uid)
+        return { outcome: "not-this-payment" as const };
+      if (eventSnapshot.exists) return { outcome: "duplicate" as const, payment };
+      // Refunds and disputes that arrived before any event recorded this payment intent; applied now, once: the
+      // record below says the payment intent is ours from here on.
+      const recording = parkRef !== null && !parkSnapshot?.get("payment_id") && !payment.payment_intent;
+      const parked = recording ? parkedReportsOf(parkSnapshot?.data()) : [];
+      const { outcome, update } = await decide(event, session, paymentId, payment, parked, grant);
+      const { FieldValue } = firestoreValues();
+      if (update) tx.update(ref, { ...update, updated_at: FieldValue.serverTimestamp() });
+      const now = clock.now();
+      if (recording && parkRef)
+        tx.set(parkRef, {
+          payment_intent: sessionIntent,
+          payment_id: paymentId,
+          user_id: uid,
+          parked,
+          applied_by: event.id,
+          updated_at: FieldValue.serverTimestamp(),
+          expire_at: new Date(now.getTime() + STRIPE_EVENTS_RETENTION_DAYS * DAY_MS),
+        });
+      tx.create(eventRef, {
+        type: event.type,
+        payment_id: paymentId,
         user_id: uid,
-        parked,
-        applied_by: event.id,
-        updated_at: FieldValue.serverTimestamp(),
+        checkout_session_id: session.id,
+        outcome,
+        received_at: FieldValue.serverTimestamp(),
         expire_at: new Date(now.getTime() + STRIPE_EVENTS_RETENTION_DAYS * DAY_MS),
       });
-    tx.create(eventRef, {
-      type: event.type,
-      payment_id: paymentDoc.id,
-      user_id: uid,
-      checkout_session_id: session.data.id,
-      outcome,
-      received_at: FieldValue.serverTimestamp(),
-      expire_at: new Date(now.getTime() + STRIPE_EVENTS_RETENTION_DAYS * DAY_MS),
-    });
-    return { outcome, expected: { amount: payment.amount, currency: payment.currency } };
-  });
+      return { outcome, payment };
+    },
+    { refs: [eventRef, ref, ...(parkRef ? [parkRef] : [])], expected },
+  );
+  if (result.outcome === "not-this-payment") return result.outcome;
+  const { outcome, payment } = result;
+  if (termsSeen.size >= MAX_TERMS_SEEN && !termsSeen.has(payment.pack_id)) termsSeen.clear();
+  termsSeen.set(payment.pack_id, { priority: payment.priority, expiresAfterDays: payment.expires_after_days });
   // Logged after the transaction, which may run more than once.
-  if (outcome === "amount-mismatch" && expected) {
+  if (outcome === "amount-mismatch") {
     logs.stripeAmountMismatch({
       event_id: event.id,
-      payment_id: paymentDoc.id,
-      session_id: session.data.id,
-      expected_amount: expected.amount,
-      expected_currency: expected.currency,
-      amount_total: session.data.amount_total,
-      currency: session.data.currency,
+      payment_id: paymentId,
+      session_id: session.id,
+      expected_amount: payment.amount,
+      expected_currency: payment.currency,
+      amount_total: session.amount_total,
+      currency: session.currency,
     });
   }
-  logs.stripeEventApplied({
-    event_id: event.id,
-    type: event.type,
-    payment_id: paymentDoc.id,
-    uid,
-    outcome,
-  });
+  logs.stripeEventApplied({ event_id: event.id, type: event.type, payment_id: paymentId, uid, outcome });
   return outcome;
 }
 
