@@ -141,6 +141,51 @@ describe("integration: jobs outbox and progress mirror", function () {
     assert.deepEqual((await jobDoc(job.job_id)).routing, routing);
   });
 
+  it("when a worker's reports run while the dispatcher records dispatched, then the job succeeds, its hold is captured and its dispatch is settled once", async () => {
+    for (let round = 0; round < 4; round++) {
+      const uid = newUid("outbox-race");
+      await fund(uid, 100);
+      const job = await newJob(uid, "podcast");
+      let reports: Promise<unknown> | undefined;
+      // The real gateway; the moment the entry is in the stream, a fast worker reports progress and success,
+      // concurrently with the dispatcher's write after the send (each round starts them a little later).
+      const racing = new Proxy(redis, {
+        get(target, property, receiver) {
+          if (property !== "run") return Reflect.get(target, property, receiver) as unknown;
+          return async <T>(command: Parameters<RedisGateway["run"]>[0]): Promise<T> => {
+            const id = (await target.run(command)) as T;
+            const deps = { db: db(), rtdb: realtimeDb() };
+            reports = (async () => {
+              for (let tick = 0; tick < round; tick++) await new Promise((resolve) => setImmediate(resolve));
+              const base = { job_id: job.job_id };
+              await applyReport(
+                deps,
+                { ...base, kind: "progress", report_id: "p1", stage: "draft", pct: 50 },
+                "worker:t",
+              );
+              await applyReport(
+                deps,
+                { ...base, kind: "succeeded", report_id: "s1", cost: 7, outputs: {} },
+                "worker:t",
+              );
+            })();
+            return id;
+          };
+        },
+      });
+      const outcome = await dispatchJob({ db: db(), redis: racing }, job.job_id);
+      await reports;
+      const final = await jobDoc(job.job_id);
+      assert.equal(final.status, "succeeded", `round ${round}`);
+      // The entry was sent. Whichever wrote first keeps the record: the dispatcher (dispatched), or the finish,
+      // which marks a job it ends before its dispatch is recorded as skipped. Never left leased.
+      assert.equal(outcome.outcome, "dispatched", `round ${round}`);
+      const state = (final.dispatch as { state: string }).state;
+      assert.ok(state === "dispatched" || state === "skipped", `round ${round}: ${state}`);
+      await assertJobInvariants(uid);
+    }
+  });
+
   it("when a report's mirror write fails after its commit, then its redelivery (deduplicated) still converges the RTDB job_progress mirror", async () => {
     const uid = newUid("mirror");
     await fund(uid, 100);
