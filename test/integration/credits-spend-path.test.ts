@@ -8,7 +8,7 @@ import type { RedisGateway } from "../../functions/src/adapters/redis";
 import type { Firestore } from "firebase-admin/firestore";
 import { RateLimited } from "../../functions/src/credits/errors";
 import { spendCredits } from "../../functions/src/credits/operations";
-import { RateLimiter } from "../../functions/src/credits/rate-limit";
+import { RateLimiter, rateKeyOf } from "../../functions/src/credits/rate-limit";
 import { spendAsUser } from "../../functions/src/credits/spend";
 import { lockKeyOf } from "../../functions/src/credits/user-lock";
 import { balanceKey } from "../../functions/src/mirror/cache";
@@ -62,14 +62,18 @@ describe("integration: the spend path's folded Redis round trips", function () {
 
     const spending = spendAsUser({ db: db(), redis, limiter }, uid, spendInput("held"));
     // The first script ran (the limit counted once) and found the lock held: nothing spent yet.
-    await waitFor("the gate's first try", async () => (await redis.run((c) => c.get(`rl:spend:${uid}`))) === "1");
+    await waitFor("the gate's first try", async () => (await redis.run((c) => c.get(rateKeyOf("spend", uid)))) === "1");
     assert.equal((await ledgerOf(uid)).length, 1, "only the grant while the lock is held");
     assert.equal(await redis.run((client) => client.get(lockKeyOf(uid))), "someone-else");
 
     await redis.run((client) => client.del(lockKeyOf(uid)));
     const result = await spending;
     assert.equal(result.replayed, false);
-    assert.equal(await redis.run((client) => client.get(`rl:spend:${uid}`)), "1", "the retries took the lock alone");
+    assert.equal(
+      await redis.run((client) => client.get(rateKeyOf("spend", uid))),
+      "1",
+      "the retries took the lock alone",
+    );
     assert.equal(await redis.run((client) => client.exists(lockKeyOf(uid))), 0, "lock released");
     const state = await assertLedgerInvariants(uid);
     assert.equal(state.entries, 2);

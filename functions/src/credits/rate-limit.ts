@@ -70,6 +70,15 @@ export interface RateLimiterOptions {
   now?: () => number;
 }
 
+/**
+ * The Redis key of `subject`'s window in `bucket`. The braces are a Redis Cluster hash tag: the window and the
+ * subject's ledger lock (user-lock.ts `lockKeyOf`, tagged the same way) live in one slot, as the script that
+ * checks the one and takes the other in one call requires (a cluster refuses a script over two slots).
+ */
+export function rateKeyOf(bucket: string, subject: string): string {
+  return `rl:${bucket}:{${subject}}`;
+}
+
 export class RateLimiter {
   private readonly local = new Map<string, { windowStart: number; count: number }>();
 
@@ -85,7 +94,7 @@ export class RateLimiter {
           client.eval(
             WINDOW_SCRIPT,
             1,
-            `rl:${bucket}:${subject}`,
+            rateKeyOf(bucket, subject),
             this.options.windowMs,
             this.options.limit,
           ) as Promise<[number, number, number]>,
@@ -115,7 +124,7 @@ export class RateLimiter {
               client.eval(
                 WINDOW_AND_LOCK_SCRIPT,
                 2,
-                `rl:${bucket}:${subject}`,
+                rateKeyOf(bucket, subject),
                 lockKey,
                 this.options.windowMs,
                 this.options.limit,

@@ -44,8 +44,9 @@ export interface LockSteps<T> {
   after?: (result: T) => AfterWork | undefined;
 }
 
+/** The user's ledger lock; `{uid}` is a Redis Cluster hash tag shared with its rate-limit window (rate-limit.ts). */
 export function lockKeyOf(uid: string): string {
-  return `lock:ledger:${uid}`;
+  return `lock:ledger:{${uid}}`;
 }
 
 export async function withUserLock<T>(
