@@ -38,7 +38,7 @@ import { InvalidInput } from "../shared/errors";
 import { logs } from "../shared/logs";
 import { DAY_MS, systemClock, type Clock } from "../shared/time";
 import { loadCreditPacks } from "./packs";
-import { packTerms, paymentIdFor, paymentRef, type Payment, type PaymentDraft } from "./payment";
+import { lotOf, packTerms, paymentIdFor, paymentRef, type Payment, type PaymentDraft } from "./payment";
 import { PaymentIntent, type SetAutoTopUpInput, type StripeEvent } from "./schemas";
 import type { StripeClient } from "./stripe-client";
 
@@ -404,7 +404,6 @@ async function applyTopUpEvent(
   const refs = topUpRefs(deps.db, topupId, uid);
   const eventRef = deps.db.collection(STRIPE_EVENTS).doc(event.id);
   const pay = paymentRef(deps.db, paymentId);
-  const terms = { priority: payment.priority, expiresAfterDays: payment.expires_after_days };
   return purchaseTransaction(
     deps,
     uid,
@@ -421,7 +420,7 @@ async function applyTopUpEvent(
           paymentId,
           credits: current.credits,
           reason: `Auto top-up: credit pack ${current.pack_id}`,
-          lot: { priority: current.priority, expiresAfterDays: current.expires_after_days },
+          lot: lotOf(current),
         });
         settleTopUp(tx, topUpSnapshot, userSnapshot, {
           status: "succeeded",
@@ -452,7 +451,7 @@ async function applyTopUpEvent(
     // The grant's own reads (its record, the account, the pack's lot) come in the same round trip.
     {
       refs: [eventRef, pay, refs.topUp, refs.user],
-      expected: { provider: "stripe", providerPaymentId: intent.id, lot: terms },
+      expected: { provider: "stripe", providerPaymentId: intent.id, lot: lotOf(payment) },
     },
   );
 }

@@ -10,6 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import type { DocumentReference, Firestore, Timestamp } from "firebase-admin/firestore";
+import type { PurchaseGrant } from "../credits";
 
 export const PAYMENTS = "payments";
 
@@ -44,6 +45,11 @@ export function packTerms(pack: {
     expires_after_days: pack.expires_after_days ?? null,
     priority: pack.priority ?? null,
   };
+}
+
+/** The lot a payment's credits go into, as purchaseTransaction takes it (the pack's terms as sold). */
+export function lotOf(payment: Pick<Payment, "priority" | "expires_after_days">): PurchaseGrant["lot"] {
+  return { priority: payment.priority, expiresAfterDays: payment.expires_after_days };
 }
 
 export interface Payment {

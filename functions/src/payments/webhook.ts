@@ -26,7 +26,7 @@ import { purchaseTransaction, type GrantPurchase, type PurchaseGrant } from "../
 import { DomainError } from "../shared/errors";
 import { logs } from "../shared/logs";
 import { DAY_MS, systemClock, type Clock } from "../shared/time";
-import { PAYMENTS, paymentRef, type Payment, type PaymentStatus } from "./payment";
+import { lotOf, PAYMENTS, paymentRef, type Payment, type PaymentStatus } from "./payment";
 import {
   applyCorrectionEvent,
   CORRECTION_EVENTS,
@@ -233,7 +233,7 @@ async function applySessionEvent(
   if (result.outcome === "not-this-payment") return result.outcome;
   const { outcome, payment } = result;
   if (termsSeen.size >= MAX_TERMS_SEEN && !termsSeen.has(payment.pack_id)) termsSeen.clear();
-  termsSeen.set(payment.pack_id, { priority: payment.priority, expiresAfterDays: payment.expires_after_days });
+  termsSeen.set(payment.pack_id, lotOf(payment));
   // Logged after the transaction, which may run more than once.
   if (outcome === "amount-mismatch") {
     logs.stripeAmountMismatch({
@@ -303,7 +303,7 @@ async function decide(
     credits: payment.credits,
     reason: `Purchase of credit pack ${payment.pack_id}`,
     // The lot the pack describes, as it was sold.
-    lot: { priority: payment.priority, expiresAfterDays: payment.expires_after_days },
+    lot: lotOf(payment),
     ...(lost > 0
       ? {
           clawBack: {
