@@ -4,17 +4,17 @@
  * Real redis-server and Firestore emulator; a gateway to nowhere for "Redis down".
  */
 import assert from "node:assert/strict";
-import type { RedisGateway } from "../../functions/src/adapters/redis";
+import { RedisGateway } from "../../functions/src/adapters/redis";
 import type { Firestore } from "firebase-admin/firestore";
 import { RateLimited } from "../../functions/src/credits/errors";
 import { spendCredits } from "../../functions/src/credits/operations";
 import { RateLimiter, rateKeyOf } from "../../functions/src/credits/rate-limit";
 import { spendAsUser } from "../../functions/src/credits/spend";
-import { lockKeyOf } from "../../functions/src/credits/user-lock";
+import { lockKeyOf, withUserLock } from "../../functions/src/credits/user-lock";
 import { balanceKey } from "../../functions/src/mirror/cache";
 import { assertLedgerInvariants, db, fund, grantLot, ledgerOf } from "../support/credits";
 import { downRedisGateway as downGateway, liveRedisGateway as liveGateway } from "../support/stores";
-import { newUid, waitFor } from "../support/suite";
+import { newUid, suite, waitFor } from "../support/suite";
 
 const spendInput = (key: string) => ({ feature: "chat.message", quantity: 1, idempotency_key: key });
 
@@ -93,6 +93,42 @@ describe("integration: the spend path's folded Redis round trips", function () {
     };
     assert.equal(cached.version, second.version);
     assert.equal(await redis.run((client) => client.exists(lockKeyOf(uid))), 0, "lock released after a replay");
+  });
+
+  it("when Redis holds the lock's release back, then the work's result comes back without waiting for it, and the lock is released once Redis applies it", async () => {
+    const uid = newUid("path");
+    // A command timeout far beyond the test's: waiting for the release's reply would hang until mocha fails it.
+    const patient = new RedisGateway({
+      url: suite.redisUrl,
+      commandTimeoutMs: 120_000,
+      connectWaitMs: 2_000,
+      breaker: { failureThreshold: 1000, cooldownMs: 10 },
+    });
+    try {
+      const result = await withUserLock(patient, uid, async () => {
+        // Taken; from here Redis holds back every script (CLIENT PAUSE WRITE), so the release waits in Redis.
+        assert.ok(await redis.run((client) => client.get(lockKeyOf(uid))));
+        await redis.run((client) => client.call("CLIENT", "PAUSE", "30000", "WRITE"));
+        return "done";
+      });
+      assert.equal(result, "done");
+      assert.ok(await redis.run((client) => client.get(lockKeyOf(uid))), "the release is still held back in Redis");
+      await redis.run((client) => client.call("CLIENT", "UNPAUSE"));
+      await waitFor("the release applied", async () => (await redis.run((c) => c.exists(lockKeyOf(uid)))) === 0);
+    } finally {
+      await redis.run((client) => client.call("CLIENT", "UNPAUSE"));
+      await patient.close();
+    }
+    // Nothing to send on: refused at once, and nothing is asked of Redis.
+    const down = downGateway();
+    let asked = false;
+    assert.equal(
+      down.send(async () => {
+        asked = true;
+      }),
+      false,
+    );
+    assert.equal(asked, false);
   });
 
   it("when Redis is down, then spends run unlocked on Firestore alone and the per-instance fallback limit refuses past its bound", async () => {

@@ -92,6 +92,29 @@ export class RedisGateway {
     }
   }
 
+  /**
+   * Hands `fn`'s commands to the connection now and does not wait for the reply: with a ready connection they are
+   * written before `send` returns, so whatever the caller does next (answering a request) follows them, and a
+   * later call on this gateway is applied after them (one connection, in order). The reply still counts for the
+   * breaker. Returns false, having sent nothing, when a call would fail at once (disabled, breaker open, not
+   * connected) or `fn` throws before it sends.
+   */
+  send(fn: (redis: Redis) => Promise<unknown>): boolean {
+    const client = this.client;
+    if (!this.enabled || this.breaker.isOpen() || client?.status !== "ready") return false;
+    let reply: Promise<unknown>;
+    try {
+      reply = fn(client);
+    } catch {
+      return false;
+    }
+    reply.then(
+      () => this.breaker.recordSuccess(),
+      () => this.breaker.recordFailure(),
+    );
+    return true;
+  }
+
   /** Closes the connection (tests and scripts; functions keep it for the instance's life). */
   async close(): Promise<void> {
     const client = this.client;

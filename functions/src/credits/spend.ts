@@ -6,10 +6,11 @@
  *   2 Firestore  the idempotency record and the account (one getAll)
  *   3 Firestore  the first page of the user's active lots in burn order (lots.ts; a query cannot join a getAll)
  *   4 Firestore  commit
- *   5 Redis      the lock's release + the balance cache fill (one pipeline)
+ *   5 Redis      the lock's release + the balance cache fill (one pipeline), sent
+ *                before the answer but not waited for (RedisGateway.send)
  *
- * (seven before they were folded). A replay stops after 2 and sends only the
- * release; more lots than the first page holds add a page each; a lock held
+ * (seven before they were folded; the caller waits for four). A replay stops
+ * after 2 and sends only the release; more lots than the first page holds add a page each; a lock held
  * by another spend adds a try per wait. Without Redis, 1 and 5 fail fast
  * (breaker) and the spend runs on Firestore alone, limited per instance.
  */

@@ -8,10 +8,11 @@
  * it: when Redis is down, slow, or the wait runs out, the transaction runs
  * unlocked and Firestore's own concurrency control decides.
  *
- * Round trips: the lock costs two (take, release). A caller folds them into
- * its own Redis work (`LockSteps`): a gate (the spend rate limit) rides on the
- * first try as one script, and commands that follow the work (the balance
- * cache fill) go in one pipeline with the release.
+ * Round trips: the lock costs one waited for (take) and one sent (release,
+ * not waited for). A caller folds them into its own Redis work (`LockSteps`):
+ * a gate (the spend rate limit) rides on the first try as one script, and
+ * commands that follow the work (the balance cache fill) go in one pipeline
+ * with the release.
  */
 import { randomUUID } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
@@ -76,16 +77,15 @@ export async function withUserLock<T>(
   }
   const after = steps.after?.(result);
   if (gateway && (acquired || after)) {
-    // The release and what follows the work in one round trip; a failure costs only the cache fill (the lock
-    // expires on its own), never the result.
-    await gateway
-      .run((client) => {
-        const pipeline = client.pipeline();
-        if (acquired) pipeline.eval(RELEASE_SCRIPT, 1, key, token);
-        after?.(pipeline);
-        return pipeline.exec();
-      })
-      .catch(() => undefined);
+    // The release and what follows the work in one pipeline, sent but not waited for (RedisGateway.send): the
+    // caller answers without a Redis round trip, and the commands are on the connection before the answer leaves.
+    // Not sent or failed, it costs only the cache fill (the lock expires on its own), never the result.
+    gateway.send((client) => {
+      const pipeline = client.pipeline();
+      if (acquired) pipeline.eval(RELEASE_SCRIPT, 1, key, token);
+      after?.(pipeline);
+      return pipeline.exec();
+    });
   }
   return result;
 }
