@@ -9,10 +9,13 @@
  *   round trips: Redis and Firestore calls one spend makes, counted in this process on the callable's own
  *     path (credits/spend.ts) by wrapping the Redis gateway and the Firestore client's RPC funnel
  *   throughput: N concurrent spends on one user vs N concurrent bare transactions on one document
+ * The latency samples are interleaved, and each starts once the triggers of the spend before it have finished.
  */
 import { randomUUID } from "node:crypto";
 import type { Firestore } from "firebase-admin/firestore";
-import { firestore } from "../functions/src/adapters/firebase";
+import { firestore, realtimeDb } from "../functions/src/adapters/firebase";
+import { AUDIT_LOGS } from "../functions/src/audit/record";
+import { USER_BALANCES } from "../functions/src/mirror/balance";
 import { redis } from "../functions/src/adapters/redis";
 import { TRANSACTION_ATTEMPTS } from "../functions/src/credits/ledger";
 import { grantCredits } from "../functions/src/credits/operations";
@@ -23,16 +26,25 @@ import { percentile, type Row } from "./stats";
 
 type Rpc = (method: string, ...rest: unknown[]) => unknown;
 
-/** The round trips `work` makes: each Redis gateway call and each Firestore RPC, by name, in order. */
+/**
+ * The round trips `work` waits for: each Redis gateway call and each Firestore RPC, by name, in order; and how
+ * many Redis pipelines it sends without waiting for their replies (RedisGateway.send).
+ */
 async function roundTripsOf(db: Firestore, work: (gateway: ReturnType<typeof redis>) => Promise<unknown>) {
   const gateway = redis();
   const calls: string[] = [];
+  let sent = 0;
   const client = db as unknown as { request: Rpc; requestStream: Rpc };
   const { request, requestStream } = client;
   const run = gateway.run.bind(gateway);
   gateway.run = (fn) => {
     calls.push("redis");
     return run(fn);
+  };
+  const send = gateway.send.bind(gateway);
+  gateway.send = (fn) => {
+    sent += 1;
+    return send(fn);
   };
   client.request = (method, ...rest) => {
     calls.push(`firestore ${method}`);
@@ -47,11 +59,18 @@ async function roundTripsOf(db: Firestore, work: (gateway: ReturnType<typeof red
   } finally {
     // Back to the prototype's methods.
     delete (gateway as Partial<typeof gateway>).run;
+    delete (gateway as Partial<typeof gateway>).send;
     delete (client as Partial<typeof client>).request;
     delete (client as Partial<typeof client>).requestStream;
   }
   const redisCalls = calls.filter((call) => call === "redis").length;
-  return { total: calls.length, redis: redisCalls, firestore: calls.length - redisCalls, calls };
+  return { total: calls.length, redis: redisCalls, firestore: calls.length - redisCalls, calls, sent };
+}
+
+async function timedAnswer<T>(work: () => Promise<T>): Promise<{ took: number; value: T }> {
+  const started = performance.now();
+  const value = await work();
+  return { took: performance.now() - started, value };
 }
 
 async function timed<T>(work: () => Promise<T>): Promise<number> {
@@ -64,7 +83,7 @@ async function timed<T>(work: () => Promise<T>): Promise<number> {
  * Pushes its rows into `rows` as they are measured, so a later failure (a
  * burst timing out on a busy machine) keeps the latency rows already taken.
  */
-export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): Promise<void> {
+export async function creditsBench(rows: Row[], samples = 100, concurrent = 20): Promise<void> {
   const db = firestore();
   const floorDoc = db.collection("bench_floor").doc(randomUUID());
   await floorDoc.set({ n: 0 });
@@ -107,6 +126,27 @@ export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): 
       { timeoutMs },
     );
     if (!answer.result) throw new Error(`spend failed: HTTP ${answer.status} ${JSON.stringify(answer.error ?? null)}`);
+    return { user, version: Number((answer.result as { version: number }).version) };
+  };
+  // The triggers a spend sets off (the balance mirror and the audit record of the user document) run in the
+  // emulator's other workers on this same machine; in production they run on other instances. Each timed sample
+  // starts once the last spend's have finished, so no sample (spend or floor) pays for an earlier one's.
+  const quiet = async ({ user, version }: { user: string; version: number }) => {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const [mirrored, audited] = await Promise.all([
+        realtimeDb().ref(`${USER_BALANCES}/${user}/version`).get(),
+        db
+          .collection(AUDIT_LOGS)
+          .where("path", "==", `users/${user}`)
+          .where("after.ledger_version", "==", version)
+          .limit(1)
+          .get(),
+      ]);
+      if (Number(mirrored.val()) >= version && !audited.empty) return;
+      if (Date.now() >= deadline) throw new Error(`the triggers of ${user}'s spend v${version} did not finish in 30 s`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   };
   const spend = () => spendAs(uid);
   // A user only read: its getBalance is a cache hit (emulator + callable overhead, no store).
@@ -144,11 +184,15 @@ export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): 
   const spends: number[] = [];
   const lotSpends: number[] = [];
   const hits: number[] = [];
-  // Interleaved, so noise on this shared machine hits all alike.
+  // Interleaved, so noise on this shared machine hits all alike; none starts while an earlier spend's triggers run.
   for (let i = 0; i < samples; i++) {
     floor.push(await timed(bareTransaction));
-    spends.push(await timed(spend));
-    lotSpends.push(await timed(() => spendAs(manyLots)));
+    let answer = await timedAnswer(spend);
+    spends.push(answer.took);
+    await quiet(answer.value);
+    answer = await timedAnswer(() => spendAs(manyLots));
+    lotSpends.push(answer.took);
+    await quiet(answer.value);
     hits.push(await cacheHit());
   }
 
@@ -173,8 +217,9 @@ export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): 
   const nextTrips = await tripsOf(uid);
   await tripsOf(manyLots);
   const lotTrips = await tripsOf(manyLots);
-  const describe = (counted: { redis: number; firestore: number; calls: string[] }) =>
-    `Redis ${counted.redis} + Firestore ${counted.firestore} (${counted.calls.join(", ")}) + 1 callable`;
+  const describe = (counted: { redis: number; firestore: number; calls: string[]; sent: number }) =>
+    `Redis ${counted.redis} + Firestore ${counted.firestore} (${counted.calls.join(", ")}) + 1 callable; ` +
+    `then ${counted.sent} Redis pipeline(s) sent, not waited for`;
   rows.push(
     {
       scenario: "spendCredits",
@@ -265,7 +310,7 @@ export async function creditsBench(rows: Row[], samples = 60, concurrent = 20): 
   const burstSpend = () => spendAs(uid, 180_000);
   await Promise.allSettled(Array.from({ length: concurrent }, burstSpend));
   const floorBurst = await timed(() => Promise.all(Array.from({ length: concurrent }, bareTransaction)));
-  let settled: PromiseSettledResult<void>[] = [];
+  let settled: PromiseSettledResult<unknown>[] = [];
   const spendBurst = await timed(async () => {
     settled = await Promise.allSettled(Array.from({ length: concurrent }, burstSpend));
   });
