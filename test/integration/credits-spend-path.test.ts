@@ -45,10 +45,7 @@ describe("integration: the spend path's folded Redis round trips", function () {
 
     await spendAsUser(deps, uid, spendInput("b"));
     const entriesBefore = (await ledgerOf(uid)).length;
-    await assert.rejects(spendAsUser(deps, uid, spendInput("c")), (error: unknown) => {
-      assert.ok(error instanceof RateLimited, String(error));
-      return true;
-    });
+    await refusedWithoutUnhandledRejections(spendAsUser(deps, uid, spendInput("c")));
     assert.equal((await ledgerOf(uid)).length, entriesBefore, "a refused spend writes nothing");
     assert.equal(await redis.run((client) => client.exists(lockKeyOf(uid))), 0, "a refused spend takes no lock");
     await assertLedgerInvariants(uid);
@@ -60,14 +57,28 @@ describe("integration: the spend path's folded Redis round trips", function () {
     const limiter = new RateLimiter(redis, { limit: 100, windowMs: 60_000, fallbackLimit: 100 });
     await redis.run((client) => client.set(lockKeyOf(uid), "someone-else", "PX", 30_000));
 
-    const spending = spendAsUser({ db: db(), redis, limiter }, uid, spendInput("held"));
+    // The spend's transaction starts while the lock is tried (lockedCreditTransaction): it must not read before
+    // it holds the lock. Its reads are batchGetDocuments; this test's own (ledgerOf) are queries.
+    const sent: string[] = [];
+    let answer: Awaited<ReturnType<typeof spendAsUser>> | undefined;
+    const spending = rpcsOf(
+      db(),
+      async () => (answer = await spendAsUser({ db: db(), redis, limiter }, uid, spendInput("held"))),
+      sent,
+    );
     // The first script ran (the limit counted once) and found the lock held: nothing spent yet.
     await waitFor("the gate's first try", async () => (await redis.run((c) => c.get(rateKeyOf("spend", uid)))) === "1");
     assert.equal((await ledgerOf(uid)).length, 1, "only the grant while the lock is held");
     assert.equal(await redis.run((client) => client.get(lockKeyOf(uid))), "someone-else");
+    assert.deepEqual(
+      sent.filter((method) => method !== "runQuery"),
+      [],
+      "nothing read or written while another holds the lock",
+    );
 
     await redis.run((client) => client.del(lockKeyOf(uid)));
-    const result = await spending;
+    await spending;
+    const result = answer!;
     assert.equal(result.replayed, false);
     assert.equal(
       await redis.run((client) => client.get(rateKeyOf("spend", uid))),
@@ -105,7 +116,8 @@ describe("integration: the spend path's folded Redis round trips", function () {
       breaker: { failureThreshold: 1000, cooldownMs: 10 },
     });
     try {
-      const result = await withUserLock(patient, uid, async () => {
+      const result = await withUserLock(patient, uid, async (locked) => {
+        await locked;
         // Taken; from here Redis holds back every script (CLIENT PAUSE WRITE), so the release waits in Redis.
         assert.ok(await redis.run((client) => client.get(lockKeyOf(uid))));
         await redis.run((client) => client.call("CLIENT", "PAUSE", "30000", "WRITE"));
@@ -140,10 +152,7 @@ describe("integration: the spend path's folded Redis round trips", function () {
       const deps = { db: db(), redis: down, limiter };
       await spendAsUser(deps, uid, spendInput("d1"));
       await spendAsUser(deps, uid, spendInput("d2"));
-      await assert.rejects(spendAsUser(deps, uid, spendInput("d3")), (error: unknown) => {
-        assert.ok(error instanceof RateLimited, String(error));
-        return true;
-      });
+      await refusedWithoutUnhandledRejections(spendAsUser(deps, uid, spendInput("d3")));
       const state = await assertLedgerInvariants(uid);
       assert.equal(state.entries, 3, "the grant and the two spends the fallback allowed");
     } finally {
@@ -152,13 +161,37 @@ describe("integration: the spend path's folded Redis round trips", function () {
   });
 });
 
+/**
+ * Asserts `spending` is refused as rate limited, and that no promise was rejected unhandled meanwhile: the
+ * refusal comes while the transaction waits for the lock (user-lock.ts), and an unhandled rejection ends a
+ * Cloud Functions instance.
+ */
+async function refusedWithoutUnhandledRejections(spending: Promise<unknown>): Promise<void> {
+  const unhandled: unknown[] = [];
+  const record = (reason: unknown) => unhandled.push(reason);
+  process.on("unhandledRejection", record);
+  try {
+    await assert.rejects(spending, (error: unknown) => {
+      assert.ok(error instanceof RateLimited, String(error));
+      return true;
+    });
+    // Node reports an unhandled rejection after the microtasks of the turn it happened in.
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off("unhandledRejection", record);
+  }
+  assert.deepEqual(unhandled, [], "no rejection left unhandled");
+}
+
 type Rpc = (method: string, ...rest: unknown[]) => unknown;
 
-/** The Firestore RPCs `work` sends, by method name (the client's request funnels wrapped for its duration). */
-async function rpcsOf(firestore: Firestore, work: () => Promise<unknown>): Promise<string[]> {
+/**
+ * The Firestore RPCs `work` sends, by method name (the client's request funnels wrapped for its duration), pushed
+ * into `methods` as they are sent.
+ */
+async function rpcsOf(firestore: Firestore, work: () => Promise<unknown>, methods: string[] = []): Promise<string[]> {
   const client = firestore as unknown as { request: Rpc; requestStream: Rpc };
   const { request, requestStream } = client;
-  const methods: string[] = [];
   client.request = (method, ...rest) => (methods.push(method), request.call(firestore, method, ...rest));
   client.requestStream = (method, ...rest) => (methods.push(method), requestStream.call(firestore, method, ...rest));
   try {

@@ -18,18 +18,9 @@
  */
 import type { Transaction } from "firebase-admin/firestore";
 import type { IdempotentDeps } from "./idempotency";
-import {
-  accountFrom,
-  postEntry,
-  readLotsFor,
-  runCreditTransaction,
-  TRANSACTIONS,
-  userRef,
-  type Change,
-  type Posted,
-} from "./ledger";
+import { accountFrom, postEntry, readLotsFor, TRANSACTIONS, userRef, type Change, type Posted } from "./ledger";
 import { DEFAULT_PRIORITY, lotIdOf, lotTermsOf, readLots, type Allocation, type LotMove, type LotSource } from "./lots";
-import { withUserLock } from "./user-lock";
+import { lockedCreditTransaction } from "./user-lock";
 import { systemClock } from "../shared/time";
 
 export interface PaymentCorrection {
@@ -109,30 +100,28 @@ export function paymentCorrectionTransaction<R>(
   body: (tx: Transaction, correct: CorrectPayment) => Promise<R>,
 ): Promise<R> {
   const clock = deps.clock ?? systemClock;
-  return withUserLock(deps.lock, uid, () =>
-    runCreditTransaction(deps.db, (tx) =>
-      body(tx, async (correction) => {
-        if (!Number.isSafeInteger(correction.credits) || correction.credits <= 0)
-          throw new Error(
-            `paymentCorrectionTransaction: ${correction.credits} is not a positive whole number of credits`,
-          );
-        const accountRef = userRef(deps.db, uid);
-        const purchaseRef = deps.db.collection(TRANSACTIONS).doc(correction.purchaseEntryId ?? "-");
-        const [accountSnapshot, purchaseSnapshot] = await tx.getAll(accountRef, purchaseRef);
-        const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
-        const purchaseLots = ((purchaseSnapshot.get("allocations") ?? []) as Allocation[]).map((part) => part.lot_id);
-        const now = clock.now();
-        let reinstateTo: ReinstateTo = null;
-        if (correction.type === "reinstate" && purchaseLots.length > 0) {
-          // The purchase's lot first: its terms say where the credits go back.
-          const book = await readLots(tx, deps.db, account, { ids: [purchaseLots[0]], draw: 0 }, now);
-          const terms = lotTermsOf(book, purchaseLots[0]);
-          if (terms) reinstateTo = { lotId: purchaseLots[0], terms };
-        }
-        const change = correctionChange(uid, correction, purchaseLots, reinstateTo);
-        await readLotsFor(tx, deps.db, account, change, now);
-        return postEntry(tx, deps.db, account, change).posted;
-      }),
-    ),
+  return lockedCreditTransaction(deps.db, deps.lock, uid, (tx) =>
+    body(tx, async (correction) => {
+      if (!Number.isSafeInteger(correction.credits) || correction.credits <= 0)
+        throw new Error(
+          `paymentCorrectionTransaction: ${correction.credits} is not a positive whole number of credits`,
+        );
+      const accountRef = userRef(deps.db, uid);
+      const purchaseRef = deps.db.collection(TRANSACTIONS).doc(correction.purchaseEntryId ?? "-");
+      const [accountSnapshot, purchaseSnapshot] = await tx.getAll(accountRef, purchaseRef);
+      const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
+      const purchaseLots = ((purchaseSnapshot.get("allocations") ?? []) as Allocation[]).map((part) => part.lot_id);
+      const now = clock.now();
+      let reinstateTo: ReinstateTo = null;
+      if (correction.type === "reinstate" && purchaseLots.length > 0) {
+        // The purchase's lot first: its terms say where the credits go back.
+        const book = await readLots(tx, deps.db, account, { ids: [purchaseLots[0]], draw: 0 }, now);
+        const terms = lotTermsOf(book, purchaseLots[0]);
+        if (terms) reinstateTo = { lotId: purchaseLots[0], terms };
+      }
+      const change = correctionChange(uid, correction, purchaseLots, reinstateTo);
+      await readLotsFor(tx, deps.db, account, change, now);
+      return postEntry(tx, deps.db, account, change).posted;
+    }),
   );
 }

@@ -20,8 +20,8 @@ import type { RedisGateway } from "../adapters/redis";
 import { DomainError, type ErrorCode } from "../shared/errors";
 import { HOUR_MS, systemClock, type Clock } from "../shared/time";
 import { IdempotencyKeyReused } from "./errors";
-import { accountFrom, runCreditTransaction, userRef, type Account } from "./ledger";
-import { DEFAULT_LOCK, withUserLock, type AfterWork } from "./user-lock";
+import { accountFrom, userRef, type Account } from "./ledger";
+import { DEFAULT_LOCK, lockedCreditTransaction, type AfterWork } from "./user-lock";
 import type { LockGate } from "./rate-limit";
 
 export const IDEMPOTENCY_KEYS = "idempotency_keys";
@@ -181,41 +181,38 @@ export async function idempotentTransaction<R extends object>(
   options: IdempotentOptions<R> = {},
 ): Promise<R & { replayed: boolean }> {
   const clock = deps.clock ?? systemClock;
-  const answer = await withUserLock(
+  const answer = await lockedCreditTransaction(
+    deps.db,
     deps.lock,
     uid,
-    () =>
-      runCreditTransaction(
-        deps.db,
-        async (tx): Promise<(R & { replayed: boolean }) | { rejection: RecordedRejection }> => {
-          // The idempotency record, the account and what the work asked for in one round trip.
-          const keyRef = idempotencyRef(deps.db, scope);
-          const accountRef = userRef(deps.db, uid);
-          const formerRef = scope.formerOwner
-            ? idempotencyRef(deps.db, { owner: scope.formerOwner, key: scope.key })
-            : null;
-          const extra = options.alsoRead?.() ?? [];
-          const snapshots = await tx.getAll(keyRef, accountRef, ...extra, ...(formerRef ? [formerRef] : []));
-          const [keySnapshot, accountSnapshot] = snapshots;
-          const also = snapshots.slice(2, 2 + extra.length);
-          const formerSnapshot = formerRef ? snapshots[2 + extra.length] : undefined;
-          const check = idempotencyFrom<R>(keyRef, scope, keySnapshot);
-          if (check.rejection) return { rejection: check.rejection };
-          if (check.replay) return { ...check.replay, replayed: true };
-          const former = formerSnapshot ? formerAnswer<R>(formerSnapshot, check.fingerprint) : undefined;
-          if (former) return { ...former, replayed: true };
-          const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
-          let response: R;
-          try {
-            response = await work(tx, account, also);
-          } catch (error) {
-            if (!options.finalRejections || !(error instanceof DomainError)) throw error;
-            return { rejection: recordRejection(tx, check, scope, error, clock.now()) };
-          }
-          recordIdempotency(tx, check, scope, response, clock.now());
-          return { ...response, replayed: false };
-        },
-      ),
+    async (tx): Promise<(R & { replayed: boolean }) | { rejection: RecordedRejection }> => {
+      // The idempotency record, the account and what the work asked for in one round trip.
+      const keyRef = idempotencyRef(deps.db, scope);
+      const accountRef = userRef(deps.db, uid);
+      const formerRef = scope.formerOwner
+        ? idempotencyRef(deps.db, { owner: scope.formerOwner, key: scope.key })
+        : null;
+      const extra = options.alsoRead?.() ?? [];
+      const snapshots = await tx.getAll(keyRef, accountRef, ...extra, ...(formerRef ? [formerRef] : []));
+      const [keySnapshot, accountSnapshot] = snapshots;
+      const also = snapshots.slice(2, 2 + extra.length);
+      const formerSnapshot = formerRef ? snapshots[2 + extra.length] : undefined;
+      const check = idempotencyFrom<R>(keyRef, scope, keySnapshot);
+      if (check.rejection) return { rejection: check.rejection };
+      if (check.replay) return { ...check.replay, replayed: true };
+      const former = formerSnapshot ? formerAnswer<R>(formerSnapshot, check.fingerprint) : undefined;
+      if (former) return { ...former, replayed: true };
+      const account = await accountFrom(tx, deps.db, uid, accountRef, accountSnapshot);
+      let response: R;
+      try {
+        response = await work(tx, account, also);
+      } catch (error) {
+        if (!options.finalRejections || !(error instanceof DomainError)) throw error;
+        return { rejection: recordRejection(tx, check, scope, error, clock.now()) };
+      }
+      recordIdempotency(tx, check, scope, response, clock.now());
+      return { ...response, replayed: false };
+    },
     DEFAULT_LOCK,
     {
       gate: options.gate,

@@ -19,10 +19,10 @@ import {
   type IdempotencyScope,
   type IdempotentDeps,
 } from "./idempotency";
-import { accountFrom, postEntry, readLotsFor, runCreditTransaction, userRef, type Change, type Posted } from "./ledger";
+import { accountFrom, postEntry, readLotsFor, userRef, type Change, type Posted } from "./ledger";
 import { correctionChange } from "./clawback";
 import { DEFAULT_PRIORITY, lotIdOf, lotRef, type LotMove } from "./lots";
-import { withUserLock } from "./user-lock";
+import { lockedCreditTransaction } from "./user-lock";
 import { readAhead } from "../shared/read-ahead";
 import { DAY_MS, systemClock } from "../shared/time";
 
@@ -140,14 +140,12 @@ export function purchaseTransaction<R>(
   reads: PurchaseReads = {},
 ): Promise<R> {
   const clock = deps.clock ?? systemClock;
-  return withUserLock(deps.lock, uid, () =>
-    runCreditTransaction(deps.db, async (started) => {
-      const own = reads.refs ?? [];
-      const expected = reads.expected ? expectedRefs(deps.db, uid, reads.expected, clock.now()) : [];
-      const { tx, snapshots } = await readAhead(started, [...own, ...expected]);
-      return body(tx, grantIn(tx), snapshots.slice(0, own.length));
-    }),
-  );
+  return lockedCreditTransaction(deps.db, deps.lock, uid, async (started) => {
+    const own = reads.refs ?? [];
+    const expected = reads.expected ? expectedRefs(deps.db, uid, reads.expected, clock.now()) : [];
+    const { tx, snapshots } = await readAhead(started, [...own, ...expected]);
+    return body(tx, grantIn(tx), snapshots.slice(0, own.length));
+  });
 
   function grantIn(tx: Transaction): GrantPurchase {
     return async (grant) => {

@@ -2,7 +2,8 @@
  * A user's spend as the `spendCredits` callable makes it, with its Redis work
  * folded around the ledger transaction. Round trips of a first spend:
  *
- *   1 Redis      rate limit + the user lock's first try (one script, rate-limit.ts gate)
+ *   1 Redis      rate limit + the user lock's first try (one script, rate-limit.ts gate),
+ *                during the Firestore SDK's timer tick before the transaction (user-lock.ts)
  *   2 Firestore  the idempotency record and the account (one getAll)
  *   3 Firestore  the first page of the user's active lots in burn order (lots.ts; a query cannot join a getAll)
  *   4 Firestore  commit

@@ -20,8 +20,8 @@ import type { DocumentSnapshot, Firestore, Transaction } from "firebase-admin/fi
 import { firestoreValues } from "../adapters/firebase";
 import { DomainError } from "../shared/errors";
 import type { IdempotentDeps } from "./idempotency";
-import { runCreditTransaction, userRef, type EntryType } from "./ledger";
-import { withUserLock } from "./user-lock";
+import { userRef, type EntryType } from "./ledger";
+import { lockedCreditTransaction } from "./user-lock";
 
 export const TOPUPS = "topups";
 
@@ -194,27 +194,25 @@ export async function configureAutoTopUp(
   pack: TopUpPack,
   hasPaymentMethod: (fields: Record<string, unknown>) => boolean,
 ): Promise<AutoTopUpState> {
-  return withUserLock(deps.lock, uid, () =>
-    runCreditTransaction(deps.db, async (tx) => {
-      const ref = userRef(deps.db, uid);
-      const snapshot = await tx.get(ref);
-      const fields = snapshot.data() ?? {};
-      if (!snapshot.exists || !hasPaymentMethod(fields)) throw new NoPaymentMethod();
-      const current = autoTopUpOf(fields);
-      const state: AutoTopUpState = {
-        ...settings,
-        ...pack,
-        pending_topup_id: current?.pending_topup_id ?? null,
-        month: current?.month ?? null,
-        month_credits: current?.month_credits ?? 0,
-        consecutive_failures: settings.enabled ? 0 : (current?.consecutive_failures ?? 0),
-        disabled_reason: settings.enabled ? null : (current?.disabled_reason ?? null),
-      };
-      const { FieldValue } = firestoreValues();
-      tx.set(ref, { auto_topup: state, updated_at: FieldValue.serverTimestamp() }, { merge: true });
-      return state;
-    }),
-  );
+  return lockedCreditTransaction(deps.db, deps.lock, uid, async (tx) => {
+    const ref = userRef(deps.db, uid);
+    const snapshot = await tx.get(ref);
+    const fields = snapshot.data() ?? {};
+    if (!snapshot.exists || !hasPaymentMethod(fields)) throw new NoPaymentMethod();
+    const current = autoTopUpOf(fields);
+    const state: AutoTopUpState = {
+      ...settings,
+      ...pack,
+      pending_topup_id: current?.pending_topup_id ?? null,
+      month: current?.month ?? null,
+      month_credits: current?.month_credits ?? 0,
+      consecutive_failures: settings.enabled ? 0 : (current?.consecutive_failures ?? 0),
+      disabled_reason: settings.enabled ? null : (current?.disabled_reason ?? null),
+    };
+    const { FieldValue } = firestoreValues();
+    tx.set(ref, { auto_topup: state, updated_at: FieldValue.serverTimestamp() }, { merge: true });
+    return state;
+  });
 }
 
 /** A charge's outcome as the payments domain reports it. */
@@ -297,5 +295,5 @@ export function topUpTransaction<R>(
   uid: string,
   body: (tx: Transaction) => Promise<R>,
 ): Promise<R> {
-  return withUserLock(deps.lock, uid, () => runCreditTransaction(deps.db, body));
+  return lockedCreditTransaction(deps.db, deps.lock, uid, body);
 }

@@ -8,15 +8,19 @@
  * it: when Redis is down, slow, or the wait runs out, the transaction runs
  * unlocked and Firestore's own concurrency control decides.
  *
- * Round trips: the lock costs one waited for (take) and one sent (release,
- * not waited for). A caller folds them into its own Redis work (`LockSteps`):
+ * Round trips: the lock costs two, and a ledger change waits for neither on
+ * its own: the first try runs while the Firestore SDK waits its timer tick
+ * before the transaction (lockedCreditTransaction), and the release is sent,
+ * not waited for. A caller folds them into its own Redis work (`LockSteps`):
  * a gate (the spend rate limit) rides on the first try as one script, and
  * commands that follow the work (the balance cache fill) go in one pipeline
  * with the release.
  */
 import { randomUUID } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
+import type { Firestore, Transaction } from "firebase-admin/firestore";
 import type { RedisGateway } from "../adapters/redis";
+import { runCreditTransaction } from "./ledger";
 import type { LockGate } from "./rate-limit";
 
 /** Deletes the lock only if it is still ours (it may have expired and been taken). */
@@ -50,31 +54,33 @@ export function lockKeyOf(uid: string): string {
   return `lock:ledger:{${uid}}`;
 }
 
+/**
+ * Runs `work` under `uid`'s lock. The lock is taken (with the gate's check) while `work` starts: `work` gets
+ * `locked`, and must wait for it before it touches the store; a refusal by the gate rejects it, and `work`
+ * fails with that refusal. Ledger transactions go through lockedCreditTransaction, which waits for it.
+ */
 export async function withUserLock<T>(
   gateway: RedisGateway | undefined,
   uid: string,
-  work: () => Promise<T>,
+  work: (locked: Promise<void>) => Promise<T>,
   options: UserLockOptions = DEFAULT_LOCK,
   steps: LockSteps<T> = {},
 ): Promise<T> {
   const key = lockKeyOf(uid);
   const token = randomUUID();
-  let acquired = false;
-  if (gateway && steps.gate?.gateway === gateway) {
-    const first = await steps.gate.checkAndLock(key, token, options.ttlMs);
-    acquired = first === "locked" || (first === "busy" && (await acquire(gateway, key, token, options, true)));
-  } else {
-    // No lock to ride on (no Redis configured for it, or the gate's is another): the check on its own.
-    if (steps.gate) await steps.gate.check();
-    acquired = gateway ? await acquire(gateway, key, token, options) : false;
-  }
+  const taking = take(gateway, key, token, options, steps.gate);
+  const locked = taking.then(() => undefined);
+  // A refusal reaches the caller through `work`, which may wait a timer tick before it awaits `locked`: handled
+  // now, so it is never an unhandled rejection in between (which would end a Cloud Functions instance).
+  locked.catch(() => undefined);
   let result: T;
   try {
-    result = await work();
+    result = await work(locked);
   } catch (error) {
-    if (acquired && gateway) await release(gateway, key, token);
+    if ((await taking.catch(() => false)) && gateway) await release(gateway, key, token);
     throw error;
   }
+  const acquired = await taking;
   const after = steps.after?.(result);
   if (gateway && (acquired || after)) {
     // The release and what follows the work in one pipeline, sent but not waited for (RedisGateway.send): the
@@ -88,6 +94,50 @@ export async function withUserLock<T>(
     });
   }
   return result;
+}
+
+/**
+ * `body` as a credit transaction (ledger.ts runCreditTransaction) under `uid`'s lock. The Firestore SDK waits a
+ * timer tick before a transaction's first attempt; the lock's first try (one Redis round trip, with the gate)
+ * runs during it instead of before it. Nothing is read before the lock is held (or given up on), so a user's
+ * transactions still do not contend, and a refused one has read and written nothing.
+ */
+export function lockedCreditTransaction<T>(
+  db: Firestore,
+  gateway: RedisGateway | undefined,
+  uid: string,
+  body: (tx: Transaction) => Promise<T>,
+  options: UserLockOptions = DEFAULT_LOCK,
+  steps: LockSteps<T> = {},
+): Promise<T> {
+  return withUserLock(
+    gateway,
+    uid,
+    (locked) =>
+      runCreditTransaction(db, async (tx) => {
+        await locked;
+        return body(tx);
+      }),
+    options,
+    steps,
+  );
+}
+
+/** Takes the lock, after the gate's check (riding on the first try when both use one Redis): whether it is held. */
+async function take(
+  gateway: RedisGateway | undefined,
+  key: string,
+  token: string,
+  options: UserLockOptions,
+  gate: LockGate | undefined,
+): Promise<boolean> {
+  if (gateway && gate?.gateway === gateway) {
+    const first = await gate.checkAndLock(key, token, options.ttlMs);
+    return first === "locked" || (first === "busy" && (await acquire(gateway, key, token, options, true)));
+  }
+  // No lock to ride on (no Redis configured for it, or the gate's is another): the check on its own.
+  if (gate) await gate.check();
+  return gateway ? acquire(gateway, key, token, options) : false;
 }
 
 async function release(gateway: RedisGateway, key: string, token: string): Promise<void> {
