@@ -168,7 +168,7 @@ export async function creditsBench(rows: Row[], samples = 100, concurrent = 20):
   };
   const cacheHit = async () => {
     // A miss is not what this measures: the 30 s cache entry lapsed (the miss fills it), or, on a loaded machine,
-    // the function's Redis breaker opened (a command stalled past its 250 ms timeout) and refuses Redis for its
+    // the function's Redis breaker opened (Redis did not answer within its 250 ms timeout) and refuses Redis for its
     // 5 s cooldown. Asked again until a hit, within a deadline that outlasts a few cooldowns.
     const deadline = Date.now() + 30_000;
     for (let pause = 100; ; pause = Math.min(pause * 2, 2_000)) {

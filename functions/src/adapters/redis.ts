@@ -82,13 +82,43 @@ export class RedisGateway {
     if (this.breaker.isOpen()) throw new RedisUnavailable("circuit open");
     try {
       const redis = await this.connected();
-      const result = await fn(redis);
+      const result = await this.withinCommandTimeout(() => fn(redis));
       this.breaker.recordSuccess();
       return result;
     } catch (error) {
       this.breaker.recordFailure();
       if (error instanceof RedisUnavailable) throw error;
       throw new RedisUnavailable(error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  /**
+   * The call's answer, or RedisUnavailable once the command timeout has passed since it was sent. When the timer
+   * fires late because the event loop was stalled (a long synchronous task, a CPU-starved instance), the answer
+   * may already be waiting, unread, on the socket: the loop reads sockets after it runs timers, so the call is
+   * declared timed out only after that read (setImmediate), and a reply that came in time counts as one. Otherwise
+   * a stall past the timeout failed calls Redis had answered, and three of them opened the breaker.
+   */
+  private async withinCommandTimeout<T>(send: () => Promise<T>): Promise<T> {
+    const ms = this.options.commandTimeoutMs;
+    let answered = false;
+    let timer: NodeJS.Timeout | undefined;
+    // Started before the commands are sent, so a stall while sending counts against the call.
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          setImmediate(() => {
+            if (!answered) reject(new RedisUnavailable(`no answer within ${ms} ms`));
+          }),
+        ms,
+      );
+    });
+    try {
+      const reply = send();
+      const answer = reply.finally(() => (answered = true));
+      return await Promise.race([answer, timedOut]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -157,7 +187,9 @@ export class RedisGateway {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      commandTimeout: this.options.commandTimeoutMs,
+      // The caller's bound is withinCommandTimeout's; this one only clears commands nobody waits for any more
+      // (a reply that never comes), well after it.
+      commandTimeout: Math.max(this.options.commandTimeoutMs * 10, 5_000),
       connectTimeout: Math.max(this.options.connectWaitMs, 200),
       // Keep reconnecting in the background with capped backoff; callers never wait on it.
       retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2000),

@@ -1,0 +1,58 @@
+/**
+ * The Redis gateway's bound on a call (adapters/redis.ts) against a real redis-server: a call Redis answered
+ * in time is not failed because the event loop read the answer late, and a call Redis does not answer fails
+ * at the bound.
+ */
+import assert from "node:assert/strict";
+import { RedisGateway, RedisUnavailable } from "../../functions/src/adapters/redis";
+import { suite } from "../support/suite";
+
+/** Blocks the event loop, as a long synchronous task or a CPU-starved instance does. */
+function stall(ms: number): void {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    // busy
+  }
+}
+
+describe("integration: the Redis gateway's command timeout", function () {
+  this.timeout(30_000);
+  let gateway: RedisGateway;
+
+  beforeEach(async () => {
+    // One failure would open the breaker, for longer than the test.
+    gateway = new RedisGateway({
+      url: suite.redisUrl,
+      commandTimeoutMs: 50,
+      connectWaitMs: 2_000,
+      breaker: { failureThreshold: 1, cooldownMs: 60_000 },
+    });
+    assert.equal(await gateway.run((client) => client.ping()), "PONG");
+  });
+  afterEach(async () => {
+    await gateway.close();
+  });
+
+  it("when the event loop stalls past the timeout after a command is sent, then Redis's answer, waiting on the socket, is taken and the breaker stays closed", async () => {
+    const answer = await gateway.run((client) => {
+      const reply = client.ping("sent-before-the-stall");
+      stall(300);
+      return reply;
+    });
+    assert.equal(answer, "sent-before-the-stall");
+    assert.equal(await gateway.run((client) => client.ping()), "PONG", "the breaker did not open");
+  });
+
+  it("when Redis does not answer within the timeout, then the call fails with RedisUnavailable and the breaker opens", async () => {
+    // Redis holds every client's commands for 400 ms (this connection's PAUSE itself is answered).
+    await gateway.run((client) => client.call("CLIENT", "PAUSE", "400", "ALL"));
+    await assert.rejects(
+      gateway.run((client) => client.ping()),
+      (error: unknown) => error instanceof RedisUnavailable && /no answer within 50 ms/.test(error.message),
+    );
+    await assert.rejects(
+      gateway.run((client) => client.ping()),
+      (error: unknown) => error instanceof RedisUnavailable && /circuit open/.test(error.message),
+    );
+  });
+});
