@@ -20,6 +20,7 @@
 import type { DocumentSnapshot, Firestore } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { logs } from "../shared/logs";
+import { SnapshotCache } from "../shared/read-ahead";
 import { systemClock, type Clock } from "../shared/time";
 import {
   allowanceLotRefs,
@@ -30,7 +31,7 @@ import {
   periodOf,
   type AllowanceOutcome,
 } from "./plans";
-import { Prefetch, PrefetchedTransaction } from "./prefetched-transaction";
+import { PrefetchedTransaction } from "./prefetched-transaction";
 import type { PlansConfig } from "./schemas";
 
 export const ALLOWANCE_STATE = { collection: "scheduler_state", doc: "grantAllowances" } as const;
@@ -115,7 +116,7 @@ export async function grantAllowances(deps: AllowanceRunDeps): Promise<Allowance
    */
   const grantBatch = async (users: DocumentSnapshot[]) => {
     const now = clock.now();
-    const prefetch = new Prefetch(deps.db);
+    const prefetch = new SnapshotCache((refs) => deps.db.getAll(...refs));
     prefetch.seed(users);
     await prefetch.load(
       users.flatMap((user) => [

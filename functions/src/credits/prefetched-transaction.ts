@@ -23,41 +23,13 @@ import type {
   DocumentData,
   DocumentReference,
   DocumentSnapshot,
-  Firestore,
   Query,
   QuerySnapshot,
   SetOptions,
   Transaction,
   WriteBatch,
 } from "firebase-admin/firestore";
-
-/** Snapshots read for several users at once, by document path. */
-export class Prefetch {
-  private readonly snapshots = new Map<string, DocumentSnapshot>();
-
-  constructor(private readonly db: Firestore) {}
-
-  /** Snapshots read already (e.g. by the query that found the users). */
-  seed(snapshots: DocumentSnapshot[]): void {
-    for (const snapshot of snapshots) this.snapshots.set(snapshot.ref.path, snapshot);
-  }
-
-  /** Reads in one round trip every document not read yet. */
-  async load(refs: DocumentReference[]): Promise<void> {
-    const missing = [...new Map(refs.map((ref) => [ref.path, ref])).values()].filter(
-      (ref) => !this.snapshots.has(ref.path),
-    );
-    if (missing.length === 0) return;
-    for (const snapshot of await this.db.getAll(...missing)) this.snapshots.set(snapshot.ref.path, snapshot);
-  }
-
-  async get(ref: DocumentReference): Promise<DocumentSnapshot> {
-    await this.load([ref]);
-    const snapshot = this.snapshots.get(ref.path);
-    if (!snapshot) throw new Error(`not read: ${ref.path}`);
-    return snapshot;
-  }
-}
+import type { SnapshotCache } from "../shared/read-ahead";
 
 /** A write this change asks for, kept until the change is complete. */
 type Write =
@@ -67,13 +39,16 @@ type Write =
 /** A write this adapter cannot guard; the caller runs the user through a transaction instead. */
 export class UnsupportedWrite extends Error {}
 
-/** One user's change: the reads and writes of a transaction, served by a Prefetch and kept for a batch. */
+/**
+ * One user's change: the reads and writes of a transaction, the reads served by a SnapshotCache over `db.getAll`
+ * (several users' documents fetched at once), the writes kept for a batch.
+ */
 export class PrefetchedTransaction {
   private readonly read = new Map<string, DocumentSnapshot>();
   private readonly writes: Write[] = [];
   private readonly written = new Set<string>();
 
-  constructor(private readonly prefetch: Prefetch) {}
+  constructor(private readonly prefetch: SnapshotCache) {}
 
   /** The transaction the ledger's functions take (they only get, getAll, create, set and update). */
   asTransaction(): Transaction {
@@ -86,15 +61,14 @@ export class PrefetchedTransaction {
     if (typeof (target as Partial<DocumentReference>).collection !== "function")
       // A query (a closed account's last entry): not guarded, so the user is left to a transaction.
       throw new UnsupportedWrite("a query read");
-    const ref = target as DocumentReference;
-    const snapshot = await this.prefetch.get(ref);
-    this.read.set(ref.path, snapshot);
+    const [snapshot] = await this.getAll(target as DocumentReference);
     return snapshot;
   }
 
   async getAll(...refs: DocumentReference[]): Promise<DocumentSnapshot[]> {
-    await this.prefetch.load(refs);
-    return Promise.all(refs.map((ref) => this.get(ref)));
+    const snapshots = await this.prefetch.load(refs);
+    for (const snapshot of snapshots) this.read.set(snapshot.ref.path, snapshot);
+    return snapshots;
   }
 
   create(ref: DocumentReference, data: DocumentData): this {

@@ -14,6 +14,33 @@
  */
 import type { DocumentReference, DocumentSnapshot, Transaction } from "firebase-admin/firestore";
 
+/**
+ * Snapshots kept by document path, each document read once: `load` reads the ones it does not hold yet in one
+ * round trip through `read` (a transaction's `getAll` for readAhead, `db.getAll` for the allowance pass's
+ * prefetch, credits/prefetched-transaction.ts) and answers the rest from memory.
+ */
+export class SnapshotCache {
+  private readonly held = new Map<string, DocumentSnapshot>();
+
+  constructor(private readonly read: (refs: DocumentReference[]) => Promise<DocumentSnapshot[]>) {}
+
+  /** Snapshots read already (e.g. by the query that found them). */
+  seed(snapshots: DocumentSnapshot[]): void {
+    for (const snapshot of snapshots) this.held.set(snapshot.ref.path, snapshot);
+  }
+
+  has(ref: DocumentReference): boolean {
+    return this.held.has(ref.path);
+  }
+
+  /** The snapshots of `refs`, in their order; what is not held yet is read first, once per document. */
+  async load(refs: DocumentReference[]): Promise<DocumentSnapshot[]> {
+    const missing = [...new Map(refs.filter((ref) => !this.has(ref)).map((ref) => [ref.path, ref])).values()];
+    if (missing.length > 0) this.seed(await this.read(missing));
+    return refs.map((ref) => this.held.get(ref.path) as DocumentSnapshot);
+  }
+}
+
 export interface ReadAhead {
   /** The same transaction; its `get` and `getAll` of the documents read ahead are answered from memory. */
   tx: Transaction;
@@ -23,21 +50,18 @@ export interface ReadAhead {
 
 export async function readAhead(tx: Transaction, refs: DocumentReference[]): Promise<ReadAhead> {
   if (refs.length === 0) return { tx, snapshots: [] };
-  const distinct = [...new Map(refs.map((ref) => [ref.path, ref])).values()];
-  const held = new Map((await tx.getAll(...distinct)).map((snapshot) => [snapshot.ref.path, snapshot]));
-  const snapshots = refs.map((ref) => held.get(ref.path) as DocumentSnapshot);
+  const cache = new SnapshotCache((missing) => tx.getAll(...missing));
+  const snapshots = await cache.load(refs);
 
   const isDocument = (target: unknown): target is DocumentReference =>
     typeof target === "object" && target !== null && typeof (target as DocumentReference).collection === "function";
-  const getAll = async (...args: unknown[]): Promise<DocumentSnapshot[]> => {
+  const getAll = (...args: unknown[]): Promise<DocumentSnapshot[]> =>
     // Read options (a field mask) read differently: those go to Firestore whole.
-    if (!args.every(isDocument)) return (tx.getAll as (...all: unknown[]) => Promise<DocumentSnapshot[]>)(...args);
-    const missing = [...new Map(args.filter((ref) => !held.has(ref.path)).map((ref) => [ref.path, ref])).values()];
-    if (missing.length > 0) for (const snapshot of await tx.getAll(...missing)) held.set(snapshot.ref.path, snapshot);
-    return args.map((ref) => held.get(ref.path) as DocumentSnapshot);
-  };
-  const get = (target: unknown): Promise<unknown> => {
-    if (isDocument(target) && held.has(target.path)) return Promise.resolve(held.get(target.path));
+    args.every(isDocument)
+      ? cache.load(args)
+      : (tx.getAll as (...all: unknown[]) => Promise<DocumentSnapshot[]>)(...args);
+  const get = async (target: unknown): Promise<unknown> => {
+    if (isDocument(target) && cache.has(target)) return (await cache.load([target]))[0];
     return (tx.get as (target: unknown) => Promise<unknown>)(target);
   };
   const ahead = new Proxy(tx, {
