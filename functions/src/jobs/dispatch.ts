@@ -22,8 +22,7 @@ import type { RedisGateway } from "../adapters/redis";
 import type { PubSub } from "@google-cloud/pubsub";
 import type { Clock } from "../shared/time";
 import { systemClock } from "../shared/time";
-import { jobRef, readJob, TERMINAL, toJob, type Job } from "./job";
-import { NotFound } from "../shared/errors";
+import { jobOf, jobRef, readJob, TERMINAL, type Job } from "./job";
 import { jobType } from "./registry";
 import { addToStream } from "./streams";
 
@@ -147,8 +146,7 @@ async function completeLease(
   const ref = jobRef(deps.db, jobId);
   for (let attempt = 1; ; attempt += 1) {
     const snapshot = await ref.get();
-    if (!snapshot.exists) throw new NotFound(`Job ${jobId}`);
-    const job = toJob(ref, snapshot.data() ?? {});
+    const job = jobOf(ref, snapshot);
     if (job.dispatch.state !== "dispatching" || job.dispatch.leaseOwner !== owner) return false;
     try {
       await ref.update(

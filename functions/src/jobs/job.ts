@@ -8,7 +8,7 @@
  */
 import type { Database } from "firebase-admin/database";
 import type { Db } from "mongodb";
-import type { DocumentReference, Firestore, Transaction } from "firebase-admin/firestore";
+import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import type { RedisGateway } from "../adapters/redis";
 import { NotFound } from "../shared/errors";
 import type { Clock } from "../shared/time";
@@ -105,8 +105,12 @@ function quarantineOf(value: unknown): Job["quarantine"] {
 
 export async function readJob(tx: Transaction, db: Firestore, jobId: string): Promise<Job> {
   const ref = jobRef(db, jobId);
-  const snapshot = await tx.get(ref);
-  if (!snapshot.exists) throw new NotFound(`Job ${jobId}`);
+  return jobOf(ref, await tx.get(ref));
+}
+
+/** The job a read of `ref` found; NotFound when there is none. */
+export function jobOf(ref: DocumentReference, snapshot: DocumentSnapshot): Job {
+  if (!snapshot.exists) throw new NotFound(`Job ${ref.id}`);
   return toJob(ref, snapshot.data() ?? {});
 }
 
