@@ -96,20 +96,24 @@ interface AllowanceRecord {
 }
 
 /** The records of `period` and of the one before it (what a rollover comes from). */
+/** The period's record, and the previous period's when the plan rolls over (nothing else needs it). */
 async function readRecords(
   tx: Transaction,
   db: Firestore,
   uid: string,
+  plan: PlanConfig,
   period: Period,
 ): Promise<{ current: AllowanceRecord | null; previous: AllowanceRecord | null }> {
-  const snapshots = await tx.getAll(
-    db.collection(ALLOWANCES).doc(allowanceKey(uid, period)),
-    db.collection(ALLOWANCES).doc(allowanceKey(uid, previousPeriod(period))),
-  );
-  const [current, previous] = snapshots.map((snapshot) =>
+  const snapshots = await tx.getAll(...recordRefs(db, uid, plan, period));
+  const [current, previous = null] = snapshots.map((snapshot) =>
     snapshot.exists ? { granted: Number(snapshot.get("granted")), lotId: String(snapshot.get("lot_id")) } : null,
   );
   return { current, previous };
+}
+
+function recordRefs(db: Firestore, uid: string, plan: PlanConfig, period: Period): DocumentReference[] {
+  const periods = plan.rollover === "none" ? [period] : [period, previousPeriod(period)];
+  return periods.map((each) => db.collection(ALLOWANCES).doc(allowanceKey(uid, each)));
 }
 
 export function tierOf(account: Account): string {
@@ -147,7 +151,7 @@ export async function grantAllowance(
   account: Account,
   step: AllowanceStep,
 ): Promise<{ outcome: AllowanceOutcome; granted: number }> {
-  const records = await readRecords(tx, db, step.uid, step.period);
+  const records = await readRecords(tx, db, step.uid, step.plan, step.period);
   const newPeriod = records.current === null;
   if (!newPeriod && step.onlyIfDue) return { outcome: "current", granted: 0 };
   const alreadyGranted = records.current?.granted ?? 0;
@@ -310,22 +314,13 @@ export async function grantDueAllowance(
   return outcome;
 }
 
-/** The allowance records grantDueAllowance reads for a user: the period's and the previous one's. */
-export function allowanceRecordRefs(db: Firestore, uid: string, now: Date): [DocumentReference, DocumentReference] {
-  const period = periodOf(now);
-  return [
-    db.collection(ALLOWANCES).doc(allowanceKey(uid, period)),
-    db.collection(ALLOWANCES).doc(allowanceKey(uid, previousPeriod(period))),
-  ];
-}
-
 /**
- * The lots grantDueAllowance reads for a user whose document holds `data`:
- * the one the allowance goes into, the legacy lot of a user from before lots,
- * and, for a plan that rolls over, the previous period's allowance lot as the
- * plan would have made it (its record says; a guess missed is read later).
+ * The documents grantDueAllowance reads for a user whose document holds `data`, so a batch of users can fetch
+ * them at once: the period's allowance record, and the previous one's if the plan rolls over; the lot the
+ * allowance goes into, the legacy lot of a user from before lots, and, for a plan that rolls over, the previous
+ * period's allowance lot as the plan would have made it (its record says; a guess missed is read later).
  */
-export function allowanceLotRefs(
+export function allowanceReadRefs(
   db: Firestore,
   uid: string,
   plans: PlansConfig,
@@ -339,7 +334,7 @@ export function allowanceLotRefs(
   const ids = [lotIdOf(uid, "allowance", priority, period.end)];
   if (typeof data.lots_since_version !== "number") ids.push(legacyLotId(uid));
   if (plan.rollover !== "none") ids.push(lotIdOf(uid, "allowance", priority, previousPeriod(period).end));
-  return ids.map((id) => lotRef(db, id));
+  return [...recordRefs(db, uid, plan, period), ...ids.map((id) => lotRef(db, id))];
 }
 
 export const ALLOWANCE_ACTOR = "system:grantAllowances";
