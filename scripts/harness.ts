@@ -103,7 +103,9 @@ async function main(): Promise<number> {
     // Jobs: re-claim idle stream entries after 1 s and dead-letter on the 3rd delivery, so the poison test runs in seconds.
     Object.assign(functionEnv, { JOBS_VISIBILITY_TIMEOUT_MS: "1000", JOBS_MAX_DELIVERIES: "3" });
   }
-  writeFunctionsEnvLocal(functionEnv);
+  // The same values for the functions and for this run's own processes (tests, sim, bench), which import the
+  // functions' code: outside the functions runtime a param reads only the environment (an int without one is 0).
+  const paramEnv = writeFunctionsEnvLocal(functionEnv);
 
   step(
     "starting the Firebase emulators (functions, auth, hosting, firestore, pubsub" +
@@ -141,7 +143,7 @@ async function main(): Promise<number> {
     WORKER_API_KEY: DEV_SECRETS.WORKER_API_KEY,
     STRIPE_SECRET_KEY: DEV_SECRETS.STRIPE_SECRET_KEY,
     STRIPE_WEBHOOK_SECRET: DEV_SECRETS.STRIPE_WEBHOOK_SECRET,
-    ...functionEnv,
+    ...paramEnv,
   };
   // What the stand-in's hosted checkout page completes is delivered, signed, to the functions' webhook.
   stripe.webhookUrl = `${suiteEnv.FUNCTIONS_BASE_URL}/stripeWebhook`;
@@ -272,9 +274,9 @@ async function runChild(tool: string, args: string[], env: Record<string, string
  * The functions emulator prompts for every param without a value in a dotenv
  * file, so all declared params are written to functions/.env.local (defaults,
  * then this run's values) and secrets to functions/.secret.local. Files that
- * were there before are restored at teardown.
+ * were there before are restored at teardown. Returns the plain values.
  */
-function writeFunctionsEnvLocal(values: Record<string, string>): void {
+function writeFunctionsEnvLocal(values: Record<string, string>): Record<string, string> {
   const declared = declaredParams();
   const plain: Record<string, string> = {};
   const secrets: Record<string, string> = {};
@@ -285,6 +287,7 @@ function writeFunctionsEnvLocal(values: Record<string, string>): void {
   Object.assign(plain, values);
   writeRestoredOnTeardown(path.join(ROOT, "functions", ".env.local"), plain);
   writeRestoredOnTeardown(path.join(ROOT, "functions", ".secret.local"), secrets);
+  return plain;
 }
 
 /** Secrets' values for local runs; tests read the same table through HARNESS_SECRETS. */
