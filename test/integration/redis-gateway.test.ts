@@ -1,7 +1,7 @@
 /**
  * The Redis gateway's bound on a call (adapters/redis.ts) against a real redis-server: a call Redis answered
  * in time is not failed because the event loop read the answer late, and a call Redis does not answer fails
- * at the bound.
+ * at the bound; and the calls that arrive while the first connection is made share one wait for it.
  */
 import assert from "node:assert/strict";
 import { RedisGateway, RedisUnavailable } from "../../functions/src/adapters/redis";
@@ -54,5 +54,40 @@ describe("integration: the Redis gateway's command timeout", function () {
       gateway.run((client) => client.ping()),
       (error: unknown) => error instanceof RedisUnavailable && /circuit open/.test(error.message),
     );
+  });
+});
+
+describe("integration: the Redis gateway's first connection", function () {
+  this.timeout(30_000);
+
+  it("when many calls arrive before the connection is ready, then they share one wait: all answered, no listener-leak warning", async () => {
+    // A new gateway connects on its first call; an instance's concurrent requests all wait for that connection.
+    const gateway = new RedisGateway({
+      url: suite.redisUrl,
+      commandTimeoutMs: 2_000,
+      connectWaitMs: 5_000,
+      breaker: { failureThreshold: 3, cooldownMs: 5_000 },
+    });
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on("warning", onWarning);
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 40 }, (_, index) => gateway.run((client) => client.echo(`call-${index}`))),
+      );
+      assert.deepEqual(
+        answers,
+        Array.from({ length: 40 }, (_, index) => `call-${index}`),
+      );
+      // Node emits the warning on a later tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(
+        warnings.filter((warning) => warning.startsWith("MaxListenersExceededWarning")),
+        [],
+      );
+    } finally {
+      process.off("warning", onWarning);
+      await gateway.close();
+    }
   });
 });

@@ -66,6 +66,7 @@ export interface RedisGatewayOptions {
 /** One lazily connected ioredis client with bounded calls. */
 export class RedisGateway {
   private client: Redis | undefined;
+  private connecting: Promise<Redis> | undefined;
   private readonly breaker: CircuitBreaker;
 
   constructor(private readonly options: RedisGatewayOptions) {
@@ -149,6 +150,7 @@ export class RedisGateway {
   async close(): Promise<void> {
     const client = this.client;
     this.client = undefined;
+    this.connecting = undefined;
     if (client) client.disconnect();
   }
 
@@ -158,6 +160,14 @@ export class RedisGateway {
     // Lost and reconnecting in the background: fail now rather than wait for it.
     if (redis.status === "reconnecting") throw new RedisUnavailable("reconnecting");
     if (redis.status === "wait") redis.connect().catch(() => undefined);
+    // One wait for every caller that arrives while the connection is made (an instance's concurrent requests):
+    // a wait per caller put a listener per caller on the client, and Node warned of a leak past ten.
+    this.connecting ??= this.readyOf(redis).finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  /** `redis` once it is ready, or a RedisUnavailable after connectWaitMs or when the attempt fails. */
+  private async readyOf(redis: Redis): Promise<Redis> {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => done(new RedisUnavailable(`not connected (${redis.status})`)),
