@@ -39,7 +39,7 @@ const MAX_RETRY = 500;
 /**
  * Users per commit: 4 documents each (user, entry, lot, record), so 40 users is a commit of about 160 writes,
  * well under Firestore's 500. One user changing under the pass sends the 39 others to the slow path; smaller
- * batches lose more to round trips (20 users granted 3,100-4,000 documents/s in the bench, 40 users 4,000-4,800).
+ * batches granted less in the bench (20 users per commit 3,100-4,000 documents/s, 40 or more 3,700-4,800).
  */
 const BATCH_USERS = 40;
 

@@ -95,7 +95,6 @@ interface AllowanceRecord {
   lotId: string;
 }
 
-/** The records of `period` and of the one before it (what a rollover comes from). */
 /** The period's record, and the previous period's when the plan rolls over (nothing else needs it). */
 async function readRecords(
   tx: Transaction,
