@@ -136,26 +136,22 @@ export async function creditsBench(rows: Row[], samples = 100, concurrent = 20):
       { maxAttempts: TRANSACTION_ATTEMPTS },
     );
 
+  /** Credits for a bench user, through the ledger (not measured). */
+  const grant = (user: string, amount: number, key: string, expiresAt?: Date) =>
+    grantCredits({ db }, "bench", {
+      user_id: user,
+      amount,
+      type: "grant",
+      ...(expiresAt ? { expires_at: expiresAt.toISOString() } : {}),
+      reason: "bench",
+      idempotency_key: `bench-${key}`,
+    });
   const uid = `bench-${randomUUID().slice(0, 8)}`;
-  await grantCredits({ db }, "bench", {
-    user_id: uid,
-    amount: 1_000_000,
-    type: "grant",
-    reason: "bench",
-    idempotency_key: `bench-${uid}`,
-  });
+  await grant(uid, 1_000_000, uid);
   // A user whose credits are in 20 lots (different expiries, so they stay 20): a spend reads the first page of them.
   const manyLots = `bench-lots-${randomUUID().slice(0, 8)}`;
-  for (let lot = 0; lot < 20; lot++) {
-    await grantCredits({ db }, "bench", {
-      user_id: manyLots,
-      amount: 50_000,
-      type: "grant",
-      expires_at: new Date(Date.now() + (30 + lot) * 86_400_000).toISOString(),
-      reason: "bench",
-      idempotency_key: `bench-${manyLots}-${lot}`,
-    });
-  }
+  for (let lot = 0; lot < 20; lot++)
+    await grant(manyLots, 50_000, `${manyLots}-${lot}`, new Date(Date.now() + (30 + lot) * 86_400_000));
   const spendAs = async (user: string, timeoutMs?: number) => {
     const answer = await callFunction(
       "spendCredits",
@@ -169,13 +165,7 @@ export async function creditsBench(rows: Row[], samples = 100, concurrent = 20):
   const spend = () => spendAs(uid);
   // A user only read: its getBalance is a cache hit (emulator + callable overhead, no store).
   const idle = `bench-idle-${randomUUID().slice(0, 8)}`;
-  await grantCredits({ db }, "bench", {
-    user_id: idle,
-    amount: 10,
-    type: "grant",
-    reason: "bench",
-    idempotency_key: `bench-${idle}`,
-  });
+  await grant(idle, 10, idle);
   // The triggers a spend sets off (the balance mirror and the audit record of the user document) run in the
   // emulator's other workers on this same machine; in production they run on other instances. Each timed sample
   // starts once the last spend's have finished, so no sample (spend or floor) pays for an earlier one's: in
