@@ -206,6 +206,50 @@ describe("integration: plans and allowances", function () {
     }
   });
 
+  it("when the scan of users takes several queries, then each user is scanned once and granted once, also across stops inside a query", async () => {
+    const uids = [newUid("al-scan"), newUid("al-scan"), newUid("al-scan")];
+    for (const uid of uids) await fund(uid, 1);
+    const users = (await db().collection("users").count().get()).data().count;
+    // Pages of a sixth, two per query: at least three queries, whatever other tests left in the emulator.
+    const pageSize = Math.max(1, Math.ceil(users / 6));
+    const scan = (clock: Clock, stateId: string, budgetMs: number) =>
+      grantAllowances({ db: db(), clock, budgetMs, pageSize, pagesPerQuery: 2, stateId, plans: DEFAULT_PLANS });
+
+    // No budget: each run grants one page and stops when the next arrives, inside a query or at its end.
+    const may = at("2036-05-01T01:00:00Z");
+    const stateId = newUid("allowance-state");
+    let scanned = 0;
+    let runs = 0;
+    for (let run = await scan(may, stateId, 0); ; run = await scan(may, stateId, 0)) {
+      runs += 1;
+      scanned += run.scanned;
+      if (run.complete) break;
+      assert.ok(runs <= users, "every run makes progress");
+    }
+    assert.equal(scanned, users, "each user scanned once across the runs");
+    assert.equal(runs, Math.ceil(users / pageSize), "one page per run");
+
+    // A whole budget: one run, across every query.
+    const june = await scan(at("2036-06-01T01:00:00Z"), newUid("allowance-state"), 60_000);
+    assert.equal(june.complete, true);
+    assert.equal(june.scanned, users);
+    assert.equal(june.alone, 0, "every user granted by a batch");
+    for (const uid of uids) {
+      const ledger = await ledgerOf(uid);
+      assert.deepEqual(
+        ledger.map((entry) => entry.amount),
+        [1, 50, 50],
+      );
+      assert.deepEqual(
+        ledger.slice(1).map((entry) => entry.reason),
+        ["allowance 2036-05 (free)", "allowance 2036-06 (free)"],
+      );
+      // The batch folds the grant's two writes of the user document into one: both are there.
+      assert.deepEqual([(await user(uid)).credits_balance, (await user(uid)).allowance_period], [101, "2036-06"]);
+      await assertLedgerInvariants(uid);
+    }
+  });
+
   it("when two grantAllowances runs race each other and spends on the same users, then each user gets the period (and its rollover) exactly once", async () => {
     const plans: PlansConfig = { plans: { free: { monthly_allowance: 50, rollover: { max: 30 } } } };
     const uids = Array.from({ length: 12 }, () => newUid("al-race"));
@@ -221,7 +265,7 @@ describe("integration: plans and allowances", function () {
         });
     }
     const clock = at("2035-04-01T01:00:00Z");
-    const run = (tag: string) =>
+    const run = (tag: string, commitWrites?: number) =>
       grantAllowances({
         db: db(),
         clock,
@@ -231,6 +275,7 @@ describe("integration: plans and allowances", function () {
         plans,
         batchUsers: 4,
         concurrency: 2,
+        commitWrites,
       });
     // Spends land between the runs' reads and commits, so some batches find a user changed and fail as a whole.
     const spends = uids.slice(0, 6).map((uid) =>
@@ -240,7 +285,8 @@ describe("integration: plans and allowances", function () {
         idempotency_key: `april-${uid}`,
       }),
     );
-    const [first, second] = await Promise.all([run("a"), run("b"), ...spends]);
+    // One run commits each batch whole, the other a user or two per commit (a grant with a rollover writes 7).
+    const [first, second] = await Promise.all([run("a"), run("b", 14), ...spends]);
     assert.equal(first.complete && second.complete, true);
     assert.deepEqual(
       [...first.failed, ...second.failed].filter((failure) => uids.includes(failure.uid)),

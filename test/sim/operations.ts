@@ -500,21 +500,25 @@ export const OPERATIONS: Operation[] = [
     name: "grantAllowances",
     weight: 2,
     when: () => true,
-    plan: (w) => ({
-      detail: `at ${w.clock.now().toISOString()}`,
-      run: () =>
-        outcomeOf(async () => {
-          const run = await grantAllowances({
-            db: w.db,
-            clock: w.clock,
-            budgetMs: 60_000,
-            pageSize: 50,
-            stateId: `sim-allowances-${w.nonce}`,
-            plans: SIM_PLANS,
-          });
-          return `${run.period} granted ${run.granted} current ${run.current} failed ${run.failed.length}`;
-        }),
-    }),
+    plan: (w) => {
+      // Small pages, queries, batches and commits at times, so the scan's and the batches' edges are crossed.
+      const shape = w.rng.pick([{ pageSize: 50 }, { pageSize: 2, pagesPerQuery: 2, batchUsers: 3, commitWrites: 10 }]);
+      return {
+        detail: `at ${w.clock.now().toISOString()} ${JSON.stringify(shape)}`,
+        run: () =>
+          outcomeOf(async () => {
+            const run = await grantAllowances({
+              db: w.db,
+              clock: w.clock,
+              budgetMs: 60_000,
+              ...shape,
+              stateId: `sim-allowances-${w.nonce}`,
+              plans: SIM_PLANS,
+            });
+            return `${run.period} granted ${run.granted} current ${run.current} failed ${run.failed.length}`;
+          }),
+      };
+    },
   },
   {
     name: "retention",

@@ -4,10 +4,12 @@
  * snapshots fetched beforehand, many users' in one `getAll`, and the writes
  * go into a `WriteBatch` shared by a few users, one commit for all of them.
  *
- * What makes it as safe as the transaction it stands in for: the first write
- * to every document it read is guarded by what was read — `lastUpdateTime`
+ * What makes it as safe as the transaction it stands in for: the write to
+ * every document it read is guarded by what was read — `lastUpdateTime`
  * for a document that existed, `create` (must not exist) for one that did
- * not. Every change of a user's credits writes the user document (ledger.ts),
+ * not. A document written twice in one change (a grant's user document: its
+ * balance, then its allowance period) is one write to the batch, the later
+ * fields folded into the earlier. Every change of a user's credits writes the user document (ledger.ts),
  * so its guard catches any change since the read, and a `create` of a record
  * with a deterministic id (the period's allowance) fails if someone else made
  * it first. A batch is atomic: one failed guard and nothing of it is written;
@@ -34,7 +36,7 @@ import type { SnapshotCache } from "../shared/read-ahead";
 /** A write this change asks for, kept until the change is complete. */
 type Write =
   | { kind: "create"; ref: DocumentReference; data: DocumentData }
-  | { kind: "update"; ref: DocumentReference; data: DocumentData; guard?: DocumentSnapshot };
+  | { kind: "update"; ref: DocumentReference; data: DocumentData; guard: DocumentSnapshot };
 
 /** A write this adapter cannot guard; the caller runs the user through a transaction instead. */
 export class UnsupportedWrite extends Error {}
@@ -46,7 +48,8 @@ export class UnsupportedWrite extends Error {}
 export class PrefetchedTransaction {
   private readonly read = new Map<string, DocumentSnapshot>();
   private readonly writes: Write[] = [];
-  private readonly written = new Set<string>();
+  /** Each document's one write: a later write to it is folded into it (see update). */
+  private readonly written = new Map<string, Write>();
 
   constructor(private readonly prefetch: SnapshotCache) {}
 
@@ -72,8 +75,10 @@ export class PrefetchedTransaction {
   }
 
   create(ref: DocumentReference, data: DocumentData): this {
-    this.writes.push({ kind: "create", ref, data });
-    this.written.add(ref.path);
+    if (this.written.has(ref.path)) throw new UnsupportedWrite(`second create of ${ref.path}`);
+    const write: Write = { kind: "create", ref, data };
+    this.writes.push(write);
+    this.written.set(ref.path, write);
     return this;
   }
 
@@ -90,19 +95,32 @@ export class PrefetchedTransaction {
     // An update replaces a nested map that a merged set would merge: only top-level fields are the same.
     if (Object.values(data).some((value) => value !== null && Object.getPrototypeOf(value) === Object.prototype))
       throw new UnsupportedWrite(`nested fields of ${ref.path}`);
-    const first = !this.written.has(ref.path);
-    const guard = first ? this.read.get(ref.path) : undefined;
-    if (first && !guard?.exists) throw new UnsupportedWrite(`update of unread ${ref.path}`);
-    this.writes.push({ kind: "update", ref, data, guard });
-    this.written.add(ref.path);
+    const earlier = this.written.get(ref.path);
+    if (earlier) {
+      // Top-level fields, so the later write's fields replacing the earlier's is what the two writes would do; a
+      // dotted key is a field path to update but a field name to create, so such a write is not folded.
+      if (Object.keys(data).some((key) => key.includes("."))) throw new UnsupportedWrite(`field path in ${ref.path}`);
+      earlier.data = { ...earlier.data, ...data };
+      return this;
+    }
+    const guard = this.read.get(ref.path);
+    if (!guard?.exists) throw new UnsupportedWrite(`update of unread ${ref.path}`);
+    const write: Write = { kind: "update", ref, data, guard };
+    this.writes.push(write);
+    this.written.set(ref.path, write);
     return this;
   }
 
-  /** Adds the change's writes to `batch`, each document's first write guarded by what was read. */
+  /** The writes commitInto adds: one per document written. */
+  get writeCount(): number {
+    return this.writes.length;
+  }
+
+  /** Adds the change's writes to `batch`, one per document, each guarded by what was read. */
   commitInto(batch: WriteBatch): void {
     for (const write of this.writes) {
       if (write.kind === "create") batch.create(write.ref, write.data);
-      else if (write.guard?.updateTime) batch.update(write.ref, write.data, { lastUpdateTime: write.guard.updateTime });
+      else if (write.guard.updateTime) batch.update(write.ref, write.data, { lastUpdateTime: write.guard.updateTime });
       else batch.update(write.ref, write.data);
     }
   }
