@@ -10,7 +10,8 @@ import { randomUUID } from "node:crypto";
 import { deleteApp, initializeApp, type FirebaseApp } from "firebase/app";
 import { connectAuthEmulator, createUserWithEmailAndPassword, getAuth, signOut, type Auth } from "firebase/auth";
 import { connectDatabaseEmulator, get, getDatabase, goOffline, ref, set, type Database } from "firebase/database";
-import { realtimeDb } from "../support/stores";
+import { adminApp } from "../../functions/src/adapters/firebase";
+import { functionsRequire, realtimeDb } from "../support/stores";
 import { env, newUid, suite } from "../support/suite";
 
 interface ClientApp {
@@ -137,5 +138,42 @@ describe("integration: Realtime Database rules through the client SDK and REST",
       (await rest(`operation_queues/${uid}/rest-op`, { method: "PUT", body: { ...op, quantity: 9 }, token })).status,
       401,
     );
+  });
+
+  it("when a server transaction's first attempt is stale and refused, then the rules still see the data, not the attempt", async () => {
+    const dave = clientApp();
+    const { uid, token } = await signUp(dave);
+    const path = `operation_queues/${uid}/answered-op`;
+    const op = { type: "spend", feature: "chat", quantity: 1, created_at: Date.now() - 1000 };
+    // Answered already, so the queue's trigger leaves it alone.
+    const answered = { ...op, status: "applied" };
+    await realtimeDb().ref(path).set(answered);
+
+    // A second admin app has nothing cached, so its transaction's first attempt guesses null, as the queue's
+    // write-back does. firebase-server checks that attempt's write before its hash: the attempt (delete the op)
+    // is refused as stale, and the function then sees the op and gives up, so no corrective write follows.
+    const { deleteApp: deleteAdminApp, initializeApp: initializeAdminApp } =
+      functionsRequire<typeof import("firebase-admin/app")>("firebase-admin/app");
+    const { getDatabase: getAdminDatabase } =
+      functionsRequire<typeof import("firebase-admin/database")>("firebase-admin/database");
+    const fresh = initializeAdminApp(adminApp().options, `rtdb-stale-${randomUUID()}`);
+    const seen: unknown[] = [];
+    try {
+      const result = await getAdminDatabase(fresh)
+        .ref(path)
+        .transaction((current: unknown) => {
+          seen.push(current);
+          return current === null ? null : undefined;
+        });
+      assert.equal(result.committed, false);
+    } finally {
+      await deleteAdminApp(fresh);
+    }
+    assert.deepEqual(seen, [null, answered], "a stale first guess, then the data");
+
+    // The op exists, so rewriting it is refused; a view left by the stale attempt would have let this through.
+    const rewrite = await rest(path, { method: "PUT", body: { ...op, quantity: 9 }, token });
+    assert.equal(rewrite.status, 401);
+    assert.deepEqual((await realtimeDb().ref(path).once("value")).val(), answered);
   });
 });
