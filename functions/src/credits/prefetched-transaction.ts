@@ -7,12 +7,12 @@
  * What makes it as safe as the transaction it stands in for: the write to
  * every document it read is guarded by what was read — `lastUpdateTime`
  * for a document that existed, `create` (must not exist) for one that did
- * not. A document written twice in one change (a grant's user document: its
- * balance, then its allowance period) is one write to the batch, the later
- * fields folded into the earlier. Every change of a user's credits writes the user document (ledger.ts),
+ * not. Every change of a user's credits writes the user document (ledger.ts),
  * so its guard catches any change since the read, and a `create` of a record
  * with a deterministic id (the period's allowance) fails if someone else made
- * it first. A batch is atomic: one failed guard and nothing of it is written;
+ * it first. A document written twice in one change (a grant's user document:
+ * its balance, then its allowance period) is one write to the batch, the
+ * later fields folded into the earlier. A batch is atomic: one failed guard and nothing of it is written;
  * the caller then runs each of its users through the ordinary transaction,
  * which reads again and decides again.
  *
