@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
 import { DEFAULT_RETENTION, retentionPolicies } from "../../functions/src/retention/policies";
+
+const FUNCTIONS_SRC = path.join(__dirname, "../../functions/src");
 
 describe("unit: retention", () => {
   describe("retention table", () => {
@@ -39,7 +43,7 @@ describe("unit: retention", () => {
   describe("firestore.indexes.json", () => {
     const file = require("../../firestore.indexes.json") as {
       indexes: Array<{ collectionGroup: string; fields: Array<{ fieldPath: string; order: string }> }>;
-      fieldOverrides: Array<{ collectionGroup: string; fieldPath: string; ttl?: boolean }>;
+      fieldOverrides: Array<{ collectionGroup: string; fieldPath: string; ttl?: boolean; indexes?: unknown[] }>;
     };
 
     it("when a retention policy filters on a condition, then a composite index (condition fields, then the timestamp) is declared", () => {
@@ -68,6 +72,36 @@ describe("unit: retention", () => {
         "routing_decisions.expire_at",
         "stripe_events.expire_at",
       ]);
+    });
+
+    it("when the file is deployed, then firebase-tools' own validator accepts it", () => {
+      const { FirestoreApi } = require("firebase-tools/lib/firestore/api") as {
+        FirestoreApi: new () => { validateSpec(spec: unknown): void };
+      };
+      assert.doesNotThrow(() => new FirestoreApi().validateSpec(file));
+    });
+
+    it("when a stored map is never queried, then it is exempt from single-field indexes, and no query uses it", () => {
+      const exempt = file.fieldOverrides
+        .filter((o) => !o.ttl && o.indexes?.length === 0)
+        .map((o) => `${o.collectionGroup}.${o.fieldPath}`)
+        .sort();
+      assert.deepEqual(exempt, [
+        "audit_logs.after",
+        "audit_logs.before",
+        "credit_transactions.allocations",
+        "credit_transactions.held_allocations",
+        "credit_transactions.metadata",
+        "idempotency_keys.response",
+      ]);
+      // An exempt field (or one inside it) cannot be filtered or ordered on: no query in the functions may try.
+      const sources = readdirSync(FUNCTIONS_SRC, { recursive: true, encoding: "utf8" })
+        .filter((name) => name.endsWith(".ts"))
+        .map((name) => readFileSync(path.join(FUNCTIONS_SRC, name), "utf8"));
+      for (const field of new Set(exempt.map((name) => name.split(".")[1]))) {
+        const query = new RegExp(`\\.(where|orderBy)\\(\\s*"${field}[".]`);
+        assert.ok(!sources.some((source) => query.test(source)), `a query on ${field}`);
+      }
     });
   });
 });
