@@ -13,8 +13,9 @@
 #                                          runs, so everything is the reaper's to do (its line in reaper.log shows it).
 #
 # Either way it fails if any process that inherited this run's marker is still alive after a deadline, or if the
-# files the harness writes for a run are still there. Not part of `npm test`: it starts a second suite in this
-# checkout, which would rewrite functions/.env.local under a running one. Run one at a time.
+# files the harness writes for a run are still there. In group mode it first checks the demo through the running
+# suite (scripts/check-demo.ts). `npm test` runs group mode last, once its own suites have stopped: it starts a
+# second suite in this checkout, which would rewrite functions/.env.local under a running one. Run one at a time.
 set -u
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,6 +35,9 @@ marked_running() {
     tr "\0" " " < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" && echo "$pid"
   done
 }
+# The run's files, as they were before it (a run restores what it found, so only those may remain).
+run_files="functions/.env.local functions/.secret.local .harness/env"
+before=$(for file in $run_files; do [ -e "$file" ] && echo "$file $(md5sum < "$file")"; done)
 case "$how" in
   group) env "$mark" setsid npm start > "$log" 2>&1 < /dev/null & ;;
   signal | kill)
@@ -45,7 +49,10 @@ leader=$!
 for _ in $(seq 1 600); do grep -q "ready:" "$log" && break; kill -0 "$leader" 2>/dev/null || break; sleep 1; done
 if ! grep -q "ready:" "$log"; then echo "the suite never became ready:"; tail -20 "$log"; kill -KILL -- "-$leader" 2>/dev/null; exit 1; fi
 harness=""
+demo=0
 if [ "$how" = group ]; then
+  # What the demo promises, through the running suite's callables, before it is stopped.
+  node_modules/.bin/tsx scripts/check-demo.ts || demo=1
   echo "ready with $(marked | wc -l) processes; pressing Ctrl-C (SIGINT to process group $leader)"
   kill -INT -- "-$leader"
 else
@@ -68,7 +75,7 @@ for second in $(seq 1 90); do
   [ -z "$left" ] && break
   sleep 1
 done
-status=0
+status=$demo
 if [ -n "$left" ]; then
   echo "FAIL: processes still alive after 90 s:"
   for pid in $left; do ps -o pid=,args= -p "$pid" | cut -c1-160; kill -KILL "$pid" 2>/dev/null; done
@@ -76,9 +83,12 @@ if [ -n "$left" ]; then
 else
   echo "every process of the run exited within ${second} s"
 fi
-for file in functions/.env.local functions/.secret.local .harness/env; do
-  if [ -e "$root/$file" ]; then echo "FAIL: $file left behind"; status=1; fi
-done
+after=$(for file in $run_files; do [ -e "$file" ] && echo "$file $(md5sum < "$file")"; done)
+if [ "$after" != "$before" ]; then
+  echo "FAIL: the run's files are not as they were before it:"
+  diff <(echo "$before") <(echo "$after")
+  status=1
+fi
 reaped=$(grep -h "harness ${harness:-none} ended" .harness/run-*/reaper.log 2>/dev/null)
 [ -n "$reaped" ] && echo "reaper: $reaped"
 echo "last lines of the run:"; grep -v "WARN  lance" "$log" | tail -3
