@@ -237,7 +237,6 @@ describe("integration: plans and allowances", function () {
     const june = await scan(at("2036-06-01T01:00:00Z"), newUid("allowance-state"), 60_000);
     assert.equal(june.complete, true);
     assert.ok(june.scanned >= usersAfter && june.scanned <= (await countUsers()), `${june.scanned} scanned`);
-    assert.equal(june.alone, 0, "every user granted by a batch");
     for (const uid of uids) {
       const ledger = await ledgerOf(uid);
       assert.deepEqual(
@@ -248,7 +247,7 @@ describe("integration: plans and allowances", function () {
         ledger.slice(1).map((entry) => entry.reason),
         ["allowance 2036-05 (free)", "allowance 2036-06 (free)"],
       );
-      // The batch folds the grant's two writes of the user document into one: both are there.
+      // Both of the grant's writes of the user document are there (a batch folds them into one).
       assert.deepEqual([(await user(uid)).credits_balance, (await user(uid)).allowance_period], [101, "2036-06"]);
       await assertLedgerInvariants(uid);
     }

@@ -191,26 +191,31 @@ export async function grantAllowances(deps: AllowanceRunDeps): Promise<Allowance
     // The page being granted while the next is read: pages finish in order, and the cursor moves past a page
     // only once it and every page before it are granted.
     let previous: Promise<void> = Promise.resolve();
-    for await (const page of userPages(deps.db, state.cursor, deps.pageSize, deps.pagesPerQuery ?? PAGES_PER_QUERY)) {
-      if (pages > 0 && elapsed() - started >= deps.budgetMs) {
+    try {
+      for await (const page of userPages(deps.db, state.cursor, deps.pageSize, deps.pagesPerQuery ?? PAGES_PER_QUERY)) {
+        if (pages > 0 && elapsed() - started >= deps.budgetMs) {
+          await previous;
+          await stateRef.set({ ...state, retry: mergeRetry(state.retry, run.failed), updated_at: clock.now() });
+          return run;
+        }
+        pages += 1;
+        run.scanned += page.length;
+        const last = page[page.length - 1];
+        const due = page.filter((doc) => doc.get("allowance_period") !== period);
+        run.current += page.length - due.length;
+        const granting = grantAll(due);
+        // Handled where it is awaited (below, or at the next page); never left unhandled meanwhile.
+        granting.catch(() => undefined);
         await previous;
-        await stateRef.set({ ...state, retry: mergeRetry(state.retry, run.failed), updated_at: clock.now() });
-        return run;
+        previous = granting.then(() => {
+          state.cursor = last.id;
+        });
+        // Likewise: awaited at the next page or after the scan.
+        previous.catch(() => undefined);
       }
-      pages += 1;
-      run.scanned += page.length;
-      const last = page[page.length - 1];
-      const due = page.filter((doc) => doc.get("allowance_period") !== period);
-      run.current += page.length - due.length;
-      const granting = grantAll(due);
-      // Handled where it is awaited (below, or at the next page); never left unhandled meanwhile.
-      granting.catch(() => undefined);
-      await previous;
-      previous = granting.then(() => {
-        state.cursor = last.id;
-      });
-      // Likewise: awaited at the next page or after the scan, unless the scan itself fails first.
-      previous.catch(() => undefined);
+    } finally {
+      // Also when the scan fails: the pass ends only once the grants it started have.
+      await previous.catch(() => undefined);
     }
     await previous;
   }
@@ -225,7 +230,8 @@ const SCANNED_FIELDS = ["allowance_period", "tier", "lots_since_version"] as con
 
 /**
  * The users after `cursor` in id order, `pageSize` at a time, from one streamed query per `pagesPerQuery` pages
- * (like retention's scans) rather than one query per page: a query's fixed cost is paid once per many pages.
+ * (like retention's scans) rather than one query per page: a query's fixed cost is paid once per many pages,
+ * and one more, empty, ends the scan.
  * Only SCANNED_FIELDS are read, since a batch reads its users' documents again anyway (a snapshot from the
  * start of a long scan would be stale by the time its user is granted, and fail the guard).
  */
@@ -257,7 +263,9 @@ async function* userPages(
       }
     }
     if (page.length > 0) yield page;
-    if (read < limit) return;
+    // Only an empty query ends the scan: one cut short (the SDK resumes a failed stream with a smaller limit) may
+    // return fewer than `limit` with users left after it.
+    if (read === 0) return;
   }
 }
 

@@ -31,6 +31,7 @@ import type {
   Transaction,
   WriteBatch,
 } from "firebase-admin/firestore";
+import { firestoreValues } from "../adapters/firebase";
 import type { SnapshotCache } from "../shared/read-ahead";
 
 /** A write this change asks for, kept until the change is complete. */
@@ -98,8 +99,12 @@ export class PrefetchedTransaction {
     const earlier = this.written.get(ref.path);
     if (earlier) {
       // Top-level fields, so the later write's fields replacing the earlier's is what the two writes would do; a
-      // dotted key is a field path to update but a field name to create, so such a write is not folded.
+      // dotted key is a field path to update but a field name to create, and a transform other than the server's
+      // time (an increment, a delete) depends on what the earlier write left, so such writes are not folded.
       if (Object.keys(data).some((key) => key.includes("."))) throw new UnsupportedWrite(`field path in ${ref.path}`);
+      const { FieldValue } = firestoreValues();
+      const relative = (value: unknown) => value instanceof FieldValue && !value.isEqual(FieldValue.serverTimestamp());
+      if (Object.values(data).some(relative)) throw new UnsupportedWrite(`a transform folded in ${ref.path}`);
       earlier.data = { ...earlier.data, ...data };
       return this;
     }

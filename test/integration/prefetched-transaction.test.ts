@@ -1,0 +1,66 @@
+/**
+ * The allowance pass's prefetched transaction (credits/prefetched-transaction.ts) against the Firestore
+ * emulator: a document written twice in one change is one guarded write, and what it leaves is what the two
+ * writes would have left.
+ */
+import assert from "node:assert/strict";
+import type { DocumentReference } from "firebase-admin/firestore";
+import { firestoreValues } from "../../functions/src/adapters/firebase";
+import { PrefetchedTransaction, UnsupportedWrite } from "../../functions/src/credits/prefetched-transaction";
+import { SnapshotCache } from "../../functions/src/shared/read-ahead";
+import { db } from "../support/credits";
+import { newUid } from "../support/suite";
+
+describe("integration: prefetched transaction", function () {
+  this.timeout(60_000);
+
+  const change = async (...refs: DocumentReference[]) => {
+    const tx = new PrefetchedTransaction(new SnapshotCache((missing) => db().getAll(...missing)));
+    await tx.asTransaction().getAll(...refs);
+    return tx;
+  };
+
+  it("when a change writes a document twice, then the batch gets one write, guarded, and the document both fields", async () => {
+    const { FieldValue } = firestoreValues();
+    const user = db().collection("prefetched").doc(newUid("pt"));
+    const record = db().collection("prefetched").doc(newUid("pt"));
+    await user.set({ tier: "free" });
+    const tx = await change(user, record);
+    tx.asTransaction().set(user, { credits_balance: 50, updated_at: FieldValue.serverTimestamp() }, { merge: true });
+    tx.asTransaction().set(record, { granted: 50 });
+    tx.asTransaction().set(record, { lot_id: "lot-1" }, { merge: true });
+    tx.asTransaction().set(user, { allowance_period: "2036-07" }, { merge: true });
+    assert.equal(tx.writeCount, 2, "one write per document");
+    const batch = db().batch();
+    tx.commitInto(batch);
+    await batch.commit();
+    const written = (await user.get()).data() ?? {};
+    assert.deepEqual([written.tier, written.credits_balance, written.allowance_period], ["free", 50, "2036-07"]);
+    assert.ok(written.updated_at, "the server's time, folded");
+    assert.deepEqual((await record.get()).data(), { granted: 50, lot_id: "lot-1" });
+
+    // The guard is the first read's: a change since then fails the whole commit, folded fields and all.
+    const stale = await change(user);
+    stale.asTransaction().set(user, { credits_balance: 60 }, { merge: true });
+    stale.asTransaction().set(user, { allowance_period: "2036-08" }, { merge: true });
+    await user.update({ credits_balance: 55 });
+    const refused = db().batch();
+    stale.commitInto(refused);
+    await assert.rejects(refused.commit());
+    assert.deepEqual(
+      [(await user.get()).get("credits_balance"), (await user.get()).get("allowance_period")],
+      [55, "2036-07"],
+    );
+  });
+
+  it("when a later write is a relative transform or a field path, then it is not folded and the change is refused", async () => {
+    const { FieldValue } = firestoreValues();
+    const user = db().collection("prefetched").doc(newUid("pt"));
+    await user.set({ n: 1 });
+    for (const later of [{ n: FieldValue.increment(1) }, { "a.b": 1 }, { n: FieldValue.delete() }]) {
+      const tx = await change(user);
+      tx.asTransaction().set(user, { n: 2 }, { merge: true });
+      assert.throws(() => tx.asTransaction().update(user, later), UnsupportedWrite);
+    }
+  });
+});
