@@ -35,9 +35,10 @@ marked_running() {
     tr "\0" " " < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" && echo "$pid"
   done
 }
-# The run's files, as they were before it (a run restores what it found, so only those may remain).
-run_files="functions/.env.local functions/.secret.local .harness/env"
+# The files a run writes: it restores the functions' env files as it found them and removes .harness/env.
+run_files="functions/.env.local functions/.secret.local"
 before=$(for file in $run_files; do [ -e "$file" ] && echo "$file $(md5sum < "$file")"; done)
+[ -n "$before" ] && echo "note: $(echo "$before" | cut -d' ' -f1 | tr '\n' ' ')found before the run (left by an earlier one?), to be restored as found"
 case "$how" in
   group) env "$mark" setsid npm start > "$log" 2>&1 < /dev/null & ;;
   signal | kill)
@@ -89,6 +90,7 @@ if [ "$after" != "$before" ]; then
   diff <(echo "$before") <(echo "$after")
   status=1
 fi
+if [ -e .harness/env ]; then echo "FAIL: .harness/env left behind"; status=1; fi
 reaped=$(grep -h "harness ${harness:-none} ended" .harness/run-*/reaper.log 2>/dev/null)
 [ -n "$reaped" ] && echo "reaper: $reaped"
 echo "last lines of the run:"; grep -v "WARN  lance" "$log" | tail -3
