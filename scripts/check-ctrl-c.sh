@@ -13,12 +13,11 @@
 #                                          runs, so everything is the reaper's to do (its line in reaper.log shows it).
 #
 # Either way it fails if any process that inherited this run's marker is still alive after a deadline, or if the
-# files the harness writes for a run are still there. In group mode it first checks the demo through the running
+# files the harness writes for a run are not as it found them. In group mode it first checks the demo through the running
 # suite (scripts/check-demo.ts). `npm test` runs group mode last, once its own suites have stopped: it starts a
 # second suite in this checkout, which would rewrite functions/.env.local under a running one. Run one at a time.
 set -u
 cd "$(dirname "$0")/.."
-root=$(pwd)
 how=${1:-group}
 mark="HARNESS_CTRL_C_CHECK=$$-$RANDOM"
 log=$(mktemp)
