@@ -5,43 +5,38 @@
  *
  *   tsx scripts/check-demo.ts        (scripts/check-ctrl-c.sh runs it once the suite is ready)
  *
- * The suite writes `.harness/env` once it is ready and seeds the demo after that, so both are waited for, up to
- * CHECK_DEMO_DEADLINE_MS (default 180 s: the callables' first calls start their workers).
+ * The suite writes `.harness/env` once it is ready and seeds the demo after that, so both are waited for (the
+ * lots up to CHECK_DEMO_DEADLINE_MS, default 180 s: the callables' first calls start their workers).
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { callFunction } from "../test/support/suite";
 import { DEMO_USER } from "./harness/demo";
-import { PROJECT_ID, STATE_DIR } from "./harness/services";
-import { emulatorIdToken } from "./harness/tokens";
+import { waitFor } from "./harness/net";
+import { STATE_DIR } from "./harness/services";
 
-const deadline = Date.now() + Number(process.env.CHECK_DEMO_DEADLINE_MS ?? 180_000);
 const DAY_MS = 86_400_000;
 
 interface Lot {
   source: string;
   remaining: number;
-  priority: number;
   expires_at: string | null;
   status: string;
 }
 
-function suiteEnv(): Record<string, string> | null {
+/** The running suite's environment, from the file it writes once ready (undefined until then). */
+function suiteEnv(): Record<string, string> | undefined {
   const file = path.join(STATE_DIR, "env");
-  if (!existsSync(file)) return null;
+  if (!existsSync(file)) return undefined;
   const pairs = [...readFileSync(file, "utf8").matchAll(/^export (\w+)='(.*)'$/gm)];
   return Object.fromEntries(pairs.map(([, key, value]) => [key, value.replace(/'\\''/g, "'")]));
 }
 
-async function call<T>(base: string, name: string, data: object): Promise<T> {
-  const response = await fetch(`${base}/${name}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${emulatorIdToken(PROJECT_ID, DEMO_USER)}` },
-    body: JSON.stringify({ data }),
-    signal: AbortSignal.timeout(Math.max(1_000, deadline - Date.now())),
-  });
-  const body = (await response.json()) as { result?: T; error?: { status: string; message: string } };
-  if (!body.result) throw new Error(`${name}: ${body.error?.status ?? response.status} ${body.error?.message ?? ""}`);
-  return body.result;
+/** A callable as the demo user; throws with its error. */
+async function call<T>(name: string): Promise<T> {
+  const { result, error, status } = await callFunction<T>(name, {}, { uid: DEMO_USER });
+  if (!result) throw new Error(`${name}: ${error?.status ?? status} ${error?.message ?? ""}`);
+  return result;
 }
 
 /** What is wrong with the demo user's lots, or null when they are as promised. */
@@ -50,9 +45,9 @@ function problemWith(lots: Lot[], now: number): string | null {
   if (sources.join() !== "allowance,promo,purchase")
     return `active lots in burn order are ${sources.join(", ") || "none"}, not allowance, promo, purchase`;
   const [allowance, promo, purchase] = lots;
-  const monthEnd = new Date(now);
-  const nextMonth = Date.UTC(monthEnd.getUTCFullYear(), monthEnd.getUTCMonth() + 1, 1);
-  if (allowance.expires_at === null || Date.parse(allowance.expires_at) !== nextMonth)
+  const today = new Date(now);
+  const monthEnd = Date.UTC(today.getUTCFullYear(), today.getUTCMonth() + 1, 1);
+  if (allowance.expires_at === null || Date.parse(allowance.expires_at) !== monthEnd)
     return `the allowance expires at ${allowance.expires_at}, not at the month's end`;
   const promoLeft = promo.expires_at === null ? Infinity : Date.parse(promo.expires_at) - now;
   if (!(promoLeft > 0 && promoLeft <= 3 * DAY_MS)) return `the promo expires at ${promo.expires_at}, not within 3 days`;
@@ -62,37 +57,28 @@ function problemWith(lots: Lot[], now: number): string | null {
 }
 
 async function main(): Promise<void> {
-  let last = "the suite's .harness/env never appeared";
-  while (Date.now() < deadline) {
-    const env = suiteEnv();
-    if (env?.FUNCTIONS_BASE_URL) {
-      try {
-        const { items } = await call<{ items: Lot[] }>(env.FUNCTIONS_BASE_URL, "listLots", {});
-        const problem = problemWith(items, Date.now());
-        if (problem === null) {
-          const balance = await call<{ balance: number; lots: { count: number } }>(
-            env.FUNCTIONS_BASE_URL,
-            "getBalance",
-            {},
-          );
-          const total = items.reduce((sum, lot) => sum + lot.remaining, 0);
-          if (balance.lots.count !== 3 || balance.balance !== total) {
-            throw new Error(`getBalance says ${balance.balance} in ${balance.lots.count} lots, listLots ${total} in 3`);
-          }
-          console.log(
-            `demo: ${DEMO_USER} has ${items.map((lot) => `${lot.source} ${lot.remaining}`).join(", ")} (listLots, getBalance)`,
-          );
-          return;
-        }
-        last = problem;
-      } catch (error) {
-        last = error instanceof Error ? error.message : String(error);
-      }
-    }
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-  }
-  console.error(`FAIL: the demo is not as promised: ${last}`);
-  process.exitCode = 1;
+  const env = await waitFor("the suite's .harness/env", suiteEnv, { timeoutMs: 60_000, intervalMs: 500 });
+  Object.assign(process.env, env);
+  const lots = await waitFor(
+    "the demo's three lots",
+    async () => {
+      const { items } = await call<{ items: Lot[] }>("listLots");
+      const problem = problemWith(items, Date.now());
+      if (problem) throw new Error(problem);
+      const balance = await call<{ balance: number; lots: { count: number } }>("getBalance");
+      const total = items.reduce((sum, lot) => sum + lot.remaining, 0);
+      if (balance.lots.count !== 3 || balance.balance !== total)
+        throw new Error(`getBalance says ${balance.balance} in ${balance.lots.count} lots, listLots ${total} in 3`);
+      return items;
+    },
+    { timeoutMs: Number(process.env.CHECK_DEMO_DEADLINE_MS ?? 180_000), intervalMs: 1_000 },
+  );
+  console.log(
+    `demo: ${DEMO_USER} has ${lots.map((lot) => `${lot.source} ${lot.remaining}`).join(", ")} (listLots, getBalance)`,
+  );
 }
 
-void main();
+main().catch((error: unknown) => {
+  console.error(`FAIL: the demo is not as promised: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = 1;
+});
