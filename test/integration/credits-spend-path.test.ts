@@ -254,3 +254,115 @@ describe("integration: a spend reads the lots its instance saw last with the acc
     assert.equal(drawn.length, 11);
   });
 });
+
+describe("integration: a spend's first try commits without a transaction, guarded by what it read", function () {
+  this.timeout(60_000);
+  const spend = (uid: string, key: string) => spendCredits({ db: db() }, uid, spendInput(key));
+
+  /**
+   * Runs `work` with `between` run just before the first commit sent outside a transaction (the spend's guarded
+   * batch) goes out, so another change lands between the spend's reads and its commit; the RPCs sent, with
+   * whether each belonged to a transaction.
+   */
+  async function withCommitDelayed(firestore: Firestore, work: () => Promise<unknown>, between: () => Promise<void>) {
+    const client = firestore as unknown as { request: Rpc };
+    const { request } = client;
+    const sent: string[] = [];
+    let delayed = false;
+    client.request = async (method, ...rest) => {
+      const body = rest[0] as { transaction?: unknown; newTransaction?: unknown };
+      sent.push(`${method}${body?.transaction || body?.newTransaction ? " (transaction)" : ""}`);
+      if (method === "commit" && !body?.transaction && !delayed) {
+        delayed = true;
+        await between();
+      }
+      return request.call(firestore, method, ...rest);
+    };
+    try {
+      await work();
+    } finally {
+      delete (client as Partial<typeof client>).request;
+    }
+    return { sent, delayed };
+  }
+
+  it("when nothing changes between its reads and its commit, then a spend commits one guarded batch and no transaction", async () => {
+    const uid = newUid("guarded");
+    await grantLot(uid, 10);
+    await spend(uid, "g0"); // the instance's hint of the user's lots, as a warm instance has it
+    const request: Array<[string, unknown]> = [];
+    const client = db() as unknown as { request: Rpc; requestStream: Rpc };
+    const { request: plain, requestStream } = client;
+    client.request = (method, ...rest) => (request.push([method, rest[0]]), plain.call(db(), method, ...rest));
+    client.requestStream = (method, ...rest) => (
+      request.push([method, rest[0]]),
+      requestStream.call(db(), method, ...rest)
+    );
+    try {
+      await spend(uid, "g1");
+    } finally {
+      delete (client as Partial<typeof client>).request;
+      delete (client as Partial<typeof client>).requestStream;
+    }
+    const transactional = request.filter(([, body]) => {
+      const fields = body as { transaction?: unknown; newTransaction?: unknown; options?: unknown };
+      return Boolean(fields?.transaction || fields?.newTransaction || fields?.options);
+    });
+    assert.equal(request.length, 2, `a getAll and a commit: ${JSON.stringify(request.map(([method]) => method))}`);
+    assert.deepEqual(transactional, [], "no read or commit of a transaction");
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 8);
+  });
+
+  it("when a lot that burns earlier is granted between the spend's reads and its commit, then the guard fails, nothing of the batch is written, and the transaction decides again: the spend draws from the new lot", async () => {
+    const uid = newUid("guarded");
+    const grant = await grantLot(uid, 10);
+    let promo: Awaited<ReturnType<typeof grantLot>> | undefined;
+    let spent: Awaited<ReturnType<typeof spend>> | undefined;
+    const { sent, delayed } = await withCommitDelayed(
+      db(),
+      async () => {
+        spent = await spend(uid, "r1");
+      },
+      async () => {
+        promo = await grantLot(uid, 5, { source: "promo" });
+      },
+    );
+    assert.ok(delayed, "the guarded commit was held back");
+    assert.ok(sent.includes("commit (transaction)"), `the spend ran again as a transaction: ${sent.join(", ")}`);
+    assert.ok(spent && promo);
+    assert.equal(spent.replayed, false);
+    const entries = await ledgerOf(uid);
+    assert.deepEqual(
+      entries.filter((entry) => entry.type === "spend").map((entry) => entry.allocations),
+      [[{ lot_id: promo.lot_id, amount: 1 }]],
+      `one spend, from the promo lot that burns first (not ${grant.lot_id})`,
+    );
+    assert.equal(spent.version, 3, "the grant took version 2, the spend 3");
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 14);
+  });
+
+  it("when the same request lands between the spend's reads and its commit, then its record's guard fails and the spend answers as a replay of it: one entry", async () => {
+    const uid = newUid("guarded");
+    await grantLot(uid, 10);
+    let first: Awaited<ReturnType<typeof spend>> | undefined;
+    let second: Awaited<ReturnType<typeof spend>> | undefined;
+    const { delayed } = await withCommitDelayed(
+      db(),
+      async () => {
+        first = await spend(uid, "same");
+      },
+      async () => {
+        second = await spend(uid, "same");
+      },
+    );
+    assert.ok(delayed && first && second);
+    assert.equal(second.replayed, false, "the request that landed first applied");
+    assert.equal(first.replayed, true, "the held-back one found its record");
+    assert.equal(first.transaction_id, second.transaction_id);
+    assert.equal((await ledgerOf(uid)).filter((entry) => entry.type === "spend").length, 1);
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 9);
+  });
+});

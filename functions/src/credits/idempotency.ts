@@ -162,6 +162,11 @@ export interface IdempotentOptions<A extends object = object> {
    * balance cache fill); not for a recorded refusal.
    */
   after?: (answer: A & { replayed: boolean }) => AfterWork | undefined;
+  /**
+   * Try the change once without a transaction first (user-lock.ts CreditTransactionSteps.guarded): only for
+   * work that reads nothing but the record, the account and the user's lots and entries.
+   */
+  guarded?: boolean;
 }
 
 /**
@@ -216,6 +221,7 @@ export async function idempotentTransaction<R extends object>(
     DEFAULT_LOCK,
     {
       gate: options.gate,
+      guarded: options.guarded,
       after: options.after ? (answer) => ("rejection" in answer ? undefined : options.after?.(answer)) : undefined,
     },
   );

@@ -1,6 +1,7 @@
 /**
- * Credit use cases. Each is one Firestore transaction: idempotency record,
- * user document and ledger entry together, so an acknowledged change is never
+ * Credit use cases. Each is one atomic Firestore commit of idempotency record,
+ * user document and ledger entry together (a transaction; a spend's first try
+ * a batch guarded by what it read), so an acknowledged change is never
  * half-applied and a retried request never applies twice.
  */
 import type { Query, Transaction } from "firebase-admin/firestore";
@@ -138,7 +139,8 @@ export function spendCredits(
       },
       draws: true,
     },
-    options,
+    // A spend reads only its record, the account and the user's lots: its first try needs no transaction.
+    { guarded: true, ...options },
   );
 }
 

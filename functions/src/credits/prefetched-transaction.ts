@@ -1,28 +1,33 @@
 /**
- * A ledger change without a Firestore transaction, for passes that change
- * many users at once (the hourly allowance pass): the reads come from
- * snapshots fetched beforehand, many users' in one `getAll`, and the writes
- * go into a `WriteBatch` shared by a few users, one commit for all of them.
+ * A ledger change without a Firestore transaction: the reads come from
+ * snapshots fetched outside one, the writes go into a `WriteBatch`. Two uses:
+ *
+ * - The hourly allowance pass changes many users at once: their documents are
+ *   read in one `getAll` for many users, and a few users' writes share one commit.
+ * - A spend's first attempt (guardedAttempt, below): its reads straight from
+ *   Firestore, its writes one commit, without the transaction's locks and the
+ *   SDK's timer tick before it.
  *
  * What makes it as safe as the transaction it stands in for: the write to
  * every document it read is guarded by what was read — `lastUpdateTime`
  * for a document that existed, `create` (must not exist) for one that did
  * not. Every change of a user's credits writes the user document (ledger.ts),
  * so its guard catches any change since the read, and a `create` of a record
- * with a deterministic id (the period's allowance) fails if someone else made
- * it first. A document written twice in one change (a grant's user document:
+ * with a deterministic id (the period's allowance, an idempotency record)
+ * fails if someone else made it first. A document written twice in one change (a grant's user document:
  * its balance, then its allowance period) is one write to the batch, the
  * later fields folded into the earlier. A batch is atomic: one failed guard and nothing of it is written;
- * the caller then runs each of its users through the ordinary transaction,
+ * the caller then runs the change through the ordinary transaction,
  * which reads again and decides again.
  *
  * Only the writes the ledger makes are supported (create; set, merged or not,
  * of a document read as missing; merged set or update of one read as
  * existing, with top-level fields only); anything else throws before the
- * batch is touched, and the caller takes the transactional path for that user.
+ * batch is touched, and the caller takes the transactional path instead.
  */
 import type {
   DocumentData,
+  Firestore,
   DocumentReference,
   DocumentSnapshot,
   Query,
@@ -32,7 +37,7 @@ import type {
   WriteBatch,
 } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
-import type { SnapshotCache } from "../shared/read-ahead";
+import { SnapshotCache } from "../shared/read-ahead";
 
 /** A write this change asks for, kept until the change is complete. */
 type Write =
@@ -52,7 +57,15 @@ export class PrefetchedTransaction {
   /** Each document's one write: a later write to it is folded into it (see update). */
   private readonly written = new Map<string, Write>();
 
-  constructor(private readonly prefetch: SnapshotCache) {}
+  /**
+   * `queries`: run the work's queries (outside any transaction) instead of refusing them. Only for work whose
+   * queries read what a guarded write covers: the user's lots and entries, which change only with the user
+   * document (guardedAttempt requires that write).
+   */
+  constructor(
+    private readonly prefetch: SnapshotCache,
+    private readonly options: { queries?: boolean } = {},
+  ) {}
 
   /** The transaction the ledger's functions take (they only get, getAll, create, set and update). */
   asTransaction(): Transaction {
@@ -62,9 +75,15 @@ export class PrefetchedTransaction {
   get(ref: DocumentReference): Promise<DocumentSnapshot>;
   get(query: Query): Promise<QuerySnapshot>;
   async get(target: DocumentReference | Query): Promise<DocumentSnapshot | QuerySnapshot> {
-    if (typeof (target as Partial<DocumentReference>).collection !== "function")
+    if (typeof (target as Partial<DocumentReference>).collection !== "function") {
       // A query (a closed account's last entry): not guarded, so the user is left to a transaction.
-      throw new UnsupportedWrite("a query read");
+      if (!this.options.queries) throw new UnsupportedWrite("a query read");
+      const found = await (target as Query).get();
+      // Its documents count as read (a later write to one is guarded by this snapshot, a later read answered by it).
+      this.prefetch.seed(found.docs);
+      for (const snapshot of found.docs) this.read.set(snapshot.ref.path, snapshot);
+      return found;
+    }
     const [snapshot] = await this.getAll(target as DocumentReference);
     return snapshot;
   }
@@ -116,6 +135,16 @@ export class PrefetchedTransaction {
     return this;
   }
 
+  delete(ref: DocumentReference): this {
+    throw new UnsupportedWrite(`delete of ${ref.path}`);
+  }
+
+  /** `ref` is written with a guard on what was read of it (it existed, and an update checks its update time). */
+  guards(ref: DocumentReference): boolean {
+    const write = this.written.get(ref.path);
+    return write?.kind === "update" && write.guard.updateTime !== undefined;
+  }
+
   /** The writes commitInto adds: one per document written. */
   get writeCount(): number {
     return this.writes.length;
@@ -129,4 +158,46 @@ export class PrefetchedTransaction {
       else batch.update(write.ref, write.data);
     }
   }
+}
+
+/** guardedAttempt's answer when the work must run in a transaction instead. */
+export const MISSED: unique symbol = Symbol("missed");
+
+/**
+ * One attempt at a ledger change without a transaction: `work` reads straight from Firestore (a `getAll` per
+ * call, queries as they come) and its writes are committed as one guarded batch (above). MISSED, with nothing
+ * written, when the change must run in a transaction instead:
+ *
+ * - `work` threw (a refusal too: the reads outside a transaction need not be one snapshot, so only a
+ *   transaction's refusal is final) or asked for what is not supported;
+ * - its writes do not include a guarded update of `cover` (the user document), the write that makes its
+ *   unguarded reads (lots read and left as they were, a query) safe: no lot or entry of a user changes without it;
+ * - the commit failed: a guard (someone changed the user since the read), or anything else. That is safe to
+ *   retry as a transaction only because the batch creates the change's idempotency record: had it committed
+ *   after all, the transaction finds the record and answers as a replay (so only idempotentTransaction uses this).
+ *
+ * Work that writes nothing (a replay) needs no commit: its answer stands as read.
+ */
+export async function guardedAttempt<T>(
+  db: Firestore,
+  cover: DocumentReference,
+  work: (tx: Transaction) => Promise<T>,
+): Promise<T | typeof MISSED> {
+  const change = new PrefetchedTransaction(new SnapshotCache((refs) => db.getAll(...refs)), { queries: true });
+  let answer: T;
+  try {
+    answer = await work(change.asTransaction());
+  } catch {
+    return MISSED;
+  }
+  if (change.writeCount === 0) return answer;
+  if (!change.guards(cover)) return MISSED;
+  const batch = db.batch();
+  change.commitInto(batch);
+  try {
+    await batch.commit();
+  } catch {
+    return MISSED;
+  }
+  return answer;
 }

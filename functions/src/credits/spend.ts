@@ -2,11 +2,13 @@
  * A user's spend as the `spendCredits` callable makes it, with its Redis work
  * folded around the ledger transaction. Round trips of a first spend:
  *
- *   1 Redis      rate limit + the user lock's first try (one script, rate-limit.ts gate),
- *                during the Firestore SDK's timer tick before the transaction (user-lock.ts)
- *   2 Firestore  the idempotency record and the account (one getAll)
- *   3 Firestore  the first page of the user's active lots in burn order (lots.ts; a query cannot join a getAll)
- *   4 Firestore  commit
+ *   1 Redis      rate limit + the user lock's first try (one script, rate-limit.ts gate)
+ *   2 Firestore  the idempotency record, the account and the lots this instance saw last (one getAll)
+ *   3 Firestore  the first page of the user's active lots in burn order, when those cannot be trusted
+ *                (lots.ts; a query cannot join a getAll)
+ *   4 Firestore  commit: one batch guarded by what 2 and 3 read, not a transaction (operations.ts
+ *                spendCredits, prefetched-transaction.ts guardedAttempt); if it misses, the spend runs
+ *                again as a transaction
  *   5 Redis      the lock's release + the balance cache fill (one pipeline), sent
  *                before the answer but not waited for (RedisGateway.send)
  *

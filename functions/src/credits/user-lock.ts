@@ -20,7 +20,8 @@ import { randomUUID } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
 import type { Firestore, Transaction } from "firebase-admin/firestore";
 import type { RedisGateway } from "../adapters/redis";
-import { runCreditTransaction } from "./ledger";
+import { runCreditTransaction, userRef } from "./ledger";
+import { MISSED, guardedAttempt } from "./prefetched-transaction";
 import type { LockGate } from "./rate-limit";
 
 /** Deletes the lock only if it is still ours (it may have expired and been taken). */
@@ -47,6 +48,17 @@ export interface LockSteps<T> {
    * lock's Redis, so without one they are not sent (they must be best effort, like the balance cache fill).
    */
   after?: (result: T) => AfterWork | undefined;
+}
+
+/** How a locked credit transaction runs, besides its Redis steps. */
+export interface CreditTransactionSteps<T> extends LockSteps<T> {
+  /**
+   * Try the change once as a guarded batch first (prefetched-transaction.ts guardedAttempt: no transaction, so
+   * no locks and no timer tick), covered by the user document, and run the transaction only if that misses.
+   * Only for changes that create an idempotency record and read nothing but the record, the user document and
+   * the user's lots and entries (the spend).
+   */
+  guarded?: boolean;
 }
 
 /** The user's ledger lock; `{uid}` is a Redis Cluster hash tag shared with its rate-limit window (rate-limit.ts). */
@@ -100,7 +112,8 @@ export async function withUserLock<T>(
  * `body` as a credit transaction (ledger.ts runCreditTransaction) under `uid`'s lock. The Firestore SDK waits a
  * timer tick before a transaction's first attempt; the lock's first try (one Redis round trip, with the gate)
  * runs during it instead of before it. Nothing is read before the lock is held (or given up on), so a user's
- * transactions still do not contend, and a refused one has read and written nothing.
+ * transactions still do not contend, and a refused one has read and written nothing. With `guarded`, the
+ * change is tried once without a transaction first, once the lock is held.
  */
 export function lockedCreditTransaction<T>(
   db: Firestore,
@@ -108,16 +121,23 @@ export function lockedCreditTransaction<T>(
   uid: string,
   body: (tx: Transaction) => Promise<T>,
   options: UserLockOptions = DEFAULT_LOCK,
-  steps: LockSteps<T> = {},
+  steps: CreditTransactionSteps<T> = {},
 ): Promise<T> {
+  const transaction = (locked: Promise<void>) =>
+    runCreditTransaction(db, async (tx) => {
+      await locked;
+      return body(tx);
+    });
   return withUserLock(
     gateway,
     uid,
-    (locked) =>
-      runCreditTransaction(db, async (tx) => {
-        await locked;
-        return body(tx);
-      }),
+    steps.guarded
+      ? async (locked) => {
+          await locked;
+          const answer = await guardedAttempt(db, userRef(db, uid), body);
+          return answer === MISSED ? transaction(locked) : answer;
+        }
+      : transaction,
     options,
     steps,
   );
