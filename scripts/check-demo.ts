@@ -45,10 +45,13 @@ function problemWith(lots: Lot[], now: number): string | null {
   if (sources.join() !== "allowance,promo,purchase")
     return `active lots in burn order are ${sources.join(", ") || "none"}, not allowance, promo, purchase`;
   const [allowance, promo, purchase] = lots;
+  // The end of the month the demo was seeded in: this month's, or, seeded just before a month ended and not yet
+  // expired by the hourly pass, the start of this one.
+  const expires = allowance.expires_at === null ? Number.NaN : Date.parse(allowance.expires_at);
   const today = new Date(now);
-  const monthEnd = Date.UTC(today.getUTCFullYear(), today.getUTCMonth() + 1, 1);
-  if (allowance.expires_at === null || Date.parse(allowance.expires_at) !== monthEnd)
-    return `the allowance expires at ${allowance.expires_at}, not at the month's end`;
+  const monthStart = (months: number) => Date.UTC(today.getUTCFullYear(), today.getUTCMonth() + months, 1);
+  if (expires !== monthStart(1) && expires !== monthStart(0))
+    return `the allowance expires at ${allowance.expires_at}, not at the end of the month it was granted in`;
   const promoLeft = promo.expires_at === null ? Infinity : Date.parse(promo.expires_at) - now;
   if (!(promoLeft > 0 && promoLeft <= 3 * DAY_MS)) return `the promo expires at ${promo.expires_at}, not within 3 days`;
   if (purchase.expires_at !== null) return `the purchase expires at ${purchase.expires_at}`;
