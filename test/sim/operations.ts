@@ -160,6 +160,52 @@ async function checkHealth(w: World): Promise<string> {
 }
 
 /** Turns a use case's answer or refusal into the step log's outcome; anything else is logged, not hidden. */
+/** The operations spendAcross runs between a spend's reads and its guarded commit: those that change credits. */
+const ACROSS = new Set([
+  "grant",
+  "spend",
+  "refund",
+  "adjust",
+  "createJob",
+  "cancelJob",
+  "workerReport",
+  "sweep",
+  "setPlan",
+  "grantAllowances",
+  "retention",
+  "deliverStripe",
+  "deliverQueue",
+]);
+
+type Rpc = (method: string, ...rest: unknown[]) => unknown;
+
+/**
+ * Runs `work`, and `between` just before the first commit outside a transaction (a spend's guarded batch) is
+ * sent; later commits, `between`'s own included, go out as they come. Through the client's request funnel, as
+ * the integration tests count round trips.
+ */
+async function withGuardedCommitHeld<T>(
+  db: World["db"],
+  work: () => Promise<T>,
+  between: () => Promise<void>,
+): Promise<T> {
+  const client = db as unknown as { request: Rpc };
+  const { request } = client;
+  let held = false;
+  client.request = async (method, ...rest) => {
+    if (method === "commit" && !held && !(rest[0] as { transaction?: unknown } | undefined)?.transaction) {
+      held = true;
+      await between();
+    }
+    return request.call(db, method, ...rest);
+  };
+  try {
+    return await work();
+  } finally {
+    delete (client as Partial<typeof client>).request;
+  }
+}
+
 async function outcomeOf(work: () => Promise<string>): Promise<string> {
   try {
     return await work();
@@ -308,6 +354,50 @@ export const OPERATIONS: Operation[] = [
             if (!result.replayed) w.refundable.push(result.transaction_id);
             return `${result.replayed ? "replayed " : ""}v${result.version} balance ${result.balance}`;
           }),
+      };
+    },
+  },
+  {
+    // A spend's first try reads outside a transaction and commits a batch guarded by what it read
+    // (credits/prefetched-transaction.ts guardedAttempt): another operation is run to completion between those
+    // reads and that commit, the order the guards exist for. The spend runs without the Redis lock, as it does
+    // when Redis is down, so the operation between is not kept waiting for it.
+    name: "spendAcross",
+    weight: 3,
+    racy: false,
+    when: (w) => w.users.length > 0,
+    plan: (w) => {
+      const user = w.rng.pick(w.users);
+      const spend = { key: w.id("spend"), feature: w.rng.pick(FEATURES), quantity: w.rng.int(1, 4) };
+      user.spendKeys.push(spend);
+      const candidates = OPERATIONS.filter((operation) => ACROSS.has(operation.name) && operation.when(w));
+      const other = candidates[w.rng.weighted(candidates.map((operation) => operation.weight))];
+      const otherPlan = other.plan(w);
+      return {
+        detail: `${user.uid} ${spend.feature}×${spend.quantity} key ${spend.key}, its commit held for ${other.name}: ${otherPlan.detail}`,
+        run: async () => {
+          let between: string | undefined;
+          const outcome = await withGuardedCommitHeld(
+            w.db,
+            () =>
+              outcomeOf(async () => {
+                const result = await spendCredits({ db: w.db, clock: w.clock }, user.uid, {
+                  feature: spend.feature,
+                  quantity: spend.quantity,
+                  idempotency_key: spend.key,
+                });
+                if (!result.replayed) w.refundable.push(result.transaction_id);
+                return `v${result.version} balance ${result.balance}`;
+              }),
+            async () => {
+              between = await otherPlan.run();
+            },
+          );
+          // No guarded commit (the spend was refused, or missed before committing): the other still runs.
+          return between === undefined
+            ? `${outcome}, no guarded commit ‖ after: ${await otherPlan.run()}`
+            : `${outcome} ‖ between: ${between}`;
+        },
       };
     },
   },
