@@ -1,7 +1,7 @@
 /**
- * The allowance pass's prefetched transaction (credits/prefetched-transaction.ts) against the Firestore
- * emulator: a document written twice in one change is one guarded write, and what it leaves is what the two
- * writes would have left.
+ * The prefetched transaction of the allowance pass and of a spend's first try (credits/prefetched-transaction.ts)
+ * against the Firestore emulator: a document written twice in one change is one guarded write, and what it leaves
+ * is what the two writes would have left; a document read twice is guarded by its first read.
  */
 import assert from "node:assert/strict";
 import type { DocumentReference } from "firebase-admin/firestore";
@@ -62,5 +62,21 @@ describe("integration: prefetched transaction", function () {
       tx.asTransaction().set(user, { n: 2 }, { merge: true });
       assert.throws(() => tx.asTransaction().update(user, later), UnsupportedWrite);
     }
+  });
+
+  it("when a query returns a document read before and since changed, then a write to it is guarded by the first read, whose values the change used", async () => {
+    const collection = db().collection(newUid("ptq"));
+    const lot = collection.doc("lot");
+    await lot.set({ user_id: "u", remaining: 10 });
+    const tx = new PrefetchedTransaction(new SnapshotCache((missing) => db().getAll(...missing)), { queries: true });
+    const [first] = await tx.asTransaction().getAll(lot);
+    await lot.update({ remaining: 7 });
+    const found = await tx.asTransaction().get(collection.where("user_id", "==", "u"));
+    assert.equal(found.docs[0].get("remaining"), 7, "the query sees the change");
+    tx.asTransaction().update(lot, { remaining: Number(first.get("remaining")) - 1 });
+    const batch = db().batch();
+    tx.commitInto(batch);
+    await assert.rejects(batch.commit(), "a write decided from the first read must not land over the change");
+    assert.equal((await lot.get()).get("remaining"), 7);
   });
 });

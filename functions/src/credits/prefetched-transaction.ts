@@ -79,9 +79,11 @@ export class PrefetchedTransaction {
       // A query (a closed account's last entry): not guarded, so the user is left to a transaction.
       if (!this.options.queries) throw new UnsupportedWrite("a query read");
       const found = await (target as Query).get();
-      // Its documents count as read (a later write to one is guarded by this snapshot, a later read answered by it).
-      this.prefetch.seed(found.docs);
-      for (const snapshot of found.docs) this.read.set(snapshot.ref.path, snapshot);
+      // Its documents count as read (a later write to one is guarded by this snapshot, a later read answered by
+      // it), except those read before: the ledger keeps using the values it read first, so the guard stays theirs.
+      const fresh = found.docs.filter((snapshot) => !this.read.has(snapshot.ref.path));
+      this.prefetch.seed(fresh);
+      for (const snapshot of fresh) this.read.set(snapshot.ref.path, snapshot);
       return found;
     }
     const [snapshot] = await this.getAll(target as DocumentReference);
@@ -170,11 +172,17 @@ export const MISSED: unique symbol = Symbol("missed");
  *
  * - `work` threw (a refusal too: the reads outside a transaction need not be one snapshot, so only a
  *   transaction's refusal is final) or asked for what is not supported;
- * - its writes do not include a guarded update of `cover` (the user document), the write that makes its
- *   unguarded reads (lots read and left as they were, a query) safe: no lot or entry of a user changes without it;
- * - the commit failed: a guard (someone changed the user since the read), or anything else. That is safe to
- *   retry as a transaction only because the batch creates the change's idempotency record: had it committed
- *   after all, the transaction finds the record and answers as a replay (so only idempotentTransaction uses this).
+ * - its writes do not include a guarded update of `cover` (the user document): only an open account's change
+ *   is tried this way;
+ * - the commit failed: a guard, or anything else. That is safe to retry as a transaction only because the batch
+ *   creates the change's idempotency record: had it committed after all, the transaction finds the record and
+ *   answers as a replay (so only idempotentTransaction uses this).
+ *
+ * Why the guards are enough for a spend (docs/credits.md "A spend's first try"): every ledger change of the user
+ * since the read creates the entry `{uid}_v{version + 1}` that this batch creates too, so its `create` fails;
+ * every document written is guarded on its own; and what the spend reads and leaves as it was (a lot it does
+ * not draw, the query that found the lots) changes only with a ledger change, or, for a lot past its expiry
+ * with nothing unheld, in a way a spend never draws from. The user document's update time is a second cover.
  *
  * Work that writes nothing (a replay) needs no commit: its answer stands as read.
  */
@@ -192,9 +200,9 @@ export async function guardedAttempt<T>(
   }
   if (change.writeCount === 0) return answer;
   if (!change.guards(cover)) return MISSED;
-  const batch = db.batch();
-  change.commitInto(batch);
   try {
+    const batch = db.batch();
+    change.commitInto(batch);
     await batch.commit();
   } catch {
     return MISSED;

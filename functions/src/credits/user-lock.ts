@@ -8,9 +8,10 @@
  * it: when Redis is down, slow, or the wait runs out, the transaction runs
  * unlocked and Firestore's own concurrency control decides.
  *
- * Round trips: the lock costs two, and a ledger change waits for neither on
- * its own: the first try runs while the Firestore SDK waits its timer tick
- * before the transaction (lockedCreditTransaction), and the release is sent,
+ * Round trips: the lock costs two. A transaction waits for neither on its
+ * own: the first try runs while the Firestore SDK waits its timer tick before
+ * the transaction (lockedCreditTransaction); a spend's guarded first try has
+ * no such tick and reads once the first try is answered. The release is sent,
  * not waited for. A caller folds them into its own Redis work (`LockSteps`):
  * a gate (the spend rate limit) rides on the first try as one script, and
  * commands that follow the work (the balance cache fill) go in one pipeline
