@@ -11,14 +11,16 @@
  * What makes it as safe as the transaction it stands in for: the write to
  * every document it read is guarded by what was read — `lastUpdateTime`
  * for a document that existed, `create` (must not exist) for one that did
- * not. Every change of a user's credits writes the user document (ledger.ts),
- * so its guard catches any change since the read, and a `create` of a record
- * with a deterministic id (the period's allowance, an idempotency record)
- * fails if someone else made it first. A document written twice in one change (a grant's user document:
- * its balance, then its allowance period) is one write to the batch, the
- * later fields folded into the earlier. A batch is atomic: one failed guard and nothing of it is written;
- * the caller then runs the change through the ordinary transaction,
- * which reads again and decides again.
+ * not. Every change of a user's credits creates the next version's ledger
+ * entry, `{uid}_v{version + 1}` (ledger.ts), as this change does, so any change
+ * since the read fails its `create`; the user document's guard is a second
+ * cover; and a `create` of a record with a deterministic id (the period's
+ * allowance, an idempotency record) fails if someone else made it first.
+ * A document written twice in one change (a grant's user document: its
+ * balance, then its allowance period) is one write to the batch, the later
+ * fields folded into the earlier. A batch is atomic: one failed guard and
+ * nothing of it is written; the caller then runs the change through the
+ * ordinary transaction, which reads again and decides again.
  *
  * Only the writes the ledger makes are supported (create; set, merged or not,
  * of a document read as missing; merged set or update of one read as
@@ -27,9 +29,9 @@
  */
 import type {
   DocumentData,
-  Firestore,
   DocumentReference,
   DocumentSnapshot,
+  Firestore,
   Query,
   QuerySnapshot,
   SetOptions,
@@ -59,8 +61,8 @@ export class PrefetchedTransaction {
 
   /**
    * `queries`: run the work's queries (outside any transaction) instead of refusing them. Only for work whose
-   * queries read what a guarded write covers: the user's lots and entries, which change only with the user
-   * document (guardedAttempt requires that write).
+   * queries read what its guarded writes cover: the user's lots, which change only with a ledger change, whose
+   * next entry the work creates too (guardedAttempt).
    */
   constructor(
     private readonly prefetch: SnapshotCache,
@@ -76,7 +78,7 @@ export class PrefetchedTransaction {
   get(query: Query): Promise<QuerySnapshot>;
   async get(target: DocumentReference | Query): Promise<DocumentSnapshot | QuerySnapshot> {
     if (typeof (target as Partial<DocumentReference>).collection !== "function") {
-      // A query (a closed account's last entry): not guarded, so the user is left to a transaction.
+      // A query is not guarded itself: refused (the user is left to a transaction) unless the work's writes cover it.
       if (!this.options.queries) throw new UnsupportedWrite("a query read");
       const found = await (target as Query).get();
       // Its documents count as read (a later write to one is guarded by this snapshot, a later read answered by
