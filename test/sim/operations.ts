@@ -159,7 +159,6 @@ async function checkHealth(w: World): Promise<string> {
   );
 }
 
-/** Turns a use case's answer or refusal into the step log's outcome; anything else is logged, not hidden. */
 /** The operations spendAcross runs between a spend's reads and its guarded commit: those that change credits. */
 const ACROSS = new Set([
   "grant",
@@ -206,6 +205,7 @@ async function withGuardedCommitHeld<T>(
   }
 }
 
+/** Turns a use case's answer or refusal into the step log's outcome; anything else is logged, not hidden. */
 async function outcomeOf(work: () => Promise<string>): Promise<string> {
   try {
     return await work();
