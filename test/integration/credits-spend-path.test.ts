@@ -261,8 +261,8 @@ describe("integration: a spend's first try commits without a transaction, guarde
 
   /**
    * Runs `work` with `between` run just before the first commit sent outside a transaction (the spend's guarded
-   * batch) goes out, so another change lands between the spend's reads and its commit; the RPCs sent, with
-   * whether each belonged to a transaction.
+   * batch) goes out, so another change lands between the spend's reads and its commit; the unary RPCs sent (the
+   * commits: reads are streamed), with whether each belonged to a transaction.
    */
   async function withCommitDelayed(firestore: Firestore, work: () => Promise<unknown>, between: () => Promise<void>) {
     const client = firestore as unknown as { request: Rpc };
