@@ -1,9 +1,12 @@
 /**
  * The Redis gateway's bound on a call (adapters/redis.ts) against a real redis-server: a call Redis answered
  * in time is not failed because the event loop read the answer late, and a call Redis does not answer fails
- * at the bound; and the calls that arrive while the first connection is made share one wait for it.
+ * at the bound; and the calls that arrive while the first connection is made share one wait for it, also after
+ * the gateway was closed and opened again while a wait was under way.
  */
 import assert from "node:assert/strict";
+import { createServer, type Socket } from "node:net";
+import type { EventEmitter } from "node:events";
 import { RedisGateway, RedisUnavailable } from "../../functions/src/adapters/redis";
 import { suite } from "../support/suite";
 
@@ -88,6 +91,39 @@ describe("integration: the Redis gateway's first connection", function () {
     } finally {
       process.off("warning", onWarning);
       await gateway.close();
+    }
+  });
+
+  it("when the gateway is closed while a call waits for the connection and called again, then the old wait's end does not drop the new one: later calls share it", async () => {
+    // A server that accepts and never answers: ioredis's ready check waits on it, so a connection stays not ready.
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const { port } = silent.address() as { port: number };
+    const gateway = new RedisGateway({
+      url: `redis://127.0.0.1:${port}`,
+      commandTimeoutMs: 5_000,
+      connectWaitMs: 5_000,
+      breaker: { failureThreshold: 100, cooldownMs: 5_000 },
+    });
+    const clientOf = () => (gateway as unknown as { client: EventEmitter | undefined }).client;
+    try {
+      const first = gateway.run((client) => client.ping());
+      await gateway.close(); // the first client's wait ends later, when its connection has closed
+      const second = gateway.run((client) => client.ping());
+      await assert.rejects(first, RedisUnavailable);
+      // The second call is waiting on the new client by now (it was made before the first's wait ended).
+      const waiting = clientOf()?.listenerCount("ready") ?? 0;
+      assert.ok(waiting > 0, "the second call waits for the new client");
+      const third = gateway.run((client) => client.ping());
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(clientOf()?.listenerCount("ready"), waiting, "the third call shares the second's wait");
+      await gateway.close();
+      await Promise.allSettled([second, third]);
+    } finally {
+      await gateway.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
     }
   });
 });

@@ -162,7 +162,13 @@ export class RedisGateway {
     if (redis.status === "wait") redis.connect().catch(() => undefined);
     // One wait for every caller that arrives while the connection is made (an instance's concurrent requests):
     // a wait per caller put a listener per caller on the client, and Node warned of a leak past ten.
-    this.connecting ??= this.readyOf(redis).finally(() => (this.connecting = undefined));
+    if (!this.connecting) {
+      // Cleared only if still the current wait: one for a client closed meanwhile settles after a newer one began.
+      const waiting = this.readyOf(redis).finally(() => {
+        if (this.connecting === waiting) this.connecting = undefined;
+      });
+      this.connecting = waiting;
+    }
     return this.connecting;
   }
 
