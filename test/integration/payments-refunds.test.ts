@@ -311,6 +311,26 @@ describe("integration: payments — refunds and disputes", function () {
       assert.equal((await assertLedgerInvariants(uid)).balance, 600);
     });
 
+    it("when a purchase is refunded after its pack's lot lapsed but before retention expired it, then the clawback takes that lot's credits, not the user's others, and the lot has nothing left to expire", async () => {
+      const uid = newUid("packlapsed");
+      await buy(uid, "starter");
+      const proBuy = await buy(uid, "pro");
+      const [pro, starter] = await purchaseLotsOf(uid);
+      const afterExpiry = at((pro.expires_at as Timestamp).toMillis() + DAY);
+      const refunded = standin.refund(proBuy.paymentIntent).event;
+      assert.equal(await applyStripeEvent({ db: db(), clock: afterExpiry }, refunded), "clawed-back");
+      const clawback = (await ledgerOf(uid)).find((entry) => entry.type === "clawback");
+      assert.deepEqual(clawback?.allocations, [{ lot_id: pro.id, amount: PRO.credits }]);
+      assert.equal(clawback?.debt_delta ?? 0, 0, "no debt: the refunded credits were all still in their lot");
+      const lots = new Map((await purchaseLotsOf(uid)).map((lot) => [lot.id, lot]));
+      assert.deepEqual(
+        [lots.get(pro.id)?.remaining, lots.get(pro.id)?.status, lots.get(starter.id)?.remaining],
+        [0, "exhausted", STARTER.credits],
+      );
+      const state = await assertLedgerInvariants(uid);
+      assert.deepEqual([state.balance, state.debt], [STARTER.credits, 0]);
+    });
+
     it("when a dispute is won, then the credits go back to the pack's lot, and expire at once if it expired meanwhile", async () => {
       const uid = newUid("packwon");
       const { paymentIntent } = await buy(uid, "pro");
