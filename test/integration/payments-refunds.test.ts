@@ -9,6 +9,7 @@ import type { Timestamp } from "firebase-admin/firestore";
 import { placeHold } from "../../functions/src/credits/holds";
 import { readAccount, runCreditTransaction } from "../../functions/src/credits/ledger";
 import { adjustCredits, getBalance, grantCredits, spendCredits } from "../../functions/src/credits/operations";
+import { expireDueLot } from "../../functions/src/credits/lot-views";
 import { balanceStateOf } from "../../functions/src/mirror/balance";
 import { createJob } from "../../functions/src/jobs/create";
 import { createCheckoutSession } from "../../functions/src/payments/checkout";
@@ -329,6 +330,31 @@ describe("integration: payments — refunds and disputes", function () {
       );
       const state = await assertLedgerInvariants(uid);
       assert.deepEqual([state.balance, state.debt], [STARTER.credits, 0]);
+    });
+
+    it("when a refund finds the purchase spent and another lot past its expiry not yet expired, then the clawback takes from that lot before making debt, and its expiry leaves nothing below zero", async () => {
+      const uid = newUid("lapsedother");
+      const starterBuy = await buy(uid, "starter");
+      await spend(uid, STARTER.credits); // the purchase's lot is empty
+      const promo = await grantCredits({ db: db() }, "test-admin", {
+        user_id: uid,
+        amount: 150,
+        type: "grant",
+        source: "promo",
+        expires_at: new Date(Date.now() + DAY).toISOString(),
+        reason: "promo",
+        idempotency_key: `promo-${uid}`,
+      });
+      const later = at(Date.now() + 2 * DAY);
+      // Half of the starter pack's price back: 50 of its credits clawed back.
+      const refunded = standin.refund(starterBuy.paymentIntent, STARTER.amount / 2).event;
+      assert.equal(await applyStripeEvent({ db: db(), clock: later }, refunded), "clawed-back");
+      const clawback = (await ledgerOf(uid)).find((entry) => entry.type === "clawback");
+      assert.deepEqual(clawback?.allocations, [{ lot_id: promo.lot_id, amount: 50 }]);
+      assert.equal(clawback?.debt_delta ?? 0, 0, "no debt beside credits still in a lot");
+      await expireDueLot(db(), promo.lot_id, later);
+      const state = await assertLedgerInvariants(uid);
+      assert.deepEqual([state.balance, state.debt], [0, 0]);
     });
 
     it("when a dispute is won, then the credits go back to the pack's lot, and expire at once if it expired meanwhile", async () => {

@@ -2,9 +2,9 @@
  * Credits taken back from a payment, and given back: the entry point the
  * payments domain uses when a purchase is refunded or disputed.
  *
- * A `clawback` takes credits from the purchase's own lot first (also past its
- * expiry, before retention expires it: lots.ts), then from the user's other
- * lots in burn order, never from what open holds reserve; what
+ * A `clawback` takes credits from the purchase's own lot first, then from the
+ * user's other lots in burn order (a lot past its expiry too, until retention
+ * has expired it: lots.ts), never from what open holds reserve; what
  * no lot covers becomes the user's debt (`credits_debt`), so it is the one
  * entry that may take a balance below zero (ledger.ts). A `reinstate` (a
  * dispute won) adds credits back to the lot the purchase added to (its

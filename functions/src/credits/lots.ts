@@ -470,11 +470,11 @@ export function moveLots(
     case "clawback": {
       if (amount >= 0) throw new LedgerConflict("A clawback takes a positive number of credits.");
       let rest = -amount;
-      // The purchase's own lots give back their unheld credits even past their expiry (not yet expired by
-      // retention): those are the credits being refunded, and left there they would expire as well, so the user
-      // would lose them twice. Other lots give only what they could still pay.
-      const take = (lot: Lot, own = false) => {
-        if (rest === 0 || !(payable(book, lot) || (own && lot.status === "active"))) return;
+      // Every active lot gives back its unheld credits, also one past its expiry that retention has not expired
+      // yet: left there, they would expire after the clawback had taken as much from other lots or made it debt,
+      // so the user would lose them twice (and debt would stand beside credits still in a lot).
+      const take = (lot: Lot) => {
+        if (rest === 0 || lot.status !== "active") return;
         const part = Math.min(lot.remaining - lot.held, rest);
         if (part <= 0) return;
         lot.remaining -= part;
@@ -483,7 +483,7 @@ export function moveLots(
         rest -= part;
         outcome.allocations.push({ lot_id: lot.id, amount: part });
       };
-      for (const id of new Set(move.first)) take(known(book, id), true);
+      for (const id of new Set(move.first)) take(known(book, id));
       for (const lot of inBurnOrder(book)) take(lot);
       // Held credits stay with their running jobs; what is missing is owed.
       outcome.debtDelta = rest;
