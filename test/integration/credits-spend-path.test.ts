@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { RedisGateway } from "../../functions/src/adapters/redis";
-import type { Firestore } from "firebase-admin/firestore";
 import { RateLimited } from "../../functions/src/credits/errors";
 import { spendCredits } from "../../functions/src/credits/operations";
 import { RateLimiter, rateKeyOf } from "../../functions/src/credits/rate-limit";
@@ -14,6 +13,7 @@ import { lockKeyOf, withUserLock } from "../../functions/src/credits/user-lock";
 import { balanceKey } from "../../functions/src/mirror/cache";
 import { assertLedgerInvariants, db, fund, grantLot, ledgerOf } from "../support/credits";
 import { downRedisGateway as downGateway, liveRedisGateway as liveGateway } from "../support/stores";
+import { watchRpcs } from "../support/rpcs";
 import { newUid, suite, waitFor } from "../support/suite";
 
 const spendInput = (key: string) => ({ feature: "chat.message", quantity: 1, idempotency_key: key });
@@ -61,10 +61,10 @@ describe("integration: the spend path's folded Redis round trips", function () {
     // it holds the lock. Its reads are batchGetDocuments; this test's own (ledgerOf) are queries.
     const sent: string[] = [];
     let answer: Awaited<ReturnType<typeof spendAsUser>> | undefined;
-    const spending = rpcsOf(
+    const spending = watchRpcs(
       db(),
       async () => (answer = await spendAsUser({ db: db(), redis, limiter }, uid, spendInput("held"))),
-      sent,
+      { sent },
     );
     // The first script ran (the limit counted once) and found the lock held: nothing spent yet.
     await waitFor("the gate's first try", async () => (await redis.run((c) => c.get(rateKeyOf("spend", uid)))) === "1");
@@ -183,26 +183,6 @@ async function refusedWithoutUnhandledRejections(spending: Promise<unknown>): Pr
   assert.deepEqual(unhandled, [], "no rejection left unhandled");
 }
 
-type Rpc = (method: string, ...rest: unknown[]) => unknown;
-
-/**
- * The Firestore RPCs `work` sends, by method name (the client's request funnels wrapped for its duration), pushed
- * into `methods` as they are sent.
- */
-async function rpcsOf(firestore: Firestore, work: () => Promise<unknown>, methods: string[] = []): Promise<string[]> {
-  const client = firestore as unknown as { request: Rpc; requestStream: Rpc };
-  const { request, requestStream } = client;
-  client.request = (method, ...rest) => (methods.push(method), request.call(firestore, method, ...rest));
-  client.requestStream = (method, ...rest) => (methods.push(method), requestStream.call(firestore, method, ...rest));
-  try {
-    await work();
-  } finally {
-    delete (client as Partial<typeof client>).request;
-    delete (client as Partial<typeof client>).requestStream;
-  }
-  return methods;
-}
-
 describe("integration: a spend reads the lots its instance saw last with the account", function () {
   this.timeout(60_000);
   const spend = (uid: string, key: string) => spendCredits({ db: db() }, uid, spendInput(key));
@@ -211,9 +191,9 @@ describe("integration: a spend reads the lots its instance saw last with the acc
     const uid = newUid("hint");
     for (let lot = 0; lot < 3; lot++)
       await grantLot(uid, 10, { expires_at: new Date(Date.now() + (10 + lot) * 86_400_000).toISOString() });
-    const first = await rpcsOf(db(), () => spend(uid, "h1"));
+    const { sent: first } = await watchRpcs(db(), () => spend(uid, "h1"));
     assert.ok(first.includes("runQuery"), `a first spend queries the burn order: ${first.join(", ")}`);
-    const second = await rpcsOf(db(), () => spend(uid, "h2"));
+    const { sent: second } = await watchRpcs(db(), () => spend(uid, "h2"));
     assert.deepEqual(second, ["batchGetDocuments", "commit"]);
     const state = await assertLedgerInvariants(uid);
     assert.equal(state.balance, 28);
@@ -259,57 +239,12 @@ describe("integration: a spend's first try commits without a transaction, guarde
   this.timeout(60_000);
   const spend = (uid: string, key: string) => spendCredits({ db: db() }, uid, spendInput(key));
 
-  /**
-   * Runs `work` with `between` run just before the first commit sent outside a transaction (the spend's guarded
-   * batch) goes out, so another change lands between the spend's reads and its commit; the unary RPCs sent (the
-   * commits: reads are streamed), with whether each belonged to a transaction.
-   */
-  async function withCommitDelayed(firestore: Firestore, work: () => Promise<unknown>, between: () => Promise<void>) {
-    const client = firestore as unknown as { request: Rpc };
-    const { request } = client;
-    const sent: string[] = [];
-    let delayed = false;
-    client.request = async (method, ...rest) => {
-      const body = rest[0] as { transaction?: unknown; newTransaction?: unknown };
-      sent.push(`${method}${body?.transaction || body?.newTransaction ? " (transaction)" : ""}`);
-      if (method === "commit" && !body?.transaction && !delayed) {
-        delayed = true;
-        await between();
-      }
-      return request.call(firestore, method, ...rest);
-    };
-    try {
-      await work();
-    } finally {
-      delete (client as Partial<typeof client>).request;
-    }
-    return { sent, delayed };
-  }
-
   it("when nothing changes between its reads and its commit, then a spend commits one guarded batch and no transaction", async () => {
     const uid = newUid("guarded");
     await grantLot(uid, 10);
     await spend(uid, "g0"); // the instance's hint of the user's lots, as a warm instance has it
-    const request: Array<[string, unknown]> = [];
-    const client = db() as unknown as { request: Rpc; requestStream: Rpc };
-    const { request: plain, requestStream } = client;
-    client.request = (method, ...rest) => (request.push([method, rest[0]]), plain.call(db(), method, ...rest));
-    client.requestStream = (method, ...rest) => (
-      request.push([method, rest[0]]),
-      requestStream.call(db(), method, ...rest)
-    );
-    try {
-      await spend(uid, "g1");
-    } finally {
-      delete (client as Partial<typeof client>).request;
-      delete (client as Partial<typeof client>).requestStream;
-    }
-    const transactional = request.filter(([, body]) => {
-      const fields = body as { transaction?: unknown; newTransaction?: unknown; options?: unknown };
-      return Boolean(fields?.transaction || fields?.newTransaction || fields?.options);
-    });
-    assert.equal(request.length, 2, `a getAll and a commit: ${JSON.stringify(request.map(([method]) => method))}`);
-    assert.deepEqual(transactional, [], "no read or commit of a transaction");
+    const { sent } = await watchRpcs(db(), () => spend(uid, "g1"));
+    assert.deepEqual(sent, ["batchGetDocuments", "commit"], "one getAll and one commit, neither a transaction's");
     const state = await assertLedgerInvariants(uid);
     assert.equal(state.balance, 8);
   });
@@ -319,16 +254,18 @@ describe("integration: a spend's first try commits without a transaction, guarde
     const grant = await grantLot(uid, 10);
     let promo: Awaited<ReturnType<typeof grantLot>> | undefined;
     let spent: Awaited<ReturnType<typeof spend>> | undefined;
-    const { sent, delayed } = await withCommitDelayed(
+    const { sent, held } = await watchRpcs(
       db(),
       async () => {
         spent = await spend(uid, "r1");
       },
-      async () => {
-        promo = await grantLot(uid, 5, { source: "promo" });
+      {
+        beforeGuardedCommit: async () => {
+          promo = await grantLot(uid, 5, { source: "promo" });
+        },
       },
     );
-    assert.ok(delayed, "the guarded commit was held back");
+    assert.ok(held, "the guarded commit was held back");
     assert.ok(sent.includes("commit (transaction)"), `the spend ran again as a transaction: ${sent.join(", ")}`);
     assert.ok(spent && promo);
     assert.equal(spent.replayed, false);
@@ -348,16 +285,18 @@ describe("integration: a spend's first try commits without a transaction, guarde
     await grantLot(uid, 10);
     let first: Awaited<ReturnType<typeof spend>> | undefined;
     let second: Awaited<ReturnType<typeof spend>> | undefined;
-    const { delayed } = await withCommitDelayed(
+    const { held } = await watchRpcs(
       db(),
       async () => {
         first = await spend(uid, "same");
       },
-      async () => {
-        second = await spend(uid, "same");
+      {
+        beforeGuardedCommit: async () => {
+          second = await spend(uid, "same");
+        },
       },
     );
-    assert.ok(delayed && first && second);
+    assert.ok(held && first && second);
     assert.equal(second.replayed, false, "the request that landed first applied");
     assert.equal(first.replayed, true, "the held-back one found its record");
     assert.equal(first.transaction_id, second.transaction_id);

@@ -34,6 +34,7 @@ import { runTtlCleanup } from "../../functions/src/retention/runner";
 import { DomainError } from "../../functions/src/shared/errors";
 import type { PaymentDraft } from "../../functions/src/payments/payment";
 import { applyStripeEvent } from "../../functions/src/payments/webhook";
+import { watchRpcs } from "../support/rpcs";
 import { control, waitFor } from "../support/suite";
 import {
   DAY,
@@ -176,32 +177,53 @@ const ACROSS = new Set([
   "deliverQueue",
 ]);
 
-type Rpc = (method: string, ...rest: unknown[]) => unknown;
+type SpendRequest = { key: string; feature: (typeof FEATURES)[number]; quantity: number };
 
 /**
- * Runs `work`, and `between` just before the first commit outside a transaction (a spend's guarded batch) is
- * sent; later commits, `between`'s own included, go out as they come. Through the client's request funnel, as
- * the integration tests count round trips.
+ * What spendAcross runs between a spend's reads and its commit: a grant to the same user, another spend of the
+ * user, the same request again (through `spendAs`), or any operation in ACROSS.
  */
-async function withGuardedCommitHeld<T>(
-  db: World["db"],
-  work: () => Promise<T>,
-  between: () => Promise<void>,
-): Promise<T> {
-  const client = db as unknown as { request: Rpc };
-  const { request } = client;
-  let held = false;
-  client.request = async (method, ...rest) => {
-    if (method === "commit" && !held && !(rest[0] as { transaction?: unknown } | undefined)?.transaction) {
-      held = true;
-      await between();
+function planAcross(
+  w: World,
+  user: World["users"][number],
+  spend: SpendRequest,
+  spendAs: (request: SpendRequest) => Promise<string>,
+): Planned {
+  switch (w.rng.weighted([2, 2, 1, 2])) {
+    case 0: {
+      const amount = w.rng.int(1, 30);
+      const source = w.rng.pick(["grant", "promo"] as const);
+      const key = w.id("grant");
+      return {
+        detail: `a grant: ${user.uid} +${amount} ${source}`,
+        run: () =>
+          outcomeOf(async () => {
+            const result = await grantCredits(w.creditDeps(), ADMIN, {
+              user_id: user.uid,
+              amount,
+              type: "grant",
+              source,
+              reason: "sim grant across a spend",
+              idempotency_key: key,
+            });
+            user.deleted = false;
+            return `v${result.version} balance ${result.balance} lot ${result.lot_id}`;
+          }),
+      };
     }
-    return request.call(db, method, ...rest);
-  };
-  try {
-    return await work();
-  } finally {
-    delete (client as Partial<typeof client>).request;
+    case 1: {
+      const another = { key: w.id("spend"), feature: w.rng.pick(FEATURES), quantity: w.rng.int(1, 4) };
+      user.spendKeys.push(another);
+      return { detail: `another spend: key ${another.key}`, run: () => spendAs(another) };
+    }
+    case 2:
+      return { detail: "the same request", run: () => spendAs(spend) };
+    default: {
+      const candidates = OPERATIONS.filter((operation) => ACROSS.has(operation.name) && operation.when(w));
+      const operation = candidates[w.rng.weighted(candidates.map((candidate) => candidate.weight))];
+      const planned = operation.plan(w);
+      return { detail: `${operation.name}: ${planned.detail}`, run: planned.run };
+    }
   }
 }
 
@@ -359,9 +381,10 @@ export const OPERATIONS: Operation[] = [
   },
   {
     // A spend's first try reads outside a transaction and commits a batch guarded by what it read
-    // (credits/prefetched-transaction.ts guardedAttempt): another operation is run to completion between those
-    // reads and that commit, the order the guards exist for. The spend runs without the Redis lock, as it does
-    // when Redis is down, so the operation between is not kept waiting for it.
+    // (credits/prefetched-transaction.ts guardedAttempt): another change is run to completion between those reads
+    // and that commit, the order the guards exist for. Mostly one of the same user's (a grant, another spend, the
+    // same request again), else any operation that changes credits. The spend runs without the Redis lock, as it
+    // does when Redis is down, so the change between is not kept waiting for it.
     name: "spendAcross",
     weight: 3,
     racy: false,
@@ -370,32 +393,28 @@ export const OPERATIONS: Operation[] = [
       const user = w.rng.pick(w.users);
       const spend = { key: w.id("spend"), feature: w.rng.pick(FEATURES), quantity: w.rng.int(1, 4) };
       user.spendKeys.push(spend);
-      const candidates = OPERATIONS.filter((operation) => ACROSS.has(operation.name) && operation.when(w));
-      const other = candidates[w.rng.weighted(candidates.map((operation) => operation.weight))];
-      const otherPlan = other.plan(w);
+      const spendOf = async (request: typeof spend, deps: ReturnType<World["creditDeps"]> | { db: World["db"] }) => {
+        const result = await spendCredits({ clock: w.clock, ...deps }, user.uid, {
+          feature: request.feature,
+          quantity: request.quantity,
+          idempotency_key: request.key,
+        });
+        if (!result.replayed) w.refundable.push(result.transaction_id);
+        return `${result.replayed ? "replayed " : ""}v${result.version} balance ${result.balance}`;
+      };
+      const other = planAcross(w, user, spend, (request) => outcomeOf(() => spendOf(request, w.creditDeps())));
       return {
-        detail: `${user.uid} ${spend.feature}×${spend.quantity} key ${spend.key}, its commit held for ${other.name}: ${otherPlan.detail}`,
+        detail: `${user.uid} ${spend.feature}×${spend.quantity} key ${spend.key}, its commit held for ${other.detail}`,
         run: async () => {
           let between: string | undefined;
-          const outcome = await withGuardedCommitHeld(
-            w.db,
-            () =>
-              outcomeOf(async () => {
-                const result = await spendCredits({ db: w.db, clock: w.clock }, user.uid, {
-                  feature: spend.feature,
-                  quantity: spend.quantity,
-                  idempotency_key: spend.key,
-                });
-                if (!result.replayed) w.refundable.push(result.transaction_id);
-                return `v${result.version} balance ${result.balance}`;
-              }),
-            async () => {
-              between = await otherPlan.run();
+          const { result: outcome } = await watchRpcs(w.db, () => outcomeOf(() => spendOf(spend, { db: w.db })), {
+            beforeGuardedCommit: async () => {
+              between = await other.run();
             },
-          );
+          });
           // No guarded commit (the spend was refused, or missed before committing): the other still runs.
           return between === undefined
-            ? `${outcome}, no guarded commit ‖ after: ${await otherPlan.run()}`
+            ? `${outcome}, no guarded commit ‖ after: ${await other.run()}`
             : `${outcome} ‖ between: ${between}`;
         },
       };
