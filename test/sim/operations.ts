@@ -726,7 +726,11 @@ export const OPERATIONS: Operation[] = [
       return {
         detail: `${payment.id} ${full ? "in full" : `+${amount}`}`,
         run: async () => {
-          payment.refunded += amount;
+          // Stripe refunds at most what is left of the charge: two refunds planned from the same state and raced
+          // may find less left than planned (the second is then cut down, or refused).
+          const left = payment.amount - payment.refunded;
+          if (left === 0) return "refused at Stripe: nothing left to refund";
+          payment.refunded += full ? left : Math.min(amount, left);
           sendStripe(w, payment, "charge.refunded", chargeOf(payment));
           return `refunded ${payment.refunded} of ${payment.amount}`;
         },
