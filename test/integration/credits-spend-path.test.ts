@@ -6,13 +6,20 @@
 import assert from "node:assert/strict";
 import { RedisGateway } from "../../functions/src/adapters/redis";
 import { RateLimited } from "../../functions/src/credits/errors";
-import { spendCredits } from "../../functions/src/credits/operations";
+import { forgetCommitted, NotRemembered, recallCommitted } from "../../functions/src/credits/committed-state";
+import { grantCredits, spendCredits } from "../../functions/src/credits/operations";
+import { configureAutoTopUp, TOPUPS, topUpId } from "../../functions/src/credits/topup";
 import { RateLimiter, rateKeyOf } from "../../functions/src/credits/rate-limit";
 import { spendAsUser } from "../../functions/src/credits/spend";
-import { lockKeyOf, withUserLock } from "../../functions/src/credits/user-lock";
+import { lastHolderKeyOf, lockKeyOf, THIS_INSTANCE, withUserLock } from "../../functions/src/credits/user-lock";
 import { balanceKey } from "../../functions/src/mirror/cache";
-import { assertLedgerInvariants, db, fund, grantLot, ledgerOf } from "../support/credits";
-import { downRedisGateway as downGateway, liveRedisGateway as liveGateway } from "../support/stores";
+import { assertLedgerInvariants, assertRememberedAsStored, db, fund, grantLot, ledgerOf } from "../support/credits";
+import {
+  downRedisGateway as downGateway,
+  liveRedisGateway as liveGateway,
+  otherInstanceFirestore,
+  unwatchedFirestore,
+} from "../support/stores";
 import { watchRpcs } from "../support/rpcs";
 import { newUid, suite, waitFor } from "../support/suite";
 
@@ -161,6 +168,50 @@ describe("integration: the spend path's folded Redis round trips", function () {
   });
 });
 
+describe("integration: a spend trusts what its instance remembers only if no other instance held the lock since", function () {
+  this.timeout(60_000);
+  let redis: RedisGateway;
+
+  beforeEach(() => {
+    redis = liveGateway();
+  });
+  afterEach(async () => {
+    await redis.close();
+  });
+
+  it("when another instance released the user's lock last, then the spend reads before it commits; once this one has, it reads nothing", async () => {
+    const uid = newUid("holder");
+    await fund(uid, 100);
+    const limiter = new RateLimiter(redis, { limit: 100, windowMs: 60_000, fallbackLimit: 100 });
+    const spendHere = (key: string) =>
+      watchRpcs(db(), () => spendAsUser({ db: db(), redis, limiter }, uid, spendInput(key)));
+    await spendHere("a");
+    await waitFor(
+      "this instance named as the last holder",
+      async () => (await redis.run((client) => client.get(lastHolderKeyOf(uid)))) === THIS_INSTANCE,
+    );
+    // A grant on another instance; its lock's release names that instance (this process is one, so set here).
+    await grantCredits({ db: otherInstanceFirestore() }, "test-admin", {
+      user_id: uid,
+      amount: 5,
+      type: "grant",
+      reason: "test",
+      idempotency_key: `elsewhere-${uid}`,
+    });
+    await redis.run((client) => client.set(lastHolderKeyOf(uid), "another-instance", "PX", 60_000));
+    const { sent: afterOther } = await spendHere("b");
+    assert.deepEqual(
+      afterOther.filter((method) => method !== "runQuery"),
+      ["batchGetDocuments", "commit"],
+      "no commit from what this instance remembered (it would fail): the spend reads first",
+    );
+    const { sent: next } = await spendHere("c");
+    assert.deepEqual(next, ["commit"], "this instance held the lock last: it reads nothing");
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 102);
+  });
+});
+
 /**
  * Asserts `spending` is refused as rate limited, and that no promise was rejected unhandled meanwhile: the
  * refusal comes while the transaction waits for the lock (user-lock.ts), and an unhandled rejection ends a
@@ -187,12 +238,14 @@ describe("integration: a spend reads the lots its instance saw last with the acc
   this.timeout(60_000);
   const spend = (uid: string, key: string) => spendCredits({ db: db() }, uid, spendInput(key));
 
-  it("when nothing changed since this instance's last spend of the user, then the next spend reads its lots in the account's getAll: no burn-order query", async () => {
+  it("when nothing changed since this instance's last spend of the user but it does not hold their documents, then the next spend reads its lots in the account's getAll: no burn-order query", async () => {
     const uid = newUid("hint");
     for (let lot = 0; lot < 3; lot++)
       await grantLot(uid, 10, { expires_at: new Date(Date.now() + (10 + lot) * 86_400_000).toISOString() });
     const { sent: first } = await watchRpcs(db(), () => spend(uid, "h1"));
     assert.ok(first.includes("runQuery"), `a first spend queries the burn order: ${first.join(", ")}`);
+    // As after a spend that ran as a transaction: the hint of the lots is kept, the documents are not.
+    forgetCommitted(db(), uid);
     const { sent: second } = await watchRpcs(db(), () => spend(uid, "h2"));
     assert.deepEqual(second, ["batchGetDocuments", "commit"]);
     const state = await assertLedgerInvariants(uid);
@@ -243,6 +296,7 @@ describe("integration: a spend's first try commits without a transaction, guarde
     const uid = newUid("guarded");
     await grantLot(uid, 10);
     await spend(uid, "g0"); // the instance's hint of the user's lots, as a warm instance has it
+    forgetCommitted(db(), uid); // ... but not their documents: it reads them
     const { sent } = await watchRpcs(db(), () => spend(uid, "g1"));
     assert.deepEqual(sent, ["batchGetDocuments", "commit"], "one getAll and one commit, neither a transaction's");
     const state = await assertLedgerInvariants(uid);
@@ -303,5 +357,142 @@ describe("integration: a spend's first try commits without a transaction, guarde
     assert.equal((await ledgerOf(uid)).filter((entry) => entry.type === "spend").length, 1);
     const state = await assertLedgerInvariants(uid);
     assert.equal(state.balance, 9);
+  });
+});
+
+describe("integration: a spend reads what this instance's last spend of the user left, and its commit checks it", function () {
+  this.timeout(60_000);
+  const spend = (uid: string, key: string, store = db()) => spendCredits({ db: store }, uid, spendInput(key));
+  const userDoc = (uid: string, store = db()) => store.collection("users").doc(uid);
+  const inFirst = (sent: string[]) => [sent[0], sent.slice(1).filter((method) => method !== "runQuery")];
+
+  it("when nothing changed since, then the next spend reads nothing from Firestore and commits one guarded batch; what it remembered is what Firestore holds", async () => {
+    const uid = newUid("remembered");
+    for (let lot = 0; lot < 3; lot++)
+      await grantLot(uid, 10, { expires_at: new Date(Date.now() + (10 + lot) * 86_400_000).toISOString() });
+    await spend(uid, "m1");
+    const sameAsStored = async () => {
+      const remembered = [...(recallCommitted(db(), userDoc(uid))?.keys() ?? [])];
+      assert.ok(remembered.includes(userDoc(uid).path), "the user document is remembered");
+      assert.ok(
+        remembered.some((path) => path.startsWith("credit_lots/")),
+        "and lots",
+      );
+      assert.equal(await assertRememberedAsStored(uid, db(), true), remembered.length);
+      // Only the spend's writes set a field to the server's time here: the user document's and the lot's.
+      const user = recallCommitted(db(), userDoc(uid))?.get(userDoc(uid).path)?.data() ?? {};
+      assert.throws(() => user.updated_at as unknown, NotRemembered);
+    };
+    await sameAsStored();
+    const { sent } = await watchRpcs(db(), () => spend(uid, "m2"));
+    assert.deepEqual(sent, ["commit"], "no read, one commit outside a transaction");
+    await sameAsStored();
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 28);
+  });
+
+  it("when a lot that burns earlier was granted on another instance since, then the commit fails on the next entry, and the spend reads afresh and draws from the new lot", async () => {
+    const uid = newUid("remembered");
+    const grant = await grantLot(uid, 10);
+    await spend(uid, "n1");
+    const promo = await grantCredits({ db: otherInstanceFirestore() }, "test-admin", {
+      user_id: uid,
+      amount: 5,
+      type: "grant",
+      source: "promo",
+      reason: "test",
+      idempotency_key: `promo-${uid}`,
+    });
+    const { result: spent, sent } = await watchRpcs(db(), () => spend(uid, "n2"));
+    assert.deepEqual(inFirst(sent), ["commit", ["batchGetDocuments", "commit"]], sent.join(", "));
+    const entries = await ledgerOf(uid);
+    assert.deepEqual(
+      entries.find((entry) => entry.id === spent.transaction_id)?.allocations,
+      [{ lot_id: promo.lot_id, amount: 1 }],
+      `from the promo lot that burns first (not ${grant.lot_id})`,
+    );
+    assert.equal(spent.version, 4, "grant 1, spend 2, promo 3, this spend 4");
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 13);
+  });
+
+  it("when the same request was answered on another instance since, then the commit fails on its record, and the spend answers as a replay: one entry", async () => {
+    const uid = newUid("remembered");
+    await grantLot(uid, 10);
+    await spend(uid, "r1");
+    const there = await spend(uid, "same", otherInstanceFirestore());
+    const { result: here, sent } = await watchRpcs(db(), () => spend(uid, "same"));
+    // (A query too: the two clients share this process's hint of the user's lots, which the other moved on.)
+    assert.deepEqual(
+      sent.filter((method) => method !== "runQuery"),
+      ["commit", "batchGetDocuments"],
+      "the failed commit, then the read that finds the record",
+    );
+    assert.equal(here.replayed, true);
+    assert.equal(here.transaction_id, there.transaction_id);
+    assert.equal((await ledgerOf(uid)).filter((entry) => entry.type === "spend").length, 2);
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 8);
+  });
+
+  it("when a lot it draws from was written on another instance since without a ledger entry (an operator's note), then the commit fails on the lot's update time and the spend reads afresh", async () => {
+    const uid = newUid("remembered");
+    const grant = await grantLot(uid, 10);
+    await spend(uid, "o1");
+    await otherInstanceFirestore().collection("credit_lots").doc(grant.lot_id).update({ note: "checked" });
+    const { sent } = await watchRpcs(db(), () => spend(uid, "o2"));
+    assert.deepEqual(sent, ["commit", "batchGetDocuments", "commit"], "the commit from memory failed; read, committed");
+    const lot = (await db().collection("credit_lots").doc(grant.lot_id).get()).data();
+    assert.deepEqual([lot?.note, lot?.remaining], ["checked", 8]);
+    await assertLedgerInvariants(uid);
+  });
+
+  it("when auto top-up was turned on on another instance since (the user document written without a ledger entry), then the commit fails on its update time, and the spend reads afresh and starts the top-up", async () => {
+    // A project no trigger watches: the top-up this creates must not be charged by the deployed trigger.
+    const store = unwatchedFirestore();
+    const uid = newUid("remembered");
+    await grantCredits({ db: store }, "test-admin", {
+      user_id: uid,
+      amount: 100,
+      type: "grant",
+      reason: "test",
+      idempotency_key: `fund-${uid}`,
+    });
+    await spend(uid, "t1", store);
+    await configureAutoTopUp(
+      { db: otherInstanceFirestore("unwatched") },
+      uid,
+      { enabled: true, threshold: 1_000, pack_id: "starter", monthly_cap: 10_000 },
+      { credits: 500, amount: 500, currency: "usd", expires_after_days: null, priority: null },
+      () => true,
+    );
+    const { result: spent, sent } = await watchRpcs(store, () => spend(uid, "t2", store));
+    assert.equal(sent[0], "commit", sent.join(", "));
+    assert.equal(sent.length > 1, true, "the commit from memory did not stand");
+    const topUp = await store.collection(TOPUPS).doc(topUpId(uid, spent.version)).get();
+    assert.equal(topUp.get("status"), "pending", "the spend saw auto top-up on and started a top-up");
+    assert.equal((await userDoc(uid, store).get()).get("auto_topup.pending_topup_id"), topUpId(uid, spent.version));
+    await assertLedgerInvariants(uid, store);
+  });
+
+  it("when this instance remembers less than the spend reads (a lot it would draw first), then nothing is committed from memory: the spend reads afresh and draws that lot", async () => {
+    const uid = newUid("remembered");
+    const first = await grantLot(uid, 10, { expires_at: new Date(Date.now() + 10 * 86_400_000).toISOString() });
+    await grantLot(uid, 10, { expires_at: new Date(Date.now() + 20 * 86_400_000).toISOString() });
+    await spend(uid, "l1");
+    const remembered = recallCommitted(db(), userDoc(uid));
+    assert.ok(remembered?.delete(`credit_lots/${first.lot_id}`), "the first lot was remembered");
+    const { result: spent, sent } = await watchRpcs(db(), () => spend(uid, "l2"));
+    // (The try from memory, missing the lot, pages on by query past it, then finds it did not create that lot.)
+    assert.deepEqual(
+      sent.filter((method) => method !== "runQuery"),
+      ["batchGetDocuments", "commit"],
+      "no commit from memory: the lot read as missing is not created",
+    );
+    const entries = await ledgerOf(uid);
+    assert.deepEqual(entries.find((entry) => entry.id === spent.transaction_id)?.allocations, [
+      { lot_id: first.lot_id, amount: 1 },
+    ]);
+    await assertLedgerInvariants(uid);
   });
 });

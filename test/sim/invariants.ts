@@ -11,7 +11,7 @@ import { searchKnowledge } from "../../functions/src/embeddings/search";
 import { tableName } from "../../functions/src/embeddings/store";
 import { dlqOf, streamOf } from "../../functions/src/jobs/registry";
 import { holdIdOf } from "../../functions/src/jobs/job";
-import { assertLedgerInvariants, ledgerOf } from "../support/credits";
+import { assertLedgerInvariants, assertRememberedAsStored, ledgerOf } from "../support/credits";
 import type { World } from "./world";
 
 type Data = Record<string, unknown>;
@@ -70,6 +70,7 @@ export async function checkAll(w: World): Promise<string[]> {
     ["knowledge", () => checkKnowledge(w)],
     ["providers", () => checkProviders(w)],
     ["payments", () => checkPayments(w)],
+    ["memory", () => checkMemory(w)],
   ];
   if (w.after.swept) checkers.push(["sweep", () => checkSweep(w)]);
   const results = await Promise.allSettled(checkers.map(([, check]) => check()));
@@ -136,6 +137,15 @@ async function checkPayments(w: World): Promise<void> {
         `(told: ${JSON.stringify(told)})`,
     );
   }
+}
+
+/**
+ * What each instance remembers of a user (credits/committed-state.ts) is exactly what Firestore holds at the
+ * update times it remembers; older is allowed, since the next spend's commit fails on it.
+ */
+async function checkMemory(w: World): Promise<void> {
+  for (const store of [w.db, w.otherInstance])
+    for (const user of w.users) await assertRememberedAsStored(user.uid, store);
 }
 
 /** Invariant 1/3: balance = Σ ledger, held = Σ open holds, nothing negative, versions contiguous. */

@@ -333,11 +333,12 @@ export const OPERATIONS: Operation[] = [
       const expiresAt = expiring
         ? new Date(Math.ceil(w.clock.now().getTime() / HOUR) * HOUR + w.rng.int(1, 72) * HOUR)
         : undefined;
+      const instance = w.pickInstance();
       return {
-        detail: `${user.uid} +${amount} ${source}${expiresAt ? ` until ${expiresAt.toISOString()}` : ""}`,
+        detail: `${user.uid} +${amount} ${source}${expiresAt ? ` until ${expiresAt.toISOString()}` : ""} on instance ${instance}`,
         run: () =>
           outcomeOf(async () => {
-            const result = await grantCredits(w.creditDeps(), ADMIN, {
+            const result = await grantCredits(w.creditDeps(instance), ADMIN, {
               user_id: user.uid,
               amount,
               type,
@@ -364,11 +365,12 @@ export const OPERATIONS: Operation[] = [
         ? w.rng.pick(user.spendKeys)
         : { key: w.id("spend"), feature: w.rng.pick(FEATURES), quantity: w.rng.int(1, 4) };
       if (!replay) user.spendKeys.push(spend);
+      const instance = w.pickInstance();
       return {
-        detail: `${user.uid} ${spend.feature}×${spend.quantity} key ${spend.key}${replay ? " (replay)" : ""}`,
+        detail: `${user.uid} ${spend.feature}×${spend.quantity} key ${spend.key}${replay ? " (replay)" : ""} on instance ${instance}`,
         run: () =>
           outcomeOf(async () => {
-            const result = await spendCredits(w.creditDeps(), user.uid, {
+            const result = await spendCredits(w.creditDeps(instance), user.uid, {
               feature: spend.feature,
               quantity: spend.quantity,
               idempotency_key: spend.key,

@@ -25,7 +25,7 @@ import type { AuditEvent } from "../../functions/src/audit/record";
 import type { BalanceState } from "../../functions/src/mirror/balance";
 import type { ProbeResult } from "../../functions/src/routing/provider-health";
 import { seededRandom } from "../support/random";
-import { firestore, fixedClock, functionsRequire, realtimeDb } from "../support/stores";
+import { firestore, fixedClock, functionsRequire, otherInstanceFirestore, realtimeDb } from "../support/stores";
 import { control, suite, waitFor } from "../support/suite";
 
 /** The PRNG every choice comes from. */
@@ -213,11 +213,19 @@ export const DAY = 24 * HOUR;
 export const MAX_DELIVERIES = 3;
 export const SWEEP = { visibilityMs: 60_000, maxDeliveries: 3 };
 
+/** The Cloud Functions instance an operation runs on: World.db's client, or World.otherInstance. */
+export type Instance = 0 | 1;
+
 /** One run of one seed. */
 export class World {
   readonly rng: Rng;
   readonly clock: ReturnType<typeof fixedClock>;
   readonly db: Firestore = firestore();
+  /**
+   * A second client of the same emulator: another Cloud Functions instance. Grants and spends run on either
+   * (picked when planned), so what one instance remembers of a user (credits/committed-state.ts) is often stale.
+   */
+  readonly otherInstance: Firestore = otherInstanceFirestore();
   readonly rtdb: Database = realtimeDb();
   readonly redis: RedisGateway;
   readonly embedder = new SimEmbedder();
@@ -293,8 +301,13 @@ export class World {
     return { db: this.db, rtdb: this.rtdb, redis: this.redis, pubsub, clock: this.clock };
   }
 
-  creditDeps() {
-    return { db: this.db, clock: this.clock, lock: this.redis };
+  creditDeps(instance: Instance = 0) {
+    return { db: instance === 1 ? this.otherInstance : this.db, clock: this.clock, lock: this.redis };
+  }
+
+  /** Which instance a planned credit operation runs on. */
+  pickInstance(): Instance {
+    return this.rng.chance(0.5) ? 1 : 0;
   }
 
   probe = async (provider: { name: string }): Promise<ProbeResult> => {

@@ -1,9 +1,10 @@
 /** Test helpers for credits: the Admin clients, seeding through the ledger, and the invariant checker. */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import type { Firestore } from "firebase-admin/firestore";
+import type { DocumentData, DocumentSnapshot, Firestore } from "firebase-admin/firestore";
 // Through stores.ts, whose root hook closes the Admin apps: a run of only credits files must exit too.
 import { firestore } from "./stores";
+import { NotRemembered, recallCommitted } from "../../functions/src/credits/committed-state";
 import { grantCredits } from "../../functions/src/credits/operations";
 import type { GrantInput } from "../../functions/src/credits/schemas";
 import type { Clock } from "../../functions/src/shared/time";
@@ -211,4 +212,42 @@ export async function footprint(uid: string): Promise<string> {
     keys: keys.size,
     lots: lots.docs.map((doc) => `${doc.id}:${String(doc.get("remaining"))}/${String(doc.get("held"))}`),
   });
+}
+
+/**
+ * What `store`'s instance remembers of `uid` (credits/committed-state.ts) against what Firestore holds: each
+ * remembered document at the update time Firestore has for it must have exactly its fields and values, except a
+ * field set to the server's time, which is there but throws NotRemembered when read. One at another update time
+ * is stale, which the next spend's commit detects: allowed unless `current`. Returns how many were compared.
+ */
+export async function assertRememberedAsStored(uid: string, store: Firestore, current = false): Promise<number> {
+  const remembered = recallCommitted(store, store.collection("users").doc(uid));
+  if (!remembered) return 0;
+  const paths = [...remembered.keys()].sort();
+  let compared = 0;
+  for (const snapshot of await store.getAll(...paths.map((path) => store.doc(path)))) {
+    const kept: DocumentSnapshot | undefined = remembered.get(snapshot.ref.path);
+    assert.ok(kept?.exists, `${snapshot.ref.path} is remembered as existing`);
+    const sameTime = snapshot.exists && kept.updateTime?.isEqual(snapshot.updateTime!);
+    if (!sameTime) {
+      assert.ok(!current, `${snapshot.ref.path} is remembered at another update time than it has`);
+      continue;
+    }
+    compared += 1;
+    const data: DocumentData = kept.data() ?? {};
+    const stored: DocumentData = snapshot.data() ?? {};
+    assert.deepEqual(Object.keys(data).sort(), Object.keys(stored).sort(), `${snapshot.ref.path}'s fields`);
+    const unknown = Object.keys(data).filter(
+      (field) => Object.getOwnPropertyDescriptor(data, field)?.get !== undefined,
+    );
+    for (const field of unknown) assert.throws(() => data[field] as unknown, NotRemembered);
+    const known = (fields: Record<string, unknown>) =>
+      Object.fromEntries(
+        Object.keys(fields)
+          .filter((field) => !unknown.includes(field))
+          .map((f) => [f, fields[f]]),
+      );
+    assert.deepEqual(known(data), known(stored), `${snapshot.ref.path} as remembered and as stored`);
+  }
+  return compared;
 }

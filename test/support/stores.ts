@@ -37,6 +37,7 @@ export function downRedisGateway(): RedisGateway {
 }
 
 let unwatched: Firestore | undefined;
+const UNWATCHED_PROJECT = () => `${suite.projectId}-unwatched`;
 
 /**
  * The Firestore emulator under a project the functions emulator does not serve,
@@ -48,9 +49,28 @@ export function unwatchedFirestore(): Firestore {
   if (!unwatched) {
     const { initializeApp } = functionsRequire<typeof import("firebase-admin/app")>("firebase-admin/app");
     const { getFirestore } = functionsRequire<typeof import("firebase-admin/firestore")>("firebase-admin/firestore");
-    unwatched = getFirestore(initializeApp({ projectId: `${suite.projectId}-unwatched` }, "unwatched"));
+    unwatched = getFirestore(initializeApp({ projectId: UNWATCHED_PROJECT() }, "unwatched"));
   }
   return unwatched;
+}
+
+const otherInstances = new Map<string, Firestore>();
+
+/**
+ * A second client of the same Firestore emulator and project (the harness's, or `unwatched` for
+ * unwatchedFirestore's), as another Cloud Functions instance has: what a use case given it remembers per
+ * instance (credits/committed-state.ts) is apart from what the first client's does.
+ */
+export function otherInstanceFirestore(project: "watched" | "unwatched" = "watched"): Firestore {
+  let other = otherInstances.get(project);
+  if (!other) {
+    const { initializeApp } = functionsRequire<typeof import("firebase-admin/app")>("firebase-admin/app");
+    const { getFirestore } = functionsRequire<typeof import("firebase-admin/firestore")>("firebase-admin/firestore");
+    const projectId = project === "watched" ? suite.projectId : UNWATCHED_PROJECT();
+    other = getFirestore(initializeApp({ projectId }, `another-instance-${project}`));
+    otherInstances.set(project, other);
+  }
+  return other;
 }
 
 /** A clock fixed at `at` that tests may move. */

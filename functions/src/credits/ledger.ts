@@ -21,6 +21,7 @@
  */
 import type { DocumentReference, DocumentSnapshot, Firestore, Transaction } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
+import { forgetCommitted } from "./committed-state";
 import { AccountClosed, InsufficientCredits, LedgerConflict, NegativeBalance } from "./errors";
 import {
   isLapsed,
@@ -278,6 +279,9 @@ export const LOT_EXPIRED = "lot-expired";
 export function postEntry(tx: Transaction, db: Firestore, account: Account, change: Change): Entry {
   const book = account.lots;
   if (!book) throw new Error("postEntry: the lots were not read in this transaction (readLotsFor)");
+  // What this instance remembers of the user is older than this change (a guarded spend remembers again once
+  // its commit has succeeded).
+  forgetCommitted(db, account.uid);
   const entry = postOne(tx, db, account, book, change);
   for (const lotId of entry.lapsed)
     expireUnheld(tx, db, account, book, lotId, LAPSE_ACTOR, `lapse:${lotId}:${entry.posted.version}`);

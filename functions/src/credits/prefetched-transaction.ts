@@ -37,9 +37,11 @@ import type {
   SetOptions,
   Transaction,
   WriteBatch,
+  WriteResult,
 } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
 import { SnapshotCache } from "../shared/read-ahead";
+import { afterUpdate, forgetCommitted, missingSnapshot, recallCommitted, rememberCommitted } from "./committed-state";
 
 /** A write this change asks for, kept until the change is complete. */
 type Write =
@@ -149,6 +151,30 @@ export class PrefetchedTransaction {
     return write?.kind === "update" && write.guard.updateTime !== undefined;
   }
 
+  /** `ref` is created by this change (it was read, or assumed, missing). */
+  creates(path: string): boolean {
+    return this.written.get(path)?.kind === "create";
+  }
+
+  /**
+   * After the batch committed (`results` in commitInto's order): every document read or updated, as it now
+   * stands, for the next change to read instead of Firestore (committed-state.ts); undefined if one updated
+   * document's new state is not known without reading it.
+   */
+  committed(results: WriteResult[]): DocumentSnapshot[] | undefined {
+    const now = new Map([...this.read].filter(([, snapshot]) => snapshot.exists));
+    for (const [index, write] of this.writes.entries()) {
+      if (write.kind === "create") {
+        now.delete(write.ref.path);
+        continue;
+      }
+      const after = afterUpdate(write.guard, write.data, results[index].writeTime);
+      if (!after) return undefined;
+      now.set(write.ref.path, after);
+    }
+    return [...now.values()];
+  }
+
   /** The writes commitInto adds: one per document written. */
   get writeCount(): number {
     return this.writes.length;
@@ -186,28 +212,62 @@ export const MISSED: unique symbol = Symbol("missed");
  * not draw, the query that found the lots) changes only with a ledger change, or, for a lot past its expiry
  * with nothing unheld, in a way a spend never draws from. The user document's update time is a second cover.
  *
- * Work that writes nothing (a replay) needs no commit: its answer stands as read.
+ * When this instance's last guarded change of the user left their documents in memory (committed-state.ts), the
+ * work reads those first, and what is not there as missing; that try's commit stands only if it creates every
+ * document assumed missing. It is guarded like any other, so a change made since (here or elsewhere) fails it,
+ * and the work runs once more with reads from Firestore. Work that writes nothing (a replay) needs no commit:
+ * its answer stands as read from Firestore.
  */
 export async function guardedAttempt<T>(
   db: Firestore,
   cover: DocumentReference,
   work: (tx: Transaction) => Promise<T>,
+  options: { recall?: boolean } = {},
 ): Promise<T | typeof MISSED> {
-  const change = new PrefetchedTransaction(new SnapshotCache((refs) => db.getAll(...refs)), { queries: true });
+  const remembered = options.recall === false ? undefined : recallCommitted(db, cover);
+  if (remembered) {
+    const answer = await attemptOnce(db, cover, work, remembered);
+    if (answer !== MISSED) return answer;
+    forgetCommitted(db, cover.id);
+  }
+  return attemptOnce(db, cover, work);
+}
+
+async function attemptOnce<T>(
+  db: Firestore,
+  cover: DocumentReference,
+  work: (tx: Transaction) => Promise<T>,
+  remembered?: Map<string, DocumentSnapshot>,
+): Promise<T | typeof MISSED> {
+  const assumedMissing: string[] = [];
+  const read = remembered
+    ? async (refs: DocumentReference[]) =>
+        refs.map((ref) => {
+          const snapshot = remembered.get(ref.path);
+          if (snapshot) return snapshot;
+          assumedMissing.push(ref.path);
+          return missingSnapshot(ref);
+        })
+    : (refs: DocumentReference[]) => db.getAll(...refs);
+  const change = new PrefetchedTransaction(new SnapshotCache(read), { queries: true });
   let answer: T;
   try {
     answer = await work(change.asTransaction());
   } catch {
     return MISSED;
   }
-  if (change.writeCount === 0) return answer;
-  if (!change.guards(cover)) return MISSED;
+  if (change.writeCount === 0) return remembered ? MISSED : answer;
+  if (!change.guards(cover) || assumedMissing.some((path) => !change.creates(path))) return MISSED;
+  let results: WriteResult[];
   try {
     const batch = db.batch();
     change.commitInto(batch);
-    await batch.commit();
+    results = await batch.commit();
   } catch {
     return MISSED;
   }
+  const now = change.committed(results);
+  if (now) rememberCommitted(db, cover, now);
+  else forgetCommitted(db, cover.id);
   return answer;
 }

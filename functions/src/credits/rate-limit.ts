@@ -28,22 +28,30 @@ return {1, count, ttl}
 `;
 
 /**
- * The window above, then (only when allowed) the ledger lock's first try: KEYS[1] counter, KEYS[2] lock;
- * ARGV[1] window ms, ARGV[2] limit, ARGV[3] lock token, ARGV[4] lock ttl ms → {allowed 0/1, ms until reset,
- * locked 0/1}. A refused call takes no lock.
+ * The window above, then (only when allowed) the ledger lock's first try: KEYS[1] counter, KEYS[2] lock, KEYS[3]
+ * the lock's last holder; ARGV[1] window ms, ARGV[2] limit, ARGV[3] lock token, ARGV[4] lock ttl ms →
+ * {allowed 0/1, ms until reset, locked 0/1, last holder or ""}. A refused call takes no lock.
  */
 const WINDOW_AND_LOCK_SCRIPT = `
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-if count > tonumber(ARGV[2]) then return {0, ttl, 0} end
-if redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4], 'NX') then return {1, ttl, 1} end
-return {1, ttl, 0}
+if count > tonumber(ARGV[2]) then return {0, ttl, 0, ''} end
+if redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4], 'NX') then
+  return {1, ttl, 1, redis.call('GET', KEYS[3]) or ''}
+end
+return {1, ttl, 0, ''}
 `;
 
-/** What the lock's first try found: taken, held by another, or Redis not answering (run unlocked). */
-export type FirstTry = "locked" | "busy" | "unavailable";
+/**
+ * What the lock's first try found: taken, held by another, or Redis not answering (run unlocked); when taken, the
+ * instance that released it last (user-lock.ts lastHolderKeyOf; null: none on record).
+ */
+export interface FirstTry {
+  outcome: "locked" | "busy" | "unavailable";
+  lastHolder: string | null;
+}
 
 /**
  * A check that rides on the ledger lock's first try (user-lock.ts withUserLock): `checkAndLock` checks and
@@ -53,7 +61,7 @@ export type FirstTry = "locked" | "busy" | "unavailable";
 export interface LockGate {
   gateway: RedisGateway;
   check(): Promise<void>;
-  checkAndLock(lockKey: string, token: string, ttlMs: number): Promise<FirstTry>;
+  checkAndLock(lockKey: string, token: string, ttlMs: number, lastHolderKey: string): Promise<FirstTry>;
 }
 
 export interface RateLimitDecision {
@@ -116,30 +124,31 @@ export class RateLimiter {
     return {
       gateway: this.gateway,
       check: () => this.enforce(bucket, subject),
-      checkAndLock: async (lockKey, token, ttlMs) => {
-        let answer: [number, number, number];
+      checkAndLock: async (lockKey, token, ttlMs, lastHolderKey) => {
+        let answer: [number, number, number, string];
         try {
           answer = await this.gateway.run(
             (client) =>
               client.eval(
                 WINDOW_AND_LOCK_SCRIPT,
-                2,
+                3,
                 rateKeyOf(bucket, subject),
                 lockKey,
+                lastHolderKey,
                 this.options.windowMs,
                 this.options.limit,
                 token,
                 ttlMs,
-              ) as Promise<[number, number, number]>,
+              ) as Promise<[number, number, number, string]>,
           );
         } catch {
           const decision = this.checkLocally(`${bucket}:${subject}`);
           if (!decision.allowed) throw new RateLimited(decision.retryAfterMs);
-          return "unavailable";
+          return { outcome: "unavailable", lastHolder: null };
         }
-        const [allowed, ttl, locked] = answer;
+        const [allowed, ttl, locked, lastHolder] = answer;
         if (allowed !== 1) throw new RateLimited(Number(ttl));
-        return locked === 1 ? "locked" : "busy";
+        return { outcome: locked === 1 ? "locked" : "busy", lastHolder: lastHolder || null };
       },
     };
   }

@@ -15,18 +15,45 @@
  * not waited for. A caller folds them into its own Redis work (`LockSteps`):
  * a gate (the spend rate limit) rides on the first try as one script, and
  * commands that follow the work (the balance cache fill) go in one pipeline
- * with the release.
+ * with the release. The release also names this instance as the user's last
+ * holder, which a spend's first try reads back (`Taken.mayRecall`).
  */
 import { randomUUID } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
 import type { Firestore, Transaction } from "firebase-admin/firestore";
 import type { RedisGateway } from "../adapters/redis";
 import { runCreditTransaction, userRef } from "./ledger";
+import { forgetCommitted } from "./committed-state";
 import { MISSED, guardedAttempt } from "./prefetched-transaction";
 import type { LockGate } from "./rate-limit";
 
-/** Deletes the lock only if it is still ours (it may have expired and been taken). */
-const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+/**
+ * Deletes the lock only if it is still ours (it may have expired and been taken), and names this instance as the
+ * user's last holder: KEYS[1] lock, KEYS[2] last holder; ARGV[1] token, ARGV[2] instance, ARGV[3] marker ttl ms.
+ */
+const RELEASE_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+`;
+
+/** This process, as the last holder of a user's lock names it. */
+export const THIS_INSTANCE = randomUUID();
+
+/** How long a user's last holder is kept after the release. */
+const LAST_HOLDER_TTL_MS = 3_600_000;
+
+/**
+ * What taking the lock found: whether it is held, and whether what this instance remembers of the user may be
+ * current (no other instance is known to have held the lock since this one did).
+ */
+export interface Taken {
+  acquired: boolean;
+  mayRecall: boolean;
+}
 
 export interface UserLockOptions {
   /** How long a holder may keep the lock before it expires on its own (a crashed holder). */
@@ -68,6 +95,16 @@ export function lockKeyOf(uid: string): string {
 }
 
 /**
+ * The instance that last released `uid`'s lock (set by the release, read by a spend's first try): a spend
+ * reads what its instance remembers of the user (committed-state.ts) only if no other instance is known to have
+ * held the lock since. A hint, like the lock: changes made without it do not set it, and the commit's guards
+ * catch what it misses.
+ */
+export function lastHolderKeyOf(uid: string): string {
+  return `lock:ledger:last:{${uid}}`;
+}
+
+/**
  * Runs `work` under `uid`'s lock. The lock is taken (with the gate's check) while `work` starts: `work` gets
  * `locked`, and must wait for it before it touches the store; a refusal by the gate rejects it, and `work`
  * fails with that refusal. Ledger transactions go through lockedCreditTransaction, which waits for it.
@@ -75,14 +112,13 @@ export function lockKeyOf(uid: string): string {
 export async function withUserLock<T>(
   gateway: RedisGateway | undefined,
   uid: string,
-  work: (locked: Promise<void>) => Promise<T>,
+  work: (locked: Promise<Taken>) => Promise<T>,
   options: UserLockOptions = DEFAULT_LOCK,
   steps: LockSteps<T> = {},
 ): Promise<T> {
-  const key = lockKeyOf(uid);
   const token = randomUUID();
-  const taking = take(gateway, key, token, options, steps.gate);
-  const locked = taking.then(() => undefined);
+  const taking = take(gateway, uid, token, options, steps.gate);
+  const locked = taking;
   // A refusal reaches the caller through `work`, which may wait a timer tick before it awaits `locked`: handled
   // now, so it is never an unhandled rejection in between (which would end a Cloud Functions instance).
   locked.catch(() => undefined);
@@ -90,10 +126,10 @@ export async function withUserLock<T>(
   try {
     result = await work(locked);
   } catch (error) {
-    if ((await taking.catch(() => false)) && gateway) await release(gateway, key, token);
+    if ((await taking.catch(() => undefined))?.acquired && gateway) await release(gateway, uid, token);
     throw error;
   }
-  const acquired = await taking;
+  const { acquired } = await taking;
   const after = steps.after?.(result);
   if (gateway && (acquired || after)) {
     // The release and what follows the work in one pipeline, sent but not waited for (RedisGateway.send): the
@@ -101,7 +137,7 @@ export async function withUserLock<T>(
     // Not sent or failed, it costs only the cache fill (the lock expires on its own), never the result.
     gateway.send((client) => {
       const pipeline = client.pipeline();
-      if (acquired) pipeline.eval(RELEASE_SCRIPT, 1, key, token);
+      if (acquired) pipeline.eval(...releaseOf(uid, token));
       after?.(pipeline);
       return pipeline.exec();
     });
@@ -124,9 +160,11 @@ export function lockedCreditTransaction<T>(
   options: UserLockOptions = DEFAULT_LOCK,
   steps: CreditTransactionSteps<T> = {},
 ): Promise<T> {
-  const transaction = (locked: Promise<void>) =>
+  const transaction = (locked: Promise<Taken>) =>
     runCreditTransaction(db, async (tx) => {
       await locked;
+      // What this instance remembers of the user may be older than what this transaction writes.
+      forgetCommitted(db, uid);
       return body(tx);
     });
   return withUserLock(
@@ -134,8 +172,8 @@ export function lockedCreditTransaction<T>(
     uid,
     steps.guarded
       ? async (locked) => {
-          await locked;
-          const answer = await guardedAttempt(db, userRef(db, uid), body);
+          const { mayRecall } = await locked;
+          const answer = await guardedAttempt(db, userRef(db, uid), body, { recall: mayRecall });
           return answer === MISSED ? transaction(locked) : answer;
         }
       : transaction,
@@ -144,25 +182,38 @@ export function lockedCreditTransaction<T>(
   );
 }
 
-/** Takes the lock, after the gate's check (riding on the first try when both use one Redis): whether it is held. */
+/**
+ * Takes the lock, after the gate's check (riding on the first try when both use one Redis): whether it is held,
+ * and whether another instance is known to have held it since this one (only a first try that took the lock
+ * looks; one that had to wait for another holder assumes so).
+ */
 async function take(
   gateway: RedisGateway | undefined,
-  key: string,
+  uid: string,
   token: string,
   options: UserLockOptions,
   gate: LockGate | undefined,
-): Promise<boolean> {
+): Promise<Taken> {
+  const key = lockKeyOf(uid);
   if (gateway && gate?.gateway === gateway) {
-    const first = await gate.checkAndLock(key, token, options.ttlMs);
-    return first === "locked" || (first === "busy" && (await acquire(gateway, key, token, options, true)));
+    const first = await gate.checkAndLock(key, token, options.ttlMs, lastHolderKeyOf(uid));
+    if (first.outcome === "locked")
+      return { acquired: true, mayRecall: first.lastHolder === null || first.lastHolder === THIS_INSTANCE };
+    if (first.outcome === "busy")
+      return { acquired: await acquire(gateway, key, token, options, true), mayRecall: false };
+    return { acquired: false, mayRecall: true };
   }
   // No lock to ride on (no Redis configured for it, or the gate's is another): the check on its own.
   if (gate) await gate.check();
-  return gateway ? acquire(gateway, key, token, options) : false;
+  return { acquired: gateway ? await acquire(gateway, key, token, options) : false, mayRecall: true };
 }
 
-async function release(gateway: RedisGateway, key: string, token: string): Promise<void> {
-  await gateway.run((client) => client.eval(RELEASE_SCRIPT, 1, key, token)).catch(() => undefined);
+function releaseOf(uid: string, token: string): [string, number, string, string, string, string, number] {
+  return [RELEASE_SCRIPT, 2, lockKeyOf(uid), lastHolderKeyOf(uid), token, THIS_INSTANCE, LAST_HOLDER_TTL_MS];
+}
+
+async function release(gateway: RedisGateway, uid: string, token: string): Promise<void> {
+  await gateway.run((client) => client.eval(...releaseOf(uid, token))).catch(() => undefined);
 }
 
 async function acquire(
