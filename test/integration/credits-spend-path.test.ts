@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { RedisGateway } from "../../functions/src/adapters/redis";
-import { RateLimited } from "../../functions/src/credits/errors";
+import { IdempotencyKeyReused, RateLimited } from "../../functions/src/credits/errors";
 import { forgetCommitted, NotRemembered, recallCommitted } from "../../functions/src/credits/committed-state";
 import { grantCredits, spendCredits } from "../../functions/src/credits/operations";
 import { configureAutoTopUp, TOPUPS, topUpId } from "../../functions/src/credits/topup";
@@ -34,6 +34,32 @@ describe("integration: the spend path's folded Redis round trips", function () {
   });
   afterEach(async () => {
     await redis.close();
+  });
+
+  it("when another instance released the user's lock last, then the spend reads before it commits; once this one has, it reads nothing", async () => {
+    const uid = newUid("holder");
+    await fund(uid, 100);
+    const limiter = new RateLimiter(redis, { limit: 100, windowMs: 60_000, fallbackLimit: 100 });
+    const spendHere = (key: string) =>
+      watchRpcs(db(), () => spendAsUser({ db: db(), redis, limiter }, uid, spendInput(key)));
+    await spendHere("a");
+    await waitFor(
+      "this instance named as the last holder",
+      async () => (await redis.run((client) => client.get(lastHolderKeyOf(uid)))) === THIS_INSTANCE,
+    );
+    // A grant on another instance; its lock's release names that instance (this process is one, so set here).
+    await fund(uid, 5, otherInstanceFirestore());
+    await redis.run((client) => client.set(lastHolderKeyOf(uid), "another-instance", "PX", 60_000));
+    const { sent: afterOther } = await spendHere("b");
+    assert.deepEqual(
+      afterOther.filter((method) => method !== "runQuery"),
+      ["batchGetDocuments", "commit"],
+      "no commit from what this instance remembered (it would fail): the spend reads first",
+    );
+    const { sent: next } = await spendHere("c");
+    assert.deepEqual(next, ["commit"], "this instance held the lock last: it reads nothing");
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 102);
   });
 
   it("when a spend succeeds, then the lock is released and the cache holds its version; over the limit, then the spend is refused, writes nothing and takes no lock", async () => {
@@ -165,50 +191,6 @@ describe("integration: the spend path's folded Redis round trips", function () {
     } finally {
       await down.close();
     }
-  });
-});
-
-describe("integration: a spend trusts what its instance remembers only if no other instance held the lock since", function () {
-  this.timeout(60_000);
-  let redis: RedisGateway;
-
-  beforeEach(() => {
-    redis = liveGateway();
-  });
-  afterEach(async () => {
-    await redis.close();
-  });
-
-  it("when another instance released the user's lock last, then the spend reads before it commits; once this one has, it reads nothing", async () => {
-    const uid = newUid("holder");
-    await fund(uid, 100);
-    const limiter = new RateLimiter(redis, { limit: 100, windowMs: 60_000, fallbackLimit: 100 });
-    const spendHere = (key: string) =>
-      watchRpcs(db(), () => spendAsUser({ db: db(), redis, limiter }, uid, spendInput(key)));
-    await spendHere("a");
-    await waitFor(
-      "this instance named as the last holder",
-      async () => (await redis.run((client) => client.get(lastHolderKeyOf(uid)))) === THIS_INSTANCE,
-    );
-    // A grant on another instance; its lock's release names that instance (this process is one, so set here).
-    await grantCredits({ db: otherInstanceFirestore() }, "test-admin", {
-      user_id: uid,
-      amount: 5,
-      type: "grant",
-      reason: "test",
-      idempotency_key: `elsewhere-${uid}`,
-    });
-    await redis.run((client) => client.set(lastHolderKeyOf(uid), "another-instance", "PX", 60_000));
-    const { sent: afterOther } = await spendHere("b");
-    assert.deepEqual(
-      afterOther.filter((method) => method !== "runQuery"),
-      ["batchGetDocuments", "commit"],
-      "no commit from what this instance remembered (it would fail): the spend reads first",
-    );
-    const { sent: next } = await spendHere("c");
-    assert.deepEqual(next, ["commit"], "this instance held the lock last: it reads nothing");
-    const state = await assertLedgerInvariants(uid);
-    assert.equal(state.balance, 102);
   });
 });
 
@@ -391,7 +373,7 @@ describe("integration: a spend reads what this instance's last spend of the user
     assert.equal(state.balance, 28);
   });
 
-  it("when a lot that burns earlier was granted on another instance since, then the commit fails on the next entry, and the spend reads afresh and draws from the new lot", async () => {
+  it("when a lot that burns earlier was granted on another instance since, then the commit fails (the grant took the next entry and moved the user document), and the spend reads afresh and draws from the new lot", async () => {
     const uid = newUid("remembered");
     const grant = await grantLot(uid, 10);
     await spend(uid, "n1");
@@ -416,7 +398,7 @@ describe("integration: a spend reads what this instance's last spend of the user
     assert.equal(state.balance, 13);
   });
 
-  it("when the same request was answered on another instance since, then the commit fails on its record, and the spend answers as a replay: one entry", async () => {
+  it("when the same request was answered on another instance since, then the commit fails, and the spend answers as a replay: one entry", async () => {
     const uid = newUid("remembered");
     await grantLot(uid, 10);
     await spend(uid, "r1");
@@ -435,6 +417,33 @@ describe("integration: a spend reads what this instance's last spend of the user
     assert.equal(state.balance, 8);
   });
 
+  it("when another instance refused a request with this key since (recorded, no ledger change), then the commit fails on the record alone, and the key's reuse with other parameters is refused: nothing charged", async () => {
+    const uid = newUid("remembered");
+    await grantLot(uid, 10);
+    await spend(uid, "k1");
+    const refused = spendCredits(
+      { db: otherInstanceFirestore() },
+      uid,
+      { feature: "chat.message", quantity: 50, idempotency_key: "refused" },
+      `user:${uid}`,
+      { finalRejections: true }, // as the offline queue records a refusal as the key's answer
+    );
+    await assert.rejects(refused, /Insufficient credits/);
+    const { sent, result } = await watchRpcs(db(), () =>
+      spend(uid, "refused").then(
+        () => "charged",
+        (error: unknown) => error,
+      ),
+    );
+    assert.ok(result instanceof IdempotencyKeyReused, String(result));
+    // The commit from memory failed; then the reads found the record (a refusal outside a transaction is not
+    // final, so the transaction refuses again).
+    assert.deepEqual(sent.slice(0, 2), ["commit", "batchGetDocuments"], sent.join(", "));
+    assert.equal((await ledgerOf(uid)).filter((entry) => entry.type === "spend").length, 1);
+    const state = await assertLedgerInvariants(uid);
+    assert.equal(state.balance, 9);
+  });
+
   it("when a lot it draws from was written on another instance since without a ledger entry (an operator's note), then the commit fails on the lot's update time and the spend reads afresh", async () => {
     const uid = newUid("remembered");
     const grant = await grantLot(uid, 10);
@@ -451,13 +460,7 @@ describe("integration: a spend reads what this instance's last spend of the user
     // A project no trigger watches: the top-up this creates must not be charged by the deployed trigger.
     const store = unwatchedFirestore();
     const uid = newUid("remembered");
-    await grantCredits({ db: store }, "test-admin", {
-      user_id: uid,
-      amount: 100,
-      type: "grant",
-      reason: "test",
-      idempotency_key: `fund-${uid}`,
-    });
+    await fund(uid, 100, store);
     await spend(uid, "t1", store);
     await configureAutoTopUp(
       { db: otherInstanceFirestore("unwatched") },

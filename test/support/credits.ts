@@ -14,8 +14,8 @@ export function db(): Firestore {
 }
 
 /** Gives `uid` credits the way production does (a ledger entry), so invariants hold from the start. */
-export async function fund(uid: string, amount: number): Promise<void> {
-  await grantCredits({ db: db() }, "test-admin", {
+export async function fund(uid: string, amount: number, store: Firestore = db()): Promise<void> {
+  await grantCredits({ db: store }, "test-admin", {
     user_id: uid,
     amount,
     type: "grant",

@@ -18,9 +18,11 @@
  * server's time is remembered as not known, and reading it makes the spend
  * read afresh.
  *
- * Every ledger change forgets its user here (ledger.ts postEntry), so a change
+ * Every ledger change on the instance forgets its user here (ledger.ts
+ * postEntry and expireLot; user-lock.ts, every locked transaction), so a change
  * made on this instance costs the next spend nothing; one made on another
- * costs it one failed commit.
+ * costs it one failed commit, unless the user lock's last holder says so first
+ * (user-lock.ts lastHolderKeyOf).
  */
 import type { DocumentData, DocumentReference, DocumentSnapshot, Firestore, Timestamp } from "firebase-admin/firestore";
 import { firestoreValues } from "../adapters/firebase";
@@ -56,8 +58,10 @@ export function rememberCommitted(db: Firestore, userDoc: DocumentReference, sna
   users.set(userDoc.id, new Map(snapshots.map((snapshot) => [snapshot.ref.path, snapshot])));
 }
 
-export function forgetCommitted(db: Firestore, uid: string): void {
-  known.get(db)?.delete(uid);
+/** Forgets `uid` here; with `ifStill`, only if that is still what is remembered (not a newer commit's). */
+export function forgetCommitted(db: Firestore, uid: string, ifStill?: Map<string, DocumentSnapshot>): void {
+  const users = known.get(db);
+  if (!ifStill || users?.get(uid) === ifStill) users?.delete(uid);
 }
 
 /**

@@ -335,6 +335,7 @@ export function expireLot(
   const book = account.lots;
   if (!book) throw new Error("expireLot: the lot was not read in this transaction (readLotsFor)");
   if (!isLapsed(book, lotId)) return null;
+  forgetCommitted(db, account.uid); // as in postEntry
   const posted = expireUnheld(tx, db, account, book, lotId, actor, `expire:${lotId}`);
   lotWrites(tx, book);
   return posted;

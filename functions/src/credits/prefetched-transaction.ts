@@ -228,7 +228,7 @@ export async function guardedAttempt<T>(
   if (remembered) {
     const answer = await attemptOnce(db, cover, work, remembered);
     if (answer !== MISSED) return answer;
-    forgetCommitted(db, cover.id);
+    forgetCommitted(db, cover.id, remembered);
   }
   return attemptOnce(db, cover, work);
 }
@@ -266,7 +266,13 @@ async function attemptOnce<T>(
   } catch {
     return MISSED;
   }
-  const now = change.committed(results);
+  // The change has committed: what is remembered of it is best effort, never its answer.
+  let now: DocumentSnapshot[] | undefined;
+  try {
+    now = change.committed(results);
+  } catch {
+    now = undefined;
+  }
   if (now) rememberCommitted(db, cover, now);
   else forgetCommitted(db, cover.id);
   return answer;

@@ -118,13 +118,12 @@ export async function withUserLock<T>(
 ): Promise<T> {
   const token = randomUUID();
   const taking = take(gateway, uid, token, options, steps.gate);
-  const locked = taking;
-  // A refusal reaches the caller through `work`, which may wait a timer tick before it awaits `locked`: handled
+  // A refusal reaches the caller through `work`, which may wait a timer tick before it awaits `taking`: handled
   // now, so it is never an unhandled rejection in between (which would end a Cloud Functions instance).
-  locked.catch(() => undefined);
+  taking.catch(() => undefined);
   let result: T;
   try {
-    result = await work(locked);
+    result = await work(taking);
   } catch (error) {
     if ((await taking.catch(() => undefined))?.acquired && gateway) await release(gateway, uid, token);
     throw error;
