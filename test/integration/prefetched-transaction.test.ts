@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import type { DocumentReference } from "firebase-admin/firestore";
 import { firestoreValues } from "../../functions/src/adapters/firebase";
+import { afterUpdate, NotRemembered } from "../../functions/src/credits/committed-state";
 import { PrefetchedTransaction, UnsupportedWrite } from "../../functions/src/credits/prefetched-transaction";
 import { SnapshotCache } from "../../functions/src/shared/read-ahead";
 import { db } from "../support/credits";
@@ -78,5 +79,46 @@ describe("integration: prefetched transaction", function () {
     tx.commitInto(batch);
     await assert.rejects(batch.commit(), "a write decided from the first read must not land over the change");
     assert.equal((await lot.get()).get("remaining"), 7);
+  });
+});
+
+describe("integration: what a committed change leaves in memory (credits/committed-state.ts afterUpdate)", function () {
+  this.timeout(60_000);
+
+  it("when an update sets plain values, a date and the server's time, then the remembered document has them, and reading the server's time throws; a write whose result needs a read leaves nothing", async () => {
+    const { FieldValue, Timestamp } = firestoreValues();
+    const ref = db().collection("prefetched").doc(newUid("memory"));
+    await ref.set({ tier: "free", auto_topup: { enabled: false }, n: 1 });
+    const before = await ref.get();
+    const at = Timestamp.fromMillis(Date.UTC(2036, 6, 1));
+    const after = afterUpdate(
+      before,
+      { n: 2, note: null, list: [1, "a"], due: new Date(at.toMillis()), updated_at: FieldValue.serverTimestamp() },
+      at,
+    );
+    assert.ok(after?.exists);
+    const data = after.data() ?? {};
+    const known = ["n", "note", "list", "tier", "auto_topup"].map((field): unknown => data[field]);
+    assert.deepEqual(known, [2, null, [1, "a"], "free", { enabled: false }]);
+    assert.ok(at.isEqual(data.due as typeof at), "a Date is kept as the Timestamp Firestore returns");
+    assert.ok(after.updateTime?.isEqual(at));
+    assert.throws(() => data.updated_at as unknown, NotRemembered);
+    assert.throws(() => after.get("updated_at") as unknown, NotRemembered);
+    assert.throws(() => ({ ...after.data() }), NotRemembered, "copying every field reads it too");
+    assert.equal(after.get("auto_topup.enabled"), false);
+
+    // Built on a remembered document, the next update keeps what the first left.
+    const next = afterUpdate(after, { n: 3 }, at);
+    assert.deepEqual([next?.get("n"), next?.get("note"), next?.get("tier")], [3, null, "free"]);
+    assert.throws(() => next?.get("updated_at") as unknown, NotRemembered);
+
+    for (const unknowable of [
+      { n: FieldValue.increment(1) },
+      { auto_topup: { enabled: true } },
+      { "auto_topup.enabled": true },
+      { n: undefined },
+      { gone: FieldValue.delete() },
+    ])
+      assert.equal(afterUpdate(before, unknowable, at), undefined, JSON.stringify(Object.keys(unknowable)));
   });
 });
