@@ -2,8 +2,8 @@
  * Per instance: each user's documents as this instance's last guarded spend of
  * theirs left them (the user document and the lots it read or wrote, each with
  * the update time its commit gave it). The next spend of that user here reads
- * from this instead of from Firestore, and so makes one Firestore round trip,
- * its commit (prefetched-transaction.ts guardedAttempt).
+ * from this instead of from Firestore, and so usually makes one Firestore
+ * round trip, its commit (prefetched-transaction.ts guardedAttempt).
  *
  * It is only a guess, and it never decides anything on its own: the commit it
  * leads to is guarded exactly as a commit after a fresh read is, and what it
